@@ -1,0 +1,28 @@
+// Package store is Watashi's storage primitive and its two backends.
+//
+// Every domain package (idp, whitelist, consent) defines the narrow
+// interface it needs on top of the KV contract below, and the binary wires
+// one backend into all of them:
+//
+//   - Memory: a mutex-guarded map with expiry, for development, the demo
+//     and tests. `watashi serve` refuses it outside --dev because it
+//     forgets everything on restart and cannot be shared between nodes.
+//   - Redis: go-redis v9 UniversalClient (standalone, Sentinel, Cluster),
+//     with a key prefix, context deadlines enforced
+//     (ContextTimeoutEnabled) and Lua for the compare-and-swap.
+//
+// Records come in two lifetimes. Ephemeral records (auth requests, codes,
+// tokens, sessions, sign-in transactions, rate-limit counters) are always
+// written with a TTL, so an abandoned login cleans itself up. Durable
+// records (accounts, certificate links, signing keys, clients, consents)
+// are written with TTL 0 and need Redis persistence: run Redis with
+// appendonly yes (AOF), see docs/operator-guide.md.
+//
+// Atomicity is single-key: Take (GETDEL) makes authorization codes single
+// use, SetNX makes one-time markers, CompareAndSwap moves a record from one
+// state to the next exactly once. Keys that must live on one Cluster slot
+// carry a hash tag ({...}) chosen by the caller.
+//
+// The conformance suite in storetest runs against both backends; the Redis
+// run starts a real redis-server on a free port.
+package store

@@ -1,0 +1,274 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Memory is the in-process backend. It is correct under concurrency and
+// honours TTLs, but forgets everything on restart.
+type Memory struct {
+	mu     sync.Mutex
+	items  map[string]memItem
+	sets   map[string]memSet
+	subs   map[string]map[chan []byte]struct{}
+	now    func() time.Time
+	writes int
+}
+
+type memItem struct {
+	val []byte
+	exp time.Time
+}
+
+type memSet struct {
+	members map[string]struct{}
+	exp     time.Time
+}
+
+// NewMemory returns an empty memory store.
+func NewMemory() *Memory {
+	return &Memory{
+		items: map[string]memItem{},
+		sets:  map[string]memSet{},
+		subs:  map[string]map[chan []byte]struct{}{},
+		now:   time.Now,
+	}
+}
+
+func (m *Memory) expiry(ttl time.Duration) time.Time {
+	if ttl <= 0 {
+		return time.Time{}
+	}
+	return m.now().Add(ttl)
+}
+
+func (m *Memory) live(exp time.Time) bool { return exp.IsZero() || m.now().Before(exp) }
+
+// sweep drops expired entries every 1024 writes so that an abandoned login
+// does not pin memory; callers hold mu.
+func (m *Memory) sweep() {
+	m.writes++
+	if m.writes%1024 != 0 {
+		return
+	}
+	for k, it := range m.items {
+		if !m.live(it.exp) {
+			delete(m.items, k)
+		}
+	}
+	for k, s := range m.sets {
+		if !m.live(s.exp) {
+			delete(m.sets, k)
+		}
+	}
+}
+
+func (m *Memory) get(key string) ([]byte, bool) {
+	it, ok := m.items[key]
+	if !ok {
+		return nil, false
+	}
+	if !m.live(it.exp) {
+		delete(m.items, key)
+		return nil, false
+	}
+	return it.val, true
+}
+
+func clone(b []byte) []byte { return append([]byte(nil), b...) }
+
+func (m *Memory) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.get(key)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return clone(v), nil
+}
+
+func (m *Memory) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep()
+	m.items[key] = memItem{val: clone(val), exp: m.expiry(ttl)}
+	return nil
+}
+
+func (m *Memory) SetNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.get(key); ok {
+		return false, nil
+	}
+	m.sweep()
+	m.items[key] = memItem{val: clone(val), exp: m.expiry(ttl)}
+	return true, nil
+}
+
+func (m *Memory) Take(ctx context.Context, key string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.get(key)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	delete(m.items, key)
+	return v, nil
+}
+
+func (m *Memory) Delete(ctx context.Context, keys ...string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range keys {
+		delete(m.items, k)
+		delete(m.sets, k)
+	}
+	return nil
+}
+
+func (m *Memory) CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	it, ok := m.items[key]
+	if !ok || !m.live(it.exp) || !bytes.Equal(it.val, old) {
+		return false, nil
+	}
+	m.items[key] = memItem{val: clone(new), exp: it.exp}
+	return true, nil
+}
+
+func (m *Memory) Incr(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	it, ok := m.items[key]
+	if !ok || !m.live(it.exp) {
+		m.sweep()
+		m.items[key] = memItem{val: []byte("1"), exp: m.expiry(ttl)}
+		return 1, nil
+	}
+	n, err := strconv.ParseInt(string(it.val), 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	n++
+	m.items[key] = memItem{val: []byte(strconv.FormatInt(n, 10)), exp: it.exp}
+	return n, nil
+}
+
+func (m *Memory) SetAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sets[key]
+	if !ok || !m.live(s.exp) {
+		m.sweep()
+		s = memSet{members: map[string]struct{}{}}
+	}
+	for _, x := range members {
+		s.members[x] = struct{}{}
+	}
+	if ttl > 0 {
+		s.exp = m.expiry(ttl)
+	}
+	m.sets[key] = s
+	return nil
+}
+
+func (m *Memory) SetMembers(ctx context.Context, key string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.sets[key]
+	if !ok || !m.live(s.exp) {
+		return nil, nil
+	}
+	out := make([]string, 0, len(s.members))
+	for x := range s.members {
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+func (m *Memory) SetRemove(ctx context.Context, key string, members ...string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.sets[key]; ok {
+		for _, x := range members {
+			delete(s.members, x)
+		}
+	}
+	return nil
+}
+
+func (m *Memory) Publish(ctx context.Context, channel string, msg []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for ch := range m.subs[channel] {
+		select {
+		case ch <- clone(msg):
+		default: // a slow subscriber drops messages rather than blocking publishers
+		}
+	}
+	return nil
+}
+
+func (m *Memory) Subscribe(ctx context.Context, channel string) (<-chan []byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ch := make(chan []byte, 64)
+	m.mu.Lock()
+	if m.subs[channel] == nil {
+		m.subs[channel] = map[chan []byte]struct{}{}
+	}
+	m.subs[channel][ch] = struct{}{}
+	m.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		m.mu.Lock()
+		delete(m.subs[channel], ch)
+		close(ch)
+		m.mu.Unlock()
+	}()
+	return ch, nil
+}
+
+func (m *Memory) Ping(ctx context.Context) error { return ctx.Err() }
+func (m *Memory) Close() error                  { return nil }
+func (m *Memory) Durable() bool                 { return false }

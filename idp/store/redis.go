@@ -1,0 +1,237 @@
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisOptions select and tune the Redis deployment. One address is
+// standalone; several are a Cluster seed list; MasterName selects Sentinel.
+type RedisOptions struct {
+	Addrs      []string
+	MasterName string
+	Username   string
+	Password   string
+	DB         int
+	TLS        *tls.Config
+	// Prefix namespaces every key and channel so that several deployments
+	// can share one Redis.
+	Prefix string
+	// Timeout bounds each command when the caller's context has no
+	// earlier deadline. Default 2s.
+	Timeout time.Duration
+}
+
+// Redis is the production backend.
+type Redis struct {
+	c       redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+}
+
+// NewRedis connects lazily; call Ping to check reachability.
+func NewRedis(o RedisOptions) (*Redis, error) {
+	if len(o.Addrs) == 0 {
+		return nil, errors.New("store: redis needs at least one address")
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
+	c := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:      o.Addrs,
+		MasterName: o.MasterName,
+		Username:   o.Username,
+		Password:   o.Password,
+		DB:         o.DB,
+		TLSConfig:  o.TLS,
+		// Without this go-redis ignores context deadlines (DESIGN.md §5).
+		ContextTimeoutEnabled: true,
+		ReadTimeout:           o.Timeout,
+		WriteTimeout:          o.Timeout,
+		DialTimeout:           o.Timeout,
+	})
+	return &Redis{c: c, prefix: o.Prefix, timeout: o.Timeout}, nil
+}
+
+// Client exposes the underlying client for operators' tooling and tests.
+func (r *Redis) Client() redis.UniversalClient { return r.c }
+
+func (r *Redis) k(key string) string { return r.prefix + key }
+
+func (r *Redis) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, r.timeout)
+}
+
+func notFound(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return ErrNotFound
+	}
+	return err
+}
+
+func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	v, err := r.c.Get(ctx, r.k(key)).Bytes()
+	return v, notFound(err)
+}
+
+func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	return r.c.Set(ctx, r.k(key), val, ttl).Err()
+}
+
+func (r *Redis) SetNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	res, err := r.c.SetArgs(ctx, r.k(key), val, redis.SetArgs{Mode: "NX", TTL: ttl}).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	return err == nil && res == "OK", err
+}
+
+func (r *Redis) Take(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	v, err := r.c.GetDel(ctx, r.k(key)).Bytes()
+	return v, notFound(err)
+}
+
+func (r *Redis) Delete(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	// One DEL per key: in Cluster the keys may live on different slots.
+	pipe := r.c.Pipeline()
+	for _, k := range keys {
+		pipe.Del(ctx, r.k(k))
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+var casScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0`)
+
+func (r *Redis) CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	n, err := casScript.Run(ctx, r.c, []string{r.k(key)}, old, new).Int()
+	return n == 1, err
+}
+
+var incrScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 and tonumber(ARGV[1]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return n`)
+
+func (r *Redis) Incr(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	return incrScript.Run(ctx, r.c, []string{r.k(key)}, ttl.Milliseconds()).Int64()
+}
+
+func (r *Redis) SetAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error {
+	if len(members) == 0 {
+		return nil
+	}
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	args := make([]any, len(members))
+	for i, m := range members {
+		args[i] = m
+	}
+	pipe := r.c.TxPipeline()
+	pipe.SAdd(ctx, r.k(key), args...)
+	if ttl > 0 {
+		pipe.PExpire(ctx, r.k(key), ttl)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+func (r *Redis) SetMembers(ctx context.Context, key string) ([]string, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	return r.c.SMembers(ctx, r.k(key)).Result()
+}
+
+func (r *Redis) SetRemove(ctx context.Context, key string, members ...string) error {
+	if len(members) == 0 {
+		return nil
+	}
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	args := make([]any, len(members))
+	for i, m := range members {
+		args[i] = m
+	}
+	return r.c.SRem(ctx, r.k(key), args...).Err()
+}
+
+func (r *Redis) Publish(ctx context.Context, channel string, msg []byte) error {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	return r.c.Publish(ctx, r.k(channel), msg).Err()
+}
+
+func (r *Redis) Subscribe(ctx context.Context, channel string) (<-chan []byte, error) {
+	ps := r.c.Subscribe(ctx, r.k(channel))
+	// Wait for the subscription to be confirmed so that messages published
+	// after Subscribe returns are delivered.
+	rctx, cancel := r.ctx(ctx)
+	_, err := ps.Receive(rctx)
+	cancel()
+	if err != nil {
+		ps.Close()
+		return nil, fmt.Errorf("store: subscribe %s: %w", channel, err)
+	}
+	out := make(chan []byte, 64)
+	go func() {
+		defer close(out)
+		defer ps.Close()
+		in := ps.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- []byte(m.Payload):
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+func (r *Redis) Ping(ctx context.Context) error {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	return r.c.Ping(ctx).Err()
+}
+
+func (r *Redis) Close() error  { return r.c.Close() }
+func (r *Redis) Durable() bool { return true }

@@ -1,0 +1,49 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned for a missing or expired key.
+var ErrNotFound = errors.New("store: not found")
+
+// KV is the contract both backends satisfy. A ttl of 0 means durable.
+// Values are opaque bytes; callers marshal their own records.
+type KV interface {
+	// Get returns the value or ErrNotFound.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Set writes unconditionally.
+	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
+	// SetNX writes only if the key is absent and reports whether it wrote.
+	SetNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error)
+	// Take atomically reads and deletes: of two concurrent callers exactly
+	// one gets the value, the other ErrNotFound.
+	Take(ctx context.Context, key string) ([]byte, error)
+	// Delete removes keys; missing keys are not an error.
+	Delete(ctx context.Context, keys ...string) error
+	// CompareAndSwap replaces old with new, keeping the key's TTL, and
+	// reports whether it did (false when the value differs or is gone).
+	CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error)
+	// Incr increments a counter, giving it ttl when it is created.
+	Incr(ctx context.Context, key string, ttl time.Duration) (int64, error)
+	// SetAdd adds members to a set, (re)setting the set's ttl when ttl > 0.
+	SetAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error
+	// SetMembers lists a set (unordered); a missing set is empty.
+	SetMembers(ctx context.Context, key string) ([]string, error)
+	// SetRemove removes members from a set.
+	SetRemove(ctx context.Context, key string, members ...string) error
+	// Publish sends msg to every current subscriber of channel, on every
+	// node sharing the backend.
+	Publish(ctx context.Context, channel string, msg []byte) error
+	// Subscribe delivers messages published after it returns, until ctx ends.
+	Subscribe(ctx context.Context, channel string) (<-chan []byte, error)
+	// Ping reports whether the backend answers (readiness).
+	Ping(ctx context.Context) error
+	// Close releases connections.
+	Close() error
+	// Durable reports whether records survive a restart and are shared
+	// between nodes; production refuses a backend that is not.
+	Durable() bool
+}
