@@ -270,5 +270,5 @@ func (m *Memory) Subscribe(ctx context.Context, channel string) (<-chan []byte, 
 }
 
 func (m *Memory) Ping(ctx context.Context) error { return ctx.Err() }
-func (m *Memory) Close() error                  { return nil }
-func (m *Memory) Durable() bool                 { return false }
+func (m *Memory) Close() error                   { return nil }
+func (m *Memory) Durable() bool                  { return false }
