@@ -303,7 +303,7 @@ func EraDate(t time.Time) string {
 func SANExtension(f Facts) (pkix.Extension, error) {
 	type otherName struct {
 		TypeID asn1.ObjectIdentifier
-		Value  asn1.RawValue `asn1:"tag:0,explicit"`
+		Value  asn1.RawValue // [0] EXPLICIT, built by hand: encoding/asn1 ignores tag parameters on a RawValue
 	}
 	var names []asn1.RawValue
 	add := func(oid asn1.ObjectIdentifier, v string) error {
@@ -314,7 +314,8 @@ func SANExtension(f Facts) (pkix.Extension, error) {
 		if err != nil {
 			return err
 		}
-		on, err := asn1.Marshal(otherName{TypeID: oid, Value: asn1.RawValue{FullBytes: utf8}})
+		explicit := asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: utf8}
+		on, err := asn1.Marshal(otherName{TypeID: oid, Value: explicit})
 		if err != nil {
 			return err
 		}
