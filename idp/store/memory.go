@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +16,8 @@ type Memory struct {
 	items  map[string]memItem
 	sets   map[string]memSet
 	subs   map[string]map[chan []byte]struct{}
+	logs   map[string][]StreamEntry
+	seq    uint64
 	now    func() time.Time
 	writes int
 }
@@ -35,6 +38,7 @@ func NewMemory() *Memory {
 		items: map[string]memItem{},
 		sets:  map[string]memSet{},
 		subs:  map[string]map[chan []byte]struct{}{},
+		logs:  map[string][]StreamEntry{},
 		now:   time.Now,
 	}
 }
@@ -272,3 +276,48 @@ func (m *Memory) Subscribe(ctx context.Context, channel string) (<-chan []byte, 
 func (m *Memory) Ping(ctx context.Context) error { return ctx.Err() }
 func (m *Memory) Close() error                   { return nil }
 func (m *Memory) Durable() bool                  { return false }
+
+func (m *Memory) StreamAdd(ctx context.Context, key string, value []byte) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seq++
+	// Same shape as Redis stream IDs (ms-seq) and ordered the same way.
+	id := fmt.Sprintf("%d-%d", m.now().UnixMilli(), m.seq)
+	m.logs[key] = append(m.logs[key], StreamEntry{ID: id, Value: clone(value)})
+	return id, nil
+}
+
+func (m *Memory) StreamRange(ctx context.Context, key, after string, count int) ([]StreamEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []StreamEntry
+	for _, e := range m.logs[key] {
+		if after != "" && !streamIDAfter(e.ID, after) {
+			continue
+		}
+		out = append(out, StreamEntry{ID: e.ID, Value: clone(e.Value)})
+		if count > 0 && len(out) == count {
+			break
+		}
+	}
+	return out, nil
+}
+
+// streamIDAfter compares "ms-seq" IDs numerically.
+func streamIDAfter(id, after string) bool {
+	a1, a2 := splitStreamID(id)
+	b1, b2 := splitStreamID(after)
+	return a1 > b1 || (a1 == b1 && a2 > b2)
+}
+
+func splitStreamID(id string) (uint64, uint64) {
+	var ms, seq uint64
+	fmt.Sscanf(id, "%d-%d", &ms, &seq)
+	return ms, seq
+}

@@ -235,3 +235,34 @@ func (r *Redis) Ping(ctx context.Context) error {
 
 func (r *Redis) Close() error  { return r.c.Close() }
 func (r *Redis) Durable() bool { return true }
+
+func (r *Redis) StreamAdd(ctx context.Context, key string, value []byte) (string, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	return r.c.XAdd(ctx, &redis.XAddArgs{Stream: r.k(key), Values: []any{"v", value}}).Result()
+}
+
+func (r *Redis) StreamRange(ctx context.Context, key, after string, count int) ([]StreamEntry, error) {
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	start := "-"
+	if after != "" {
+		start = "(" + after
+	}
+	var msgs []redis.XMessage
+	var err error
+	if count > 0 {
+		msgs, err = r.c.XRangeN(ctx, r.k(key), start, "+", int64(count)).Result()
+	} else {
+		msgs, err = r.c.XRange(ctx, r.k(key), start, "+").Result()
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StreamEntry, 0, len(msgs))
+	for _, m := range msgs {
+		v, _ := m.Values["v"].(string)
+		out = append(out, StreamEntry{ID: m.ID, Value: []byte(v)})
+	}
+	return out, nil
+}

@@ -39,6 +39,12 @@ type KV interface {
 	Publish(ctx context.Context, channel string, msg []byte) error
 	// Subscribe delivers messages published after it returns, until ctx ends.
 	Subscribe(ctx context.Context, channel string) (<-chan []byte, error)
+	// StreamAdd appends an entry to an append-only log (Redis Streams in
+	// the Redis backend) and returns its ID. IDs increase strictly.
+	StreamAdd(ctx context.Context, key string, value []byte) (string, error)
+	// StreamRange returns up to count entries with IDs greater than after
+	// ("" for the beginning), oldest first.
+	StreamRange(ctx context.Context, key, after string, count int) ([]StreamEntry, error)
 	// Ping reports whether the backend answers (readiness).
 	Ping(ctx context.Context) error
 	// Close releases connections.
@@ -46,4 +52,10 @@ type KV interface {
 	// Durable reports whether records survive a restart and are shared
 	// between nodes; production refuses a backend that is not.
 	Durable() bool
+}
+
+// StreamEntry is one append-only log entry.
+type StreamEntry struct {
+	ID    string
+	Value []byte
 }

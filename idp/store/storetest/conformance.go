@@ -204,6 +204,33 @@ func RunKV(t *testing.T, newKV func(t *testing.T) store.KV) {
 			t.Fatalf("canceled Set changed the store: %v", err)
 		}
 	})
+	t.Run("Streams", func(t *testing.T) {
+		kv := newKV(t)
+		got, err := kv.StreamRange(ctx, "log", "", 0)
+		if err != nil || len(got) != 0 {
+			t.Fatalf("empty stream = %v, %v", got, err)
+		}
+		var ids []string
+		for _, v := range []string{"one", "two", "three"} {
+			id, err := kv.StreamAdd(ctx, "log", []byte(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		all, _ := kv.StreamRange(ctx, "log", "", 0)
+		if len(all) != 3 || string(all[0].Value) != "one" || string(all[2].Value) != "three" || all[1].ID != ids[1] {
+			t.Fatalf("range = %+v", all)
+		}
+		after, _ := kv.StreamRange(ctx, "log", ids[0], 1)
+		if len(after) != 1 || string(after[0].Value) != "two" {
+			t.Fatalf("range after first, count 1 = %+v", after)
+		}
+		none, _ := kv.StreamRange(ctx, "log", ids[2], 0)
+		if len(none) != 0 {
+			t.Fatalf("range after last = %+v", none)
+		}
+	})
 	t.Run("Ping", func(t *testing.T) {
 		if err := newKV(t).Ping(ctx); err != nil {
 			t.Fatal(err)
