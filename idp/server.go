@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,10 +53,29 @@ type Options struct {
 	AllowedOrigins []string
 	// TemplateDir overrides embedded templates (operators' themes).
 	TemplateDir string
+	// DemoWalletURL, when set, replaces the wallet app in the login page's
+	// same-device links: they point to DemoWalletURL + "?tx=" + the
+	// transaction URL. `watashi demo` sets it to its phone-simulator page
+	// (<issuer>/phone/) so the flow can be clicked through in one browser
+	// (added by the sign-in layer).
+	DemoWalletURL string
+
+	// TrustedProxies are the reverse proxies whose ClientIPHeader is
+	// believed (added by the web layer). A request from any other address
+	// is attributed to its RemoteAddr, so that a client cannot pick its
+	// own rate-limit key by sending the header itself.
+	TrustedProxies []netip.Prefix
+	// ClientIPHeader names the header trusted proxies append the client
+	// address to (default X-Forwarded-For; added by the web layer).
+	ClientIPHeader string
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
-	Now     func() time.Time
+	// Gatherer serves /metrics on the telemetry listener (added by the web
+	// layer). Nil: Metrics is used when it is also a Gatherer, as a
+	// *prometheus.Registry is.
+	Gatherer prometheus.Gatherer
+	Now      func() time.Time
 }
 
 func (o *Options) defaults() {

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/watashi-id/watashi/idp"
+	"github.com/watashi-id/watashi/idp/demorp"
+	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/walletsim"
+	"github.com/watashi-id/watashi/pkibridge"
+	"github.com/watashi-id/watashi/pkibridge/jpkisim"
+)
+
+func init() { subcommands = append(subcommands, newDemoCmd) }
+
+const (
+	defaultDemoAddr = "127.0.0.1:8080"
+	demoClientID    = "demo-rp"
+)
+
+func newDemoCmd() *cobra.Command {
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "demo [--addr HOST:PORT]",
+		Short: "Run the provider, a relying party and a phone simulator in one process",
+		Long: `demo runs everything needed to click through a sign-in in one browser, with nothing to configure:
+the provider (issuer http://HOST:PORT, memory store, development mode), two simulated J-LIS CAs
+with their OCSP responders, a demo relying party and a phone simulator that holds simulated keys.
+
+Nothing here is real: the CAs, certificates and secrets are generated at start and forgotten
+at exit, and the certificates are marked SIMULATOR. Never use the demo for real residents.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDemo(ctx, addr, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", defaultDemoAddr, "address to listen on; also the issuer's host, so use the one your browser will open")
+	return cmd
+}
+
+// demo is the assembled demo: one handler serving the provider at /, the
+// relying party at /rp/, the simulator's revocation server at /sim/ and
+// the phone simulator at /phone/.
+type demo struct {
+	issuer        string
+	handler       http.Handler
+	server        *idp.Server
+	store         store.KV
+	sigCA, authCA *jpkisim.CA
+	logs          *slog.Logger
+}
+
+// newDemo builds the demo for a browser reaching it at addr. The issuer,
+// and with it every URL the provider and RP exchange, is http://addr, so
+// addr must be what the browser opens: a concrete host, not 0.0.0.0.
+func newDemo(addr string) (*demo, error) {
+	return newDemoWith(addr, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+}
+
+func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" || port == "0" {
+		return nil, usageErr("--addr %q: want HOST:PORT with a fixed port", addr)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return nil, usageErr("--addr %q: give the host your browser will use (e.g. 127.0.0.1:8080), not a wildcard: it becomes the issuer URL", addr)
+	}
+	issuer := "http://" + net.JoinHostPort(host, port)
+	d := &demo{issuer: issuer, logs: logger}
+
+	if d.sigCA, err = jpkisim.NewCA(jpkisim.CAOptions{Kind: pkibridge.KindSignature}); err != nil {
+		return nil, err
+	}
+	if d.authCA, err = jpkisim.NewCA(jpkisim.CAOptions{Kind: pkibridge.KindAuthentication}); err != nil {
+		return nil, err
+	}
+	anchors, err := pkibridge.NewAnchors(d.sigCA.Cert, d.authCA.Cert)
+	if err != nil {
+		return nil, err
+	}
+	// The provider reaches the RP's discovery, the simulator's OCSP and
+	// the phone reaches the provider, all through the listening address.
+	hc := &http.Client{Timeout: 10 * time.Second}
+	// The responders are indexed as NewRevocationServer's arguments.
+	checker, err := pkibridge.NewChecker(nil, []string{issuer + "/sim/ocsp/0", issuer + "/sim/ocsp/1"}, nil,
+		pkibridge.CheckerOptions{OCSP: pkibridge.OCSPOptions{HTTPClient: hc}, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	verifier := &pkibridge.Verifier{
+		Anchors:    anchors, // only the simulator: no real card is accepted here
+		Policy:     pkibridge.DefaultPolicy(),
+		Revocation: checker,
+		Mode:       pkibridge.RevocationRequire,
+		Logger:     logger,
+	}
+
+	secret := randomKey(32)
+	hash, err := idp.HashClientSecret(base64.RawURLEncoding.EncodeToString(secret))
+	if err != nil {
+		return nil, err
+	}
+	rpBase := issuer + "/rp"
+	client := &idp.Client{
+		ID:           demoClientID,
+		DisplayName:  "Watashi demo RP",
+		SecretHash:   hash,
+		AuthMethod:   "client_secret_basic",
+		RedirectURIs: []string{rpBase + "/callback"},
+		PostLogout:   []string{rpBase + "/"},
+		Scopes:       []string{"name", "birthdate", "gender", "address"},
+		Purpose:      "Demonstration: sign in with a simulated JPKI smartphone certificate",
+	}
+	var tokenKey [32]byte
+	copy(tokenKey[:], randomKey(32))
+	reg := prometheus.NewRegistry()
+	d.store = store.NewMemory()
+	d.server, err = idp.New(context.Background(), idp.Options{
+		Issuer:        issuer,
+		Dev:           true,
+		Store:         d.store,
+		Verifier:      verifier,
+		Clients:       []*idp.Client{client},
+		PairwiseKey:   randomKey(32),
+		TokenKey:      tokenKey,
+		CookieKey:     randomKey(32),
+		DemoWalletURL: issuer + "/phone/",
+		Logger:        logger,
+		Metrics:       reg,
+		Gatherer:      reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	rp, err := demorp.New(demorp.Config{
+		Issuer:       issuer,
+		ClientID:     demoClientID,
+		ClientSecret: base64.RawURLEncoding.EncodeToString(secret),
+		BaseURL:      rpBase,
+		Scopes:       append([]string{"openid"}, client.Scopes...),
+		HTTPClient:   hc,
+		Logger:       logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/", d.server.Handler())
+	mux.Handle("/rp/", http.StripPrefix("/rp", rp))
+	mux.Handle("/sim/", http.StripPrefix("/sim", jpkisim.NewRevocationServer(d.sigCA, d.authCA)))
+	mux.Handle("/phone/", walletsim.PhoneHandler(d.sigCA, d.authCA, hc))
+	mux.Handle("/telemetry/", http.StripPrefix("/telemetry", d.server.TelemetryHandler()))
+	d.handler = mux
+	return d, nil
+}
+
+func randomKey(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return b
+}
+
+// guide is printed at start: the one page a new user reads.
+func (d *demo) guide(w io.Writer) {
+	fmt.Fprintf(w, `Watashi demo (everything simulated, nothing persisted)
+
+  Open %[1]s/rp/ in your browser.
+
+  1. Click "Sign in with Watashi". The provider's login page shows a QR code
+     for a phone and a link for this device.
+  2. The first time, click "First time here? Prove your identity"
+     (はじめて利用する方): the first sign-in proves identity with the signature
+     certificate and links the authentication certificate for later sign-ins.
+  3. Click "Open in the wallet app" (ウォレットアプリで開く): it opens the phone
+     simulator at %[1]s/phone/. Enrol once by typing the basic four facts
+     (name, birth date, gender, address); the simulator issues certificates
+     from the demo CAs. Then approve the request.
+  4. Back on the login page, press Continue, then Allow: the relying party
+     shows the ID token claims and userinfo it verified (pairwise sub included).
+     Later sign-ins skip step 2 and use the authentication certificate alone.
+
+  Provider:  %[1]s/.well-known/openid-configuration
+  Telemetry: %[1]s/telemetry/metrics, /telemetry/readyz (same port in the demo only)
+  Stop with Ctrl-C.
+`, d.issuer)
+}
+
+func runDemo(ctx context.Context, addr string, stdout, stderr io.Writer) error {
+	d, err := newDemoWith(addr, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			return err
+		}
+		return &exitError{code: exitUsage, err: fmt.Errorf("demo: %w", err)}
+	}
+	defer d.store.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return &exitError{code: exitUsage, err: fmt.Errorf("demo: %w", err)}
+	}
+	hs := &http.Server{Handler: d.handler, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout,
+		ErrorLog: slog.NewLogLogger(d.logs.Handler(), slog.LevelWarn)}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		if err := d.server.Run(runCtx); err != nil {
+			d.logs.Error("background work stopped", "error", err)
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	d.guide(stdout)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return &exitError{code: exitUsage, err: fmt.Errorf("demo: %w", err)}
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	return nil
+}

@@ -1,0 +1,411 @@
+package idp
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+	"golang.org/x/crypto/argon2"
+)
+
+// Client authentication methods Watashi accepts.
+const (
+	authPrivateKeyJWT = string(oidc.AuthMethodPrivateKeyJWT)
+	authSecretBasic   = string(oidc.AuthMethodBasic)
+	authNone          = string(oidc.AuthMethodNone)
+)
+
+var errUnknownClient = errors.New("idp: unknown client")
+
+// clientEntry is a registered client with what we precompute for it.
+type clientEntry struct {
+	c    *Client
+	jwks []jose.JSONWebKey // private_key_jwt keys, public only
+	op   *opClient
+}
+
+// loadClients validates the static clients and resolves their sectors.
+func (s *Server) loadClients(ctx context.Context) (map[string]*clientEntry, error) {
+	out := make(map[string]*clientEntry, len(s.opts.Clients))
+	for _, c := range s.opts.Clients {
+		if c == nil || c.ID == "" {
+			return nil, errors.New("idp: a client has no client_id")
+		}
+		if _, dup := out[c.ID]; dup {
+			return nil, fmt.Errorf("idp: client %q is configured twice", c.ID)
+		}
+		if strings.ContainsAny(c.ID, ":{}") {
+			return nil, fmt.Errorf("idp: client %q: client_id must not contain ':', '{' or '}'", c.ID)
+		}
+		e := &clientEntry{c: c}
+		switch c.AuthMethod {
+		case authPrivateKeyJWT:
+			var set jose.JSONWebKeySet
+			if err := json.Unmarshal(c.JWKS, &set); err != nil || len(set.Keys) == 0 {
+				return nil, fmt.Errorf("idp: client %q: private_key_jwt needs a JWKS with at least one key", c.ID)
+			}
+			for _, k := range set.Keys {
+				if !k.IsPublic() || !k.Valid() {
+					return nil, fmt.Errorf("idp: client %q: JWKS must hold valid public keys only", c.ID)
+				}
+				if k.Use != "" && k.Use != "sig" {
+					continue
+				}
+				e.jwks = append(e.jwks, k)
+			}
+		case authSecretBasic:
+			if _, err := parseSecretHash(c.SecretHash); err != nil {
+				return nil, fmt.Errorf("idp: client %q: %w", c.ID, err)
+			}
+		case authNone:
+		default:
+			return nil, fmt.Errorf("idp: client %q: token_endpoint_auth_method %q is not supported", c.ID, c.AuthMethod)
+		}
+		if c.IDTokenAlg != "" && c.IDTokenAlg != string(jose.ES256) && c.IDTokenAlg != string(jose.RS256) {
+			return nil, fmt.Errorf("idp: client %q: id_token_signed_response_alg must be ES256 or RS256", c.ID)
+		}
+		if c.Sector == "" {
+			sector, err := ResolveSector(ctx, c, nil, s.opts.Dev)
+			if err != nil {
+				return nil, err
+			}
+			c.Sector = sector
+		}
+		e.op = &opClient{c: c, s: s}
+		out[c.ID] = e
+	}
+	return out, nil
+}
+
+func (s *Server) clientEntry(ctx context.Context, id string) (*clientEntry, error) {
+	rs := requestScope(ctx)
+	if rs != nil && rs.client != nil && rs.client.c.ID == id {
+		return rs.client, nil
+	}
+	e, ok := s.oidc.clients[id]
+	if !ok {
+		return nil, errUnknownClient
+	}
+	if rs != nil {
+		rs.client = e
+	}
+	return e, nil
+}
+
+// client returns a registered client (the whitelist registry will replace
+// the static list behind this).
+func (s *Server) client(ctx context.Context, id string) (*Client, error) {
+	e, err := s.clientEntry(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return e.c, nil
+}
+
+// requestAlg is the ID token algorithm for the client the current token
+// request acts for.
+func (s *Server) requestAlg(ctx context.Context) jose.SignatureAlgorithm {
+	if rs := requestScope(ctx); rs != nil && rs.clientID != "" {
+		if e, ok := s.oidc.clients[rs.clientID]; ok && e.c.IDTokenAlg == string(jose.RS256) {
+			return jose.RS256
+		}
+	}
+	return jose.ES256
+}
+
+// opClient adapts Client to op.Client.
+type opClient struct {
+	c *Client
+	s *Server
+}
+
+func (o *opClient) GetID() string                    { return o.c.ID }
+func (o *opClient) RedirectURIs() []string           { return o.c.RedirectURIs }
+func (o *opClient) PostLogoutRedirectURIs() []string { return o.c.PostLogout }
+func (o *opClient) ApplicationType() op.ApplicationType {
+	if o.c.AuthMethod == authNone {
+		return op.ApplicationTypeNative
+	}
+	return op.ApplicationTypeWeb
+}
+func (o *opClient) AuthMethod() oidc.AuthMethod { return oidc.AuthMethod(o.c.AuthMethod) }
+func (o *opClient) ResponseTypes() []oidc.ResponseType {
+	return []oidc.ResponseType{oidc.ResponseTypeCode}
+}
+func (o *opClient) GrantTypes() []oidc.GrantType {
+	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken}
+}
+func (o *opClient) LoginURL(id string) string            { return "/login?id=" + url.QueryEscape(id) }
+func (o *opClient) AccessTokenType() op.AccessTokenType  { return op.AccessTokenTypeBearer }
+func (o *opClient) IDTokenLifetime() time.Duration       { return o.s.opts.IDTokenTTL }
+func (o *opClient) DevMode() bool                        { return false }
+func (o *opClient) IsScopeAllowed(scope string) bool     { return slices.Contains(o.c.Scopes, scope) }
+func (o *opClient) IDTokenUserinfoClaimsAssertion() bool { return false }
+func (o *opClient) ClockSkew() time.Duration             { return 0 }
+func (o *opClient) RestrictAdditionalIdTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+func (o *opClient) RestrictAdditionalAccessTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+
+func (st *opStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	e, err := st.s.clientEntry(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return e.op, nil
+}
+
+// AuthorizeClientIDSecret also refuses clients registered for another
+// method: introspection's basic-auth path never looks at the method.
+func (st *opStorage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
+	e, err := st.s.clientEntry(ctx, id)
+	if err != nil || e.c.AuthMethod != authSecretBasic {
+		return errors.New("invalid client credentials")
+	}
+	if !st.s.oidc.secrets.verify(ctx, e.c.SecretHash, secret) {
+		return errors.New("invalid client credentials")
+	}
+	return nil
+}
+
+func (st *opStorage) SetUserinfoFromScopes(context.Context, *oidc.UserInfo, string, string, []string) error {
+	return nil // deprecated by the library; SetUserinfoFromRequest does the work
+}
+
+func (st *opStorage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {
+	return nil, nil // JWT access tokens only; ours are opaque
+}
+
+// GetKeyByIDAndClientID serves only private_key_jwt clients' keys.
+func (st *opStorage) GetKeyByIDAndClientID(ctx context.Context, kid, clientID string) (*jose.JSONWebKey, error) {
+	e, err := st.s.clientEntry(ctx, clientID)
+	if err != nil || e.c.AuthMethod != authPrivateKeyJWT {
+		return nil, errors.New("no keys for this client")
+	}
+	for i := range e.jwks {
+		if e.jwks[i].KeyID == kid || (kid == "" && len(e.jwks) == 1) {
+			k := e.jwks[i]
+			return &k, nil
+		}
+	}
+	return nil, errors.New("key not found")
+}
+
+// ValidateJWTProfileScopes refuses the jwt-bearer grant, which the
+// library routes whether or not we want it.
+func (st *opStorage) ValidateJWTProfileScopes(context.Context, string, []string) ([]string, error) {
+	return nil, oidc.ErrUnauthorizedClient().WithDescription("the jwt-bearer grant is not supported")
+}
+
+// ---- client secrets ----
+
+// Argon2id parameters for client secrets (OWASP's minimum: 19 MiB, 2
+// passes). A secret may be a human-chosen word, so a fast hash would let
+// a leaked config be brute-forced.
+const (
+	argonTime    = 2
+	argonMemory  = 19 * 1024
+	argonThreads = 1
+	argonKeyLen  = 32
+	argonSaltLen = 16
+)
+
+type secretHash struct {
+	time, memory uint32
+	threads      uint8
+	salt, key    []byte
+}
+
+// HashClientSecret produces Client.SecretHash for a client_secret_basic
+// client: a PHC string "$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>".
+// The plain secret is never stored; verification costs ~20 ms of CPU.
+func HashClientSecret(secret string) (string, error) {
+	if secret == "" {
+		return "", errors.New("idp: empty client secret")
+	}
+	salt := make([]byte, argonSaltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	key := argon2.IDKey([]byte(secret), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+}
+
+// parseSecretHash accepts only parameters that are safe to run: a config
+// must not make every token request allocate gigabytes.
+func parseSecretHash(v string) (*secretHash, error) {
+	bad := errors.New("secret_hash is not an argon2id PHC string from HashClientSecret")
+	parts := strings.Split(v, "$")
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
+		return nil, bad
+	}
+	h := new(secretHash)
+	var t, m, p uint32
+	if n, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || n != 3 ||
+		parts[3] != fmt.Sprintf("m=%d,t=%d,p=%d", m, t, p) {
+		return nil, bad
+	}
+	if m < 8*1024 || m > 256*1024 || t < 1 || t > 10 || p < 1 || p > 8 {
+		return nil, errors.New("secret_hash argon2id parameters are out of range")
+	}
+	h.time, h.memory, h.threads = t, m, uint8(p)
+	var err error
+	if h.salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil || len(h.salt) < 8 {
+		return nil, bad
+	}
+	if h.key, err = base64.RawStdEncoding.DecodeString(parts[5]); err != nil || len(h.key) < 16 || len(h.key) > 64 {
+		return nil, bad
+	}
+	return h, nil
+}
+
+// secretVerifier checks client secrets and remembers recent successes, so
+// that a busy RP pays the Argon2 cost once rather than per token request.
+// Only SHA-256(hash, secret) of a correct pair is kept, in memory.
+// Argon2 runs are bounded by a semaphore, so that a flood of wrong
+// secrets costs CPU and memory at most NumCPU at a time.
+type secretVerifier struct {
+	mu  sync.Mutex
+	ok  map[[32]byte]time.Time
+	sem chan struct{}
+}
+
+func newSecretVerifier() *secretVerifier {
+	return &secretVerifier{sem: make(chan struct{}, runtime.NumCPU())}
+}
+
+const (
+	secretCacheSize = 1024
+	secretCacheTTL  = 10 * time.Minute
+)
+
+func (v *secretVerifier) verify(ctx context.Context, stored, secret string) bool {
+	memo := sha256.Sum256([]byte(stored + "\x00" + secret))
+	v.mu.Lock()
+	if t, hit := v.ok[memo]; hit && time.Since(t) < secretCacheTTL {
+		v.mu.Unlock()
+		return true
+	}
+	v.mu.Unlock()
+	h, err := parseSecretHash(stored)
+	if err != nil {
+		return false
+	}
+	if v.sem != nil {
+		select {
+		case v.sem <- struct{}{}:
+			defer func() { <-v.sem }()
+		case <-ctx.Done():
+			return false
+		}
+	}
+	got := argon2.IDKey([]byte(secret), h.salt, h.time, h.memory, h.threads, uint32(len(h.key)))
+	if subtle.ConstantTimeCompare(got, h.key) != 1 {
+		return false
+	}
+	v.mu.Lock()
+	if v.ok == nil || len(v.ok) >= secretCacheSize {
+		v.ok = make(map[[32]byte]time.Time)
+	}
+	v.ok[memo] = time.Now()
+	v.mu.Unlock()
+	return true
+}
+
+// ---- private_key_jwt ----
+
+// Client assertions may be at most this old (iat), with this much clock
+// leeway; the jti of each is remembered for that window.
+const (
+	assertionMaxAge = 5 * time.Minute
+	assertionLeeway = 10 * time.Second
+)
+
+func jtiKey(client, jti string) string { return "jti:" + sha256Hex(client+"\x00"+jti) }
+
+// opEndpoint is the provider as the token, introspection and revocation
+// handlers see it: the library type-asserts JWTProfileVerifier on what it
+// is given, so shadowing the method plugs in our assertion checks.
+type opEndpoint struct {
+	*op.Provider
+	s *Server
+}
+
+// JWTProfileVerifier accepts the issuer or the token endpoint URL as aud
+// (OIDC Core §9 says the latter; the library alone accepts only the
+// former) and verifies with our key set, which checks the jti after the
+// signature.
+func (e opEndpoint) JWTProfileVerifier(ctx context.Context) *op.JWTProfileVerifier {
+	issuer := op.IssuerFromContext(ctx)
+	aud := issuer
+	if rs := requestScope(ctx); rs != nil && !slices.Contains(rs.assertionAud, issuer) {
+		if tokenURL := e.TokenEndpoint().Absolute(issuer); slices.Contains(rs.assertionAud, tokenURL) {
+			aud = tokenURL
+		}
+	}
+	return op.NewJWTProfileVerifierKeySet(assertionKeySet{s: e.s}, aud, assertionMaxAge, assertionLeeway)
+}
+
+// assertionKeySet verifies a client assertion with its client's JWKS and
+// then records its jti, so that a captured assertion cannot be replayed
+// and a forged one cannot burn a jti.
+type assertionKeySet struct{ s *Server }
+
+func (k assertionKeySet) VerifySignature(ctx context.Context, jws *jose.JSONWebSignature) ([]byte, error) {
+	var claims struct {
+		Issuer string `json:"iss"`
+		JTI    string `json:"jti"`
+	}
+	if err := json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &claims); err != nil {
+		return nil, errors.New("client assertion payload is not JSON")
+	}
+	e, err := k.s.clientEntry(ctx, claims.Issuer)
+	if err != nil || e.c.AuthMethod != authPrivateKeyJWT {
+		return nil, errors.New("client is not registered for private_key_jwt")
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("client assertion must carry one signature")
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	var payload []byte
+	for i := range e.jwks {
+		if kid != "" && e.jwks[i].KeyID != kid {
+			continue
+		}
+		if p, err := jws.Verify(&e.jwks[i]); err == nil {
+			payload = p
+			break
+		}
+	}
+	if payload == nil {
+		return nil, errors.New("client assertion signature does not verify")
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.JTI == "" || len(claims.JTI) > 256 {
+		return nil, oidc.ErrInvalidClient().WithDescription("client assertion needs a jti")
+	}
+	fresh, err := k.s.kv.SetNX(ctx, jtiKey(e.c.ID, claims.JTI), []byte("1"), assertionMaxAge+2*assertionLeeway)
+	if err != nil {
+		return nil, fmt.Errorf("idp: record jti: %w", err)
+	}
+	if !fresh {
+		return nil, oidc.ErrInvalidClient().WithDescription("client assertion jti replayed")
+	}
+	return payload, nil
+}

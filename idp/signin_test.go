@@ -1,0 +1,1165 @@
+package idp
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/walletsim"
+	"github.com/watashi-id/watashi/pkibridge"
+	"golang.org/x/oauth2"
+)
+
+// TestSigninProofingThenSignin is the whole resident journey on both
+// stores: first visit proves identity (signature + authentication
+// certificate in one submission), a later visit in another browser signs
+// in with the authentication certificate alone, and the RP sees one
+// pairwise sub and the verified facts.
+func TestSigninProofingThenSignin(t *testing.T) {
+	backends(t, func(t *testing.T, newKV func(testing.TB) store.KV) {
+		o := newSigninOP(t, newKV(t))
+		w := o.pki.wallet(t, factsTaro)
+		ctx := context.Background()
+
+		first := o.browser().signIn(w, "web", purposeProofing, walletsim.FormatJWS)
+		if first.Query().Get("code") == "" || first.Query().Get("state") != "st-1" {
+			t.Fatalf("proofing did not reach the RP with a code: %s", first.Redacted())
+		}
+
+		// The account: random ID, facts from the signature certificate,
+		// both certificates linked.
+		acctID, err := o.s.linkedAccount(ctx, certFingerprint(w.AuthCert))
+		if err != nil || acctID == "" {
+			t.Fatalf("auth certificate not linked: %q %v", acctID, err)
+		}
+		if sigAcct, _ := o.s.linkedAccount(ctx, certFingerprint(w.SigCert)); sigAcct != acctID {
+			t.Fatalf("signature certificate linked to %q, want %q", sigAcct, acctID)
+		}
+		a, err := o.s.account(ctx, acctID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Facts == nil || a.Facts.Name != "山田\u3000太郎" || a.Facts.Birthdate != "1980-12-31" {
+			t.Fatalf("facts not taken from the certificate: %+v", a.Facts)
+		}
+		if a.FactsSource == nil || a.FactsSource.Serial != w.SigCert.SerialNumber.String() ||
+			a.FactsSource.Fingerprint != certFingerprint(w.SigCert) || a.FactsSource.Issuer != w.SigCert.Issuer.String() ||
+			a.FactsSource.VerifiedAt.IsZero() || a.FactsSource.Revocation.Status != pkibridge.StatusGood {
+			t.Fatalf("facts source: %+v", a.FactsSource)
+		}
+		if len(a.AuthCerts) != 1 || a.AuthCerts[0].Fingerprint != certFingerprint(w.AuthCert) {
+			t.Fatalf("auth certs: %+v", a.AuthCerts)
+		}
+		if strings.Contains(acctID, "山田") || len(acctID) != 22 {
+			t.Fatalf("account ID %q is not a random 128-bit ID", acctID)
+		}
+
+		// Second visit, new browser: sign-in with the auth certificate.
+		second := o.browser().signIn(w, "web", "", walletsim.FormatJWS)
+		if second.Query().Get("code") == "" {
+			t.Fatalf("sign-in did not reach the RP: %s", second.Redacted())
+		}
+		n, err := o.kv.Get(ctx, accountKey(acctID))
+		if err != nil || !strings.Contains(string(n), acctID) {
+			t.Fatalf("account gone: %v", err)
+		}
+	})
+}
+
+// TestSigninTokensCarryFacts checks the RP's view: the same pairwise sub
+// after proofing and after sign-in, and the facts in userinfo.
+func TestSigninTokensCarryFacts(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	w := o.pki.wallet(t, factsTaro)
+	subs := map[string]bool{}
+	for i, purpose := range []string{purposeProofing, purposeSignin} {
+		b := o.browser()
+		conf := o.oauth("web", "name", "birthdate")
+		v := oauth2.GenerateVerifier()
+		ar := o.startAuth(conf, v)
+		tx, _ := b.openTx(ar, purpose)
+		if err := w.Approve(context.Background(), o.ts.Client(), b.walletURL(tx), []string{"jws", "cms"}[i]); err != nil {
+			t.Fatalf("%s: %v", purpose, err)
+		}
+		b.finish(ar, tx)
+		_, loc := b.consent(ar, "allow")
+		rp := b.callback(loc)
+		tok, err := conf.Exchange(o.ctx(), rp.Query().Get("code"), oauth2.VerifierOption(v))
+		if err != nil {
+			t.Fatalf("%s: exchange: %v", purpose, err)
+		}
+		code, ui := o.userinfo(tok.AccessToken)
+		if code != http.StatusOK {
+			t.Fatalf("%s: userinfo %d %v", purpose, code, ui)
+		}
+		if ui["name"] != "山田\u3000太郎" || ui["birthdate"] != "1980-12-31" {
+			t.Fatalf("%s: userinfo facts: %v", purpose, ui)
+		}
+		if _, ok := ui["address"]; ok {
+			t.Fatalf("%s: address released without the scope", purpose)
+		}
+		subs[fmt.Sprint(ui["sub"])] = true
+	}
+	if len(subs) != 1 {
+		t.Fatalf("sub changed between proofing and sign-in: %v", subs)
+	}
+}
+
+// submitRaw posts a prepared submission to the transaction's URL and
+// returns the status and error code.
+func submitRaw(t testing.TB, o *signinOP, tx *walletsim.Transaction, body []byte, contentType string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, tx.URL, strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	res, err := o.ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var m map[string]string
+	_ = json.NewDecoder(res.Body).Decode(&m)
+	if res.StatusCode == http.StatusOK {
+		return res.StatusCode, m["status"]
+	}
+	return res.StatusCode, m["error"]
+}
+
+// TestWalletSubmissionOutcomes drives each refusal through the real
+// endpoint and checks what the wallet hears and what the browser then
+// sees: final refusals fail the transaction, request errors change
+// nothing.
+func TestWalletSubmissionOutcomes(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	enrolled := o.pki.wallet(t, factsTaro)
+	o.browser().signIn(enrolled, "web", purposeProofing, walletsim.FormatJWS)
+	stranger := o.pki.wallet(t, factsHanako)
+	rogue := o.pki.rogueWallet(t, factsHanako)
+	revoked := o.pki.wallet(t, factsTaro)
+	o.pki.authCA.Revoke(revoked.AuthCert.SerialNumber, time.Now().Add(-time.Minute), 1)
+	ctx := context.Background()
+
+	type submit func(t *testing.T, tx *walletsim.Transaction) error
+	sign := func(w *walletsim.Wallet, format string, certs ...string) submit {
+		return func(t *testing.T, tx *walletsim.Transaction) error {
+			sigs, err := w.SignBytes(tx.Bytes, format, certs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w.SubmitSignatures(ctx, o.ts.Client(), tx, walletsim.Submission{Signatures: sigs, ComparisonCode: tx.ComparisonCode, QRToken: tx.QRToken})
+		}
+	}
+	auth, sig := walletsim.CertAuthentication, walletsim.CertSignature
+	cases := []struct {
+		name    string
+		purpose string
+		submit  submit
+		status  int
+		code    string
+		state   string // browser's view afterwards
+	}{
+		{"signin jws", purposeSignin, sign(enrolled, "jws", auth), 200, "", txVerified},
+		{"signin cms", purposeSignin, sign(enrolled, "cms", auth), 200, "", txVerified},
+		{"signin raw", purposeSignin, sign(enrolled, "raw", auth), 200, "", txVerified},
+		{"other bytes", purposeSignin, func(t *testing.T, tx *walletsim.Transaction) error {
+			other := append([]byte(nil), tx.Bytes...)
+			other = []byte(strings.Replace(string(other), tx.ID, "another-transaction", 1))
+			sigs, err := enrolled.SignBytes(other, "jws", []string{auth})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return enrolled.SubmitSignatures(ctx, o.ts.Client(), tx, walletsim.Submission{Signatures: sigs, ComparisonCode: tx.ComparisonCode, QRToken: tx.QRToken})
+		}, 400, "bad_signature", txFailed},
+		{"not enrolled", purposeSignin, sign(stranger, "jws", auth), 400, codeNotEnrolled, txFailed},
+		{"signature cert for sign-in", purposeSignin, sign(enrolled, "jws", sig), 400, codeWrongCertificate, txFailed},
+		{"untrusted", purposeSignin, sign(rogue, "jws", auth), 400, "untrusted", txFailed},
+		{"revoked", purposeSignin, sign(revoked, "raw", auth), 400, "revoked", txFailed},
+		{"proofing with two auth certs", purposeProofing, func(t *testing.T, tx *walletsim.Transaction) error {
+			a, _ := stranger.SignBytes(tx.Bytes, "jws", []string{auth})
+			b, _ := enrolled.SignBytes(tx.Bytes, "jws", []string{auth})
+			return stranger.SubmitSignatures(ctx, o.ts.Client(), tx, walletsim.Submission{Signatures: append(a, b...), ComparisonCode: tx.ComparisonCode, QRToken: tx.QRToken})
+		}, 400, codeWrongCertificate, txFailed},
+		{"proofing with one signature", purposeProofing, sign(stranger, "jws", sig), 400, codeInvalidRequest, txPending},
+		{"sign-in with two signatures", purposeSignin, sign(enrolled, "jws", auth, auth), 400, codeInvalidRequest, txPending},
+		{"wrong comparison code", purposeSignin, func(t *testing.T, tx *walletsim.Transaction) error {
+			sigs, _ := enrolled.SignBytes(tx.Bytes, "jws", []string{auth})
+			wrong := "00-00"
+			if digitsOnly(tx.ComparisonCode) == "0000" {
+				wrong = "11-11"
+			}
+			return enrolled.SubmitSignatures(ctx, o.ts.Client(), tx, walletsim.Submission{Signatures: sigs, ComparisonCode: wrong, QRToken: tx.QRToken})
+		}, 400, codeComparison, txPending},
+		{"forged qr token", purposeSignin, func(t *testing.T, tx *walletsim.Transaction) error {
+			sigs, _ := enrolled.SignBytes(tx.Bytes, "jws", []string{auth})
+			w, _, _ := strings.Cut(tx.QRToken, ".")
+			return enrolled.SubmitSignatures(ctx, o.ts.Client(), tx, walletsim.Submission{Signatures: sigs, ComparisonCode: tx.ComparisonCode, QRToken: w + ".AAAAAAAAAAAAAAAAAAAAAA"})
+		}, 400, codeInvalidQRToken, txPending},
+		{"proofing cms creates account", purposeProofing, sign(stranger, "cms", sig, auth), 200, "", txVerified},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := o.browser()
+			ar := o.authorize("web")
+			txID, _ := b.openTx(ar, c.purpose)
+			tx, err := walletsim.Fetch(ctx, o.ts.Client(), b.walletURL(txID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.submit(t, tx)
+			var we *walletsim.Error
+			switch {
+			case c.code == "" && err != nil:
+				t.Fatalf("want success, got %v", err)
+			case c.code != "" && (!errors.As(err, &we) || we.Code != c.code || we.Status != c.status):
+				t.Fatalf("want %d %s, got %v", c.status, c.code, err)
+			}
+			code, st := b.status(txID)
+			if code != http.StatusOK || st.State != c.state {
+				t.Fatalf("browser sees %d %+v, want state %s", code, st, c.state)
+			}
+			if c.state == txFailed && st.Reason != c.code {
+				t.Fatalf("browser reason %q, want %q", st.Reason, c.code)
+			}
+			// A refused transaction cannot be answered again, a pending
+			// one still can.
+			if c.state == txFailed {
+				if err := enrolled.Submit(ctx, o.ts.Client(), tx, "jws"); walletsim.ErrorCode(err) != codeAlreadyUsed {
+					t.Fatalf("second submission after a final refusal: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// TestTransactionOneTimeAndExpiry: a verified transaction refuses a
+// second submission; an expired one refuses fetch and submission and
+// the browser sees "expired".
+func TestTransactionOneTimeAndExpiry(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	w := o.pki.wallet(t, factsTaro)
+	ctx := context.Background()
+	b := o.browser()
+	tx1, _ := b.openTx(o.authorize("web"), purposeProofing)
+	u := b.walletURL(tx1)
+	tx, err := walletsim.Fetch(ctx, o.ts.Client(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Submit(ctx, o.ts.Client(), tx, "jws"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Submit(ctx, o.ts.Client(), tx, "jws"); walletsim.ErrorCode(err) != codeAlreadyUsed {
+		t.Fatalf("replayed submission: %v", err)
+	}
+	if _, err := walletsim.Fetch(ctx, o.ts.Client(), u); walletsim.ErrorCode(err) != codeAlreadyUsed {
+		t.Fatalf("fetch of a used transaction: %v", err)
+	}
+
+	tx2, _ := b.openTx(o.authorize("web"), purposeSignin)
+	u2 := b.walletURL(tx2)
+	fetched, err := walletsim.Fetch(ctx, o.ts.Client(), u2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.clock.Advance(o.s.opts.TransactionTTL + time.Second)
+	sigs, _ := w.SignBytes(fetched.Bytes, "jws", fetched.Certificates)
+	err = w.SubmitSignatures(ctx, o.ts.Client(), fetched, walletsim.Submission{Signatures: sigs, ComparisonCode: fetched.ComparisonCode, QRToken: fetched.QRToken})
+	if walletsim.ErrorCode(err) != codeExpiredTransaction {
+		t.Fatalf("late submission: %v", err)
+	}
+	if _, err := walletsim.Fetch(ctx, o.ts.Client(), u2); walletsim.ErrorCode(err) != codeExpiredTransaction {
+		t.Fatalf("late fetch: %v", err)
+	}
+	if _, st := b.status(tx2); st.State != txExpired || st.Reason != codeExpiredTransaction {
+		t.Fatalf("browser: %+v", st)
+	}
+}
+
+// TestQRTokenRotation: the wallet's fetch needs the token of the current
+// or previous 20 s window; the submission accepts the scanned token later.
+func TestQRTokenRotation(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	w := o.pki.wallet(t, factsTaro)
+	ctx := context.Background()
+	b := o.browser()
+	txID, _ := b.openTx(o.authorize("web"), purposeProofing)
+	scanned := b.walletURL(txID)
+
+	o.clock.Advance(qrWindow) // one window later: still accepted
+	tx, err := walletsim.Fetch(ctx, o.ts.Client(), scanned)
+	if err != nil {
+		t.Fatalf("previous-window token refused: %v", err)
+	}
+	o.clock.Advance(2 * qrWindow) // a relayed screenshot, 60 s old
+	if _, err := walletsim.Fetch(ctx, o.ts.Client(), scanned); walletsim.ErrorCode(err) != codeExpiredQRToken {
+		t.Fatalf("stale token: %v", err)
+	}
+	if fresh := b.walletURL(txID); fresh == scanned {
+		t.Fatal("the QR code did not rotate")
+	}
+	// The wallet that scanned in time may still submit (a slow PIN).
+	if err := w.Submit(ctx, o.ts.Client(), tx, "jws"); err != nil {
+		t.Fatalf("submission with the scanned token: %v", err)
+	}
+}
+
+// TestForeignBrowser: a transaction or auth request ID never lets
+// another browser look at or finish a sign-in.
+func TestForeignBrowser(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	w := o.pki.wallet(t, factsTaro)
+	owner, thief := o.browser(), o.browser()
+	ar := o.authorize("web")
+	txID, _ := owner.openTx(ar, purposeProofing)
+	if err := w.Approve(context.Background(), o.ts.Client(), owner.walletURL(txID), "jws"); err != nil {
+		t.Fatal(err)
+	}
+	base := "/login/tx/" + txID
+	for _, p := range []string{base + "/status", base + "/events", base + "/qr.png"} {
+		if code, _, _ := thief.get(p); code != http.StatusForbidden {
+			t.Errorf("GET %s from another browser: %d, want 403", p, code)
+		}
+	}
+	if code, _, _ := thief.get(loginURL(ar)); code != http.StatusForbidden {
+		t.Errorf("login page of a request bound to another browser: %d", code)
+	}
+	if code, _, _ := thief.get(loginURL(ar, "tx", txID)); code != http.StatusForbidden {
+		t.Errorf("transaction page from another browser: %d", code)
+	}
+	// Finish with the owner's CSRF token but the thief's cookies: refused.
+	_, _, vpage := owner.get(loginURL(ar, "tx", txID))
+	if code, _, _ := thief.post(base+"/finish", url.Values{csrfField: {csrfFrom(t, vpage)}}); code != http.StatusForbidden {
+		t.Errorf("finish from another browser: %d", code)
+	}
+	if code, _, _ := thief.get(consentURL(ar)); code != http.StatusForbidden {
+		t.Errorf("consent from another browser: %d", code)
+	}
+	// The owner still finishes.
+	owner.finish(ar, txID)
+}
+
+// TestConcurrentSubmissions: two valid answers to one transaction race;
+// exactly one wins and one account exists.
+func TestConcurrentSubmissions(t *testing.T) {
+	backends(t, func(t *testing.T, newKV func(testing.TB) store.KV) {
+		o := newSigninOP(t, newKV(t))
+		w := o.pki.wallet(t, factsTaro)
+		ctx := context.Background()
+		b := o.browser()
+		txID, _ := b.openTx(o.authorize("web"), purposeProofing)
+		tx, err := walletsim.Fetch(ctx, o.ts.Client(), b.walletURL(txID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var subs [2]walletsim.Submission
+		for i := range subs {
+			sigs, err := w.SignBytes(tx.Bytes, []string{"jws", "cms"}[i], tx.Certificates)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subs[i] = walletsim.Submission{Signatures: sigs, ComparisonCode: tx.ComparisonCode, QRToken: tx.QRToken}
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, len(subs))
+		for i := range subs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = w.SubmitSignatures(ctx, o.ts.Client(), tx, subs[i])
+			}()
+		}
+		wg.Wait()
+		wins := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+			case walletsim.ErrorCode(err) != codeAlreadyUsed:
+				t.Fatalf("loser got %v, want already_used", err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("%d submissions won, want exactly 1 (%v)", wins, errs)
+		}
+		if _, st := b.status(txID); st.State != txVerified {
+			t.Fatalf("state %+v", st)
+		}
+	})
+}
+
+// TestConcurrentProofingOneAccount: two transactions proving the same
+// certificates at once still make one account (the link is SetNX).
+func TestConcurrentProofingOneAccount(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	w := o.pki.wallet(t, factsTaro)
+	ctx := context.Background()
+	var txs [3]*walletsim.Transaction
+	for i := range txs {
+		b := o.browser()
+		id, _ := b.openTx(o.authorize("web"), purposeProofing)
+		var err error
+		if txs[i], err = walletsim.Fetch(ctx, o.ts.Client(), b.walletURL(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(txs))
+	for i, tx := range txs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.Submit(ctx, o.ts.Client(), tx, "jws")
+		}()
+	}
+	wg.Wait()
+	accounts := map[string]bool{}
+	for i, tx := range txs {
+		if errs[i] != nil {
+			t.Fatalf("proofing %d: %v", i, errs[i])
+		}
+		st, _, err := o.s.loadTx(ctx, tx.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		accounts[st.Result.AccountID] = true
+	}
+	if len(accounts) != 1 {
+		t.Fatalf("one certificate, %d accounts", len(accounts))
+	}
+}
+
+// TestRenewalRelink: while signed in, a proofing with renewed
+// certificates of the same person links them to the same account (new
+// address taken over); another person's certificates are refused; without
+// a session a renewed card starts a new account.
+func TestRenewalRelink(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	ctx := context.Background()
+	old := o.pki.wallet(t, factsTaro)
+	b := o.browser()
+	b.signIn(old, "web", purposeProofing, "jws")
+	acct, _ := o.s.linkedAccount(ctx, certFingerprint(old.AuthCert))
+
+	renewed := o.pki.wallet(t, factsTaroJP)
+	ar := o.authorize("web")
+	txID, page := b.openTx(ar, purposeProofing)
+	if !strings.Contains(page, "本人確認") || !strings.Contains(page, "purpose=signin") {
+		t.Fatalf("not a proofing page:\n%s", page)
+	}
+	if err := renewed.Approve(ctx, o.ts.Client(), b.walletURL(txID), "raw"); err != nil {
+		t.Fatalf("renewal: %v", err)
+	}
+	if got, _ := o.s.linkedAccount(ctx, certFingerprint(renewed.AuthCert)); got != acct {
+		t.Fatalf("renewed auth cert linked to %q, want %q", got, acct)
+	}
+	a, _ := o.s.account(ctx, acct)
+	if len(a.AuthCerts) != 2 || a.Facts.Address != factsTaroJP.Address || a.FactsSource.Fingerprint != certFingerprint(renewed.SigCert) {
+		t.Fatalf("account after renewal: %+v %+v", a.AuthCerts, a.FactsSource)
+	}
+
+	// Another person's certificates while signed in as Taro.
+	other := o.pki.wallet(t, factsHanako)
+	txID, _ = b.openTx(o.authorize("web"), purposeProofing)
+	if err := other.Approve(ctx, o.ts.Client(), b.walletURL(txID), "jws"); walletsim.ErrorCode(err) != codeIdentityMismatch {
+		t.Fatalf("other person's renewal: %v", err)
+	}
+	if got, _ := o.s.linkedAccount(ctx, certFingerprint(other.AuthCert)); got != "" {
+		t.Fatalf("refused certificate was linked to %q", got)
+	}
+
+	// A new signature certificate with an already linked auth
+	// certificate (address change reissues only the signature cert).
+	moved := *renewed
+	fresh := o.pki.wallet(t, factsTaro)
+	moved.SigKey, moved.SigCert = fresh.SigKey, fresh.SigCert
+	b2 := o.browser()
+	txID, _ = b2.openTx(o.authorize("web"), purposeProofing)
+	if err := moved.Approve(ctx, o.ts.Client(), b2.walletURL(txID), "jws"); err != nil {
+		t.Fatalf("new signature cert with linked auth cert: %v", err)
+	}
+	if got, _ := o.s.linkedAccount(ctx, certFingerprint(fresh.SigCert)); got != acct {
+		t.Fatalf("new signature cert linked to %q, want %q", got, acct)
+	}
+	// Certificates of one account mixed with another's: refused.
+	mixed := *other
+	mixed.AuthKey, mixed.AuthCert = renewed.AuthKey, renewed.AuthCert
+	b3 := o.browser()
+	txID, _ = b3.openTx(o.authorize("web"), purposeProofing)
+	err := mixed.Approve(ctx, o.ts.Client(), b3.walletURL(txID), "jws")
+	if c := walletsim.ErrorCode(err); c != codeIdentityMismatch && c != codeAccountConflict {
+		t.Fatalf("mixed certificates: %v", err)
+	}
+
+	// No session: a brand-new card of the same person is a new account
+	// (accounts are never matched by name and birth date).
+	newCard := o.pki.wallet(t, factsTaro)
+	b4 := o.browser()
+	b4.signIn(newCard, "web", purposeProofing, "jws")
+	if got, _ := o.s.linkedAccount(ctx, certFingerprint(newCard.AuthCert)); got == acct || got == "" {
+		t.Fatalf("sessionless proofing joined account %q", got)
+	}
+}
+
+// TestPromptAndSession covers the SSO decisions of /login.
+func TestPromptAndSession(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	w := o.pki.wallet(t, factsTaro)
+
+	// prompt=none without a session: login_required at the RP.
+	anon := o.browser()
+	ar := o.authorize("web", oauth2.SetAuthURLParam("prompt", "none"))
+	code, loc, _ := anon.get(loginURL(ar))
+	u, _ := url.Parse(loc)
+	if code != http.StatusFound || u.Query().Get("error") != "login_required" || u.Query().Get("state") != "st-1" ||
+		!strings.HasPrefix(loc, "https://rp.example/cb") {
+		t.Fatalf("prompt=none without session: %d %q", code, loc)
+	}
+
+	b := o.browser()
+	b.signIn(w, "web", purposeProofing, "jws")
+
+	// With a session: straight to consent, which was given: a code.
+	ar = o.authorize("web", oauth2.SetAuthURLParam("prompt", "none"))
+	code, loc, _ = b.get(loginURL(ar))
+	if code != http.StatusSeeOther || loc != consentURL(ar) {
+		t.Fatalf("prompt=none with session: %d %q", code, loc)
+	}
+	_, cb := b.consent(ar, "allow")
+	if rp := b.callback(cb); rp.Query().Get("code") == "" {
+		t.Fatalf("prompt=none did not yield a code: %s", rp.Redacted())
+	}
+
+	// Another client without consent, prompt=none: consent_required.
+	ar = o.startAuth(o.oauth("other", "name"), oauth2.GenerateVerifier(), oauth2.SetAuthURLParam("prompt", "none"))
+	_, loc, _ = b.get(loginURL(ar))
+	_, loc, _ = b.get(loc)
+	if u, _ := url.Parse(loc); u.Query().Get("error") != "consent_required" {
+		t.Fatalf("prompt=none without consent: %q", loc)
+	}
+
+	// Session rules that force a new sign-in.
+	for _, c := range []struct {
+		name  string
+		param []oauth2.AuthCodeOption
+		skip  bool
+	}{
+		{"plain", nil, true},
+		{"prompt=login", []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("prompt", "login")}, false},
+		{"max_age=0", []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("max_age", "0")}, false},
+		{"max_age=3600", []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("max_age", "3600")}, true},
+		{"acr aal3", []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("acr_values", "aal3")}, true},
+		{"unknown acr", []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("acr_values", "urn:example:gold")}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o.clock.Advance(2 * time.Second) // auth_time is in the past
+			ar := o.authorize("web", c.param...)
+			code, loc, _ := b.get(loginURL(ar))
+			skipped := code == http.StatusSeeOther && loc == consentURL(ar)
+			if skipped != c.skip {
+				t.Fatalf("skip=%v, want %v (%d %q)", skipped, c.skip, code, loc)
+			}
+		})
+	}
+
+	// prompt=login: after the fresh sign-in, consent accepts the new
+	// session although max_age is 0.
+	ar = o.authorize("web", oauth2.SetAuthURLParam("prompt", "login"))
+	txID, _ := b.openTx(ar, "")
+	if err := w.Approve(context.Background(), o.ts.Client(), b.walletURL(txID), "jws"); err != nil {
+		t.Fatal(err)
+	}
+	b.finish(ar, txID)
+	_, cb = b.consent(ar, "allow")
+	if rp := b.callback(cb); rp.Query().Get("code") == "" {
+		t.Fatal("prompt=login sign-in did not complete")
+	}
+}
+
+func TestSessionRules(t *testing.T) {
+	maxAge := func(v uint) *uint { return &v }
+	created := time.Now().Add(-time.Hour)
+	old := &Session{AccountID: "a", AuthTime: created.Add(-time.Hour), ACR: "aal3"}
+	fresh := &Session{AccountID: "a", AuthTime: created.Add(time.Minute), ACR: "aal3"}
+	low := &Session{AccountID: "a", AuthTime: created.Add(time.Minute), ACR: "aal2"}
+	s := &Server{now: time.Now}
+	for _, c := range []struct {
+		name string
+		ar   AuthRequest
+		sess *Session
+		want bool
+	}{
+		{"no constraints", AuthRequest{CreatedAt: created}, old, true},
+		{"max_age exceeded", AuthRequest{CreatedAt: created, MaxAge: maxAge(60)}, old, false},
+		{"max_age within", AuthRequest{CreatedAt: created, MaxAge: maxAge(3 * 3600)}, old, true},
+		{"max_age 0 but signed in for this request", AuthRequest{CreatedAt: created, MaxAge: maxAge(0)}, fresh, true},
+		{"prompt=login old session", AuthRequest{CreatedAt: created, Prompt: []string{"login"}}, old, false},
+		{"prompt=login fresh session", AuthRequest{CreatedAt: created, Prompt: []string{"login"}}, fresh, true},
+		{"acr aal3 wanted, aal2 held", AuthRequest{CreatedAt: created, ACRValues: []string{"aal3"}}, low, false},
+		{"acr aal2 or aal3 wanted, aal2 held", AuthRequest{CreatedAt: created, ACRValues: []string{"aal3", "aal2"}}, low, true},
+		{"unknown acr ignored", AuthRequest{CreatedAt: created, ACRValues: []string{"gold"}}, low, true},
+	} {
+		if got := s.sessionSatisfies(context.Background(), &c.ar, c.sess); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestConsentDenyAndLogout(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	w := o.pki.wallet(t, factsTaro)
+	b := o.browser()
+	ar := o.authorize("web")
+	txID, _ := b.openTx(ar, purposeProofing)
+	if err := w.Approve(context.Background(), o.ts.Client(), b.walletURL(txID), "jws"); err != nil {
+		t.Fatal(err)
+	}
+	b.finish(ar, txID)
+	// A consent POST without the CSRF token is refused.
+	if code, _, _ := b.post(consentURL(ar), url.Values{"action": {"allow"}}); code != http.StatusForbidden {
+		t.Fatalf("consent without CSRF: %d", code)
+	}
+	code, loc := b.consent(ar, "deny")
+	u, _ := url.Parse(loc)
+	if code != http.StatusFound || u.Query().Get("error") != "access_denied" || u.Query().Get("state") != "st-1" {
+		t.Fatalf("deny: %d %q", code, loc)
+	}
+
+	// Signed in (the session exists): a new request skips the login page.
+	ar = o.authorize("web")
+	if code, loc, _ := b.get(loginURL(ar)); code != http.StatusSeeOther || loc != consentURL(ar) {
+		t.Fatalf("SSO: %d %q", code, loc)
+	}
+	// Logout with a forged next: signed-out page, no redirect.
+	code, loc, page := b.get("/logout?next=" + url.QueryEscape("https://evil.example/"))
+	if code != http.StatusOK || loc != "" || !strings.Contains(page, "サインアウト") {
+		t.Fatalf("logout with forged next: %d %q", code, loc)
+	}
+	if code, loc, _ := b.get(loginURL(ar)); code != http.StatusSeeOther || !strings.Contains(loc, "tx=") {
+		t.Fatalf("after logout the session still answers: %d %q", code, loc)
+	}
+	// A signed next redirects.
+	next := o.s.signLogoutNext("https://rp.example/bye?state=s9")
+	if code, loc, _ := b.get("/logout?next=" + url.QueryEscape(next)); code != http.StatusSeeOther || loc != "https://rp.example/bye?state=s9" {
+		t.Fatalf("logout with signed next: %d %q", code, loc)
+	}
+}
+
+// TestFinishRules: finishing needs CSRF, a verified transaction, and
+// happens once.
+func TestFinishRules(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	w := o.pki.wallet(t, factsTaro)
+	b := o.browser()
+	ar := o.authorize("web")
+	txID, page := b.openTx(ar, purposeProofing)
+	tok := csrfFrom(t, page)
+	if code, _, _ := b.post("/login/tx/"+txID+"/finish", url.Values{csrfField: {tok}}); code != http.StatusConflict {
+		t.Fatalf("finish before verification: %d", code)
+	}
+	if err := w.Approve(context.Background(), o.ts.Client(), b.walletURL(txID), "jws"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := b.post("/login/tx/"+txID+"/finish", url.Values{csrfField: {"forged"}}); code != http.StatusForbidden {
+		t.Fatalf("finish with a forged CSRF token: %d", code)
+	}
+	b.finish(ar, txID)
+	// A second finish (double click) goes to consent without a second
+	// session.
+	if code, loc, _ := b.post("/login/tx/"+txID+"/finish", url.Values{csrfField: {tok}}); code != http.StatusSeeOther || loc != consentURL(ar) {
+		t.Fatalf("second finish: %d %q", code, loc)
+	}
+	if code, _, _ := b.post("/login/tx/nope/finish", url.Values{csrfField: {tok}}); code != http.StatusNotFound {
+		t.Fatalf("finish of unknown transaction: %d", code)
+	}
+}
+
+// TestEventsStream reads the SSE stream while the wallet answers.
+func TestEventsStream(t *testing.T) {
+	backends(t, func(t *testing.T, newKV func(testing.TB) store.KV) {
+		o := newSigninOP(t, newKV(t))
+		w := o.pki.wallet(t, factsTaro)
+		b := o.browser()
+		ar := o.authorize("web")
+		txID, _ := b.openTx(ar, purposeProofing)
+		req, _ := http.NewRequest(http.MethodGet, o.issuer+"/login/tx/"+txID+"/events", nil)
+		res, err := b.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		if ct := res.Header.Get("Content-Type"); res.StatusCode != http.StatusOK || ct != "text/event-stream" {
+			t.Fatalf("events: %d %s", res.StatusCode, ct)
+		}
+		sc := bufio.NewScanner(res.Body)
+		next := func() txEvent {
+			for sc.Scan() {
+				if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+					var ev txEvent
+					if err := json.Unmarshal([]byte(data), &ev); err != nil {
+						t.Fatal(err)
+					}
+					return ev
+				}
+			}
+			t.Fatalf("stream ended: %v", sc.Err())
+			return txEvent{}
+		}
+		if ev := next(); ev.State != txPending {
+			t.Fatalf("first event %+v", ev)
+		}
+		if err := w.Approve(context.Background(), o.ts.Client(), b.walletURL(txID), "jws"); err != nil {
+			t.Fatal(err)
+		}
+		// processing, then verified (processing reads as pending).
+		for {
+			ev := next()
+			if ev.State == txPending {
+				continue
+			}
+			if ev.State != txVerified {
+				t.Fatalf("event %+v", ev)
+			}
+			break
+		}
+	})
+}
+
+// TestWalletEndpointNegatives: malformed requests are refused with the
+// documented codes and change nothing.
+func TestWalletEndpointNegatives(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	w := o.pki.wallet(t, factsTaro)
+	ctx := context.Background()
+	b := o.browser()
+	// open returns a fresh proofing transaction (one per case: the
+	// per-transaction rate limit would stop a long series on one).
+	open := func() (string, *walletsim.Transaction) {
+		txID, _ := b.openTx(o.authorize("web"), purposeProofing)
+		tx, err := walletsim.Fetch(ctx, o.ts.Client(), b.walletURL(txID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return txID, tx
+	}
+	_, tx := open()
+	good, _ := w.SignBytes(tx.Bytes, "jws", tx.Certificates)
+	body := func(m map[string]any) []byte {
+		base := map[string]any{"signatures": good, "comparison_code": tx.ComparisonCode, "qr_token": tx.QRToken}
+		for k, v := range m {
+			if v == nil {
+				delete(base, k)
+			} else {
+				base[k] = v
+			}
+		}
+		b, _ := json.Marshal(base)
+		return b
+	}
+	sig := func(fields map[string]string) []map[string]string { return []map[string]string{fields} }
+	cases := []struct {
+		name   string
+		body   []byte
+		ctype  string
+		url    string
+		status int
+		code   string
+	}{
+		{"not JSON", []byte("{not json"), "application/json", "", 400, codeInvalidRequest},
+		{"trailing data", append(body(nil), []byte(" {}")...), "application/json", "", 400, codeInvalidRequest},
+		{"wrong content type", body(nil), "text/plain", "", 415, codeInvalidRequest},
+		{"oversized", []byte(`{"signatures":[{"format":"jws","jws":"` + strings.Repeat("A", maxSubmissionBytes) + `"}]}`), "application/json", "", 413, codeRequestTooLarge},
+		{"unknown transaction", body(nil), "application/json", o.issuer + walletTxPath + "AAAAAAAAAAAAAAAAAAAAAA", 404, codeUnknownTransaction},
+		{"no signatures", body(map[string]any{"signatures": []any{}}), "application/json", "", 400, codeInvalidRequest},
+		{"three signatures", body(map[string]any{"signatures": append(append([]walletsim.Signature{}, good...), good[0])}), "application/json", "", 400, codeInvalidRequest},
+		{"unknown format", body(map[string]any{"signatures": sig(map[string]string{"format": "xml", "jws": "a"})}), "application/json", "", 400, codeInvalidRequest},
+		{"missing format", body(map[string]any{"signatures": sig(map[string]string{"jws": "a"})}), "application/json", "", 400, codeInvalidRequest},
+		{"bad base64 cms", body(map[string]any{"signatures": sig(map[string]string{"format": "cms", "cms_b64": "!!!"})}), "application/json", "", 400, codeInvalidRequest},
+		{"bad base64 raw sig", body(map[string]any{"signatures": sig(map[string]string{"format": "raw", "sig_b64": "%%", "cert_b64": "AAAA"})}), "application/json", "", 400, codeInvalidRequest},
+		{"raw cert not DER", body(map[string]any{"signatures": sig(map[string]string{"format": "raw", "sig_b64": "AAAA", "cert_b64": "AAAA"})}), "application/json", "", 400, "malformed"},
+		{"raw unknown hash", body(map[string]any{"signatures": sig(map[string]string{"format": "raw", "sig_b64": "AAAA", "cert_b64": base64.StdEncoding.EncodeToString(w.AuthCert.Raw), "hash": "MD5"})}), "application/json", "", 400, codeInvalidRequest},
+		{"field of another format", body(map[string]any{"signatures": sig(map[string]string{"format": "jws", "jws": "a", "cms_b64": "AAAA"})}), "application/json", "", 400, codeInvalidRequest},
+		{"missing qr_token", body(map[string]any{"qr_token": nil}), "application/json", "", 400, codeInvalidQRToken},
+		{"missing comparison code", body(map[string]any{"comparison_code": nil}), "application/json", "", 400, codeInvalidRequest},
+		{"garbled jws", body(map[string]any{"signatures": []map[string]string{{"format": "jws", "jws": "a.b.c"}, {"format": "jws", "jws": "x.y.z"}}}), "application/json", "", 400, "malformed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			txID, fresh := open()
+			// The bodies were built for tx; rebuild the parts bound to it.
+			bodyFor := []byte(strings.NewReplacer(tx.QRToken, fresh.QRToken, tx.ComparisonCode, fresh.ComparisonCode).Replace(string(c.body)))
+			target := *fresh
+			if c.url != "" {
+				target.URL = c.url
+			}
+			status, code := submitRaw(t, o, &target, bodyFor, c.ctype)
+			if status != c.status || code != c.code {
+				t.Fatalf("got %d %q, want %d %q", status, code, c.status, c.code)
+			}
+			// Refused requests change nothing.
+			if _, st := b.status(txID); st.State != txPending {
+				t.Fatalf("transaction left %+v", st)
+			}
+		})
+	}
+	// The transaction that served as template still succeeds.
+	if err := w.Submit(ctx, o.ts.Client(), tx, "jws"); err != nil {
+		t.Fatalf("transaction damaged: %v", err)
+	}
+
+	// Per-transaction submission limit.
+	_, limited := open()
+	bad := []byte(`{"signatures":[{"format":"jws","jws":"a.b.c"}],"comparison_code":"1","qr_token":"1.x"}`)
+	for i := range walletSubmitPerTx {
+		if status, code := submitRaw(t, o, limited, bad, "application/json"); status != 400 {
+			t.Fatalf("submission %d: %d %s", i, status, code)
+		}
+	}
+	if status, code := submitRaw(t, o, limited, bad, "application/json"); status != http.StatusTooManyRequests || code != codeRateLimited {
+		t.Fatalf("submission over the limit: %d %s", status, code)
+	}
+
+	// GET negatives.
+	for _, c := range []struct {
+		name   string
+		url    string
+		status int
+		code   string
+	}{
+		{"unknown transaction", o.issuer + walletTxPath + "nope?qr_token=1.AAAA", 404, codeUnknownTransaction},
+		{"no token", tx.URL, 400, codeInvalidQRToken},
+		{"garbage token", tx.URL + "?qr_token=zzz", 400, codeInvalidQRToken},
+	} {
+		t.Run("GET "+c.name, func(t *testing.T) {
+			txID2, _ := b.openTx(o.authorize("web"), purposeSignin)
+			u := strings.Replace(c.url, tx.ID, txID2, 1)
+			res, err := o.ts.Client().Get(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]string
+			_ = json.NewDecoder(res.Body).Decode(&m)
+			res.Body.Close()
+			if res.StatusCode != c.status || m["error"] != c.code {
+				t.Fatalf("got %d %v, want %d %s", res.StatusCode, m, c.status, c.code)
+			}
+			if res.Header.Get("Set-Cookie") != "" {
+				t.Fatal("wallet endpoint set a cookie")
+			}
+		})
+	}
+}
+
+// TestWalletTransactionDocument pins the GET answer's shape (the wallet
+// protocol) and the bytes to sign.
+func TestWalletTransactionDocument(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	b := o.browser()
+	txID, _ := b.openTx(o.authorize("web"), purposeProofing)
+	res, err := o.ts.Client().Get(b.walletURL(txID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var doc map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range doc {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	want := []string{"certificates", "comparison_code", "expires_at", "issuer", "purpose", "requested_claims", "rp", "sign", "transaction"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("keys %v, want %v", keys, want)
+	}
+	rp := doc["rp"].(map[string]any)
+	if rp["client_id"] != "web" || rp["display_name"] != "Web RP" || rp["whitelisted"] != true {
+		t.Fatalf("rp %v", rp)
+	}
+	sign := doc["sign"].(map[string]any)
+	raw, err := base64.StdEncoding.DecodeString(sign["bytes_b64"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _, _ := o.s.loadTx(context.Background(), txID)
+	wantBytes := fmt.Sprintf(`{"aud":%q,"client_id":"web","exp":%d,"iss":%q,"nonce":%q,"purpose":"proofing","rp":"Web RP","txn":%q,"typ":"watashi-signin+v1"}`,
+		o.issuer, stored.ExpiresAt.Unix(), o.issuer, stored.Nonce, txID)
+	if string(raw) != wantBytes {
+		t.Fatalf("bytes to sign:\n%s\nwant\n%s", raw, wantBytes)
+	}
+	if fmt.Sprint(doc["certificates"]) != "[signature authentication]" || doc["comparison_code"] != stored.Code {
+		t.Fatalf("doc %v", doc)
+	}
+}
+
+func TestBytesToSignCanonical(t *testing.T) {
+	tx := &signinTx{ID: "t1", ClientID: "c<1>", ClientName: "市役所 & \"RP\"", Purpose: purposeSignin, Nonce: "n", ExpiresAt: time.Unix(1700000000, 0)}
+	b, err := bytesToSign("https://idp.example", tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"aud":"https://idp.example","client_id":"c<1>","exp":1700000000,"iss":"https://idp.example","nonce":"n","purpose":"signin","rp":"市役所 & \"RP\"","txn":"t1","typ":"watashi-signin+v1"}`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+	// Sorted keys: re-encoding a map gives the same bytes.
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["exp"].(float64) != 1700000000 {
+		t.Fatal("exp")
+	}
+}
+
+func TestQRTokenCheck(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	s := &Server{opts: Options{CookieKey: []byte("k-0123456789abcdef0123456789abcdef")}, now: func() time.Time { return now }}
+	tx := &signinTx{ID: "tx1", CreatedAt: now.Add(-2 * time.Minute)}
+	w := qrWindowAt(now)
+	for _, c := range []struct {
+		name  string
+		tok   string
+		fresh bool
+		code  string
+	}{
+		{"current", s.qrToken("tx1", w), true, ""},
+		{"previous", s.qrToken("tx1", w-1), true, ""},
+		{"two back, fresh", s.qrToken("tx1", w-2), true, codeExpiredQRToken},
+		{"two back, submission", s.qrToken("tx1", w-2), false, ""},
+		{"future window", s.qrToken("tx1", w+1), false, codeInvalidQRToken},
+		{"before the transaction", s.qrToken("tx1", qrWindowAt(tx.CreatedAt)-1), false, codeInvalidQRToken},
+		{"other transaction", s.qrToken("tx2", w), true, codeInvalidQRToken},
+		{"empty", "", true, codeInvalidQRToken},
+		{"no dot", "12345", true, codeInvalidQRToken},
+		{"leading zero window", "0" + s.qrToken("tx1", w), true, codeInvalidQRToken},
+		{"negative window", "-1.AAAA", true, codeInvalidQRToken},
+	} {
+		e := s.checkQRToken(tx, c.tok, c.fresh)
+		got := ""
+		if e != nil {
+			got = e.Code
+		}
+		if got != c.code {
+			t.Errorf("%s: %q, want %q", c.name, got, c.code)
+		}
+	}
+}
+
+func TestAMRAndACR(t *testing.T) {
+	for _, c := range []struct {
+		a    *walletAuthenticator
+		want []string
+	}{
+		{nil, []string{"hwk", "pin"}},
+		{&walletAuthenticator{Token: "JPKIAPGPSETOKEN", UserVerification: "pin"}, []string{"hwk", "pin"}},
+		{&walletAuthenticator{Token: "JPKIAPIOSTOKEN", UserVerification: "biometric"}, []string{"hwk", "pin", "user"}},
+		{&walletAuthenticator{Token: "JPKIAPICCTOKEN2"}, []string{"hwk", "pin", "sc"}},
+	} {
+		if got := amrFor(c.a); !slices.Equal(got, c.want) {
+			t.Errorf("%+v: %v, want %v", c.a, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		acr  string
+		req  []string
+		want bool
+	}{
+		{"aal3", nil, true}, {"aal3", []string{"aal3"}, true}, {"aal2", []string{"aal3"}, false},
+		{"", []string{"aal1"}, false}, {"aal2", []string{"x", "aal2"}, true},
+	} {
+		if got := acrSatisfies(c.acr, c.req); got != c.want {
+			t.Errorf("acr %q %v: %v", c.acr, c.req, got)
+		}
+	}
+	if d := digitsOnly("12 - 34"); d != "1234" {
+		t.Fatal(d)
+	}
+	for range 50 {
+		c := comparisonCode()
+		if len(c) != 5 || c[2] != '-' || len(digitsOnly(c)) != 4 {
+			t.Fatalf("comparison code %q", c)
+		}
+	}
+}
+
+// TestLoginPageLanguageAndA11y renders the login page in both languages.
+func TestLoginPageLanguageAndA11y(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	for _, c := range []struct {
+		name    string
+		opts    []oauth2.AuthCodeOption
+		accept  string
+		lang    string
+		snippet string
+	}{
+		{"default Japanese", nil, "", "ja", "確認コード"},
+		{"Accept-Language en", nil, "en-US,en;q=0.9", "en", "Confirmation code"},
+		{"ui_locales wins", []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("ui_locales", "en")}, "ja", "en", "Confirmation code"},
+		{"unsupported falls back", nil, "fr", "ja", "確認コード"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := o.browser()
+			ar := o.authorize("web", c.opts...)
+			_, loc, _ := b.get(loginURL(ar), "Accept-Language", c.accept)
+			code, _, page := b.get(loc, "Accept-Language", c.accept)
+			if code != http.StatusOK {
+				t.Fatalf("%d", code)
+			}
+			for _, want := range []string{`<html lang="` + c.lang + `">`, c.snippet, `alt="`, `<noscript><meta http-equiv="refresh" content="20;url=/login?`, `href="watashi://sign?tx=http`, "Web RP", "/qr.png?w="} {
+				if !strings.Contains(page, want) {
+					t.Errorf("page lacks %q", want)
+				}
+			}
+			if strings.Contains(page, "ZgotmplZ") {
+				t.Error("template escaping rejected a value")
+			}
+		})
+	}
+}
+
+func TestQRImage(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	b := o.browser()
+	txID, _ := b.openTx(o.authorize("web"), purposeSignin)
+	req, _ := http.NewRequest(http.MethodGet, o.issuer+"/login/tx/"+txID+"/qr.png", nil)
+	res, err := b.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var head [8]byte
+	if _, err := res.Body.Read(head[:]); err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "image/png" || string(head[:]) != "\x89PNG\r\n\x1a\n" {
+		t.Fatalf("qr: %d %s %q", res.StatusCode, res.Header.Get("Content-Type"), head)
+	}
+}
+
+func TestDemoWalletLinks(t *testing.T) {
+	pki := simulatorPKI(t)
+	o := newTestOP(t, store.NewMemory(), func(opts *Options) {
+		opts.Verifier = pki.verifier(t)
+		opts.DemoWalletURL = "http://demo.example/phone/"
+	})
+	so := &signinOP{testOP: o, pki: pki, clock: &testClock{}}
+	b := so.browser()
+	txID, page := b.openTx(so.authorize("web"), "")
+	if !strings.Contains(page, `href="http://demo.example/phone/?tx=http`) {
+		t.Fatalf("demo link missing:\n%s", page)
+	}
+	// The https fallback page accepts only our own transaction URLs.
+	u := b.walletURL(txID)
+	if code, _, p := b.get("/wallet/open?tx=" + url.QueryEscape(u)); code != http.StatusOK || !strings.Contains(p, "watashi://sign?tx=") {
+		t.Fatalf("open page: %d", code)
+	}
+	if code, _, _ := b.get("/wallet/open?tx=" + url.QueryEscape("https://evil.example/wallet/v1/transactions/x")); code != http.StatusBadRequest {
+		t.Fatalf("open page for a foreign URL: %d", code)
+	}
+}
+
+func TestLoginErrors(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	b := o.browser()
+	if code, _, page := b.get("/login?id=nope"); code != http.StatusBadRequest || !strings.Contains(page, `role="alert"`) {
+		t.Fatalf("unknown request: %d", code)
+	}
+	if code, _, _ := b.get("/consent?id=nope"); code != http.StatusBadRequest {
+		t.Fatalf("unknown consent: %d", code)
+	}
+	// A consent page without a session goes back to the login.
+	ar := o.authorize("web")
+	b.get(loginURL(ar)) // binds
+	if code, loc, _ := b.get(consentURL(ar)); code != http.StatusSeeOther || loc != loginURL(ar) {
+		t.Fatalf("consent without session: %d %q", code, loc)
+	}
+	if code, _, _ := b.get("/static/watashi.css"); code != http.StatusOK {
+		t.Fatalf("static css: %d", code)
+	}
+	if code, _, _ := b.get("/static/"); code != http.StatusNotFound {
+		t.Fatalf("static listing: %d", code)
+	}
+}
+
+func FuzzParseSubmission(f *testing.F) {
+	f.Add([]byte(`{"signatures":[{"format":"jws","jws":"a.b.c"}],"comparison_code":"12-34","qr_token":"1.x"}`))
+	f.Add([]byte(`{"signatures":[{"format":"raw","sig_b64":"AAAA","cert_b64":"AAAA","hash":"SHA-256"}],"comparison_code":"1","qr_token":"1.x"}`))
+	f.Add([]byte(`{"signatures":[{"format":"cms","cms_b64":"MA=="}],"comparison_code":"1","qr_token":"1.x","authenticator":{"token":"JPKIAPICCTOKEN2"}}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"signatures":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		sub, err := parseSubmission(body)
+		if (sub == nil) == (err == nil) {
+			t.Fatalf("exactly one of result and error: %v %v", sub, err)
+		}
+		if err != nil && (err.Code == "" || err.Status < 400 || err.Final) {
+			t.Fatalf("bad refusal %+v", err)
+		}
+		if sub != nil && (len(sub.envelopes) != len(sub.Signatures) || len(sub.envelopes) == 0 || len(sub.envelopes) > maxSignatures) {
+			t.Fatalf("envelopes %d for %d signatures", len(sub.envelopes), len(sub.Signatures))
+		}
+	})
+}
+
+// TestReasonMessages: every code the browser can be shown has a message
+// in both languages (templates build these keys at run time, so the
+// start-up check cannot see them).
+func TestReasonMessages(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	reasons := []string{codeNotEnrolled, codeWrongCertificate, codeIdentityMismatch, codeAccountConflict,
+		codeExpiredTransaction, codeAlreadyUsed, codeServerError}
+	for _, r := range []pkibridge.Reason{pkibridge.ReasonBadSignature, pkibridge.ReasonUntrusted, pkibridge.ReasonExpired,
+		pkibridge.ReasonNotYetValid, pkibridge.ReasonRevoked, pkibridge.ReasonRevocationUnknown, pkibridge.ReasonKeyUsage,
+		pkibridge.ReasonMalformed, pkibridge.ReasonWeakKey, pkibridge.ReasonWeakAlgorithm, pkibridge.ReasonAttributes} {
+		reasons = append(reasons, string(r))
+	}
+	pages := []string{"unknown_request", "foreign_browser", "already_completed", "unknown_transaction", "csrf",
+		"rate_limited", "not_verified", "server_error", "bad_request"}
+	claims := claimsForScopes([]string{"profile", "name", "address", "birthdate", "gender"})
+	for _, lang := range []string{"ja", "en"} {
+		for _, set := range []struct {
+			prefix string
+			keys   []string
+		}{{"reason.", reasons}, {"error.", pages}, {"claim.", claims}} {
+			for _, k := range set.keys {
+				if m := o.s.signin.tmpl.Message(lang, set.prefix+k); m == set.prefix+k || m == "" {
+					t.Errorf("%s: no message for %s%s", lang, set.prefix, k)
+				}
+			}
+		}
+	}
+}
+
+func TestLogoutRefusesSubresources(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	w := o.pki.wallet(t, factsTaro)
+	b := o.browser()
+	b.signIn(w, "web", purposeProofing, "jws")
+	if code, _, _ := b.get("/logout", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "image"); code != http.StatusForbidden {
+		t.Fatalf("logout from an <img>: %d", code)
+	}
+	ar := o.authorize("web")
+	if code, loc, _ := b.get(loginURL(ar)); code != http.StatusSeeOther || loc != consentURL(ar) {
+		t.Fatalf("the refused logout ended the session: %d %q", code, loc)
+	}
+	if code, _, _ := b.get("/logout", "Sec-Fetch-Mode", "navigate"); code != http.StatusOK {
+		t.Fatalf("navigated logout: %d", code)
+	}
+}

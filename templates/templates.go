@@ -1,0 +1,346 @@
+// Package templates is the embedded, themeable sign-in UI: HTML templates,
+// their Japanese and English messages, and the static CSS and JavaScript
+// they use. Operators theme it with an override directory whose files
+// replace the embedded ones of the same name; a template that is missing
+// or does not parse, or a message that a template uses but a language
+// lacks, is a start-up error rather than a broken page in front of a
+// resident (DESIGN.md §7.5).
+//
+// Templates receive a Page: {{.Lang}}, {{.Data}} (the handler's view) and
+// {{.T "key" args...}} for messages. No template function reads the
+// environment or the request.
+package templates
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+//go:embed *.html messages_*.json static
+var embedded embed.FS
+
+// Layout is the skeleton every page is rendered into; pages define the
+// blocks "title", "head" and "main".
+const Layout = "layout.html"
+
+// Pages are the templates a Set must hold. Handlers render them by name.
+var Pages = []string{"login.html", "consent.html", "error.html", "signedout.html", "openapp.html"}
+
+// Languages are the supported UI languages, the default first: residents
+// are in Japan, so Japanese unless they ask for English.
+var Languages = []string{"ja", "en"}
+
+// DefaultLanguage is what residents get when nothing they send matches.
+const DefaultLanguage = "ja"
+
+// Set is a parsed, validated template set. It is immutable and safe for
+// concurrent use.
+type Set struct {
+	pages  map[string]*template.Template
+	msgs   map[string]map[string]string
+	static fs.FS
+}
+
+// New parses the embedded templates, with files in overrideDir (if not
+// empty) replacing embedded ones of the same name: *.html, messages_*.json
+// (merged key by key over the embedded messages) and static/*.
+func New(overrideDir string) (*Set, error) {
+	var over fs.FS
+	if overrideDir != "" {
+		st, err := os.Stat(overrideDir)
+		if err != nil {
+			return nil, fmt.Errorf("templates: override directory: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("templates: override %s is not a directory", overrideDir)
+		}
+		over = os.DirFS(overrideDir)
+	}
+	return newSet(embedded, over)
+}
+
+// newSet builds a Set from base with optional overrides; tests use it to
+// build sets with missing or broken files.
+func newSet(base, over fs.FS) (*Set, error) {
+	read := func(name string) ([]byte, error) {
+		if over != nil {
+			b, err := fs.ReadFile(over, name)
+			if err == nil {
+				return b, nil
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+		}
+		return fs.ReadFile(base, name)
+	}
+	s := &Set{pages: map[string]*template.Template{}, msgs: map[string]map[string]string{}}
+	var errs []error
+
+	for _, lang := range Languages {
+		name := "messages_" + lang + ".json"
+		m := map[string]string{}
+		b, err := fs.ReadFile(base, name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("templates: %s: %w", name, err))
+			continue
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			errs = append(errs, fmt.Errorf("templates: %s: %w", name, err))
+			continue
+		}
+		if over != nil {
+			ob, err := fs.ReadFile(over, name)
+			switch {
+			case err == nil:
+				om := map[string]string{}
+				if err := json.Unmarshal(ob, &om); err != nil {
+					errs = append(errs, fmt.Errorf("templates: override %s: %w", name, err))
+				}
+				for k, v := range om {
+					m[k] = v
+				}
+			case !errors.Is(err, fs.ErrNotExist):
+				errs = append(errs, fmt.Errorf("templates: override %s: %w", name, err))
+			}
+		}
+		s.msgs[lang] = m
+	}
+
+	layout, err := read(Layout)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("templates: %s: %w", Layout, err))
+	}
+	used := map[string][]string{} // message key -> templates using it
+	noteKeys(used, Layout, layout)
+	for _, name := range Pages {
+		page, err := read(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("templates: %s: %w", name, err))
+			continue
+		}
+		noteKeys(used, name, page)
+		if layout == nil {
+			continue
+		}
+		t, err := template.New(name).Option("missingkey=error").Parse(string(layout))
+		if err == nil {
+			_, err = t.Parse(string(page))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("templates: %s: %w", name, err))
+			continue
+		}
+		if t.Lookup("layout") == nil {
+			errs = append(errs, fmt.Errorf("templates: %s: no \"layout\" template defined by %s", name, Layout))
+			continue
+		}
+		s.pages[name] = t
+	}
+	keys := make([]string, 0, len(used))
+	for k := range used {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, lang := range Languages {
+		m, ok := s.msgs[lang]
+		if !ok {
+			continue
+		}
+		for _, k := range keys {
+			if _, ok := m[k]; !ok {
+				errs = append(errs, fmt.Errorf("templates: message %q (used by %s) missing in %s", k, strings.Join(used[k], ", "), lang))
+			}
+		}
+	}
+
+	staticFS, err := fs.Sub(base, "static")
+	if err != nil {
+		errs = append(errs, fmt.Errorf("templates: static: %w", err))
+	}
+	s.static = staticFS
+	if over != nil {
+		if o, err := fs.Sub(over, "static"); err == nil {
+			s.static = overlayFS{over: o, base: staticFS}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return s, nil
+}
+
+// keyPattern finds message keys in templates: {{.T "key"}} and
+// {{$.T "key" ...}}. Keys built at run time (printf) are checked by the
+// handlers' tests instead.
+var keyPattern = regexp.MustCompile(`\.T\s+"([^"]+)"`)
+
+func noteKeys(used map[string][]string, name string, src []byte) {
+	for _, m := range keyPattern.FindAllSubmatch(src, -1) {
+		k := string(m[1])
+		if !slices.Contains(used[k], name) {
+			used[k] = append(used[k], name)
+		}
+	}
+}
+
+// Page is what a template sees.
+type Page struct {
+	Lang string
+	Data any
+	msgs map[string]string
+}
+
+// T returns the message for key in the page's language, formatted with
+// args (fmt verbs) when given. A key missing at run time shows as the key
+// itself: a visible, harmless defect rather than a failed page.
+func (p Page) T(key string, args ...any) string {
+	msg, ok := p.msgs[key]
+	if !ok {
+		return key
+	}
+	if len(args) > 0 {
+		return fmt.Sprintf(msg, args...)
+	}
+	return msg
+}
+
+// Has reports whether a message exists, so templates can show optional
+// texts (claim descriptions) only when the theme defines them.
+func (p Page) Has(key string) bool {
+	_, ok := p.msgs[key]
+	return ok
+}
+
+// Render executes the page name in lang into w. The output is buffered,
+// so a template failure never sends half a page.
+func (s *Set) Render(w io.Writer, name, lang string, data any) error {
+	t, ok := s.pages[name]
+	if !ok {
+		return fmt.Errorf("templates: no page %q", name)
+	}
+	lang = normalize(lang)
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", Page{Lang: lang, Data: data, msgs: s.msgs[lang]}); err != nil {
+		return fmt.Errorf("templates: %s: %w", name, err)
+	}
+	if rw, ok := w.(http.ResponseWriter); ok {
+		h := rw.Header()
+		if h.Get("Content-Type") == "" {
+			h.Set("Content-Type", "text/html; charset=utf-8")
+		}
+		h.Set("Content-Language", lang)
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// Message returns one message outside a template (JSON status texts).
+func (s *Set) Message(lang, key string) string {
+	return Page{msgs: s.msgs[normalize(lang)]}.T(key)
+}
+
+// Static serves the CSS and JavaScript the pages link to (under
+// /static/). Scripts are files, not inline, so the CSP can forbid inline
+// script.
+func (s *Set) Static() http.Handler {
+	files := http.FileServerFS(s.static)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") { // no directory listings
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		files.ServeHTTP(w, r)
+	})
+}
+
+func normalize(lang string) string {
+	if slices.Contains(Languages, lang) {
+		return lang
+	}
+	return DefaultLanguage
+}
+
+// Negotiate picks the UI language: the first supported tag of the OIDC
+// ui_locales parameter (in the RP's order), otherwise the best of the
+// browser's Accept-Language by quality, otherwise DefaultLanguage. Only
+// the primary subtag counts ("en-GB" is English).
+func Negotiate(uiLocales []string, acceptLanguage string) string {
+	for _, l := range uiLocales {
+		if m := match(l); m != "" {
+			return m
+		}
+	}
+	type cand struct {
+		lang string
+		q    float64
+		pos  int
+	}
+	var cands []cand
+	for i, part := range strings.Split(acceptLanguage, ",") {
+		if i >= 32 { // a browser sends a handful; do not loop on garbage
+			break
+		}
+		tag, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
+			if ok && strings.TrimSpace(k) == "q" {
+				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+				if err != nil || f < 0 || f > 1 {
+					f = 0
+				}
+				q = f
+			}
+		}
+		if q <= 0 {
+			continue
+		}
+		if tag == "*" {
+			cands = append(cands, cand{DefaultLanguage, q, i})
+			continue
+		}
+		if m := match(tag); m != "" {
+			cands = append(cands, cand{m, q, i})
+		}
+	}
+	sort.SliceStable(cands, func(a, b int) bool { return cands[a].q > cands[b].q })
+	if len(cands) > 0 {
+		return cands[0].lang
+	}
+	return DefaultLanguage
+}
+
+func match(tag string) string {
+	primary, _, _ := strings.Cut(strings.TrimSpace(tag), "-")
+	primary = strings.ToLower(strings.TrimSpace(primary))
+	if slices.Contains(Languages, primary) {
+		return primary
+	}
+	return ""
+}
+
+// overlayFS serves files from over when present, else from base.
+type overlayFS struct{ over, base fs.FS }
+
+func (o overlayFS) Open(name string) (fs.File, error) {
+	if f, err := o.over.Open(path.Clean(name)); err == nil {
+		return f, nil
+	}
+	return o.base.Open(name)
+}
