@@ -30,6 +30,7 @@ import (
 
 func openssl(t testing.TB, dir string, args ...string) []byte {
 	t.Helper()
+	jpkisim.RequireOpenSSL(t)
 	cmd := exec.Command("openssl", args...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()

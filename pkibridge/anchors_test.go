@@ -225,9 +225,7 @@ func TestNewAnchors(t *testing.T) {
 // the real openssl binary and returns its PEM.
 func opensslCert(t *testing.T, dir, name string, ca bool) []byte {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	jpkisim.RequireOpenSSL(t)
 	crt := filepath.Join(dir, name+".crt")
 	args := []string{"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
 		"-keyout", filepath.Join(dir, name+".key"), "-out", crt, "-days", "30",

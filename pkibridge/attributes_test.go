@@ -328,9 +328,7 @@ func TestParseAttributes(t *testing.T) {
 // independent implementation: OpenSSL's otherName syntax, which writes
 // the value as [0] EXPLICIT exactly as RFC 5280 says.
 func TestParseAttributesOpenSSL(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	jpkisim.RequireOpenSSL(t)
 	const (
 		name = "otherName.1 = 1.2.392.200149.8.5.5.1;FORMAT:UTF8,UTF8:鈴木　一郎\n"
 		rest = "otherName.2 = 1.2.392.200149.8.5.5.3;UTF8:3\n" +

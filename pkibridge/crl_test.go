@@ -142,9 +142,7 @@ func revOpenSSL(t testing.TB, dir string, args ...string) string {
 // root named subj. keyFrom, if set, reuses another CA's key.
 func revNewOpenSSLCA(t testing.TB, subj string, keyFrom *revOpenSSLCA) *revOpenSSLCA {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	requireOpenSSL(t)
 	dir := t.TempDir()
 	ca := &revOpenSSLCA{t: t, dir: dir, conf: filepath.Join(dir, "ca.cnf"), key: filepath.Join(dir, "ca.key"), pem: filepath.Join(dir, "ca.pem")}
 	for name, content := range map[string]string{
@@ -904,4 +902,16 @@ func FuzzParseCRL(f *testing.F) {
 			}
 		}
 	})
+}
+
+// requireOpenSSL mirrors jpkisim.RequireOpenSSL, which this internal test
+// package cannot import (jpkisim imports pkibridge).
+func requireOpenSSL(tb testing.TB) {
+	tb.Helper()
+	if _, err := exec.LookPath("openssl"); err != nil {
+		if v := os.Getenv("WATASHI_REQUIRE_OPENSSL"); v != "" && v != "0" {
+			tb.Fatalf("openssl not found and WATASHI_REQUIRE_OPENSSL is set: %v", err)
+		}
+		tb.Skip("openssl not installed (set WATASHI_REQUIRE_OPENSSL=1 to make this fatal)")
+	}
 }

@@ -31,6 +31,7 @@ var revAcceptLine = regexp.MustCompile(`^ACCEPT .*:(\d+) PID=`)
 // cleanup. It serves any number of requests (no -nrequest).
 func revStartOCSP(t testing.TB, ca *revOpenSSLCA, rsigner, rkey string, extra ...string) string {
 	t.Helper()
+	requireOpenSSL(t)
 	args := append([]string{"ocsp", "-index", filepath.Join(ca.dir, "index.txt"), "-port", "0",
 		"-rsigner", rsigner, "-rkey", rkey, "-CA", ca.pem}, extra...)
 	cmd := exec.Command("openssl", args...)

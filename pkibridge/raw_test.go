@@ -136,9 +136,7 @@ func envOpenSSLErr(dir string, args ...string) ([]byte, error) {
 
 func envNeedOpenSSL(t testing.TB) {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed; the interop tests need the real binary")
-	}
+	jpkisim.RequireOpenSSL(t)
 }
 
 // envWriteCert and envWriteKey put PEM files where openssl can read them.

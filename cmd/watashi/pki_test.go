@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/watashi-id/watashi/pkibridge/jpkisim"
 	"math/big"
 	"os"
 	"os/exec"
@@ -56,11 +57,7 @@ var (
 // and fail (not skip) without it, because CI must exercise interop.
 func opensslPath(tb testing.TB) string {
 	tb.Helper()
-	p, err := exec.LookPath("openssl")
-	if err != nil {
-		tb.Fatalf("openssl binary not found: %v (install the openssl package)", err)
-	}
-	return p
+	return jpkisim.RequireOpenSSL(tb)
 }
 
 // sharedFixture builds the openssl PKI once per test binary. Tests must not

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/watashi-id/watashi/pkibridge/jpkisim"
 	"io"
 	"net"
 	"net/http"
@@ -35,6 +36,7 @@ func (l *lockedBuffer) String() string {
 
 func opensslRand(t *testing.T, dir, name string) (path, value string) {
 	t.Helper()
+	jpkisim.RequireOpenSSL(t)
 	out, err := exec.Command("openssl", "rand", "-hex", "32").Output()
 	if err != nil {
 		t.Fatalf("openssl rand: %v", err)

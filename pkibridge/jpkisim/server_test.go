@@ -348,9 +348,7 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 
 func runOpenSSL(t *testing.T, dir string, args ...string) string {
 	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed")
-	}
+	jpkisim.RequireOpenSSL(t)
 	cmd := exec.Command("openssl", args...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
