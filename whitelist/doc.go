@@ -1,0 +1,46 @@
+// Package whitelist is Watashi's relying-party registry: who may ask the
+// provider for a resident's identity, and for what.
+//
+// Watashi verifies JPKI certificates on behalf of many relying parties
+// (RPs), so it must know each of them. A Client records an RP's metadata
+// (RFC 7591 / OIDC Dynamic Client Registration), its pairwise sector, its
+// tier (the scopes, claims and minimum acr it is granted) and its status:
+//
+//	pending ──approve──▶ approved ──suspend──▶ suspended ──resume──▶ approved
+//	any ──revoke──▶ revoked (terminal)
+//
+// Every status change, update, secret rotation and deletion is appended
+// to a per-client audit log (Redis Streams in the Redis backend) with
+// who, when, why and through which channel (cli, admin-api,
+// registration). Invalid transitions change nothing.
+//
+// # Flows
+//
+// Integrators register themselves at RegistrationHandler (RFC 7591) with
+// an initial access token an operator issued (IssueToken): the token
+// fixes the tier and whether the client starts approved. An optional
+// software statement from a TrustedIssuer overrides the request's
+// fields. The answer carries a registration access token for RFC 7592
+// management (read, full re-validated update, delete) below the
+// registration endpoint. Operators use the `watashi client` commands or
+// AdminHandler for the same actions.
+//
+// The provider calls Authorize at every endpoint that acts for a client.
+// Approved clients are cached in memory; Run keeps the cache correct
+// across nodes by subscribing to ChangedChannel (a suspension reaches
+// every node in about a millisecond) and polling a change counter (a
+// dropped message costs at most PollInterval), and without a working
+// subscription cached entries live only FallbackTTL (1 s).
+//
+// # Storage
+//
+// The package does not import the provider or its store: Store is the
+// narrow, plain-typed part of idp/store.KV it needs, and AuditLog the
+// append-only log. KVBackend adapts store.Memory or store.Redis in one
+// call. Records are durable JSON under "wl:client:<id>" (index
+// "wl:clients"), initial access tokens under "wl:iat:<id>" (index
+// "wl:iats"), logs under "wl:log:client:<id>" and "wl:log:iat". Secrets
+// are never stored: client secrets as argon2id PHC strings (the provider's
+// format), bearer tokens as SHA-256. The conformance suite in
+// whitelisttest runs against every backend.
+package whitelist
