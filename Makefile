@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 ## test: vet, gofmt check, then every test (optional suites skip only when their tool is absent
 ##       and the matching WATASHI_REQUIRE_* is unset; .ci/run sets them all).
 test: fmt-check vet
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+	WATASHI_SCREENSHOT_DIR=$(CURDIR)/out/screenshots $(GO) test -count=1 -timeout 25m $(PKGS)
 
 vet:
 	$(GO) vet $(PKGS)
