@@ -592,6 +592,13 @@ func (s *Server) checkCSRFFor(r *http.Request, purpose string) bool {
 // request with neither (an old browser, a script) is left to the token.
 func (s *Server) sameOrigin(r *http.Request) bool {
 	if o := r.Header.Get("Origin"); o != "" {
+		if o == "null" {
+			// Our pages send Referrer-Policy: no-referrer, under which
+			// browsers serialise the Origin of their own form posts as
+			// "null". Sec-Fetch-Site still says where the post came from;
+			// without it a null origin is refused.
+			return r.Header.Get("Sec-Fetch-Site") == "same-origin"
+		}
 		return o == s.web.origin
 	}
 	if sfs := r.Header.Get("Sec-Fetch-Site"); sfs != "" {

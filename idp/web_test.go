@@ -497,6 +497,8 @@ func TestCSRF(t *testing.T) {
 		{name: "token of other purpose", cookie: cookie, field: purposeTok},
 		{name: "cross origin", cookie: cookie, field: tok, origin: "https://evil.example"},
 		{name: "null origin", cookie: cookie, field: tok, origin: "null"},
+		{name: "null origin, same-origin fetch (no-referrer page)", cookie: cookie, field: tok, origin: "null", sfs: "same-origin", wantOK: true},
+		{name: "null origin, cross-site fetch", cookie: cookie, field: tok, origin: "null", sfs: "cross-site"},
 		{name: "origin with other scheme", cookie: cookie, field: tok, origin: "http://id.example.jp"},
 		{name: "cross site fetch", cookie: cookie, field: tok, sfs: "cross-site"},
 		{name: "same site but other origin", cookie: cookie, field: tok, sfs: "same-site"},
