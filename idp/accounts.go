@@ -26,9 +26,6 @@ func accountKey(id string) string { return "acct:" + id }
 // certificate of a proofing get one.
 func certLinkKey(fingerprint string) string { return "link:" + fingerprint }
 
-// consentKey records what a resident let a client receive.
-func consentKey(accountID, clientID string) string { return "consent:" + accountID + ":" + clientID }
-
 // maxCertRefs bounds the certificates remembered per account: a resident
 // renews every five years, so a handful covers a lifetime, and a bound
 // keeps a record from growing without limit.
@@ -52,7 +49,10 @@ type Account struct {
 }
 
 // FactsSource records which certificate vouched for the facts, so that an
-// auditor can tell which card or phone, and when, proved them.
+// auditor can tell which card or phone, and when, proved them, and so
+// that the provider can ask again later whether that certificate still
+// stands: a JPKI signature certificate is revoked when the resident moves
+// or changes name, which makes the facts it carried stale.
 type FactsSource struct {
 	Issuer      string                   `json:"issuer"`      // RFC 2253 DN of the issuing CA
 	Serial      string                   `json:"serial"`      // decimal
@@ -60,6 +60,21 @@ type FactsSource struct {
 	NotAfter    time.Time                `json:"not_after"`
 	VerifiedAt  time.Time                `json:"verified_at"`
 	Revocation  pkibridge.RevocationInfo `json:"revocation"`
+	// Cert and IssuerCert are the DER of the signature certificate and of
+	// its issuing CA certificate: what a revocation check needs.
+	// Certificates are public documents, but this one carries the basic
+	// four facts, so it is kept with them and never logged.
+	Cert       []byte `json:"cert,omitempty"`
+	IssuerCert []byte `json:"issuer_cert,omitempty"`
+	// CheckedAt is the last definitive revocation answer ("good") for
+	// Cert; proofing sets it. Consent checks again when it is older than
+	// Options.FactsRecheck.
+	CheckedAt time.Time `json:"checked_at,omitzero"`
+	// Stale is set, for good, once Cert is known revoked: the facts are
+	// withheld until the resident proves again, which replaces this
+	// record.
+	Stale   bool      `json:"stale,omitempty"`
+	StaleAt time.Time `json:"stale_at,omitzero"`
 }
 
 // CertRef identifies a linked certificate without keeping the whole DER.
@@ -346,12 +361,20 @@ func (s *Server) refreshAccount(ctx context.Context, id string, sig, auth *pkibr
 }
 
 func factsSource(sig *pkibridge.Result, now time.Time) *FactsSource {
-	return &FactsSource{
+	fs := &FactsSource{
 		Issuer:      sig.Leaf.Issuer.String(),
 		Serial:      sig.Leaf.SerialNumber.String(),
 		Fingerprint: certFingerprint(sig.Leaf),
 		NotAfter:    sig.Leaf.NotAfter.UTC(),
 		VerifiedAt:  now,
 		Revocation:  sig.Revocation,
+		Cert:        slices.Clone(sig.Leaf.Raw),
 	}
+	if len(sig.Chain) > 1 && sig.Chain[1] != nil {
+		fs.IssuerCert = slices.Clone(sig.Chain[1].Raw)
+	}
+	if sig.Revocation.Status == pkibridge.StatusGood {
+		fs.CheckedAt = now
+	}
+	return fs
 }

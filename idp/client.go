@@ -1,10 +1,17 @@
 package idp
 
+import "github.com/watashi-id/watashi/consent"
+
 // Client is a registered relying party as the provider sees it. The static
 // configuration builds these today; the whitelist registry replaces that.
 type Client struct {
 	ID          string `json:"client_id" yaml:"client_id"`
 	DisplayName string `json:"display_name" yaml:"display_name"`
+	// Organization is the legal entity behind the RP (a city office, a
+	// bank), shown on the consent screen next to DisplayName, because
+	// residents decide whom they trust by who is accountable, not by an
+	// app's name.
+	Organization string `json:"organization,omitempty" yaml:"organization"`
 	// SecretHash is a hash of the client secret (client_secret_basic); the
 	// plain secret is never stored.
 	SecretHash string `json:"secret_hash,omitempty" yaml:"-"`
@@ -19,10 +26,56 @@ type Client struct {
 	Sector string `json:"sector" yaml:"-"`
 	// JWKS holds public keys for private_key_jwt (JSON Web Key Set).
 	JWKS []byte `json:"jwks,omitempty" yaml:"-"`
-	// Scopes this client may request beyond openid.
+	// Scopes this client may request beyond openid. They are also the
+	// upper bound of the claims it may receive, however it asks for them
+	// (scopes or the claims parameter): see consentPolicy.
 	Scopes []string `json:"scopes" yaml:"scopes"`
 	// IDTokenAlg is ES256 (default) or RS256.
 	IDTokenAlg string `json:"id_token_signed_response_alg,omitempty" yaml:"id_token_signed_response_alg"`
 	// Purpose is shown to residents on the wallet and consent screens.
 	Purpose string `json:"purpose,omitempty" yaml:"purpose"`
+	// PolicyURI is the RP's privacy policy, linked from the consent
+	// screen so that a resident can read what happens to their data
+	// before sharing it (OIDC Dynamic Client Registration's policy_uri).
+	PolicyURI string `json:"policy_uri,omitempty" yaml:"policy_uri"`
+	// AgeAlternatives declares that an age check (age_over_18 or
+	// age_over_20) serves this RP wherever it asks for the birth date, so
+	// the consent screen offers the resident the narrower answer even
+	// when the RP marks the birth date essential. Data minimisation is
+	// decided at registration, where the operator can hold the RP to it.
+	AgeAlternatives bool `json:"age_alternatives,omitempty" yaml:"age_alternatives"`
+	// VerifiedClaims lets the RP receive verified_claims (OpenID Connect
+	// for Identity Assurance). They carry the signature certificate's
+	// issuer and serial number, which are the same for every RP and so
+	// link the resident across RPs: only RPs with a legal duty to keep
+	// proofing evidence (know-your-customer rules) should get this.
+	VerifiedClaims bool `json:"verified_claims,omitempty" yaml:"verified_claims"`
+	// ScopeClaimsInIDToken also puts the claims requested by scope into
+	// the ID token. OIDC Core §5.4 returns them from userinfo only; RP
+	// libraries that read nothing but the ID token need this.
+	ScopeClaimsInIDToken bool `json:"scope_claims_in_id_token,omitempty" yaml:"scope_claims_in_id_token"`
+}
+
+// ageAlternatives are the age checks AgeAlternatives offers.
+var ageAlternatives = []string{consent.ClaimAgeOver18, consent.ClaimAgeOver20}
+
+// consentPolicy is the client's upper bound on claims. Its claims follow
+// from its scopes, so that a claim the operator did not allow by scope
+// cannot be had through the claims parameter either.
+func (c *Client) consentPolicy() consent.ClientPolicy {
+	p := consent.PolicyForScopes(c.Scopes)
+	p.Verified = c.VerifiedClaims
+	p.ScopeClaimsInIDToken = c.ScopeClaimsInIDToken
+	if c.AgeAlternatives {
+		p.AgeAlternatives = ageAlternatives
+	}
+	return p
+}
+
+// displayName is what residents see for the client.
+func (c *Client) displayName() string {
+	if c.DisplayName != "" {
+		return c.DisplayName
+	}
+	return c.ID
 }

@@ -216,6 +216,9 @@ type TTLConfig struct {
 	RefreshToken time.Duration `yaml:"refresh_token"`
 	IDToken      time.Duration `yaml:"id_token"`
 	Session      time.Duration `yaml:"session"`
+	// FactsRecheck is how old a revocation check of the facts' source
+	// certificate may be before consent checks it again (default 1h).
+	FactsRecheck time.Duration `yaml:"facts_recheck"`
 }
 
 // LogConfig selects the log level (debug, info, warn, error) and format
@@ -834,6 +837,15 @@ func (c *Config) validateClients(p *problems, dev bool) {
 		default:
 			p.add(path+".id_token_signed_response_alg", "%q: want ES256 or RS256", cc.IDTokenAlg)
 		}
+		if cc.PolicyURI != "" {
+			u, err := url.Parse(cc.PolicyURI)
+			if err != nil || u.Host == "" || (u.Scheme != "https" && !(dev && u.Scheme == "http")) {
+				p.add(path+".policy_uri", "must be an https URL (residents follow it from the consent screen)")
+			}
+		}
+		if cc.AgeAlternatives && !slices.Contains(cc.Scopes, "birthdate") && !slices.Contains(cc.Scopes, "profile") {
+			p.add(path+".age_alternatives", "offers an age check instead of the birth date, but the client may not ask for the birth date (scopes birthdate or profile)")
+		}
 	}
 }
 
@@ -905,7 +917,7 @@ func (c *Config) validateTTLs(p *problems) {
 	}{
 		{"ttls.auth_request", t.AuthRequest}, {"ttls.transaction", t.Transaction}, {"ttls.code", t.Code},
 		{"ttls.access_token", t.AccessToken}, {"ttls.refresh_token", t.RefreshToken}, {"ttls.id_token", t.IDToken},
-		{"ttls.session", t.Session},
+		{"ttls.session", t.Session}, {"ttls.facts_recheck", t.FactsRecheck},
 	} {
 		if x.d < 0 {
 			p.add(x.path, "must not be negative")
@@ -929,7 +941,7 @@ func (c *Config) ttlOptions() Options {
 	return Options{
 		AuthRequestTTL: t.AuthRequest, TransactionTTL: t.Transaction, CodeTTL: t.Code,
 		AccessTokenTTL: t.AccessToken, RefreshTokenTTL: t.RefreshToken, IDTokenTTL: t.IDToken,
-		SessionTTL: t.Session, KeyRotation: c.KeyRotation,
+		SessionTTL: t.Session, KeyRotation: c.KeyRotation, FactsRecheck: t.FactsRecheck,
 	}
 }
 

@@ -97,6 +97,11 @@ clients:
     post_logout_redirect_uris: [https://rp.example.com/]
     scopes: [name, birthdate]
     purpose: Opening an account
+    organization: Example Web Ltd.
+    policy_uri: https://rp.example.com/privacy
+    age_alternatives: true
+    verified_claims: true
+    scope_claims_in_id_token: true
   - client_id: jwt
     display_name: Example JWT
     token_endpoint_auth_method: private_key_jwt
@@ -111,6 +116,7 @@ ttls:
   auth_request: 15m
   transaction: 6m
   code: 30s
+  facts_recheck: 20m
 key_rotation: 240h
 cors_allowed_origins: [https://spa.example.com]
 trusted_proxies: [10.0.0.0/8, 192.0.2.1]
@@ -255,8 +261,17 @@ func TestConfigValid(t *testing.T) {
 	if !bytes.Equal(jwt.JWKS, f.jwks) || jwt.IDTokenAlg != "RS256" {
 		t.Fatalf("jwt client %+v", jwt)
 	}
-	if web.DisplayName != "Example Web" || web.Purpose != "Opening an account" || !slices.Equal(web.Scopes, []string{"name", "birthdate"}) {
+	if web.DisplayName != "Example Web" || web.Purpose != "Opening an account" || !slices.Equal(web.Scopes, []string{"name", "birthdate"}) ||
+		web.Organization != "Example Web Ltd." || web.PolicyURI != "https://rp.example.com/privacy" || !web.AgeAlternatives ||
+		!web.VerifiedClaims || !web.ScopeClaimsInIDToken || jwt.VerifiedClaims || jwt.AgeAlternatives {
 		t.Fatalf("web client %+v", web)
+	}
+	if p := web.consentPolicy(); !p.Verified || !p.ScopeClaimsInIDToken || !slices.Equal(p.AgeAlternatives, ageAlternatives) ||
+		!slices.Equal(p.Claims, []string{"name", "family_name", "given_name", "birthdate"}) {
+		t.Fatalf("web consent policy %+v", p)
+	}
+	if o.FactsRecheck != 20*time.Minute {
+		t.Fatalf("facts recheck %v", o.FactsRecheck)
 	}
 	if _, err := o.Gatherer.Gather(); err != nil {
 		t.Fatal(err)
@@ -369,8 +384,15 @@ func TestConfigProductionRefusals(t *testing.T) {
 			c.Clients[2].RedirectURIs = []string{"https://app.example.com/cb"}
 		}, path: "clients[2].token_endpoint_auth_method:"},
 		{name: "bad id token alg", mutate: func(c *Config) { c.Clients[1].IDTokenAlg = "HS256" }, path: "clients[1].id_token_signed_response_alg:"},
-		{name: "bad scope", mutate: func(c *Config) { c.Clients[0].Scopes = []string{"a b"} }, path: "clients[0].scopes[0]:"},
+		{name: "bad scope", mutate: func(c *Config) { c.Clients[0].Scopes = []string{"a b", "birthdate"} }, path: "clients[0].scopes[0]:"},
 		{name: "http sector uri", mutate: func(c *Config) { c.Clients[0].SectorIdentifierURI = "http://rp.example.com/sector.json" }, path: "clients[0].sector_identifier_uri:", devOK: true},
+		{name: "http policy uri", mutate: func(c *Config) { c.Clients[0].PolicyURI = "http://rp.example.com/privacy" }, path: "clients[0].policy_uri: must be an https URL", devOK: true},
+		{name: "relative policy uri", mutate: func(c *Config) { c.Clients[0].PolicyURI = "/privacy" }, path: "clients[0].policy_uri:"},
+		{name: "age alternatives without birthdate", mutate: func(c *Config) {
+			c.Clients[0].Scopes = []string{"name"}
+			c.Clients[0].AgeAlternatives = true
+		}, path: "clients[0].age_alternatives:"},
+		{name: "negative facts recheck", mutate: func(c *Config) { c.TTLs.FactsRecheck = -time.Minute }, path: "ttls.facts_recheck: must not be negative"},
 		{name: "transaction outlives request", mutate: func(c *Config) { c.TTLs.Transaction = 20 * time.Minute }, path: "ttls.transaction: must be shorter"},
 		{name: "negative ttl", mutate: func(c *Config) { c.TTLs.Session = -time.Second }, path: "ttls.session: must not be negative"},
 		{name: "long code ttl", mutate: func(c *Config) { c.TTLs.Code = time.Hour }, path: "ttls.code:"},

@@ -2,125 +2,110 @@ package idp
 
 import (
 	"context"
+	"maps"
 	"slices"
 
-	"github.com/watashi-id/watashi/pkibridge"
+	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/store"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
-// Claims Watashi can release: the basic four facts of the signature
-// certificate, in OIDC Core's standard claim names.
-const (
-	claimName       = "name"
-	claimFamilyName = "family_name"
-	claimGivenName  = "given_name"
-	claimBirthdate  = "birthdate"
-	claimGender     = "gender"
-	claimAddress    = "address"
-)
+// What leaves the provider about a resident is decided by package
+// consent, from data stored with each authorization: the scopes, the raw
+// `claims` parameter and the claims the resident granted for it
+// (AuthRequest.Granted, copied to the grant record). Every release point
+// (ID token, userinfo, introspection) recomputes the request with the
+// client's current policy and releases exactly consent.Release's answer;
+// sub stays the pairwise subject and acr, amr and auth_time come from
+// the sign-in.
 
-// scopeClaims maps a scope to the claims it requests. name, birthdate and
-// gender are the Digital Agency's scopes; profile and address are OIDC
-// Core §5.4's, restricted to what a JPKI certificate proves.
-var scopeClaims = map[string][]string{
-	"name":      {claimName, claimFamilyName, claimGivenName},
-	"birthdate": {claimBirthdate},
-	"gender":    {claimGender},
-	"address":   {claimAddress},
-	"profile":   {claimName, claimFamilyName, claimGivenName, claimBirthdate, claimGender},
-}
+// consentStore is the grants, on the provider's store.
+func (s *Server) consentStore() *consent.Store { return consent.NewStore(s.kv, store.ErrNotFound) }
 
-// claimsForScopes lists the claims the scopes ask for, without duplicates,
-// in a stable order.
-func claimsForScopes(scopes []string) []string {
-	var out []string
-	for _, sc := range scopes {
-		for _, c := range scopeClaims[sc] {
-			if !slices.Contains(out, c) {
-				out = append(out, c)
-			}
-		}
+// consentRequest resolves what an authorization asks for under the
+// client's policy. rawClaims was validated at /authorize; an error here
+// means a stored record was tampered with or the parser got stricter.
+func consentRequest(c *Client, scopes []string, rawClaims []byte) (consent.Requested, error) {
+	cr, err := consent.ParseClaimsRequest(rawClaims)
+	if err != nil {
+		return consent.Requested{}, err
 	}
-	return out
+	return consent.Resolve(scopes, cr, c.consentPolicy()), nil
 }
 
-// requestedClaims are the claims an auth request asks for (its scopes,
-// already limited to what the client may ask). The consent step shows
-// these and passes the ones the resident accepts to completeAuthRequest.
-func (s *Server) requestedClaims(ar *AuthRequest) []string {
-	return claimsForScopes(ar.Scopes)
-}
-
-// releasedClaims are those both requested by the scopes in force and
-// granted by the resident.
-func releasedClaims(scopes, granted []string) []string {
-	var out []string
-	for _, c := range claimsForScopes(scopes) {
-		if slices.Contains(granted, c) {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// setClaims copies the released facts of accountID into ui. The account
-// is read only when something is to be released.
-func (s *Server) setClaims(ctx context.Context, ui *oidc.UserInfo, accountID string, scopes, granted []string) error {
-	release := releasedClaims(scopes, granted)
-	if len(release) == 0 {
+// requestedClaims lists what an auth request asks for, for the login
+// page and the wallet ("this service will receive ..."): the consent
+// items in display order. It is informative only; nothing is released
+// from it.
+func (s *Server) requestedClaims(ctx context.Context, ar *AuthRequest) []string {
+	c, err := s.client(ctx, ar.ClientID)
+	if err != nil {
 		return nil
 	}
-	f, err := s.accountFacts(ctx, accountID)
+	req, err := consentRequest(c, ar.Scopes, ar.Claims)
 	if err != nil {
-		return err
+		return nil
 	}
-	if f == nil {
-		return nil // an account without proofed facts has nothing to release
+	var out []string
+	for _, it := range req.Items() {
+		out = append(out, it.Claim)
 	}
-	for _, c := range release {
-		switch c {
-		case claimName:
-			ui.Name = f.Name
-		case claimFamilyName:
-			ui.FamilyName = f.FamilyName
-		case claimGivenName:
-			ui.GivenName = f.GivenName
-		case claimBirthdate:
-			ui.Birthdate = f.Birthdate
-		case claimGender:
-			ui.Gender = oidc.Gender(f.Gender)
-		case claimAddress:
-			if f.Address != "" {
-				ui.Address = &oidc.UserInfoAddress{Formatted: f.Address, Country: "JP"}
-			}
-		}
-	}
-	return nil
+	return out
 }
 
-// accountFacts returns the verified facts of an account (nil when the
-// account has none yet).
-func (s *Server) accountFacts(ctx context.Context, accountID string) (*pkibridge.Attributes, error) {
-	a, err := s.account(ctx, accountID)
+// releaseClaims builds one target's personal claims for an authorization
+// of clientID by accountID: consent.Release over the account's verified
+// facts. The account is read only when something was granted. Facts
+// that have gone stale, or an account without facts, release nothing:
+// the consent step asks for a new proofing before it completes, so this
+// only happens when a certificate was found revoked after the code was
+// issued, and withholding is the safe answer.
+func (s *Server) releaseClaims(ctx context.Context, clientID, accountID string, scopes []string, rawClaims []byte, granted []string, target consent.Target) (map[string]any, error) {
+	if len(granted) == 0 {
+		return nil, nil
+	}
+	c, err := s.client(ctx, clientID)
+	if err != nil {
+		return nil, nil // a client removed from the configuration receives nothing
+	}
+	req, err := consentRequest(c, scopes, rawClaims)
 	if err != nil {
 		return nil, err
 	}
-	return a.Facts, nil
+	a, err := s.accountForRelease(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	out, err := consent.Release(a.Facts, a.factsMeta(), &consent.Grant{Claims: granted}, req, target, s.now())
+	if needsProofing(err) {
+		s.log.WarnContext(ctx, "claims withheld: the facts need a new proofing", "account", accountID,
+			"client", clientID, "target", string(target), "reason", string(consent.CodeOf(err)))
+		return nil, nil
+	}
+	return out, err
+}
+
+// putClaims copies released claims into a userinfo or ID token claim set.
+func putClaims(ui *oidc.UserInfo, claims map[string]any) {
+	for _, k := range slices.Sorted(maps.Keys(claims)) {
+		ui.AppendClaims(k, claims[k])
+	}
 }
 
 // SetUserinfoFromRequest fills the ID token: the pairwise sub always (the
-// library copies this Subject over the token's sub), and the granted
-// claims. A refreshed ID token gets acr here, since the library takes acr
-// only from an auth request.
+// library copies this Subject over the token's sub), and the claims
+// released for the ID token. A refreshed ID token gets acr here, since
+// the library takes acr only from an auth request.
 func (st *opStorage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo, req op.IDTokenRequest, _ []string) error {
-	var account string
+	var client, account string
 	var scopes, granted []string
+	var raw []byte
 	switch r := req.(type) {
 	case *AuthRequest:
-		account, scopes, granted = r.AccountID, r.Scopes, r.Granted
+		client, account, scopes, raw, granted = r.ClientID, r.AccountID, r.Scopes, r.Claims, r.Granted
 	case *refreshRequest:
-		account, scopes, granted = r.grant.AccountID, r.scopes, r.grant.Granted
+		client, account, scopes, raw, granted = r.grant.ClientID, r.grant.AccountID, r.scopes, r.grant.Claims, r.grant.Granted
 		if r.grant.ACR != "" {
 			ui.AppendClaims("acr", r.grant.ACR)
 		}
@@ -128,9 +113,11 @@ func (st *opStorage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserIn
 		return oidc.ErrServerError().WithDescription("unexpected token request")
 	}
 	ui.Subject = req.GetSubject()
-	if err := st.s.setClaims(ctx, ui, account, scopes, granted); err != nil {
+	claims, err := st.s.releaseClaims(ctx, client, account, scopes, raw, granted, consent.TargetIDToken)
+	if err != nil {
 		st.s.log.ErrorContext(ctx, "ID token claims", "error", err)
 		return oidc.ErrServerError()
 	}
+	putClaims(ui, claims)
 	return nil
 }

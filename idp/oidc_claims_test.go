@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
 )
@@ -30,13 +31,17 @@ func putAccount(t testing.TB, o *testOP, id string, facts *pkibridge.Attributes)
 	}
 }
 
-// personal lists the personal claims present in a claim set.
+// personal lists the personal claims present in a claim set: every
+// claim the consent catalogue can release, and verified_claims.
 func personal(m map[string]any) []string {
 	var out []string
-	for _, c := range []string{claimName, claimFamilyName, claimGivenName, claimBirthdate, claimGender, claimAddress} {
-		if _, ok := m[c]; ok {
-			out = append(out, c)
+	for _, c := range consent.Catalogue() {
+		if _, ok := m[c.Name]; ok {
+			out = append(out, c.Name)
 		}
+	}
+	if _, ok := m[consent.ClaimVerifiedClaims]; ok {
+		out = append(out, consent.ClaimVerifiedClaims)
 	}
 	sort.Strings(out)
 	return out
@@ -51,10 +56,17 @@ func sorted(s ...string) []string {
 	return out
 }
 
-// Claims are released only when both a scope asks for them and the
-// resident granted them, in the ID token and userinfo alike.
+// Claims are released only when both the request asks for them and the
+// resident granted them. Scope claims go to userinfo (and introspection,
+// which answers for the access token) and stay out of the ID token
+// unless the client opted in (OIDC Core §5.4); refreshed tokens release
+// the same.
 func TestClaimsRelease(t *testing.T) {
-	o := newTestOP(t, store.NewMemory(), nil)
+	o := newTestOP(t, store.NewMemory(), func(o *Options) {
+		o.Clients = append(o.Clients, &Client{ID: "idtok", DisplayName: "ID token reader", AuthMethod: authSecretBasic,
+			SecretHash: fixtureSecret, RedirectURIs: []string{"https://idtok.example/cb"},
+			Scopes: []string{"name", "birthdate", "gender", "address", "profile", "offline_access"}, ScopeClaimsInIDToken: true})
+	})
 	putAccount(t, o, testAccount, testFacts)
 	putAccount(t, o, testAccount2, nil) // signed in, never proofed
 	ctx := o.ctx()
@@ -68,18 +80,21 @@ func TestClaimsRelease(t *testing.T) {
 		account string
 		scopes  []string
 		granted []string
-		want    []string
+		want    []string // userinfo and introspection
+		wantID  []string // ID token
 	}{
 		{"name and birthdate granted", "web", testAccount, []string{"name", "birthdate"},
-			[]string{"name", "family_name", "given_name", "birthdate"}, sorted("name", "family_name", "given_name", "birthdate")},
-		{"birthdate only granted", "web", testAccount, []string{"name", "birthdate"}, []string{"birthdate"}, sorted("birthdate")},
-		{"nothing granted", "web", testAccount, []string{"name", "birthdate", "gender", "address"}, nil, sorted()},
-		{"granted but not requested", "web", testAccount, []string{"gender"}, []string{"name", "gender"}, sorted("gender")},
-		{"address", "web", testAccount, []string{"address"}, []string{"address"}, sorted("address")},
+			[]string{"name", "family_name", "given_name", "birthdate"}, sorted("name", "family_name", "given_name", "birthdate"), sorted()},
+		{"birthdate only granted", "web", testAccount, []string{"name", "birthdate"}, []string{"birthdate"}, sorted("birthdate"), sorted()},
+		{"nothing granted", "web", testAccount, []string{"name", "birthdate", "gender", "address"}, nil, sorted(), sorted()},
+		{"granted but not requested", "web", testAccount, []string{"gender"}, []string{"name", "gender"}, sorted("gender"), sorted()},
+		{"address", "web", testAccount, []string{"address"}, []string{"address"}, sorted("address"), sorted()},
 		{"profile", "web", testAccount, []string{"profile"}, []string{"name", "family_name", "given_name", "birthdate", "gender"},
-			sorted("name", "family_name", "given_name", "birthdate", "gender")},
-		{"client not allowed", "narrow", testAccount, []string{"name", "profile", "address"}, []string{"name", "address"}, sorted()},
-		{"account without facts", "web", testAccount2, []string{"name"}, []string{"name"}, sorted()},
+			sorted("name", "family_name", "given_name", "birthdate", "gender"), sorted()},
+		{"client not allowed", "narrow", testAccount, []string{"name", "profile", "address"}, []string{"name", "address"}, sorted(), sorted()},
+		{"account without facts", "web", testAccount2, []string{"name"}, []string{"name"}, sorted(), sorted()},
+		{"ID token opt-in", "idtok", testAccount, []string{"name", "address"}, []string{"name", "address"},
+			sorted("name", "address"), sorted("name", "address")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,8 +105,8 @@ func TestClaimsRelease(t *testing.T) {
 			}
 			var ic map[string]any
 			_ = idt.Claims(&ic)
-			if got := sorted(personal(ic)...); !slices.Equal(got, tc.want) {
-				t.Errorf("ID token claims %v, want %v", got, tc.want)
+			if got := sorted(personal(ic)...); !slices.Equal(got, tc.wantID) {
+				t.Errorf("ID token claims %v, want %v", got, tc.wantID)
 			}
 			st, uc := o.userinfo(tok.AccessToken)
 			if st != http.StatusOK {
@@ -103,22 +118,31 @@ func TestClaimsRelease(t *testing.T) {
 			if uc["sub"] != idt.Subject {
 				t.Errorf("userinfo sub differs")
 			}
-			for _, c := range tc.want {
+			for _, c := range tc.wantID {
 				if ic[c] == nil || !sameJSON(ic[c], uc[c]) {
 					t.Errorf("%s differs: %v vs %v", c, ic[c], uc[c])
 				}
 			}
-			if slices.Contains(tc.want, "name") && ic["name"] != testFacts.Name {
-				t.Errorf("name %v", ic["name"])
+			if slices.Contains(tc.want, "name") && uc["name"] != testFacts.Name {
+				t.Errorf("name %v", uc["name"])
 			}
 			if slices.Contains(tc.want, "address") {
-				a, _ := ic["address"].(map[string]any)
+				a, _ := uc["address"].(map[string]any)
 				if a["formatted"] != testFacts.Address || a["country"] != "JP" {
 					t.Errorf("address %v", a)
 				}
 			}
-			if in := o.introspect(tok.AccessToken, tc.client); len(personal(in)) != 0 {
-				t.Errorf("introspection releases %v", personal(in))
+			in := o.introspect(tok.AccessToken, tc.client)
+			if got := sorted(personal(in)...); !slices.Equal(got, tc.want) {
+				t.Errorf("introspection claims %v, want %v", got, tc.want)
+			}
+			for _, c := range tc.want {
+				if !sameJSON(in[c], uc[c]) {
+					t.Errorf("introspection %s differs from userinfo", c)
+				}
+			}
+			if in["acr"] != "aal3" || in["sub"] != idt.Subject {
+				t.Errorf("introspection acr %v sub %v", in["acr"], in["sub"])
 			}
 			if tok.RefreshToken == "" {
 				return
@@ -133,8 +157,12 @@ func TestClaimsRelease(t *testing.T) {
 			}
 			var rc map[string]any
 			_ = idt2.Claims(&rc)
-			if got := sorted(personal(rc)...); !slices.Equal(got, tc.want) || idt2.Subject != idt.Subject {
+			if got := sorted(personal(rc)...); !slices.Equal(got, tc.wantID) || idt2.Subject != idt.Subject {
 				t.Errorf("refreshed ID token claims %v sub %q", got, idt2.Subject)
+			}
+			st, uc2 := o.userinfo(r["access_token"].(string))
+			if got := sorted(personal(uc2)...); st != http.StatusOK || !slices.Equal(got, tc.want) {
+				t.Errorf("userinfo after refresh %d %v", st, got)
 			}
 		})
 	}
@@ -146,26 +174,30 @@ func sameJSON(a, b any) bool {
 	return string(x) == string(y)
 }
 
-func TestClaimsForScopes(t *testing.T) {
-	tests := []struct {
+// requestedClaims (the login page's and wallet's list) follows the
+// consent request: scopes and the claims parameter under the client's
+// policy, in display order.
+func TestRequestedClaims(t *testing.T) {
+	o := newTestOP(t, store.NewMemory(), nil)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		client string
 		scopes []string
+		claims string
 		want   []string
 	}{
-		{nil, nil},
-		{[]string{"openid", "offline_access"}, nil},
-		{[]string{"name"}, []string{"name", "family_name", "given_name"}},
-		{[]string{"profile", "name"}, []string{"name", "family_name", "given_name", "birthdate", "gender"}},
-		{[]string{"address", "email", "phone"}, []string{"address"}},
-	}
-	for _, tc := range tests {
-		if got := claimsForScopes(tc.scopes); !slices.Equal(got, tc.want) {
-			t.Errorf("%v: %v, want %v", tc.scopes, got, tc.want)
+		{"web", []string{"openid"}, "", nil},
+		{"web", []string{"openid", "birthdate"}, "", []string{"birthdate"}},
+		{"web", []string{"openid", "profile", "name"}, "", []string{"name", "family_name", "given_name", "birthdate", "gender"}},
+		{"web", []string{"openid"}, `{"id_token":{"address":{"essential":true}},"userinfo":{"name":null}}`, []string{"name", "address"}},
+		{"web", []string{"openid"}, `{"userinfo":{"email":null,"sub":null}}`, nil}, // unknown and protocol claims
+		{"narrow", []string{"openid", "name"}, `{"userinfo":{"name":null}}`, nil},  // not allowed for the client
+		{"nope", []string{"openid", "name"}, "", nil},                              // unknown client
+	} {
+		ar := &AuthRequest{ClientID: tc.client, Scopes: tc.scopes, Claims: []byte(tc.claims)}
+		if got := o.s.requestedClaims(ctx, ar); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %v %s: %v, want %v", tc.client, tc.scopes, tc.claims, got, tc.want)
 		}
-	}
-	ar := &AuthRequest{Scopes: []string{"openid", "birthdate"}}
-	o := &Server{}
-	if got := o.requestedClaims(ar); !slices.Equal(got, []string{"birthdate"}) {
-		t.Errorf("requestedClaims %v", got)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/store"
 )
 
@@ -19,13 +20,23 @@ func FuzzParseClaimsParam(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		out, err := parseClaimsParam(v)
+		out, cr, err := parseClaimsParam(v)
 		if err != nil {
 			return
 		}
 		var obj map[string]json.RawMessage
-		if json.Unmarshal(out, &obj) != nil || obj == nil || len(out) > maxClaimsParam+16 {
+		if json.Unmarshal(out, &obj) != nil || obj == nil || cr == nil || len(out) > consent.MaxClaimsRequestSize {
 			t.Fatalf("accepted %q as %q", v, out)
+		}
+		// What is stored parses again to the same request.
+		again, err := consent.ParseClaimsRequest(out)
+		if err != nil {
+			t.Fatalf("stored form %q does not parse: %v", out, err)
+		}
+		a, _ := json.Marshal(cr)
+		b, _ := json.Marshal(again)
+		if string(a) != string(b) {
+			t.Fatalf("stored form changes the request: %s vs %s", a, b)
 		}
 	})
 }

@@ -16,6 +16,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
+	"github.com/watashi-id/watashi/consent"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
@@ -508,10 +509,12 @@ func (s *Server) corsOptions() *cors.Options {
 
 // ---- discovery ----
 
-// Advertised values, pinned by testdata/discovery.golden.json.
+// Advertised values, pinned by testdata/discovery.golden.json. The
+// personal claims and the identity-assurance metadata are the consent
+// package's (consent.Discovery), derived from what Release can produce.
 var (
-	claimsSupported = []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp",
-		claimName, claimFamilyName, claimGivenName, claimBirthdate, claimGender, claimAddress}
+	claimsSupported = append([]string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp"},
+		consent.Discovery().ClaimsSupported...)
 	acrValuesSupported = []string{"aal3"}
 )
 
@@ -542,11 +545,17 @@ type discoveryDocument struct {
 	ClaimsParameterSupported                   bool     `json:"claims_parameter_supported"`
 	RequestParameterSupported                  bool     `json:"request_parameter_supported"`
 	RequestURIParameterSupported               bool     `json:"request_uri_parameter_supported"`
+	// OpenID Connect for Identity Assurance 1.0 §8.
+	VerifiedClaimsSupported         bool     `json:"verified_claims_supported"`
+	TrustFrameworksSupported        []string `json:"trust_frameworks_supported"`
+	EvidenceSupported               []string `json:"evidence_supported"`
+	ClaimsInVerifiedClaimsSupported []string `json:"claims_in_verified_claims_supported"`
 }
 
 func (s *Server) discovery() *discoveryDocument {
 	iss := s.opts.Issuer
 	abs := func(path string) string { return strings.TrimSuffix(iss, "/") + path }
+	md := consent.Discovery()
 	return &discoveryDocument{
 		Issuer:                                     iss,
 		AuthorizationEndpoint:                      abs(authorizePath),
@@ -568,6 +577,11 @@ func (s *Server) discovery() *discoveryDocument {
 		ClaimsSupported:                            claimsSupported,
 		ACRValuesSupported:                         acrValuesSupported,
 		UILocalesSupported:                         []string{"ja", "en"},
+		ClaimsParameterSupported:                   md.ClaimsParameterSupported,
+		VerifiedClaimsSupported:                    md.VerifiedClaimsSupported,
+		TrustFrameworksSupported:                   md.TrustFrameworksSupported,
+		EvidenceSupported:                          md.EvidenceSupported,
+		ClaimsInVerifiedClaimsSupported:            md.ClaimsInVerifiedClaimsSupported,
 	}
 }
 

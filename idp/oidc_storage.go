@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,8 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -36,8 +39,6 @@ func usedCodeKey(hash string) string        { return "usedcode:" + hash }
 func subIndexKey(client, sub string) string { return "subidx:" + client + ":" + sub }
 
 const (
-	// maxClaimsParam bounds the claims request parameter we keep.
-	maxClaimsParam = 4096
 	// casRetries bounds optimistic-update retries on one record.
 	casRetries = 8
 	// codeExchangeMargin keeps an auth request a little longer than its
@@ -146,11 +147,24 @@ func (st *opStorage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest,
 		ar.UILocales = append(ar.UILocales, t.String())
 	}
 	if rs != nil && rs.hasClaims {
-		raw, err := parseClaimsParam(rs.claims)
+		raw, cr, err := parseClaimsParam(rs.claims)
 		if err != nil {
 			return nil, oidc.ErrInvalidRequest().WithDescription("%s", err.Error())
 		}
 		ar.Claims = raw
+		// A sub the RP insists on (OIDC Core §5.5.1) is a hint that must
+		// hold: the session must be that subject's, as for id_token_hint.
+		if sub, ok := cr.Subject(); ok {
+			if ar.HintSubject != "" && ar.HintSubject != sub {
+				return nil, oidc.ErrInvalidRequest().WithDescription("the claims parameter and id_token_hint name different subjects")
+			}
+			ar.HintSubject = sub
+		}
+		// acr asked for as an essential claim (§5.5.1.1) is acr_values
+		// that must be met.
+		if values, essential, ok := cr.ACR(); ok && essential && len(ar.ACRValues) == 0 {
+			ar.ACRValues = values
+		}
 	}
 	b, err := json.Marshal(ar)
 	if err != nil {
@@ -163,26 +177,28 @@ func (st *opStorage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest,
 	return ar, nil
 }
 
-// parseClaimsParam checks the claims parameter (OIDC Core §5.5) is a JSON
-// object and returns it compacted. The consent step interprets it.
-func parseClaimsParam(v string) ([]byte, error) {
-	if len(v) > maxClaimsParam {
-		return nil, fmt.Errorf("claims parameter exceeds %d bytes", maxClaimsParam)
+// parseClaimsParam validates the claims parameter (OIDC Core §5.5, with
+// OIDC4IDA verified_claims) up front, so that a malformed one is an
+// invalid_request at /authorize rather than a surprise at consent, and
+// returns it compacted for storage. The consent package's messages name
+// structure, never values, so they are safe to send to the RP.
+func parseClaimsParam(v string) ([]byte, *consent.ClaimsRequest, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil, errors.New("claims parameter is empty")
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(v), &obj); err != nil || obj == nil {
-		return nil, errors.New("claims parameter must be a JSON object")
-	}
-	for k, m := range obj {
-		if k != "userinfo" && k != "id_token" {
-			continue
+	cr, err := consent.ParseClaimsRequest([]byte(v))
+	if err != nil {
+		var ce *consent.Error
+		if errors.As(err, &ce) {
+			return nil, nil, errors.New(strings.TrimPrefix(ce.Error(), "consent: invalid_request: "))
 		}
-		var inner map[string]json.RawMessage
-		if err := json.Unmarshal(m, &inner); err != nil {
-			return nil, fmt.Errorf("claims parameter member %q must be a JSON object", k)
-		}
+		return nil, nil, errors.New("claims parameter is malformed")
 	}
-	return json.Marshal(obj)
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, []byte(v)); err != nil {
+		return nil, nil, errors.New("claims parameter is malformed")
+	}
+	return buf.Bytes(), cr, nil
 }
 
 // authRequest loads a request; the error wraps store.ErrNotFound when it
@@ -295,13 +311,15 @@ func (s *Server) completeAuthRequest(ctx context.Context, id string, a Authentic
 		if a.Time.IsZero() {
 			ar.AuthTime = now
 		}
-		requested := s.requestedClaims(ar)
-		ar.Granted = nil
-		for _, g := range granted {
-			if slices.Contains(requested, g) && !slices.Contains(ar.Granted, g) {
-				ar.Granted = append(ar.Granted, g)
-			}
+		// Keep what this request can release: consent.Effective re-checks
+		// the granted claims against the request (scopes, the claims
+		// parameter, age checks, verified_claims) under the client's
+		// policy, so a caller can never widen it.
+		req, err := consentRequest(c, ar.Scopes, ar.Claims)
+		if err != nil {
+			return err
 		}
+		ar.Granted = consent.Effective(&consent.Grant{Claims: granted}, req)
 		ar.Completed = true
 		ar.DoneAt = now
 		sub, clientID = ar.Subject, ar.ClientID

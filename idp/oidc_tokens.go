@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -34,18 +36,22 @@ var (
 )
 
 type grantRecord struct {
-	ID        string    `json:"id"`
-	ClientID  string    `json:"client_id"`
-	AccountID string    `json:"account_id"`
-	Subject   string    `json:"sub"`
-	Scopes    []string  `json:"scopes"`
-	Granted   []string  `json:"granted,omitempty"`
-	ACR       string    `json:"acr,omitempty"`
-	AMR       []string  `json:"amr,omitempty"`
-	AuthTime  time.Time `json:"auth_time,omitzero"`
-	Offline   bool      `json:"offline,omitempty"`
-	Revoked   bool      `json:"revoked,omitempty"`
-	Created   time.Time `json:"created"`
+	ID        string   `json:"id"`
+	ClientID  string   `json:"client_id"`
+	AccountID string   `json:"account_id"`
+	Subject   string   `json:"sub"`
+	Scopes    []string `json:"scopes"`
+	// Claims is the raw `claims` request parameter of the authorization
+	// and Granted what the resident let it release: with Scopes, what
+	// every later release recomputes the request from.
+	Claims   []byte    `json:"claims,omitempty"`
+	Granted  []string  `json:"granted,omitempty"`
+	ACR      string    `json:"acr,omitempty"`
+	AMR      []string  `json:"amr,omitempty"`
+	AuthTime time.Time `json:"auth_time,omitzero"`
+	Offline  bool      `json:"offline,omitempty"`
+	Revoked  bool      `json:"revoked,omitempty"`
+	Created  time.Time `json:"created"`
 	// Exp ends the family: refresh tokens do not slide it, so a resident
 	// signs in with the card again at least once per RefreshTokenTTL.
 	Exp time.Time `json:"exp"`
@@ -106,7 +112,7 @@ func (s *Server) newGrant(ctx context.Context, ar *AuthRequest, offline bool) (*
 	}
 	g := &grantRecord{
 		ID: ar.ID, ClientID: ar.ClientID, AccountID: ar.AccountID, Subject: ar.Subject,
-		Scopes: ar.Scopes, Granted: ar.Granted, ACR: ar.ACR, AMR: ar.AMR, AuthTime: ar.AuthTime,
+		Scopes: ar.Scopes, Claims: ar.Claims, Granted: ar.Granted, ACR: ar.ACR, AMR: ar.AMR, AuthTime: ar.AuthTime,
 		Offline: offline, Created: now, Exp: now.Add(ttl),
 	}
 	b, err := json.Marshal(g)
@@ -359,28 +365,37 @@ func invalidToken() *oidc.Error {
 }
 
 // SetUserinfoFromToken answers /userinfo: live token, live grant, the
-// same pairwise sub, and the granted claims of the token's scopes.
+// same pairwise sub, and the claims released for userinfo under the
+// token's scopes.
 func (st *opStorage) SetUserinfoFromToken(ctx context.Context, ui *oidc.UserInfo, tokenID, subject, _ string) error {
 	at, g, err := st.s.liveAccess(ctx, tokenID)
 	if err != nil || at.Subject != subject {
 		return invalidToken()
 	}
 	ui.Subject = at.Subject
-	if err := st.s.setClaims(ctx, ui, g.AccountID, at.Scopes, g.Granted); err != nil {
+	claims, err := st.s.releaseClaims(ctx, g.ClientID, g.AccountID, at.Scopes, g.Claims, g.Granted, consent.TargetUserinfo)
+	if err != nil {
 		st.s.log.ErrorContext(ctx, "userinfo claims", "error", err)
 		return oidc.ErrServerError()
 	}
+	putClaims(ui, claims)
 	return nil
 }
 
 // SetIntrospectionFromToken answers only the client the token was issued
-// to; anyone else learns {"active":false}. Personal claims are left out:
-// introspection tells a resource server whether a token is good, and the
-// RP already has userinfo for the rest.
+// to; anyone else learns {"active":false}. It carries the claims the
+// resident granted for userinfo (issue 5: every response carries exactly
+// the granted claims): the answer goes only to the client that already
+// holds them, and its resource servers then need no userinfo call.
 func (st *opStorage) SetIntrospectionFromToken(ctx context.Context, r *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
 	at, g, err := st.s.liveAccess(ctx, tokenID)
 	if err != nil || at.Subject != subject || at.ClientID != clientID {
 		return errTokenInactive
+	}
+	claims, err := st.s.releaseClaims(ctx, g.ClientID, g.AccountID, at.Scopes, g.Claims, g.Granted, consent.TargetIntrospection)
+	if err != nil {
+		st.s.log.ErrorContext(ctx, "introspection claims", "error", err)
+		return oidc.ErrServerError()
 	}
 	r.Subject = at.Subject
 	r.ClientID = at.ClientID
@@ -393,7 +408,14 @@ func (st *opStorage) SetIntrospectionFromToken(ctx context.Context, r *oidc.Intr
 	r.Audience = []string{at.ClientID}
 	r.Issuer = op.IssuerFromContext(ctx)
 	if g.ACR != "" {
-		r.Claims = map[string]any{"acr": g.ACR}
+		claims = maps.Clone(claims)
+		if claims == nil {
+			claims = map[string]any{}
+		}
+		claims["acr"] = g.ACR
+	}
+	if len(claims) > 0 {
+		r.Claims = claims
 	}
 	return nil
 }

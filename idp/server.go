@@ -47,6 +47,14 @@ type Options struct {
 	// KeyRotation is the signing key rotation period (default 30 days;
 	// negative disables scheduled rotation).
 	KeyRotation time.Duration
+	// FactsRecheck is how old the last revocation check of the facts'
+	// source certificate may be when facts are about to be released at
+	// consent; older ones are checked again (default 1h; added by the
+	// consent integration). A JPKI signature certificate is revoked when
+	// the resident moves or changes name, so an old check may hide facts
+	// that are no longer true. The OCSP/CRL layer caches answers, so a
+	// short period costs little.
+	FactsRecheck time.Duration
 
 	// AllowedOrigins are the browser origins allowed to call the token,
 	// userinfo and revocation endpoints cross-origin (SPAs). Empty: none.
@@ -92,6 +100,7 @@ func (o *Options) defaults() {
 	def(&o.IDTokenTTL, 5*time.Minute)
 	def(&o.SessionTTL, 12*time.Hour)
 	def(&o.KeyRotation, 30*24*time.Hour)
+	def(&o.FactsRecheck, time.Hour)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

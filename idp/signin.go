@@ -72,6 +72,7 @@ func (s *Server) mountSignin(mux *http.ServeMux) {
 	mux.HandleFunc("POST /login/tx/{id}/finish", s.handleTxFinish)
 	mux.HandleFunc("GET /consent", s.handleConsent)
 	mux.HandleFunc("POST /consent", s.handleConsentPost)
+	s.mountAccount(mux)
 	mux.HandleFunc("GET /logout", s.handleLogout)
 	mux.HandleFunc("GET /wallet/open", s.handleWalletOpen)
 	mux.HandleFunc("GET "+walletTxPath+"{id}", s.handleWalletGet)

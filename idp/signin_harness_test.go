@@ -288,18 +288,38 @@ func (b *browser) finish(arID, txID string) string {
 	return loc
 }
 
-// consent allows (or denies) on the consent page and returns the
-// redirect (the provider's callback, or the RP on deny).
+// consent answers the consent page as a browser would submit it with
+// the screen's defaults (essential claims, optional claims pre-ticked;
+// sensitive optional claims stay unticked) and returns the redirect (the
+// provider's callback, or the RP on deny).
 func (b *browser) consent(arID, action string) (int, string) {
 	b.t.Helper()
+	return b.consentWith(arID, action, nil)
+}
+
+// consentAll shares everything the screen offers.
+func (b *browser) consentAll(arID string) (int, string) {
+	b.t.Helper()
+	return b.consentWith(arID, "allow", tickAll)
+}
+
+// consentWith lets choose changes the screen's fields before submitting.
+func (b *browser) consentWith(arID, action string, choose func([]formField) []formField) (int, string) {
+	b.t.Helper()
 	code, loc, page := b.get(consentURL(arID))
-	if code == http.StatusSeeOther {
-		return code, loc // consent already given
+	if code == http.StatusSeeOther || code == http.StatusFound {
+		return code, loc // consent already given, or an error for the RP
 	}
 	if code != http.StatusOK {
 		b.t.Fatalf("consent page: %d\n%s", code, page)
 	}
-	code, loc, body := b.post(consentURL(arID), url.Values{csrfField: {csrfFrom(b.t, page)}, "action": {action}})
+	formAction, fields := pageForm(b.t, page, "consent")
+	if choose != nil {
+		fields = choose(fields)
+	}
+	v := submission(fields)
+	v.Set("action", action)
+	code, loc, body := b.post(formAction, v)
 	if code != http.StatusSeeOther && code != http.StatusFound {
 		b.t.Fatalf("consent post: %d\n%s", code, body)
 	}
@@ -331,6 +351,6 @@ func (b *browser) signIn(w *walletsim.Wallet, clientID, purpose, format string) 
 		b.t.Fatalf("wallet approve: %v", err)
 	}
 	b.finish(ar, tx)
-	_, loc := b.consent(ar, "allow")
+	_, loc := b.consentAll(ar)
 	return b.callback(loc)
 }

@@ -31,8 +31,9 @@ import (
 //	GET  /login/tx/TX/events      server-sent events on state changes
 //	GET  /login/tx/TX/qr.png      the QR code of the current window
 //	POST /login/tx/TX/finish      CSRF; verified → SSO session → /consent
-//	GET  /consent?id=AR           minimal consent (or skip when given)
-//	POST /consent?id=AR           allow → complete → /authorize/callback
+//	GET  /consent?id=AR           consent screen (consent_flow.go), or skip
+//	                              when the remembered grant answers it
+//	POST /consent?id=AR           choices → grant → complete → callback
 //	GET  /logout?next=SIGNED      end the SSO session
 //
 // Every step after /login needs the binding cookie whose hash the auth
@@ -70,14 +71,50 @@ func sameBinding(a, b string) bool {
 	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// loginLang is the page language: the request's ui_locales, else the
+// langParam is the query parameter of the pages' language switch.
+const langParam = "lang"
+
+// loginLang is the page language: the resident's own pick on the page's
+// language switch (?lang=), else the request's ui_locales, else the
 // browser's Accept-Language, else Japanese.
 func loginLang(r *http.Request, ar *AuthRequest) string {
+	if l := r.URL.Query().Get(langParam); slices.Contains(templates.Languages, l) {
+		return l
+	}
 	var locales []string
 	if ar != nil {
 		locales = ar.UILocales
 	}
 	return templates.Negotiate(locales, r.Header.Get("Accept-Language"))
+}
+
+// keepLang carries the resident's language pick (?lang=) into the next
+// URL of the flow, as extra loginURL arguments.
+func keepLang(r *http.Request) []string {
+	if l := r.URL.Query().Get(langParam); slices.Contains(templates.Languages, l) {
+		return []string{langParam, l}
+	}
+	return nil
+}
+
+// langLink is one entry of a page's language switch.
+type langLink struct {
+	Lang    string
+	URL     string
+	Current bool
+}
+
+// langLinks builds the language switch for a page at u: the same URL
+// with ?lang= set, so that switching keeps the resident's place in the
+// flow (the auth request ID travels in the URL).
+func langLinks(u *url.URL, current string) []langLink {
+	var out []langLink
+	for _, l := range templates.Languages {
+		q := u.Query()
+		q.Set(langParam, l)
+		out = append(out, langLink{Lang: l, URL: u.Path + "?" + q.Encode(), Current: l == current})
+	}
+	return out
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name, lang string, data any) {
@@ -192,6 +229,10 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if purpose != purposeProofing {
 		purpose = purposeSignin
 	}
+	notice := q.Get("notice")
+	if !slices.Contains(loginNotices, notice) {
+		notice = ""
+	}
 	if !s.rateLimit(ctx, "signin_tx", s.clientIP(r).String(), txCreatePerIP, walletRateWindow) {
 		s.errorPage(w, r, lang, http.StatusTooManyRequests, "rate_limited")
 		return
@@ -202,13 +243,13 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		// account instead of creating another.
 		sessionAccount = sess.AccountID
 	}
-	tx, err := s.createTx(ctx, ar, binding, purpose, sessionAccount)
+	tx, err := s.createTx(ctx, ar, binding, purpose, sessionAccount, notice)
 	if err != nil {
 		s.log.ErrorContext(ctx, "create transaction", "error", err)
 		s.errorPage(w, r, lang, http.StatusInternalServerError, "server_error")
 		return
 	}
-	http.Redirect(w, r, loginURL(ar.ID, "tx", tx.ID), http.StatusSeeOther)
+	http.Redirect(w, r, loginURL(ar.ID, append([]string{"tx", tx.ID}, keepLang(r)...)...), http.StatusSeeOther)
 }
 
 // loginView is the login page's data.
@@ -236,7 +277,17 @@ type loginView struct {
 	SwitchURL      string
 	ProofingURL    string
 	RetryURL       string
+	// Notice says why the resident is here (stale_facts: prove again).
+	Notice string
 }
+
+// Login page notices a redirect may ask for; anything else is ignored.
+const (
+	noticeStaleFacts = "stale_facts" // the facts' certificate was revoked: prove again
+	noticeNoFacts    = "no_facts"    // the account has no verified facts yet
+)
+
+var loginNotices = []string{noticeStaleFacts, noticeNoFacts}
 
 // qrLinks are the rotating parts of the page.
 type qrLinks struct {
@@ -278,7 +329,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, ar *AuthReq
 		Reason:         tx.Reason,
 		Code:           tx.Code,
 		ExpiresAt:      tx.ExpiresAt.In(jst).Format("15:04"),
-		RefreshURL:     loginURL(ar.ID, "tx", tx.ID),
+		RefreshURL:     loginURL(ar.ID, append([]string{"tx", tx.ID}, keepLang(r)...)...),
 		RefreshSeconds: int(qrWindow / time.Second),
 		RotateSeconds:  int(qrWindow / time.Second),
 		StatusURL:      base + "/status",
@@ -286,6 +337,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, ar *AuthReq
 		FinishURL:      base + "/finish",
 		ProofingURL:    loginURL(ar.ID, "purpose", purposeProofing),
 		RetryURL:       loginURL(ar.ID, "purpose", tx.Purpose),
+		Notice:         tx.Notice,
 	}
 	v.RefreshAttr = template.HTMLAttr(fmt.Sprintf(`content="%d;url=%s"`, v.RefreshSeconds, html.EscapeString(v.RefreshURL)))
 	if tx.Purpose == purposeSignin {
@@ -504,121 +556,6 @@ func (s *Server) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, consentURL(ar.ID), http.StatusSeeOther)
-}
-
-// consentRecord is what a resident allowed a client to receive.
-type consentRecord struct {
-	Claims []string  `json:"claims"`
-	At     time.Time `json:"at"`
-}
-
-// hasConsent reports whether an earlier consent covers claims.
-func (s *Server) hasConsent(ctx context.Context, accountID, clientID string, claims []string) bool {
-	b, err := s.kv.Get(ctx, consentKey(accountID, clientID))
-	if err != nil {
-		return false
-	}
-	var c consentRecord
-	if json.Unmarshal(b, &c) != nil {
-		return false
-	}
-	for _, x := range claims {
-		if !slices.Contains(c.Claims, x) {
-			return false
-		}
-	}
-	return true
-}
-
-// consentView is the consent page's data.
-type consentView struct {
-	RP        string
-	RPPurpose string
-	Claims    []string
-	CSRF      string
-	Action    string
-}
-
-// consentContext loads what both consent handlers need and answers the
-// cases where no consent page is due.
-func (s *Server) consentContext(w http.ResponseWriter, r *http.Request) (*AuthRequest, *Session, string, bool) {
-	ar, ok := s.loadRequestForPage(w, r, r.URL.Query().Get("id"))
-	if !ok {
-		return nil, nil, "", false
-	}
-	lang := loginLang(r, ar)
-	if !sameBinding(s.browserBinding(r), ar.Binding) {
-		s.errorPage(w, r, lang, http.StatusForbidden, "foreign_browser")
-		return nil, nil, "", false
-	}
-	sess, ok := s.currentSession(r)
-	if !ok || !s.sessionSatisfies(r.Context(), ar, sess) {
-		if ar.HasPrompt(oidc.PromptNone) {
-			s.authError(w, r, ar, oidc.ErrLoginRequired())
-		} else {
-			http.Redirect(w, r, loginURL(ar.ID), http.StatusSeeOther)
-		}
-		return nil, nil, "", false
-	}
-	return ar, sess, lang, true
-}
-
-func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	ar, sess, lang, ok := s.consentContext(w, r)
-	if !ok {
-		return
-	}
-	claims := s.requestedClaims(ar)
-	if !ar.HasPrompt(oidc.PromptConsent) && s.hasConsent(ctx, sess.AccountID, ar.ClientID, claims) {
-		s.completeAndReturn(w, r, ar, sess, claims, lang)
-		return
-	}
-	if ar.HasPrompt(oidc.PromptNone) {
-		s.authError(w, r, ar, &oidc.Error{ErrorType: "consent_required", Description: "consent has not been given"})
-		return
-	}
-	c, err := s.client(ctx, ar.ClientID)
-	if err != nil {
-		s.log.ErrorContext(ctx, "consent client", "error", err)
-		s.errorPage(w, r, lang, http.StatusInternalServerError, "server_error")
-		return
-	}
-	name := c.DisplayName
-	if name == "" {
-		name = c.ID
-	}
-	s.render(w, r, http.StatusOK, "consent.html", lang, consentView{
-		RP:        name,
-		RPPurpose: c.Purpose,
-		Claims:    claims,
-		CSRF:      s.csrfToken(r),
-		Action:    consentURL(ar.ID),
-	})
-}
-
-func (s *Server) handleConsentPost(w http.ResponseWriter, r *http.Request) {
-	if !s.checkCSRF(r) {
-		s.errorPage(w, r, loginLang(r, nil), http.StatusForbidden, "csrf")
-		return
-	}
-	ar, sess, lang, ok := s.consentContext(w, r)
-	if !ok {
-		return
-	}
-	switch r.PostFormValue("action") {
-	case "allow":
-		claims := s.requestedClaims(ar)
-		rec, _ := json.Marshal(consentRecord{Claims: claims, At: s.now().UTC()})
-		if err := s.kv.Set(r.Context(), consentKey(sess.AccountID, ar.ClientID), rec, 0); err != nil {
-			s.log.WarnContext(r.Context(), "consent not remembered", "error", err)
-		}
-		s.completeAndReturn(w, r, ar, sess, claims, lang)
-	case "deny":
-		s.authError(w, r, ar, oidc.ErrAccessDenied().WithDescription("the resident declined"))
-	default:
-		s.errorPage(w, r, lang, http.StatusBadRequest, "bad_request")
-	}
 }
 
 // completeAndReturn records the sign-in on the auth request and sends the

@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
 	"github.com/watashi-id/watashi/pkibridge"
+	"github.com/watashi-id/watashi/templates"
 	"golang.org/x/oauth2"
 )
 
@@ -93,7 +95,10 @@ func TestSigninTokensCarryFacts(t *testing.T) {
 			t.Fatalf("%s: %v", purpose, err)
 		}
 		b.finish(ar, tx)
-		_, loc := b.consent(ar, "allow")
+		// The birth date is sensitive: unticked until the resident ticks
+		// it. The second sign-in skips the screen (the grant is
+		// remembered) and releases the same.
+		_, loc := b.consentAll(ar)
 		rp := b.callback(loc)
 		tok, err := conf.Exchange(o.ctx(), rp.Query().Get("code"), oauth2.VerifierOption(v))
 		if err != nil {
@@ -1132,12 +1137,23 @@ func TestReasonMessages(t *testing.T) {
 	}
 	pages := []string{"unknown_request", "foreign_browser", "already_completed", "unknown_transaction", "csrf",
 		"rate_limited", "not_verified", "server_error", "bad_request"}
-	claims := claimsForScopes([]string{"profile", "name", "address", "birthdate", "gender"})
+	var claims []string
+	for _, c := range consent.Catalogue() {
+		claims = append(claims, c.Name)
+	}
+	claims = append(claims, consent.ClaimVerifiedClaims)
 	for _, lang := range []string{"ja", "en"} {
 		for _, set := range []struct {
 			prefix string
 			keys   []string
-		}{{"reason.", reasons}, {"error.", pages}, {"claim.", claims}} {
+		}{
+			{"reason.", reasons}, {"error.", pages}, {"claim.", claims},
+			{"consent.as.", ageAlternatives},
+			{"consent.error.", []string{string(consent.CodeInvalidChoice), string(consent.CodeEssentialRefused)}},
+			{"gender.", []string{"male", "female", "not_known"}},
+			{"notice.", loginNotices},
+			{"lang.", templates.Languages},
+		} {
 			for _, k := range set.keys {
 				if m := o.s.signin.tmpl.Message(lang, set.prefix+k); m == set.prefix+k || m == "" {
 					t.Errorf("%s: no message for %s%s", lang, set.prefix, k)

@@ -151,10 +151,13 @@ type signinTx struct {
 	Bytes         []byte    `json:"bytes"` // the exact bytes to sign
 	// SessionAccount is the signed-in account when a proofing was started
 	// with an SSO session: the new certificates re-link to it.
-	SessionAccount string    `json:"session_account,omitempty"`
-	State          string    `json:"state"`
-	Reason         string    `json:"reason,omitempty"`
-	Result         *txResult `json:"result,omitempty"`
+	SessionAccount string `json:"session_account,omitempty"`
+	// Notice is a login-page message saying why the resident is asked
+	// to sign in or prove (loginNotices).
+	Notice string    `json:"notice,omitempty"`
+	State  string    `json:"state"`
+	Reason string    `json:"reason,omitempty"`
+	Result *txResult `json:"result,omitempty"`
 }
 
 // txResult is what a verified transaction proved.
@@ -252,18 +255,15 @@ func bytesToSign(issuer string, tx *signinTx) ([]byte, error) {
 
 // createTx opens a transaction for ar in the browser whose binding cookie
 // hashes to binding.
-func (s *Server) createTx(ctx context.Context, ar *AuthRequest, binding, purpose, sessionAccount string) (*signinTx, error) {
+func (s *Server) createTx(ctx context.Context, ar *AuthRequest, binding, purpose, sessionAccount, notice string) (*signinTx, error) {
 	if purpose != purposeSignin && purpose != purposeProofing {
 		return nil, fmt.Errorf("idp: unknown purpose %q", purpose)
 	}
-	c, err := s.client(ctx, ar.ClientID)
+	c, err := s.uiClient(ctx, ar.ClientID)
 	if err != nil {
 		return nil, fmt.Errorf("idp: transaction client: %w", err)
 	}
-	name := c.DisplayName
-	if name == "" {
-		name = c.ID
-	}
+	name := c.displayName()
 	now := s.now().UTC().Truncate(time.Second)
 	tx := &signinTx{
 		ID:             randomB64(16),
@@ -273,12 +273,13 @@ func (s *Server) createTx(ctx context.Context, ar *AuthRequest, binding, purpose
 		ClientID:       c.ID,
 		ClientName:     name,
 		ClientPurpose:  c.Purpose,
-		Claims:         s.requestedClaims(ar),
+		Claims:         s.requestedClaims(ctx, ar),
 		CreatedAt:      now,
 		ExpiresAt:      now.Add(s.opts.TransactionTTL),
 		Code:           comparisonCode(),
 		Nonce:          randomB64(32),
 		SessionAccount: sessionAccount,
+		Notice:         notice,
 		State:          txPending,
 	}
 	if tx.Bytes, err = bytesToSign(s.opts.Issuer, tx); err != nil {

@@ -129,6 +129,9 @@ var (
 	phoneTxID  = hiddenInput("txid")
 	finishForm = regexp.MustCompile(`action="([^"]*/finish)"`)
 	switchLink = regexp.MustCompile(`<p class="switch"><a href="([^"]+)"`)
+	// demoClaimBox is an optional claim's checkbox on the consent screen.
+	demoClaimBox  = regexp.MustCompile(`<input type="checkbox" id="claim-[a-z_0-9]+" name="claim" value="([a-z_0-9]+)"`)
+	consentAction = regexp.MustCompile(`<form method="post" action="(/consent[^"]*)"`)
 )
 
 func field(t *testing.T, re *regexp.Regexp, page string) string {
@@ -204,7 +207,16 @@ func TestDemoSignIn(t *testing.T) {
 	if code != http.StatusOK || consentURL.Path != "/consent" {
 		t.Fatalf("finish: %d %s\n%s", code, consentURL, page)
 	}
-	code, rpURL, page := b.do("POST", consentURL.String(), url.Values{"csrf_token": {field(t, csrfInput, page)}, "action": {"allow"}})
+	// The resident ticks every claim the screen offers (sensitive ones,
+	// the birth date and the address, start unticked) and allows.
+	form := url.Values{"csrf_token": {field(t, csrfInput, page)}, "action": {"allow"}}
+	for _, m := range demoClaimBox.FindAllStringSubmatch(page, -1) {
+		form.Add("claim", m[1])
+	}
+	if len(form["claim"]) < 3 {
+		t.Fatalf("consent screen offers %v\n%s", form["claim"], page)
+	}
+	code, rpURL, page := b.do("POST", ts.URL+field(t, consentAction, page), form)
 	if code != http.StatusOK || rpURL.Path != "/rp/" {
 		t.Fatalf("consent: %d %s\n%s", code, rpURL, page)
 	}
