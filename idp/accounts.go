@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/watashi-id/watashi/idp/store"
@@ -107,11 +109,97 @@ func (s *Server) loadAccount(ctx context.Context, id string) (*Account, []byte, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("idp: load account: %w", err)
 	}
+	if s.signin != nil {
+		if a := s.signin.accounts.get(id, b, (*Account).clone); a != nil {
+			return a, b, nil
+		}
+	}
 	a := new(Account)
 	if err := json.Unmarshal(b, a); err != nil {
 		return nil, nil, fmt.Errorf("idp: account record: %w", err)
 	}
+	if s.signin != nil {
+		s.signin.accounts.put(id, b, a, (*Account).clone)
+	}
 	return a, b, nil
+}
+
+// decodedCacheSize bounds each decoded-record cache: enough for the
+// residents signing in within a few minutes on a busy instance, small
+// next to the sessions and transactions of those sign-ins.
+const decodedCacheSize = 4096
+
+// decodedCache keeps decoded store records next to the exact bytes they
+// were decoded from. A login reads its account several times (wallet
+// submission, consent page, consent, ID token, userinfo) and its
+// transaction several times (wallet fetch and submission, status,
+// finish); decoding is most of the cost of a read, above all for an
+// account, whose facts source carries two DER certificates in base64.
+// The store stays the only truth: every read still fetches the record,
+// and the cached value is used only when the bytes are identical, so a
+// change made by another instance (or a deletion) is seen at once.
+// Callers get their own deep copy and may modify it.
+type decodedCache[T any] struct {
+	mu sync.Mutex
+	m  map[string]decodedEntry[T]
+}
+
+type decodedEntry[T any] struct {
+	raw []byte
+	v   *T
+}
+
+// get returns a copy of the record decoded from raw, or nil.
+func (c *decodedCache[T]) get(key string, raw []byte, clone func(*T) *T) *T {
+	c.mu.Lock()
+	e, ok := c.m[key]
+	c.mu.Unlock()
+	if !ok || !bytes.Equal(e.raw, raw) {
+		return nil
+	}
+	return clone(e.v)
+}
+
+// put records v as the decoding of raw; raw must not be modified
+// afterwards (store reads and json.Marshal return fresh slices).
+func (c *decodedCache[T]) put(key string, raw []byte, v *T, clone func(*T) *T) {
+	e := decodedEntry[T]{raw: raw, v: clone(v)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]decodedEntry[T])
+	}
+	if _, ok := c.m[key]; !ok && len(c.m) >= decodedCacheSize {
+		for k := range c.m { // an arbitrary victim: map order is random
+			delete(c.m, k)
+			break
+		}
+	}
+	c.m[key] = e
+}
+
+// drop forgets a record (deleted, or replaced by bytes not at hand).
+func (c *decodedCache[T]) drop(key string) {
+	c.mu.Lock()
+	delete(c.m, key)
+	c.mu.Unlock()
+}
+
+// clone is a deep copy: callers modify accounts before writing them
+// back, and must not modify the cached one.
+func (a *Account) clone() *Account {
+	c := *a
+	if a.Facts != nil {
+		f := *a.Facts
+		c.Facts = &f
+	}
+	if a.FactsSource != nil {
+		fs := *a.FactsSource
+		fs.Cert, fs.IssuerCert = bytes.Clone(fs.Cert), bytes.Clone(fs.IssuerCert)
+		c.FactsSource = &fs
+	}
+	c.AuthCerts, c.SignCerts = slices.Clone(a.AuthCerts), slices.Clone(a.SignCerts)
+	return &c
 }
 
 // newAccountID is 128 random bits, base64url: unguessable and carrying

@@ -1,6 +1,10 @@
 package idp
 
-import "github.com/watashi-id/watashi/consent"
+import (
+	"slices"
+
+	"github.com/watashi-id/watashi/consent"
+)
 
 // Client is a registered relying party as the provider sees it. The static
 // configuration builds these today; the whitelist registry replaces that.
@@ -54,6 +58,22 @@ type Client struct {
 	// the ID token. OIDC Core §5.4 returns them from userinfo only; RP
 	// libraries that read nothing but the ID token need this.
 	ScopeClaimsInIDToken bool `json:"scope_claims_in_id_token,omitempty" yaml:"scope_claims_in_id_token"`
+
+	// The fields below come from the whitelist registry (see
+	// ClientFromWhitelist); static clients leave them empty.
+
+	// Whitelisted is set for a client the registry approved: the consent
+	// screen and the wallet show the "verified RP" badge for it.
+	Whitelisted bool `json:"whitelisted,omitempty" yaml:"-"`
+	// ApplicationType is "native" for registered native apps, whose
+	// loopback redirects may use any port (RFC 8252 §7.3).
+	ApplicationType string `json:"application_type,omitempty" yaml:"-"`
+	// TierClaims, when not nil, is the upper bound on the fact claims the
+	// client may receive, from its tier, instead of the claims its scopes
+	// stand for: a tier grants claims one by one.
+	TierClaims []string `json:"tier_claims,omitempty" yaml:"-"`
+	// MinACR is the tier's minimum authentication level.
+	MinACR string `json:"min_acr,omitempty" yaml:"-"`
 }
 
 // ageAlternatives are the age checks AgeAlternatives offers.
@@ -64,6 +84,9 @@ var ageAlternatives = []string{consent.ClaimAgeOver18, consent.ClaimAgeOver20}
 // cannot be had through the claims parameter either.
 func (c *Client) consentPolicy() consent.ClientPolicy {
 	p := consent.PolicyForScopes(c.Scopes)
+	if c.TierClaims != nil {
+		p.Claims = slices.Clone(c.TierClaims)
+	}
 	p.Verified = c.VerifiedClaims
 	p.ScopeClaimsInIDToken = c.ScopeClaimsInIDToken
 	if c.AgeAlternatives {

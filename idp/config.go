@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
+	"github.com/watashi-id/watashi/whitelist"
 	"gopkg.in/yaml.v3"
 )
 
@@ -56,7 +57,10 @@ type Config struct {
 	Secrets SecretsConfig  `yaml:"secrets"`
 	PKI     PKIConfig      `yaml:"pki"`
 	Clients []ClientConfig `yaml:"clients"`
-	TTLs    TTLConfig      `yaml:"ttls"`
+	// Whitelist is the relying-party registry with dynamic registration
+	// (docs/integrators.md); off by default.
+	Whitelist WhitelistConfig `yaml:"whitelist"`
+	TTLs      TTLConfig       `yaml:"ttls"`
 	// KeyRotation is the signing key rotation period (default 720h;
 	// negative disables scheduled rotation).
 	KeyRotation time.Duration `yaml:"key_rotation"`
@@ -207,6 +211,35 @@ type ClientConfig struct {
 	JWKSFile string `yaml:"jwks_file"`
 }
 
+// WhitelistConfig turns on the relying-party registry: clients that
+// integrators register at /register (with an initial access token from
+// `watashi client token issue`) and operators approve, next to the static
+// clients above. It lives in the store, so every node and the `watashi
+// client` commands share it.
+type WhitelistConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Tiers replaces the default tier catalogue (basic, standard, full).
+	Tiers []whitelist.Tier `yaml:"tiers"`
+	// AdminListen is the separate listener of the operators' HTTP API
+	// (off unless both it and AdminTokenHashFile are set).
+	AdminListen string `yaml:"admin_listen"`
+	// AdminTokenHashFile holds the SHA-256 of the admin bearer token, as
+	// `watashi client admin-token` prints it.
+	AdminTokenHashFile string `yaml:"admin_token_hash_file"`
+	// TrustedSoftwareStatementIssuers may vouch for an RP's metadata with
+	// a signed software statement (RFC 7591 §2.3).
+	TrustedSoftwareStatementIssuers []TrustedIssuerConfig `yaml:"trusted_software_statement_issuers"`
+	// RequireSoftwareStatement refuses registrations without one.
+	RequireSoftwareStatement bool `yaml:"require_software_statement"`
+}
+
+// TrustedIssuerConfig is a software statement issuer and the file with
+// its public JWKS.
+type TrustedIssuerConfig struct {
+	Issuer   string `yaml:"issuer"`
+	JWKSFile string `yaml:"jwks_file"`
+}
+
 // TTLConfig overrides the lifetimes (zero: the defaults in Options).
 type TTLConfig struct {
 	AuthRequest  time.Duration `yaml:"auth_request"`
@@ -308,6 +341,10 @@ func (c *Config) resolvePaths(dir string) {
 	for i := range c.Clients {
 		abs(&c.Clients[i].ClientSecretFile)
 		abs(&c.Clients[i].JWKSFile)
+	}
+	abs(&c.Whitelist.AdminTokenHashFile)
+	for i := range c.Whitelist.TrustedSoftwareStatementIssuers {
+		abs(&c.Whitelist.TrustedSoftwareStatementIssuers[i].JWKSFile)
 	}
 	abs(&c.TemplateDir)
 }
@@ -439,6 +476,7 @@ func (c *Config) Validate(dev bool) error {
 	c.validateSecrets(&p, dev)
 	c.validatePKI(&p, dev)
 	c.validateClients(&p, dev)
+	c.validateWhitelist(&p, dev)
 	c.validateTTLs(&p)
 	c.validateWeb(&p, dev)
 	return p.err()
@@ -909,6 +947,121 @@ func checkJWKSFile(name string) error {
 	return nil
 }
 
+func (c *Config) validateWhitelist(p *problems, dev bool) {
+	w := c.Whitelist
+	if !w.Enabled {
+		if len(w.Tiers) > 0 || w.AdminListen != "" || w.AdminTokenHashFile != "" ||
+			len(w.TrustedSoftwareStatementIssuers) > 0 || w.RequireSoftwareStatement {
+			p.add("whitelist.enabled", "whitelist settings are given but enabled is false")
+		}
+		return
+	}
+	if c.Store.Type != "redis" && !dev {
+		p.add("whitelist.enabled", "the registry must live in Redis outside --dev (store.type: redis), so that every node and the watashi client commands share it")
+	}
+	if _, err := whitelist.New(whitelist.Options{Backend: whitelist.KVBackend(store.NewMemory(), store.ErrNotFound), Tiers: w.Tiers}); err != nil {
+		p.add("whitelist.tiers", "%s", strings.TrimPrefix(err.Error(), "whitelist: "))
+	}
+	if (w.AdminListen == "") != (w.AdminTokenHashFile == "") {
+		p.add("whitelist.admin_listen", "the admin API needs both admin_listen and admin_token_hash_file")
+	}
+	if w.AdminListen != "" {
+		l, t := c.listenAddrs()
+		if _, port, err := net.SplitHostPort(w.AdminListen); err != nil || port == "" {
+			p.add("whitelist.admin_listen", "%q is not host:port", w.AdminListen)
+		} else if port != "0" && (w.AdminListen == l || w.AdminListen == t) {
+			p.add("whitelist.admin_listen", "must differ from listen and telemetry_listen: the admin API stays off the public listener")
+		}
+	}
+	if w.AdminTokenHashFile != "" {
+		reg, _ := whitelist.New(whitelist.Options{Backend: whitelist.KVBackend(store.NewMemory(), store.ErrNotFound)})
+		if _, err := reg.AdminHandler(whitelist.AdminOptions{TokenHashFile: w.AdminTokenHashFile, Prefix: "/whitelist"}); err != nil {
+			p.add("whitelist.admin_token_hash_file", "%s", strings.TrimPrefix(err.Error(), "whitelist: "))
+		}
+	}
+	seen := map[string]bool{}
+	for i, ti := range w.TrustedSoftwareStatementIssuers {
+		path := fmt.Sprintf("whitelist.trusted_software_statement_issuers[%d]", i)
+		if ti.Issuer == "" {
+			p.add(path+".issuer", "required")
+		} else if seen[ti.Issuer] {
+			p.add(path+".issuer", "%q is listed twice", ti.Issuer)
+		}
+		seen[ti.Issuer] = true
+		if ti.JWKSFile == "" {
+			p.add(path+".jwks_file", "required")
+		} else if _, err := readIssuerJWKS(ti.JWKSFile); err != nil {
+			p.add(path+".jwks_file", "%v", err)
+		}
+	}
+	if w.RequireSoftwareStatement && len(w.TrustedSoftwareStatementIssuers) == 0 {
+		p.add("whitelist.require_software_statement", "needs at least one trusted_software_statement_issuers entry")
+	}
+}
+
+// readIssuerJWKS reads a software statement issuer's public key set.
+func readIssuerJWKS(name string) (jose.JSONWebKeySet, error) {
+	var set jose.JSONWebKeySet
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return set, err
+	}
+	if err := json.Unmarshal(b, &set); err != nil || len(set.Keys) == 0 {
+		return set, errors.New("not a JSON Web Key Set with at least one key")
+	}
+	for _, k := range set.Keys {
+		if !k.IsPublic() || !k.Valid() {
+			return set, errors.New("the key set must hold valid public keys only")
+		}
+	}
+	return set, nil
+}
+
+// WhitelistAdmin is the admin API's listener and token hash file, both
+// empty when the admin API is off.
+func (c *Config) WhitelistAdmin() (listen, tokenHashFile string) {
+	if !c.Whitelist.Enabled || c.Whitelist.AdminListen == "" || c.Whitelist.AdminTokenHashFile == "" {
+		return "", ""
+	}
+	return c.Whitelist.AdminListen, c.Whitelist.AdminTokenHashFile
+}
+
+// OpenStore validates the store settings only and opens the store, for
+// commands that work on the store alone (`watashi client`, `watashi
+// keys`) and so need neither the PKI files nor the secrets.
+func (c *Config) OpenStore(ctx context.Context, dev bool) (store.KV, error) {
+	var p problems
+	if c.Dev && !dev {
+		p.add("dev", "true requires the --dev flag")
+	}
+	c.validateStore(&p, dev)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	kv, err := c.store()
+	if err != nil {
+		return nil, err
+	}
+	if err := kv.Ping(ctx); err != nil {
+		kv.Close()
+		return nil, fmt.Errorf("store unreachable: %w", err)
+	}
+	return kv, nil
+}
+
+// NewRegistry builds the whitelist registry on kv with the configured
+// tiers (the default catalogue when the whitelist section is empty), for
+// the server and the `watashi client` commands alike.
+func (c *Config) NewRegistry(kv store.KV, dev bool, logger *slog.Logger) (*whitelist.Registry, error) {
+	reg, err := whitelist.New(whitelist.Options{
+		Backend: whitelist.KVBackend(kv, store.ErrNotFound), Tiers: c.Whitelist.Tiers, Dev: dev, Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("whitelist: %w", err)
+	}
+	return reg, nil
+}
+
 func (c *Config) validateTTLs(p *problems) {
 	t := c.TTLs
 	for _, x := range []struct {
@@ -1105,6 +1258,21 @@ func (c *Config) Options(ctx context.Context, dev bool) (Options, error) {
 		return Options{}, err
 	}
 	o.Store = kv
+	if c.Whitelist.Enabled {
+		if o.Registry, err = c.NewRegistry(kv, dev, logger); err != nil {
+			kv.Close()
+			return Options{}, err
+		}
+		for _, ti := range c.Whitelist.TrustedSoftwareStatementIssuers {
+			set, err := readIssuerJWKS(ti.JWKSFile)
+			if err != nil {
+				kv.Close()
+				return Options{}, fmt.Errorf("whitelist.trusted_software_statement_issuers: %s: %w", ti.Issuer, err)
+			}
+			o.TrustedSoftwareStatementIssuers = append(o.TrustedSoftwareStatementIssuers, whitelist.TrustedIssuer{Issuer: ti.Issuer, Keys: set})
+		}
+		o.RequireSoftwareStatement = c.Whitelist.RequireSoftwareStatement
+	}
 	return o, nil
 }
 

@@ -739,3 +739,98 @@ func argon2Matches(t *testing.T, phc, secret string) bool {
 	}
 	return bytes.Equal(argon2.IDKey([]byte(secret), salt, tc, m, p, uint32(len(key))), key)
 }
+
+// TestConfigWhitelist: the whitelist section's refusals, each reported
+// with its path and all at once, and a valid section turned into a
+// registry with its trusted issuers.
+func TestConfigWhitelist(t *testing.T) {
+	f := newConfigFixture(t)
+	writeFile(t, f.dir, "admin.hash", []byte("sha256:"+strings.Repeat("ab", 32)+"\n"))
+	writeFile(t, f.dir, "bad.hash", []byte("not a hash\n"))
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	priv, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: ek, KeyID: "p"}}})
+	writeFile(t, f.dir, "private.jwks", priv)
+
+	tests := []struct {
+		name    string
+		section string
+		want    []string // error prefixes, all of them
+		devOK   bool
+	}{
+		{"settings while disabled", "enabled: false\n  admin_listen: 127.0.0.1:9200", []string{"whitelist.enabled: whitelist settings are given"}, false},
+		{"bad tier name", "enabled: true\n  tiers: [{name: Gold, scopes: [openid], min_acr: aal3}]", []string{"whitelist.tiers: tier 0: name"}, false},
+		{"tier without openid", "enabled: true\n  tiers: [{name: gold, scopes: [name], min_acr: aal3}]", []string{"whitelist.tiers: tier \"gold\": scopes must include openid"}, false},
+		{"tier bad acr", "enabled: true\n  tiers: [{name: gold, scopes: [openid], min_acr: aal9}]", []string{"whitelist.tiers: tier \"gold\": min_acr"}, false},
+		{"duplicate tier", "enabled: true\n  tiers: [{name: a1, scopes: [openid], min_acr: aal3}, {name: a1, scopes: [openid], min_acr: aal3}]", []string{"whitelist.tiers: tier \"a1\" is defined twice"}, false},
+		{"admin listen without hash", "enabled: true\n  admin_listen: 127.0.0.1:9200", []string{"whitelist.admin_listen: the admin API needs both"}, false},
+		{"admin hash without listen", "enabled: true\n  admin_token_hash_file: admin.hash", []string{"whitelist.admin_listen: the admin API needs both"}, false},
+		{"admin listen not host:port", "enabled: true\n  admin_listen: nowhere\n  admin_token_hash_file: admin.hash", []string{"whitelist.admin_listen: \"nowhere\" is not host:port"}, false},
+		{"admin listen on the public port", "enabled: true\n  admin_listen: \":8443\"\n  admin_token_hash_file: admin.hash", []string{"whitelist.admin_listen: must differ"}, false},
+		{"admin hash missing", "enabled: true\n  admin_listen: 127.0.0.1:9200\n  admin_token_hash_file: nope.hash", []string{"whitelist.admin_token_hash_file:"}, false},
+		{"admin hash malformed", "enabled: true\n  admin_listen: 127.0.0.1:9200\n  admin_token_hash_file: bad.hash", []string{"whitelist.admin_token_hash_file: admin token hash must be"}, false},
+		{"issuer without name or keys", "enabled: true\n  trusted_software_statement_issuers: [{}]", []string{
+			"whitelist.trusted_software_statement_issuers[0].issuer: required", "whitelist.trusted_software_statement_issuers[0].jwks_file: required"}, false},
+		{"issuer with private keys", "enabled: true\n  trusted_software_statement_issuers: [{issuer: https://fed.example, jwks_file: private.jwks}]", []string{
+			"whitelist.trusted_software_statement_issuers[0].jwks_file: the key set must hold valid public keys only"}, false},
+		{"issuer twice", "enabled: true\n  trusted_software_statement_issuers: [{issuer: https://fed.example, jwks_file: jwt.jwks}, {issuer: https://fed.example, jwks_file: jwt.jwks}]", []string{
+			"whitelist.trusted_software_statement_issuers[1].issuer: \"https://fed.example\" is listed twice"}, false},
+		{"statement required without issuers", "enabled: true\n  require_software_statement: true", []string{"whitelist.require_software_statement: needs at least one"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := f.parse(t, f.yaml+"whitelist:\n  "+tc.section+"\n", nil)
+			errs := joined(c.Validate(false))
+			if len(errs) != len(tc.want) {
+				t.Fatalf("got %d errors %v, want %v", len(errs), errs, tc.want)
+			}
+			for _, w := range tc.want {
+				if !slices.ContainsFunc(errs, func(e error) bool { return strings.HasPrefix(e.Error(), w) }) {
+					t.Errorf("missing %q in %v", w, errs)
+				}
+			}
+		})
+	}
+	t.Run("every problem at once", func(t *testing.T) {
+		c := f.parse(t, f.yaml+"whitelist:\n  enabled: true\n  admin_listen: nowhere\n  require_software_statement: true\n  tiers: [{name: X, scopes: [openid], min_acr: aal3}]\n", nil)
+		if errs := joined(c.Validate(false)); len(errs) != 4 {
+			t.Fatalf("want 4 problems, got %v", errs)
+		}
+	})
+	t.Run("memory store outside dev", func(t *testing.T) {
+		c, err := parseConfig([]byte("issuer: http://127.0.0.1:8080\npki:\n  revocation:\n    mode: \"off\"\nwhitelist:\n  enabled: true\n"), t.TempDir(), noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(joined(c.Validate(false)), func(e error) bool {
+			return strings.HasPrefix(e.Error(), "whitelist.enabled: the registry must live in Redis")
+		}) {
+			t.Fatalf("memory whitelist accepted in production: %v", c.Validate(false))
+		}
+		if err := c.Validate(true); err != nil {
+			t.Fatalf("dev: %v", err)
+		}
+		o, err := c.Options(context.Background(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Store.Close()
+		if o.Registry == nil || len(o.Registry.Tiers()) != 3 {
+			t.Fatalf("dev options without the default registry: %+v", o.Registry)
+		}
+	})
+	t.Run("valid", func(t *testing.T) {
+		c := f.parse(t, f.yaml+"whitelist:\n  enabled: true\n  admin_listen: 127.0.0.1:9200\n  admin_token_hash_file: admin.hash\n"+
+			"  trusted_software_statement_issuers: [{issuer: https://fed.example, jwks_file: jwt.jwks}]\n  require_software_statement: true\n"+
+			"  tiers: [{name: gold, scopes: [openid, name], claims: [name], min_acr: aal3}]\n", nil)
+		if err := c.Validate(false); err != nil {
+			t.Fatal(err)
+		}
+		if l, h := c.WhitelistAdmin(); l != "127.0.0.1:9200" || h != filepath.Join(f.dir, "admin.hash") {
+			t.Fatalf("admin %q %q", l, h)
+		}
+		reg, err := c.NewRegistry(store.NewMemory(), false, nil)
+		if err != nil || len(reg.Tiers()) != 1 || reg.Tiers()[0].Name != "gold" {
+			t.Fatalf("registry %v %v", reg, err)
+		}
+	})
+}

@@ -20,6 +20,8 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/crypto/argon2"
+
+	"github.com/watashi-id/watashi/whitelist"
 )
 
 // Client authentication methods Watashi accepts.
@@ -36,6 +38,9 @@ type clientEntry struct {
 	c    *Client
 	jwks []jose.JSONWebKey // private_key_jwt keys, public only
 	op   *opClient
+	// wl is the registry record of a whitelisted client (nil for static
+	// clients): its tier is enforced at /authorize.
+	wl *whitelist.Client
 }
 
 // loadClients validates the static clients and resolves their sectors.
@@ -98,7 +103,10 @@ func (s *Server) clientEntry(ctx context.Context, id string) (*clientEntry, erro
 	}
 	e, ok := s.oidc.clients[id]
 	if !ok {
-		return nil, errUnknownClient
+		var err error
+		if e, err = s.registryEntry(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	if rs != nil {
 		rs.client = e
@@ -106,8 +114,8 @@ func (s *Server) clientEntry(ctx context.Context, id string) (*clientEntry, erro
 	return e, nil
 }
 
-// client returns a registered client (the whitelist registry will replace
-// the static list behind this).
+// client returns a registered client: a static one, or one the whitelist
+// registry approves right now.
 func (s *Server) client(ctx context.Context, id string) (*Client, error) {
 	e, err := s.clientEntry(ctx, id)
 	if err != nil {
@@ -120,7 +128,7 @@ func (s *Server) client(ctx context.Context, id string) (*Client, error) {
 // request acts for.
 func (s *Server) requestAlg(ctx context.Context) jose.SignatureAlgorithm {
 	if rs := requestScope(ctx); rs != nil && rs.clientID != "" {
-		if e, ok := s.oidc.clients[rs.clientID]; ok && e.c.IDTokenAlg == string(jose.RS256) {
+		if e, err := s.clientEntry(ctx, rs.clientID); err == nil && e.c.IDTokenAlg == string(jose.RS256) {
 			return jose.RS256
 		}
 	}
@@ -137,7 +145,7 @@ func (o *opClient) GetID() string                    { return o.c.ID }
 func (o *opClient) RedirectURIs() []string           { return o.c.RedirectURIs }
 func (o *opClient) PostLogoutRedirectURIs() []string { return o.c.PostLogout }
 func (o *opClient) ApplicationType() op.ApplicationType {
-	if o.c.AuthMethod == authNone {
+	if o.c.AuthMethod == authNone || o.c.ApplicationType == whitelist.AppNative {
 		return op.ApplicationTypeNative
 	}
 	return op.ApplicationTypeWeb
@@ -166,7 +174,10 @@ func (o *opClient) RestrictAdditionalAccessTokenScopes() func([]string) []string
 func (st *opStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
 	e, err := st.s.clientEntry(ctx, id)
 	if err != nil {
-		return nil, err
+		// invalid_client at the token endpoint (the library passes this
+		// error through on the refresh grant); /authorize never gets
+		// here for such a client, preAuthorize shows its page first.
+		return nil, oidc.ErrInvalidClient().WithDescription("unknown client, or one not approved to act now").WithParent(err)
 	}
 	return e.op, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
 	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/whitelist"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
@@ -41,6 +42,10 @@ type oidcState struct {
 	endpoint opEndpoint
 	storage  *opStorage
 	clients  map[string]*clientEntry
+	// registry memoises whitelisted clients' entries (whitelist.go);
+	// register serves /register when there is a registry.
+	registry registryClients
+	register http.Handler
 	keys     *keyManager
 	secrets  *secretVerifier
 	metrics  oidcMetrics
@@ -134,6 +139,9 @@ func (s *Server) initOIDC(ctx context.Context) error {
 		return err
 	}
 	st.storage = &opStorage{s: s}
+	if st.register, err = s.registrationHandler(); err != nil {
+		return err
+	}
 
 	cfg := &op.Config{
 		CryptoKey:                s.opts.TokenKey,
@@ -160,7 +168,7 @@ func (s *Server) initOIDC(ctx context.Context) error {
 	if s.opts.Dev {
 		opts = append(opts, op.WithAllowInsecure())
 	}
-	p, err := op.NewProvider(cfg, st.storage, op.StaticIssuer(s.opts.Issuer), opts...)
+	p, err := op.NewProvider(cfg, whitelistStorage{st.storage}, op.StaticIssuer(s.opts.Issuer), opts...)
 	if err != nil {
 		return fmt.Errorf("idp: provider: %w", err)
 	}
@@ -172,6 +180,10 @@ func (s *Server) initOIDC(ctx context.Context) error {
 // mountOIDC gives the provider every path nobody else claimed.
 func (s *Server) mountOIDC(mux *http.ServeMux) {
 	mux.Handle("/", s.oidc.provider)
+	if s.oidc.register != nil {
+		mux.Handle(registrationPath, s.oidc.register)
+		mux.Handle(registrationPath+"/", s.oidc.register)
+	}
 }
 
 // signingKeyReady reports whether every algorithm has a current key
@@ -358,13 +370,21 @@ func (s *Server) preAuthorize(w http.ResponseWriter, r *http.Request, rs *reqSco
 	}
 	e, err := s.clientEntry(r.Context(), r.Form.Get("client_id"))
 	if err != nil {
-		s.renderOIDCError(w, r, http.StatusBadRequest, "unknown_client")
+		code := "unknown_client"
+		if errors.Is(err, whitelist.ErrPending) || errors.Is(err, whitelist.ErrSuspended) ||
+			errors.Is(err, whitelist.ErrRevoked) || errors.Is(err, whitelist.ErrTierUnavailable) {
+			code = "client_not_allowed"
+		}
+		s.renderOIDCError(w, r, http.StatusBadRequest, code)
 		return false
 	}
 	// The library compares after one more unescape; do the same.
 	ru, err := url.QueryUnescape(r.Form.Get("redirect_uri"))
-	if err != nil || ru == "" || !redirectRegistered(e.c, ru) {
+	if err != nil || ru == "" || !redirectRegistered(e, ru) {
 		s.renderOIDCError(w, r, http.StatusBadRequest, "invalid_redirect_uri")
+		return false
+	}
+	if !s.checkTier(w, r, e, ru) {
 		return false
 	}
 	if v, ok := r.Form["claims"]; ok {
@@ -379,8 +399,12 @@ func (s *Server) preAuthorize(w http.ResponseWriter, r *http.Request, rs *reqSco
 
 // redirectRegistered is an exact match, except that a native (public)
 // client's loopback redirect may use any port (RFC 8252 §7.3), as the
-// library then allows.
-func redirectRegistered(c *Client, uri string) bool {
+// library then allows. Registry clients follow the registry's rule.
+func redirectRegistered(e *clientEntry, uri string) bool {
+	if e.wl != nil {
+		return e.wl.RedirectAllowed(uri)
+	}
+	c := e.c
 	if slices.Contains(c.RedirectURIs, uri) {
 		return true
 	}
@@ -448,6 +472,7 @@ func (w *authorizeErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseW
 var oidcErrorMessages = map[string][2]string{ // code -> {ja, en}
 	"bad_request":          {"リクエストが正しくありません。", "The request is not valid."},
 	"unknown_client":       {"このサービスは登録されていません。", "This service is not registered with us."},
+	"client_not_allowed":   {"このサービスは現在、このサインインを利用できません。サービスの提供者にお問い合わせください。", "This service is not currently allowed to use this sign-in. Please contact the service provider."},
 	"invalid_redirect_uri": {"このサービスの戻り先が登録と一致しません。", "This service's return address does not match its registration."},
 	"unknown_request":      {"サインイン要求が見つからないか、期限切れです。利用中のサービスからやり直してください。", "The sign-in request was not found or has expired. Please start again from the service you were using."},
 	"foreign_browser":      {"このサインインは別のブラウザで開始されました。そちらで続けるか、サービスからやり直してください。", "This sign-in was started in another browser. Continue there, or start again from the service."},
@@ -530,6 +555,7 @@ type discoveryDocument struct {
 	RevocationEndpoint                         string   `json:"revocation_endpoint"`
 	IntrospectionEndpoint                      string   `json:"introspection_endpoint"`
 	EndSessionEndpoint                         string   `json:"end_session_endpoint"`
+	RegistrationEndpoint                       string   `json:"registration_endpoint,omitempty"`
 	ScopesSupported                            []string `json:"scopes_supported"`
 	ResponseTypesSupported                     []string `json:"response_types_supported"`
 	ResponseModesSupported                     []string `json:"response_modes_supported"`
@@ -565,6 +591,7 @@ func (s *Server) discovery() *discoveryDocument {
 		RevocationEndpoint:                         abs(revokePath),
 		IntrospectionEndpoint:                      abs(introspectPath),
 		EndSessionEndpoint:                         abs(endSessionPath),
+		RegistrationEndpoint:                       s.registrationEndpoint(),
 		ScopesSupported:                            supportedScopes,
 		ResponseTypesSupported:                     []string{string(oidc.ResponseTypeCode)},
 		ResponseModesSupported:                     []string{string(oidc.ResponseModeQuery)},

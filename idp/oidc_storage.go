@@ -226,12 +226,35 @@ func (s *Server) loadAuthRequest(ctx context.Context, id string) (*AuthRequest, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("idp: load auth request: %w", err)
 	}
+	if s.signin != nil {
+		if ar := s.signin.authRequests.get(id, b, (*AuthRequest).clone); ar != nil {
+			rs.remember(ar, b)
+			return ar, b, nil
+		}
+	}
 	ar := new(AuthRequest)
 	if err := json.Unmarshal(b, ar); err != nil {
 		return nil, nil, fmt.Errorf("idp: auth request record: %w", err)
 	}
+	if s.signin != nil {
+		s.signin.authRequests.put(id, b, ar, (*AuthRequest).clone)
+	}
 	rs.remember(ar, b)
 	return ar, b, nil
+}
+
+// clone is a deep copy (see decodedCache): every slice and pointer of
+// AuthRequest. A field added to AuthRequest that holds a slice, map or
+// pointer must be copied here too.
+func (a *AuthRequest) clone() *AuthRequest {
+	c := *a
+	c.Scopes, c.Prompt, c.ACRValues, c.UILocales = slices.Clone(a.Scopes), slices.Clone(a.Prompt), slices.Clone(a.ACRValues), slices.Clone(a.UILocales)
+	c.AMR, c.Granted, c.Claims = slices.Clone(a.AMR), slices.Clone(a.Granted), slices.Clone(a.Claims)
+	if a.MaxAge != nil {
+		m := *a.MaxAge
+		c.MaxAge = &m
+	}
+	return &c
 }
 
 // updateAuthRequest applies fn with compare-and-swap, so that of two

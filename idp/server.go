@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
+	"github.com/watashi-id/watashi/whitelist"
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
@@ -28,6 +29,16 @@ type Options struct {
 	Verifier *pkibridge.Verifier
 	// Clients are the static relying parties from the config file.
 	Clients []*Client
+	// Registry is the relying-party whitelist consulted for every
+	// client_id that is not a static client; it also serves dynamic
+	// registration at /register. Nil: static clients only. The caller
+	// runs Registry.Run next to Server.Run.
+	Registry *whitelist.Registry
+	// TrustedSoftwareStatementIssuers may sign software statements for
+	// dynamic registration (RFC 7591 §2.3).
+	TrustedSoftwareStatementIssuers []whitelist.TrustedIssuer
+	// RequireSoftwareStatement refuses registrations without one.
+	RequireSoftwareStatement bool
 
 	// PairwiseKey keys the HMAC that derives pairwise subjects. Changing
 	// it changes every sub: it is durable key material (>= 32 bytes).

@@ -12,8 +12,12 @@ import (
 // signinState is owned by the sign-in files (signin_*.go, accounts.go,
 // session.go, wallet.go).
 type signinState struct {
-	tmpl    *templates.Set
-	metrics signinMetrics
+	tmpl     *templates.Set
+	metrics  signinMetrics
+	accounts decodedCache[Account]
+	txs      decodedCache[signinTx]
+	// authRequests is read by the provider's storage (oidc_storage.go).
+	authRequests decodedCache[AuthRequest]
 }
 
 type signinMetrics struct {

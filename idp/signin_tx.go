@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -309,11 +310,39 @@ func (s *Server) loadTx(ctx context.Context, id string) (*signinTx, []byte, erro
 	if err != nil {
 		return nil, nil, err
 	}
+	if s.signin != nil {
+		if tx := s.signin.txs.get(id, b, (*signinTx).clone); tx != nil {
+			return tx, b, nil
+		}
+	}
 	tx := new(signinTx)
 	if err := json.Unmarshal(b, tx); err != nil {
 		return nil, nil, fmt.Errorf("idp: transaction record: %w", err)
 	}
+	s.rememberTx(tx, b)
 	return tx, b, nil
+}
+
+// rememberTx notes that b is the stored form of tx, so that the next
+// read of these bytes skips decoding them. Only decoded records are
+// remembered: a record built in memory may hold times with a monotonic
+// reading or a local zone, which its JSON form does not carry.
+func (s *Server) rememberTx(tx *signinTx, b []byte) {
+	if s.signin != nil && tx.ID != "" {
+		s.signin.txs.put(tx.ID, b, tx, (*signinTx).clone)
+	}
+}
+
+// clone is a deep copy (see decodedCache).
+func (t *signinTx) clone() *signinTx {
+	c := *t
+	c.Claims, c.Bytes = slices.Clone(t.Claims), bytes.Clone(t.Bytes)
+	if t.Result != nil {
+		r := *t.Result
+		r.AMR = slices.Clone(t.Result.AMR)
+		c.Result = &r
+	}
+	return &c
 }
 
 // swapTx replaces old with tx if nobody changed it meanwhile, and tells

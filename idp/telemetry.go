@@ -71,6 +71,16 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(&b, "%s: ok\n", c.name)
 		}
 	}
+	if reg := s.opts.Registry; reg != nil {
+		// Informational: without a live subscription the registry falls
+		// back to a 1 s cache, which is still correct, so it does not
+		// make the node unready.
+		if reg.Live() {
+			b.WriteString("whitelist: live\n")
+		} else {
+			b.WriteString("whitelist: fallback (1 s cache)\n")
+		}
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

@@ -7,10 +7,12 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
+	"github.com/watashi-id/watashi/whitelist"
 )
 
 // pingFailKV is a working store whose Ping fails: the state readiness
@@ -114,5 +116,43 @@ func TestMetricsGatherer(t *testing.T) {
 	s = telemetryServer(t, store.NewMemory(), prometheus.NewRegistry(), g)
 	if code, body, _ := get(t, s.TelemetryHandler(), "GET", "/metrics"); code != 200 || !strings.Contains(body, "watashi_test_marker_total") {
 		t.Fatalf("/metrics with a gatherer: %d %q", code, body)
+	}
+}
+
+// With a registry, /readyz reports whether its change subscription is live;
+// the 1 s fallback cache is still correct, so it never makes a node unready.
+func TestReadyzWhitelist(t *testing.T) {
+	kv := store.NewMemory()
+	reg, err := whitelist.New(whitelist.Options{Backend: whitelist.KVBackend(kv, store.ErrNotFound), Dev: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(context.Background(), Options{
+		Issuer: "http://127.0.0.1:8080", Dev: true, Store: kv, Verifier: &pkibridge.Verifier{},
+		PairwiseKey: make([]byte, 32), CookieKey: make([]byte, 32), Registry: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RotateKeys(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	code, body, _ := get(t, s.TelemetryHandler(), "GET", "/readyz")
+	if code != http.StatusOK || !strings.Contains(body, "whitelist: fallback") {
+		t.Fatalf("/readyz before Run: %d %q", code, body)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go reg.Run(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, body, _ = get(t, s.TelemetryHandler(), "GET", "/readyz")
+		if strings.Contains(body, "whitelist: live") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never reported a live subscription: %d %q", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -23,11 +23,14 @@ import (
 	"net/http"
 	"os"
 	"path"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"text/template/parse"
 )
 
 //go:embed *.html messages_*.json static
@@ -50,7 +53,10 @@ const DefaultLanguage = "ja"
 // Set is a parsed, validated template set. It is immutable and safe for
 // concurrent use.
 type Set struct {
-	pages  map[string]*template.Template
+	// pages holds each page parsed once per language (page name ->
+	// language -> template), with the constant message lookups resolved
+	// at parse time (see resolveMessages).
+	pages  map[string]map[string]*template.Template
 	msgs   map[string]map[string]string
 	static fs.FS
 }
@@ -88,7 +94,7 @@ func newSet(base, over fs.FS) (*Set, error) {
 		}
 		return fs.ReadFile(base, name)
 	}
-	s := &Set{pages: map[string]*template.Template{}, msgs: map[string]map[string]string{}}
+	s := &Set{pages: map[string]map[string]*template.Template{}, msgs: map[string]map[string]string{}}
 	var errs []error
 
 	for _, lang := range Languages {
@@ -137,19 +143,26 @@ func newSet(base, over fs.FS) (*Set, error) {
 		if layout == nil {
 			continue
 		}
-		t, err := template.New(name).Option("missingkey=error").Parse(string(layout))
-		if err == nil {
-			_, err = t.Parse(string(page))
+		byLang := map[string]*template.Template{}
+		for _, lang := range Languages {
+			msgs, ok := s.msgs[lang]
+			if !ok {
+				continue // reported above
+			}
+			t, err := parsePage(name, layout, page, msgs)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("templates: %s: %w", name, err))
+				break
+			}
+			if t.Lookup("layout") == nil {
+				errs = append(errs, fmt.Errorf("templates: %s: no \"layout\" template defined by %s", name, Layout))
+				break
+			}
+			byLang[lang] = t
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("templates: %s: %w", name, err))
-			continue
+		if len(byLang) == len(Languages) {
+			s.pages[name] = byLang
 		}
-		if t.Lookup("layout") == nil {
-			errs = append(errs, fmt.Errorf("templates: %s: no \"layout\" template defined by %s", name, Layout))
-			continue
-		}
-		s.pages[name] = t
 	}
 	keys := make([]string, 0, len(used))
 	for k := range used {
@@ -229,13 +242,14 @@ func (p Page) Has(key string) bool {
 // Render executes the page name in lang into w. The output is buffered,
 // so a template failure never sends half a page.
 func (s *Set) Render(w io.Writer, name, lang string, data any) error {
-	t, ok := s.pages[name]
+	lang = normalize(lang)
+	t, ok := s.pages[name][lang]
 	if !ok {
 		return fmt.Errorf("templates: no page %q", name)
 	}
-	lang = normalize(lang)
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout", Page{Lang: lang, Data: data, msgs: s.msgs[lang]}); err != nil {
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer putBuffer(buf)
+	if err := t.ExecuteTemplate(buf, "layout", Page{Lang: lang, Data: data, msgs: s.msgs[lang]}); err != nil {
 		return fmt.Errorf("templates: %s: %w", name, err)
 	}
 	if rw, ok := w.(http.ResponseWriter); ok {
@@ -247,6 +261,20 @@ func (s *Set) Render(w io.Writer, name, lang string, data any) error {
 	}
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// bufPool recycles render buffers: a page is several kilobytes, and
+// growing a fresh buffer for every render is most of its allocations.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putBuffer returns buf to the pool unless an unusually large page grew
+// it, so that one big page does not pin memory for good.
+func putBuffer(buf *bytes.Buffer) {
+	if buf.Cap() > 256<<10 {
+		return
+	}
+	buf.Reset()
+	bufPool.Put(buf)
 }
 
 // Message returns one message outside a template (JSON status texts).
@@ -343,4 +371,160 @@ func (o overlayFS) Open(name string) (fs.File, error) {
 		return f, nil
 	}
 	return o.base.Open(name)
+}
+
+// msgFunc is the template function that dynamic message lookups of the
+// form {{$.T (printf "claim.%s" .Claim)}} are rewritten to (see
+// resolveMessages). Themes may call it too: {{msgf "claim.%s" .Claim}}.
+const msgFunc = "msgf"
+
+// parsePage parses the layout and one page for one language, then
+// resolves that language's message lookups in the parse trees.
+func parsePage(name string, layout, page []byte, msgs map[string]string) (*template.Template, error) {
+	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{
+		msgFunc: func(format string, arg any) string { return lookup(msgs, messageKey(format, arg)) },
+	}).Parse(string(layout))
+	if err == nil {
+		_, err = t.Parse(string(page))
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil && tt.Tree.Root != nil {
+			resolveMessages(tt.Tree, tt.Tree.Root, msgs)
+		}
+	}
+	return t, nil
+}
+
+// lookup is Page.T without arguments.
+func lookup(msgs map[string]string, key string) string {
+	if msg, ok := msgs[key]; ok {
+		return msg
+	}
+	return key
+}
+
+// messageKey is fmt.Sprintf(format, arg) for the one-%s formats that
+// resolveMessages rewrites, without fmt's reflection for string args.
+func messageKey(format string, arg any) string {
+	var s string
+	switch v := arg.(type) {
+	case string:
+		s = v
+	default:
+		rv := reflect.ValueOf(arg)
+		if rv.Kind() != reflect.String {
+			return fmt.Sprintf(format, arg)
+		}
+		s = rv.String()
+	}
+	before, after, _ := strings.Cut(format, "%s")
+	return before + s + after
+}
+
+// resolveMessages rewrites, in place and once per language at parse
+// time, the message lookups whose key is a constant:
+//
+//	.T "key"                 ->  "message"          (a constant)
+//	.T "key" args...         ->  printf "message" args...
+//	.T (printf "p%s" x)      ->  msgf "p%s" x
+//
+// ($.T likewise). Executing {{.T "key"}} otherwise costs a reflective
+// method lookup and call per message, hundreds per page; the rewritten
+// pipelines produce the same text and html/template still escapes it
+// for its context, because escaping runs after this, at first
+// execution. Lookups that the patterns do not cover are left as they
+// are and work through Page.T.
+func resolveMessages(tree *parse.Tree, n parse.Node, msgs map[string]string) {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Nodes {
+			resolveMessages(tree, c, msgs)
+		}
+	case *parse.ActionNode:
+		resolveMessages(tree, n.Pipe, msgs)
+	case *parse.IfNode:
+		resolveBranch(tree, &n.BranchNode, msgs)
+	case *parse.RangeNode:
+		resolveBranch(tree, &n.BranchNode, msgs)
+	case *parse.WithNode:
+		resolveBranch(tree, &n.BranchNode, msgs)
+	case *parse.TemplateNode:
+		resolveMessages(tree, n.Pipe, msgs)
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		for _, c := range n.Cmds {
+			resolveMessages(tree, c, msgs)
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			resolveMessages(tree, a, msgs)
+		}
+		resolveCommand(tree, n, msgs)
+	}
+}
+
+func resolveBranch(tree *parse.Tree, b *parse.BranchNode, msgs map[string]string) {
+	resolveMessages(tree, b.Pipe, msgs)
+	resolveMessages(tree, b.List, msgs)
+	resolveMessages(tree, b.ElseList, msgs)
+}
+
+// isT reports whether n is the method T of the page: .T or $.T.
+func isT(n parse.Node) bool {
+	switch n := n.(type) {
+	case *parse.FieldNode:
+		return len(n.Ident) == 1 && n.Ident[0] == "T"
+	case *parse.VariableNode:
+		return len(n.Ident) == 2 && n.Ident[0] == "$" && n.Ident[1] == "T"
+	}
+	return false
+}
+
+func resolveCommand(tree *parse.Tree, c *parse.CommandNode, msgs map[string]string) {
+	if len(c.Args) < 2 || !isT(c.Args[0]) {
+		return
+	}
+	switch key := c.Args[1].(type) {
+	case *parse.StringNode:
+		msg, ok := msgs[key.Text]
+		if !ok {
+			return // Page.T shows the key; New reports it missing anyway
+		}
+		s := *key // keeps the node's tree for error reports
+		s.Text, s.Quoted = msg, strconv.Quote(msg)
+		if len(c.Args) == 2 {
+			c.Args = []parse.Node{&s}
+			return
+		}
+		c.Args[0] = parse.NewIdentifier("printf").SetTree(tree).SetPos(c.Args[0].Position())
+		c.Args[1] = &s
+	case *parse.PipeNode:
+		// (printf "prefix%s" x): exactly one command, one %s verb.
+		if len(c.Args) != 2 || len(key.Decl) != 0 || len(key.Cmds) != 1 {
+			return
+		}
+		inner := key.Cmds[0]
+		if len(inner.Args) != 3 {
+			return
+		}
+		if id, ok := inner.Args[0].(*parse.IdentifierNode); !ok || id.Ident != "printf" {
+			return
+		}
+		format, ok := inner.Args[1].(*parse.StringNode)
+		if !ok || strings.Count(format.Text, "%") != 1 || !strings.Contains(format.Text, "%s") {
+			return
+		}
+		c.Args = []parse.Node{
+			parse.NewIdentifier(msgFunc).SetTree(tree).SetPos(c.Args[0].Position()),
+			format, inner.Args[2],
+		}
+	}
 }

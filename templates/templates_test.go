@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"html/template"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -218,4 +219,61 @@ func FuzzNegotiate(f *testing.F) {
 			t.Fatalf("Negotiate returned %q", got)
 		}
 	})
+}
+
+// The parse-time resolution of message lookups must render exactly what
+// Page.T renders, escaping included, in every context and for every
+// pattern it rewrites or leaves alone.
+func TestResolvedMessagesRenderLikePageT(t *testing.T) {
+	msgs := map[string]string{
+		"plain":    `Tom & "Jerry" <b>`,
+		"percent":  `100% sure`,
+		"args":     `hello %s, you are %d`,
+		"claim.a":  `Claim <A>`,
+		"claim.b":  `Claim B's`,
+		"js":       `it's </script>`,
+		"only.key": "x",
+	}
+	type item struct{ Claim string }
+	type named string
+	data := struct {
+		Name   string
+		Items  []item
+		Named  named
+		Number int
+	}{`<Taro>`, []item{{"a"}, {"b"}, {"missing"}}, named("a"), 7}
+	const layout = `{{define "layout"}}<p title="{{.T "plain"}}">{{.T "plain"}}|{{$.T "percent"}}|{{.T "args" .Data.Name .Data.Number}}</p>` +
+		`<ul>{{range .Data.Items}}<li>{{$.T (printf "claim.%s" .Claim)}}</li>{{end}}</ul>` +
+		`{{$.T (printf "claim.%s" .Data.Named)}}|{{$.T (printf "claim.%d" .Data.Number)}}|{{.T "nope"}}|{{.T "only.key"}}` +
+		`<a href="/x?q={{.T "plain"}}">l</a><script>var s = {{.T "js"}};</script>{{end}}`
+	resolved, err := parsePage("p", []byte(layout), nil, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := template.New("p").Option("missingkey=error").Parse(layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := Page{Lang: "en", Data: data, msgs: msgs}
+	var got, want strings.Builder
+	if err := resolved.ExecuteTemplate(&got, "layout", page); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.ExecuteTemplate(&want, "layout", page); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != want.String() {
+		t.Fatalf("resolved:\n%s\nPage.T:\n%s", got.String(), want.String())
+	}
+	for _, s := range []string{"Tom &amp; &#34;Jerry&#34; &lt;b&gt;", "Claim &lt;A&gt;", "claim.missing", "hello &lt;Taro&gt;, you are 7"} {
+		if !strings.Contains(got.String(), s) {
+			t.Errorf("%q not in %s", s, got.String())
+		}
+	}
+	// The rewrite really happened: no reference to T is left in the tree.
+	for _, tt := range resolved.Templates() {
+		if tt.Tree != nil && strings.Contains(tt.Tree.Root.String(), `.T "plain"`) {
+			t.Errorf("template %s still looks messages up at run time: %s", tt.Name(), tt.Tree.Root)
+		}
+	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/watashi-id/watashi/idp"
-	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/whitelist"
 )
 
@@ -99,26 +98,21 @@ func (f *clientFlags) open(ctx context.Context, cmd *cobra.Command) (*whitelist.
 		return nil, nil, usageErr("%v", err)
 	}
 	cfg.SetLogOutput(cmd.ErrOrStderr())
-	o, err := cfg.Options(ctx, f.dev)
-	if err != nil {
-		return nil, nil, usageErr("%v", err)
-	}
-	if !o.Store.Durable() {
-		o.Store.Close()
+	if cfg.Store.Type != "redis" {
 		return nil, nil, usageErr("the configured store is memory: the whitelist exists only inside a running server; configure redis")
 	}
-	if err := o.Store.Ping(ctx); err != nil {
-		o.Store.Close()
-		return nil, nil, usageErr("store unreachable: %v", err)
-	}
-	r, err := whitelist.New(whitelist.Options{
-		Backend: whitelist.KVBackend(o.Store, store.ErrNotFound), Dev: f.dev, Logger: o.Logger,
-	})
+	// Only the store: the commands need neither the PKI files nor the
+	// server's secrets, which an operator's machine may not hold.
+	kv, err := cfg.OpenStore(ctx, f.dev)
 	if err != nil {
-		o.Store.Close()
 		return nil, nil, usageErr("%v", err)
 	}
-	return r, func() { o.Store.Close() }, nil
+	r, err := cfg.NewRegistry(kv, f.dev, cfg.NewLogger(cmd.ErrOrStderr()))
+	if err != nil {
+		kv.Close()
+		return nil, nil, usageErr("%v", err)
+	}
+	return r, func() { kv.Close() }, nil
 }
 
 // withRegistry runs fn with a registry and a bounded context.

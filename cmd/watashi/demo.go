@@ -24,6 +24,7 @@ import (
 	"github.com/watashi-id/watashi/idp/walletsim"
 	"github.com/watashi-id/watashi/pkibridge"
 	"github.com/watashi-id/watashi/pkibridge/jpkisim"
+	"github.com/watashi-id/watashi/whitelist"
 )
 
 func init() { subcommands = append(subcommands, newDemoCmd) }
@@ -59,10 +60,15 @@ at exit, and the certificates are marked SIMULATOR. Never use the demo for real 
 // relying party at /rp/, the simulator's revocation server at /sim/ and
 // the phone simulator at /phone/.
 type demo struct {
-	issuer        string
-	handler       http.Handler
-	server        *idp.Server
-	store         store.KV
+	issuer   string
+	handler  http.Handler
+	server   *idp.Server
+	store    store.KV
+	registry *whitelist.Registry
+	// iat is an initial access token for the registry (tier standard,
+	// auto-approved), printed by guide so that a registration can be
+	// tried with curl.
+	iat           string
 	sigCA, authCA *jpkisim.CA
 	logs          *slog.Logger
 }
@@ -132,7 +138,16 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 	copy(tokenKey[:], randomKey(32))
 	reg := prometheus.NewRegistry()
 	d.store = store.NewMemory()
+	// The whitelist registry, in memory like everything else here.
+	if d.registry, err = whitelist.New(whitelist.Options{Backend: whitelist.KVBackend(d.store, store.ErrNotFound), Dev: true, Logger: logger}); err != nil {
+		return nil, err
+	}
+	if d.iat, _, err = d.registry.IssueToken(context.Background(), whitelist.TokenRequest{Tier: whitelist.TierStandard, TTL: 24 * time.Hour,
+		AutoApprove: true, Note: "watashi demo", Change: whitelist.Change{Actor: "watashi demo", Via: "demo"}}); err != nil {
+		return nil, err
+	}
 	d.server, err = idp.New(context.Background(), idp.Options{
+		Registry:      d.registry,
 		Issuer:        issuer,
 		Dev:           true,
 		Store:         d.store,
@@ -197,10 +212,16 @@ func (d *demo) guide(w io.Writer) {
      shows the ID token claims and userinfo it verified (pairwise sub included).
      Later sign-ins skip step 2 and use the authentication certificate alone.
 
+  Register your own RP (RFC 7591; approved at once in the demo):
+    curl -s %[1]s/register -H 'Authorization: Bearer %[2]s' \
+      -H 'Content-Type: application/json' \
+      -d '{"redirect_uris":["http://127.0.0.1:9999/cb"],"client_name":"My RP","organization_name":"Me",
+           "token_endpoint_auth_method":"client_secret_basic"}'
+
   Provider:  %[1]s/.well-known/openid-configuration
   Telemetry: %[1]s/telemetry/metrics, /telemetry/readyz (same port in the demo only)
   Stop with Ctrl-C.
-`, d.issuer)
+`, d.issuer, d.iat)
 }
 
 func runDemo(ctx context.Context, addr string, stdout, stderr io.Writer) error {
@@ -226,6 +247,7 @@ func runDemo(ctx context.Context, addr string, stdout, stderr io.Writer) error {
 			d.logs.Error("background work stopped", "error", err)
 		}
 	}()
+	go func() { _ = d.registry.Run(runCtx) }()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	d.guide(stdout)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp"
 	"github.com/watashi-id/watashi/pkibridge"
+	"github.com/watashi-id/watashi/whitelist"
 )
 
 func init() { subcommands = append(subcommands, newServeCmd) }
@@ -69,6 +70,8 @@ type serveParams struct {
 	// ready, when set, is told the bound addresses once both listeners
 	// accept connections (tests listen on port 0).
 	ready func(public, telemetry net.Addr)
+	// adminReady, when set, is told the admin listener's address.
+	adminReady func(admin net.Addr)
 }
 
 // serve runs until ctx ends, then shuts down gracefully. Configuration
@@ -114,6 +117,30 @@ func serve(ctx context.Context, p serveParams) error {
 	errLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	public := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes, ErrorLog: errLog}
 	telemetry := &http.Server{Handler: srv.TelemetryHandler(), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes, ErrorLog: errLog}
+	servers := []*http.Server{public, telemetry}
+	listeners := []net.Listener{pubLn, telLn}
+	// The whitelist's admin API has a listener of its own, only when the
+	// operator configured both its address and its token hash.
+	if adminAddr, hashFile := cfg.WhitelistAdmin(); adminAddr != "" && opts.Registry != nil {
+		h, err := opts.Registry.AdminHandler(whitelist.AdminOptions{TokenHashFile: hashFile, Prefix: "/whitelist"})
+		if err != nil {
+			pubLn.Close()
+			telLn.Close()
+			return &exitError{code: exitUsage, err: err}
+		}
+		admLn, err := net.Listen("tcp", adminAddr)
+		if err != nil {
+			pubLn.Close()
+			telLn.Close()
+			return &exitError{code: exitUsage, err: fmt.Errorf("whitelist.admin_listen: %w", err)}
+		}
+		servers = append(servers, &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes, ErrorLog: errLog})
+		listeners = append(listeners, admLn)
+		logger.Info("whitelist admin API listening", "admin_listen", admLn.Addr().String())
+		if p.adminReady != nil {
+			p.adminReady(admLn.Addr())
+		}
+	}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -133,9 +160,18 @@ func serve(ctx context.Context, p serveParams) error {
 			logger.Error("background work stopped", "error", err)
 		}
 	}()
-	serveErr := make(chan error, 2)
-	go func() { serveErr <- public.Serve(pubLn) }()
-	go func() { serveErr <- telemetry.Serve(telLn) }()
+	regDone := make(chan struct{})
+	go func() {
+		defer close(regDone)
+		if opts.Registry != nil {
+			// Keeps the whitelist cache in step with the other nodes.
+			_ = opts.Registry.Run(runCtx)
+		}
+	}()
+	serveErr := make(chan error, len(servers))
+	for i := range servers {
+		go func() { serveErr <- servers[i].Serve(listeners[i]) }()
+	}
 	logger.Info("watashi serving", "issuer", opts.Issuer, "listen", pubLn.Addr().String(), "telemetry_listen", telLn.Addr().String())
 	if p.ready != nil {
 		p.ready(pubLn.Addr(), telLn.Addr())
@@ -152,13 +188,14 @@ func serve(ctx context.Context, p serveParams) error {
 	cancel()
 	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer scancel()
-	for _, s := range []*http.Server{public, telemetry} {
+	for _, s := range servers {
 		if err := s.Shutdown(sctx); err != nil {
 			logger.Warn("forced shutdown", "error", err)
 			s.Close()
 		}
 	}
 	<-done
+	<-regDone
 	if failure != nil && !errors.Is(failure, http.ErrServerClosed) {
 		return &exitError{code: exitUsage, err: failure}
 	}
