@@ -50,6 +50,11 @@ type OCSPOptions struct {
 	// (default 0: not cached). Answers with nextUpdate are cached until
 	// then.
 	CacheTTL time.Duration
+	// MaxCacheAge caps how long any answer is reused, whatever its
+	// nextUpdate (default 5 min; negative: no cap). Responders may set
+	// nextUpdate hours ahead, and a certificate revoked in between must
+	// stop signing in soon, on every node.
+	MaxCacheAge time.Duration
 	// MaxCacheEntries bounds the cache (default 100,000).
 	MaxCacheEntries int
 	// Now is the clock (default time.Now).
@@ -87,6 +92,7 @@ const (
 	ocspDefaultMaxBytes = 1 << 20
 	ocspDefaultSkew     = 5 * time.Minute
 	ocspDefaultEntries  = 100_000
+	ocspDefaultMaxAge   = 5 * time.Minute
 )
 
 var (
@@ -126,6 +132,9 @@ func NewOCSPClient(url string, opts OCSPOptions) (*OCSPClient, error) {
 	}
 	if opts.MaxCacheEntries <= 0 {
 		opts.MaxCacheEntries = ocspDefaultEntries
+	}
+	if opts.MaxCacheAge == 0 {
+		opts.MaxCacheAge = ocspDefaultMaxAge
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -205,6 +214,9 @@ func (c *OCSPClient) run(ctx context.Context, key string, leaf, issuer *x509.Cer
 		expires := ans.nextUpdate
 		if expires.IsZero() && c.opts.CacheTTL > 0 {
 			expires = now.Add(c.opts.CacheTTL)
+		}
+		if limit := now.Add(c.opts.MaxCacheAge); c.opts.MaxCacheAge > 0 && expires.After(limit) {
+			expires = limit
 		}
 		if expires.After(now) {
 			c.store(key, ocspCached{info: info, expires: expires}, now)
