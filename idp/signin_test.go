@@ -351,6 +351,15 @@ func TestForeignBrowser(t *testing.T) {
 	if code, _, _ := thief.post(base+"/finish", url.Values{csrfField: {csrfFrom(t, vpage)}}); code != http.StatusForbidden {
 		t.Errorf("finish from another browser: %d", code)
 	}
+	// The thief's own valid CSRF token (from a login it started itself)
+	// passes the CSRF check, so only the transaction's browser binding can
+	// refuse this.
+	ar2 := o.authorize("web")
+	thiefTx, _ := thief.openTx(ar2, purposeProofing)
+	_, _, tpage := thief.get(loginURL(ar2, "tx", thiefTx))
+	if code, body, _ := thief.post(base+"/finish", url.Values{csrfField: {csrfFrom(t, tpage)}}); code != http.StatusForbidden {
+		t.Errorf("finish of another browser's transaction with the thief's own CSRF token: %d %s", code, body)
+	}
 	if code, _, _ := thief.get(consentURL(ar)); code != http.StatusForbidden {
 		t.Errorf("consent from another browser: %d", code)
 	}
