@@ -395,12 +395,18 @@ func (k assertionKeySet) VerifySignature(ctx context.Context, jws *jose.JSONWebS
 		return nil, errors.New("client assertion must carry one signature")
 	}
 	kid := jws.Signatures[0].Header.KeyID
+	keys := e.jwks
+	if len(keys) == 0 && e.wl != nil && e.wl.JWKSURI != "" {
+		if keys, err = k.s.clientKeysFromURI(ctx, e.wl.JWKSURI, kid); err != nil {
+			return nil, fmt.Errorf("client keys: %w", err)
+		}
+	}
 	var payload []byte
-	for i := range e.jwks {
-		if kid != "" && e.jwks[i].KeyID != kid {
+	for i := range keys {
+		if kid != "" && keys[i].KeyID != kid {
 			continue
 		}
-		if p, err := jws.Verify(&e.jwks[i]); err == nil {
+		if p, err := jws.Verify(&keys[i]); err == nil {
 			payload = p
 			break
 		}

@@ -48,6 +48,7 @@ type oidcState struct {
 	register http.Handler
 	keys     *keyManager
 	secrets  *secretVerifier
+	jwksURI  jwksURICache
 	metrics  oidcMetrics
 }
 

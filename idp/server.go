@@ -88,6 +88,10 @@ type Options struct {
 	// address to (default X-Forwarded-For; added by the web layer).
 	ClientIPHeader string
 
+	// HTTPClient makes the provider's outbound requests (relying parties'
+	// jwks_uri). Default: http.DefaultClient with a 10 s timeout.
+	HTTPClient *http.Client
+
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
 	// Gatherer serves /metrics on the telemetry listener (added by the web

@@ -149,8 +149,8 @@ func (s *Server) entryFromRegistry(wc *whitelist.Client) (*clientEntry, error) {
 		if err != nil {
 			return nil, err
 		}
-		// A jwks_uri client has no inline keys: it cannot authenticate
-		// until the provider fetches key sets, which it does not yet.
+		// A jwks_uri client has no inline keys: they are fetched at its
+		// first client assertion (jwks_uri.go).
 		e.jwks = keys
 	case authSecretBasic:
 		if _, err := parseSecretHash(c.SecretHash); err != nil {

@@ -1,0 +1,127 @@
+package idp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Key sets of private_key_jwt clients registered with a jwks_uri
+// (RFC 7591 §2) are fetched on first use and cached briefly, so that an RP
+// rotating its keys is picked up within minutes while a burst of token
+// requests costs one fetch.
+const (
+	jwksURITTL      = 5 * time.Minute
+	jwksURIRetry    = 30 * time.Second // minimum gap between refetches on a kid miss
+	jwksURIMaxBytes = 64 << 10
+	jwksURITimeout  = 10 * time.Second
+)
+
+type jwksURICache struct {
+	mu      sync.Mutex
+	entries map[string]jwksURIEntry
+}
+
+type jwksURIEntry struct {
+	keys    []jose.JSONWebKey
+	fetched time.Time
+}
+
+// clientKeysFromURI returns the public signing keys served at uri. When
+// kid is set and missing from a cached set, the set is refetched (at most
+// every jwksURIRetry), which is how an RP's new key becomes usable.
+func (s *Server) clientKeysFromURI(ctx context.Context, uri, kid string) ([]jose.JSONWebKey, error) {
+	c := &s.oidc.jwksURI
+	now := s.now()
+	c.mu.Lock()
+	e, ok := c.entries[uri]
+	c.mu.Unlock()
+	fresh := ok && now.Sub(e.fetched) < jwksURITTL
+	if fresh && (kid == "" || hasKID(e.keys, kid) || now.Sub(e.fetched) < jwksURIRetry) {
+		return e.keys, nil
+	}
+	keys, err := s.fetchJWKS(ctx, uri)
+	if err != nil {
+		if fresh {
+			return e.keys, nil // keep serving the last good set within its TTL
+		}
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[string]jwksURIEntry{}
+	}
+	c.entries[uri] = jwksURIEntry{keys: keys, fetched: now}
+	c.mu.Unlock()
+	return keys, nil
+}
+
+func hasKID(keys []jose.JSONWebKey, kid string) bool {
+	for _, k := range keys {
+		if k.KeyID == kid {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchJWKS downloads a key set: https only outside development, no
+// redirects, bounded size and time, public signing keys only.
+func (s *Server) fetchJWKS(ctx context.Context, uri string) ([]jose.JSONWebKey, error) {
+	u, err := url.Parse(uri)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(s.opts.Dev && u.Scheme == "http")) {
+		return nil, errors.New("jwks_uri must be an absolute https URL")
+	}
+	hc := s.opts.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	client := *hc
+	client.Timeout = jwksURITimeout
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json, application/jwk-set+json")
+	res, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch jwks_uri: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch jwks_uri: status %d", res.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, jwksURIMaxBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch jwks_uri: %w", err)
+	}
+	if len(body) > jwksURIMaxBytes {
+		return nil, errors.New("jwks_uri document is larger than 64 KiB")
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, errors.New("jwks_uri document is not a JSON Web Key Set")
+	}
+	var keys []jose.JSONWebKey
+	for _, k := range set.Keys {
+		if !k.Valid() || !k.IsPublic() {
+			return nil, errors.New("jwks_uri document holds a non-public or invalid key")
+		}
+		if k.Use == "" || k.Use == "sig" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("jwks_uri document has no signing keys")
+	}
+	return keys, nil
+}
