@@ -42,6 +42,16 @@ type Anchors struct {
 	pool   *x509.CertPool
 	bySPKI map[[sha256.Size]byte]*x509.Certificate
 	bySKI  map[string][]*x509.Certificate
+	// own holds what is worked out once per anchor certificate, keyed by
+	// the pointers chain building hands back, so that the verification
+	// path neither hashes the key nor words the name again.
+	own map[*x509.Certificate]anchorInfo
+}
+
+// anchorInfo is precomputed for each anchor certificate.
+type anchorInfo struct {
+	byKey *x509.Certificate // what bySPKI holds for its key
+	role  string            // "anchor <subject>", for error details
 }
 
 // ParseCertificates reads certificates from PEM (any number of CERTIFICATE
@@ -214,6 +224,10 @@ func NewAnchors(certs ...*x509.Certificate) (*Anchors, error) {
 			a.bySKI[string(c.SubjectKeyId)] = append(a.bySKI[string(c.SubjectKeyId)], c)
 		}
 	}
+	a.own = make(map[*x509.Certificate]anchorInfo, len(a.certs))
+	for _, c := range a.certs {
+		a.own[c] = anchorInfo{byKey: a.bySPKI[sha256.Sum256(c.RawSubjectPublicKeyInfo)], role: "anchor " + c.Subject.String()}
+	}
 	return a, nil
 }
 
@@ -288,7 +302,19 @@ func (a *Anchors) byKey(cert *x509.Certificate) *x509.Certificate {
 	if a == nil || cert == nil {
 		return nil
 	}
+	if info, ok := a.own[cert]; ok {
+		return info.byKey
+	}
 	return a.bySPKI[sha256.Sum256(cert.RawSubjectPublicKeyInfo)]
+}
+
+// roleOf is the precomputed "anchor <subject>" of one of a's own
+// certificates, or "" for any other certificate.
+func (a *Anchors) roleOf(cert *x509.Certificate) string {
+	if a == nil {
+		return ""
+	}
+	return a.own[cert].role
 }
 
 // bySubjectKeyID returns the anchors whose SubjectKeyId is ski.

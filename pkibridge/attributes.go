@@ -1,11 +1,15 @@
 package pkibridge
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/asn1"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Limits on the basic four facts. The address limit is the JPKI format's
@@ -30,7 +34,7 @@ type fact struct {
 	ascii bool   // value is ASCII-only: PrintableString and IA5String are accepted too
 }
 
-var jpkiFacts = []fact{
+var jpkiFacts = [...]fact{
 	{OIDName, "name", false},
 	{OIDNameSubstitution, "name substitution flags", true},
 	{OIDGender, "gender", true},
@@ -71,48 +75,143 @@ func ParseSAN(extValue []byte) (*Attributes, error) {
 	if len(extValue) > maxSANBytes {
 		return nil, Fail(ReasonAttributes, "subjectAltName of %d bytes exceeds the limit of %d", len(extValue), maxSANBytes)
 	}
+	if values, ok := sanFactsFast(extValue); ok {
+		return buildAttributes(&values)
+	}
+	values, err := sanFacts(extValue)
+	if err != nil {
+		return nil, err
+	}
+	return buildAttributes(&values)
+}
+
+// factValues holds the facts found, indexed like jpkiFacts.
+type factValues [len(jpkiFacts)]struct {
+	s  string
+	ok bool
+}
+
+// Indexes into jpkiFacts and factValues.
+const (
+	factName = iota
+	factNameSubstitution
+	factGender
+	factBirthdate
+	factAddress
+	factAddressSubstitution
+)
+
+// sanFacts reads the facts with encoding/asn1, which decides every
+// question of form and words the errors.
+func sanFacts(extValue []byte) (factValues, error) {
+	var values factValues
 	var seq asn1.RawValue
 	rest, err := asn1.Unmarshal(extValue, &seq)
 	if err != nil {
-		return nil, Wrap(ReasonAttributes, err, "subjectAltName is not valid DER")
+		return values, Wrap(ReasonAttributes, err, "subjectAltName is not valid DER")
 	}
 	if len(rest) != 0 {
-		return nil, Fail(ReasonAttributes, "subjectAltName has trailing data")
+		return values, Fail(ReasonAttributes, "subjectAltName has trailing data")
 	}
 	if seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
-		return nil, Fail(ReasonAttributes, "subjectAltName is not a SEQUENCE")
+		return values, Fail(ReasonAttributes, "subjectAltName is not a SEQUENCE")
 	}
-	values := make(map[string]string, len(jpkiFacts))
 	for in, i := seq.Bytes, 1; len(in) > 0; i++ {
 		var gn asn1.RawValue
 		in, err = asn1.Unmarshal(in, &gn)
 		if err != nil {
-			return nil, Wrap(ReasonAttributes, err, "subjectAltName entry %d is not valid DER", i)
+			return values, Wrap(ReasonAttributes, err, "subjectAltName entry %d is not valid DER", i)
 		}
 		if gn.Class != asn1.ClassContextSpecific || gn.Tag != 0 {
 			continue // not an otherName: DNS, email, directoryName... ignored
 		}
 		if !gn.IsCompound {
-			return nil, Fail(ReasonAttributes, "subjectAltName entry %d: otherName is not constructed", i)
+			return values, Fail(ReasonAttributes, "subjectAltName entry %d: otherName is not constructed", i)
 		}
 		typeID, raw, err := parseOtherName(gn.Bytes)
 		if err != nil {
-			return nil, Wrap(ReasonAttributes, err, "subjectAltName entry %d: malformed otherName", i)
+			return values, Wrap(ReasonAttributes, err, "subjectAltName entry %d: malformed otherName", i)
 		}
-		f, ok := lookupFact(typeID)
-		if !ok {
+		fi := lookupFact(typeID)
+		if fi < 0 {
 			continue
 		}
-		if _, dup := values[f.field]; dup {
-			return nil, Fail(ReasonAttributes, "%s: given more than once", f.field)
+		f := jpkiFacts[fi]
+		if values[fi].ok {
+			return values, Fail(ReasonAttributes, "%s: given more than once", f.field)
 		}
 		s, err := factString(f, raw)
 		if err != nil {
-			return nil, err
+			return values, err
 		}
-		values[f.field] = s
+		values[fi].s, values[fi].ok = s, true
 	}
-	return buildAttributes(values)
+	return values, nil
+}
+
+// jpkiFactOIDs are the DER contents of the jpkiFacts type-ids.
+var jpkiFactOIDs = func() (out [len(jpkiFacts)][]byte) {
+	for i, f := range jpkiFacts {
+		der, err := asn1.Marshal(f.oid)
+		if err != nil || len(der) < 2 || int(der[1]) != len(der)-2 {
+			panic("pkibridge: fact OID does not encode")
+		}
+		out[i] = der[2:]
+	}
+	return out
+}()
+
+// sanFactsFast reads a well-formed SubjectAltName of the JPKI shape without
+// reflection: every element in short or minimal long form, the six facts
+// as otherNames with their exact type-ids, and no other otherName. It
+// reports ok only when it is sure sanFacts would find the same values
+// without an error; anything unusual, wrong or merely unknown (a high tag
+// number, another otherName type-id, a duplicate, a bad string) goes to
+// sanFacts, which judges it and words the error.
+func sanFactsFast(extValue []byte) (values factValues, ok bool) {
+	in := cryptobyte.String(extValue)
+	var seq cryptobyte.String
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() {
+		return values, false
+	}
+	for !seq.Empty() {
+		var gn cryptobyte.String
+		var tag cbasn1.Tag
+		if !seq.ReadAnyASN1(&gn, &tag) {
+			return values, false
+		}
+		switch tag {
+		case cbasn1.Tag(0).ContextSpecific().Constructed():
+		case cbasn1.Tag(0).ContextSpecific():
+			return values, false // a primitive otherName: an error
+		default:
+			continue // DNS, email, directoryName...: ignored either way
+		}
+		var oid, wrapper, inner cryptobyte.String
+		var innerTag cbasn1.Tag
+		if !gn.ReadASN1(&oid, cbasn1.OBJECT_IDENTIFIER) ||
+			!gn.ReadASN1(&wrapper, cbasn1.Tag(0).ContextSpecific().Constructed()) || !gn.Empty() ||
+			!wrapper.ReadAnyASN1(&inner, &innerTag) || !wrapper.Empty() {
+			return values, false
+		}
+		fi := -1
+		for i, der := range jpkiFactOIDs {
+			if bytes.Equal(oid, der) {
+				fi = i
+				break
+			}
+		}
+		// Universal and primitive; the tag number is checked by factString.
+		if fi < 0 || values[fi].ok || innerTag&0xe0 != 0 {
+			return values, false
+		}
+		s, err := factString(jpkiFacts[fi], asn1.RawValue{Class: asn1.ClassUniversal, Tag: int(innerTag), Bytes: inner})
+		if err != nil {
+			return values, false
+		}
+		values[fi].s, values[fi].ok = s, true
+	}
+	return values, true
 }
 
 // parseOtherName splits the contents of otherName ::= SEQUENCE {
@@ -146,13 +245,15 @@ func parseOtherName(b []byte) (asn1.ObjectIdentifier, asn1.RawValue, error) {
 	return oid, inner, nil
 }
 
-func lookupFact(oid asn1.ObjectIdentifier) (fact, bool) {
-	for _, f := range jpkiFacts {
+// lookupFact returns the index in jpkiFacts of the fact with type-id oid,
+// or -1.
+func lookupFact(oid asn1.ObjectIdentifier) int {
+	for i, f := range jpkiFacts {
 		if oid.Equal(f.oid) {
-			return f, true
+			return i
 		}
 	}
-	return fact{}, false
+	return -1
 }
 
 // factString checks the ASN.1 string type and the text itself: valid
@@ -187,10 +288,10 @@ func factString(f fact, v asn1.RawValue) (string, error) {
 	return s, nil
 }
 
-func buildAttributes(values map[string]string) (*Attributes, error) {
+func buildAttributes(values *factValues) (*Attributes, error) {
 	a := &Attributes{}
 
-	name, ok := values["name"]
+	name, ok := values[factName].s, values[factName].ok
 	switch {
 	case !ok:
 		return nil, Fail(ReasonAttributes, "name: missing")
@@ -202,7 +303,7 @@ func buildAttributes(values map[string]string) (*Attributes, error) {
 	a.Name = name
 	a.FamilyName, a.GivenName = splitName(name)
 
-	code, ok := values["gender"]
+	code, ok := values[factGender].s, values[factGender].ok
 	if !ok {
 		return nil, Fail(ReasonAttributes, "gender: missing")
 	}
@@ -212,7 +313,7 @@ func buildAttributes(values map[string]string) (*Attributes, error) {
 	}
 	a.Gender, a.GenderCode = g, code
 
-	bd, ok := values["birthdate"]
+	bd, ok := values[factBirthdate].s, values[factBirthdate].ok
 	if !ok {
 		return nil, Fail(ReasonAttributes, "birthdate: missing")
 	}
@@ -220,7 +321,7 @@ func buildAttributes(values map[string]string) (*Attributes, error) {
 		return nil, err
 	}
 
-	addr, ok := values["address"]
+	addr, ok := values[factAddress].s, values[factAddress].ok
 	switch {
 	case !ok:
 		return nil, Fail(ReasonAttributes, "address: missing")
@@ -232,14 +333,14 @@ func buildAttributes(values map[string]string) (*Attributes, error) {
 	a.Address = addr
 
 	for _, fl := range []struct {
-		field string
-		dst   *string
+		fact int
+		dst  *string
 	}{
-		{"name substitution flags", &a.NameSubstitution},
-		{"address substitution flags", &a.AddressSubstitution},
+		{factNameSubstitution, &a.NameSubstitution},
+		{factAddressSubstitution, &a.AddressSubstitution},
 	} {
-		s := values[fl.field]
-		if err := checkFlags(fl.field, s); err != nil {
+		s := values[fl.fact].s
+		if err := checkFlags(jpkiFacts[fl.fact].field, s); err != nil {
 			return nil, err
 		}
 		*fl.dst = s
@@ -326,5 +427,12 @@ func parseBirthdate(s string) (iso string, era int, err error) {
 	if span := eraSpans[era]; n < span[0] || n > span[1] {
 		return "", 0, Fail(ReasonAttributes, "birthdate: era digit does not match the Gregorian date")
 	}
-	return t.Format("2006-01-02"), era, nil
+	// y, m and d are a real date with 1 <= y <= 9999: "2006-01-02" by hand,
+	// without time.Format's layout interpretation on every sign-in.
+	iso = string([]byte{
+		byte('0' + y/1000), byte('0' + y/100%10), byte('0' + y/10%10), byte('0' + y%10), '-',
+		byte('0' + m/10), byte('0' + m%10), '-',
+		byte('0' + d/10), byte('0' + d%10),
+	})
+	return iso, era, nil
 }

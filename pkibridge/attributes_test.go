@@ -450,3 +450,25 @@ func FuzzParseSAN(f *testing.F) {
 		}
 	})
 }
+
+// The simulator's SAN has the real cards' shape, which must be read
+// without falling back to encoding/asn1; the results are the same either
+// way (FuzzSANFastPath), so only speed is at stake.
+func TestParseSANSimulatorShapeTakesFastPath(t *testing.T) {
+	for _, mut := range []func(*jpkisim.Facts){
+		nil,
+		func(f *jpkisim.Facts) { f.NameSubstitution, f.AddressSubstitution = "", "" },
+	} {
+		f := *coreFacts()
+		if mut != nil {
+			mut(&f)
+		}
+		ext := attrSANExt(t, f)
+		if !pkibridge.SANTakesFastPath(ext) {
+			t.Errorf("simulator SAN %x not read by the fast path", ext)
+		}
+		if _, err := pkibridge.ParseSAN(ext); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

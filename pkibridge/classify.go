@@ -92,7 +92,7 @@ func (p Policy) Classify(cert *x509.Certificate) (Kind, error) {
 	if kind == KindAuthentication && nr {
 		return "", Fail(ReasonKeyUsage, "authentication policy OID but key usage includes nonRepudiation, the signature certificate's usage")
 	}
-	if err := p.checkPublicKey(cert, "leaf"); err != nil {
+	if err := p.checkPublicKey(cert, leafRole); err != nil {
 		return "", err
 	}
 	return kind, nil
@@ -101,8 +101,9 @@ func (p Policy) Classify(cert *x509.Certificate) (Kind, error) {
 // checkPublicKey refuses keys JPKI verification must not rely on: RSA
 // below the policy minimum and anything but RSA and ECDSA P-256/P-384
 // (JPKI cards are RSA; ECDSA is admitted for future smartphone profiles).
-// role names the certificate's place in the chain for the detail.
-func (p Policy) checkPublicKey(cert *x509.Certificate, role string) error {
+// role names the certificate's place in the chain, and is called only to
+// word an error.
+func (p Policy) checkPublicKey(cert *x509.Certificate, role func() string) error {
 	minBits := p.MinRSABits
 	if minBits <= 0 {
 		minBits = minRSABitsFloor
@@ -110,7 +111,7 @@ func (p Policy) checkPublicKey(cert *x509.Certificate, role string) error {
 	switch k := cert.PublicKey.(type) {
 	case *rsa.PublicKey:
 		if bits := k.N.BitLen(); bits < minBits {
-			return Fail(ReasonWeakKey, "%s RSA key of %d bits is below the minimum of %d", role, bits, minBits)
+			return Fail(ReasonWeakKey, "%s RSA key of %d bits is below the minimum of %d", role(), bits, minBits)
 		}
 		return nil
 	case *ecdsa.PublicKey:
@@ -118,11 +119,11 @@ func (p Policy) checkPublicKey(cert *x509.Certificate, role string) error {
 		case elliptic.P256(), elliptic.P384():
 			return nil
 		}
-		return Fail(ReasonWeakKey, "%s ECDSA curve %s is not accepted (want P-256 or P-384)", role, k.Curve.Params().Name)
+		return Fail(ReasonWeakKey, "%s ECDSA curve %s is not accepted (want P-256 or P-384)", role(), k.Curve.Params().Name)
 	case nil:
-		return Fail(ReasonWeakKey, "%s public key algorithm is not supported", role)
+		return Fail(ReasonWeakKey, "%s public key algorithm is not supported", role())
 	default:
-		return Fail(ReasonWeakKey, "%s public key type %s is not accepted (want RSA or ECDSA P-256/P-384)", role, keyTypeName(k))
+		return Fail(ReasonWeakKey, "%s public key type %s is not accepted (want RSA or ECDSA P-256/P-384)", role(), keyTypeName(k))
 	}
 }
 

@@ -128,9 +128,17 @@ func ParseCMS(data []byte, detached []byte, p Policy) (*Envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	der, err := cmsToDER(raw)
-	if err != nil {
-		return nil, Wrap(ReasonMalformed, err, "CMS encoding")
+	var der []byte
+	switch {
+	case !cmsIsDER(raw, 0):
+		if der, err = cmsToDER(raw); err != nil {
+			return nil, Wrap(ReasonMalformed, err, "CMS encoding")
+		}
+	case len(raw) > 0 && len(data) > 0 && &raw[0] == &data[0]:
+		// The certificates will alias der: keep the caller's buffer theirs.
+		der = bytes.Clone(raw)
+	default:
+		der = raw // decoded from PEM, already ours
 	}
 	sd, err := cmsParse(der)
 	if err != nil {
@@ -819,6 +827,60 @@ func cmsToDER(in []byte) ([]byte, error) {
 	}
 	out := make([]byte, 0, len(content)+6)
 	return cmsAppendTLV(out, tag, content), nil
+}
+
+// cmsIsDER reports whether in is one element that cmsToDER would return
+// unchanged: definite minimal lengths, no constructed OCTET STRING or
+// other string, no end-of-contents or high tag numbers, no trailing data,
+// nesting within cmsMaxDepth. It copies nothing, so DER (what card tools
+// and `openssl cms -sign` without -stream write) skips the re-encoding;
+// anything else goes through cmsToDER, which normalises or refuses it.
+func cmsIsDER(in []byte, depth int) bool {
+	rest, ok := cmsDERElement(in, depth)
+	return ok && len(rest) == 0
+}
+
+func cmsDERElement(in []byte, depth int) (rest []byte, ok bool) {
+	if depth > cmsMaxDepth || len(in) < 2 {
+		return nil, false
+	}
+	tag, lb := in[0], in[1]
+	if tag == 0 || tag&0x1f == 0x1f {
+		return nil, false
+	}
+	in = in[2:]
+	n := int(lb)
+	if lb >= 0x80 {
+		ll := int(lb & 0x7f)
+		if ll == 0 || ll > 4 || len(in) < ll {
+			return nil, false // indefinite, or too long to be ours
+		}
+		n = 0
+		for _, b := range in[:ll] {
+			n = n<<8 | int(b)
+		}
+		// Minimal: the short form below 0x80, no leading zero octet.
+		if n < 0x80 || in[0] == 0 {
+			return nil, false
+		}
+		in = in[ll:]
+	}
+	if n > len(in) {
+		return nil, false
+	}
+	body, rest := in[:n], in[n:]
+	if tag&0x20 == 0 {
+		return rest, true
+	}
+	if tag&0xc0 == 0 && tag != 0x30 && tag != 0x31 {
+		return nil, false // constructed OCTET STRING (re-encoded) or another string (refused)
+	}
+	for len(body) > 0 {
+		if body, ok = cmsDERElement(body, depth+1); !ok {
+			return nil, false
+		}
+	}
+	return rest, true
 }
 
 // cmsBER decodes one BER element and returns its identifier octet and its

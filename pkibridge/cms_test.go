@@ -747,3 +747,24 @@ func TestVerifyCMS(t *testing.T) {
 	_, err = v.VerifyCMS(context.Background(), detached, nil, challenge)
 	envWant(t, err, pkibridge.ReasonMalformed)
 }
+
+// DER input is parsed in place; the envelope must still not share memory
+// with the caller's buffer, which may be reused for the next request.
+func TestParseCMSEnvelopeIndependentOfInput(t *testing.T) {
+	f := envFixtures(t)
+	content := []byte("independent")
+	der, err := pkibridge.SignCMS(f.leaf.Key, f.leaf.Cert, content, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := pkibridge.ParseCMS(der, nil, pkibridge.DefaultPolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range der {
+		der[i] = 0
+	}
+	if !bytes.Equal(env.Leaf.Raw, f.leaf.Cert.Raw) || !bytes.Equal(env.Content, content) {
+		t.Fatal("envelope changed with the caller's buffer")
+	}
+}

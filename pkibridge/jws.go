@@ -36,11 +36,6 @@ const jwsMaxHeaderFields = 32
 // algorithm could only be keyed with public bytes.
 var jwsAlgs = map[string]bool{"RS256": true, "PS256": true, "ES256": true}
 
-// jwsRefusedHeaders name keys or key locations other than x5c. We never
-// fetch keys and never take one from the message itself: only the
-// certificate's key can prove anything.
-var jwsRefusedHeaders = []string{"jwk", "jku", "x5u"}
-
 // ParseJWS reads a compact JWS whose x5c header carries the signing
 // certificate, the form a wallet app produces most easily. It checks the
 // signature with x5c[0]'s key under an explicit algorithm allow-list and
@@ -67,14 +62,16 @@ func ParseJWS(compact []byte, p Policy) (*Envelope, error) {
 	case n != 3:
 		return nil, Fail(ReasonMalformed, "compact JWS has 3 parts, got %d", n)
 	}
-	parts := bytes.SplitN(s, []byte{'.'}, 3)
-	signingInput := s[:len(parts[0])+1+len(parts[1])]
+	i := bytes.IndexByte(s, '.')
+	j := i + 1 + bytes.IndexByte(s[i+1:], '.')
+	parts := [3][]byte{s[:i], s[i+1 : j], s[j+1:]}
+	signingInput := s[:j]
 
 	headerJSON, err := jwsDecodeSegment(parts[0])
 	if err != nil {
 		return nil, Wrap(ReasonMalformed, err, "JWS header")
 	}
-	hdr, err := jwsHeaderFields(headerJSON)
+	hdr, err := jwsParseHeader(headerJSON)
 	if err != nil {
 		return nil, Wrap(ReasonMalformed, err, "JWS header")
 	}
@@ -194,76 +191,418 @@ func SignJWS(key crypto.Signer, chain []*x509.Certificate, payload []byte) ([]by
 	return []byte(input + "." + enc.EncodeToString(sig)), nil
 }
 
-// jwsDecodeSegment decodes base64url without padding. It checks the
-// alphabet first because encoding/base64 silently skips CR and LF, and a
-// JWS that decodes the same from two spellings invites confusion.
+// Strict decoders, built once: Encoding.Strict returns a fresh copy.
+var (
+	b64URLStrict = base64.RawURLEncoding.Strict()
+	b64StdStrict = base64.StdEncoding.Strict()
+)
+
+// jwsDecodeSegment decodes base64url without padding. It refuses CR and LF,
+// which encoding/base64 silently skips: a JWS that decodes the same from
+// two spellings invites confusion. Every other byte outside the alphabet
+// is already a decoding error; the slow path only names it.
 func jwsDecodeSegment(seg []byte) ([]byte, error) {
-	for i, c := range seg {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return nil, fmt.Errorf("bad base64url: byte %d is not in the unpadded base64url alphabet", i)
+	out := make([]byte, b64URLStrict.DecodedLen(len(seg)))
+	n, err := b64URLStrict.Decode(out, seg)
+	if err != nil || bytes.IndexByte(seg, '\r') >= 0 || bytes.IndexByte(seg, '\n') >= 0 {
+		for i, c := range seg {
+			if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return nil, fmt.Errorf("bad base64url: byte %d is not in the unpadded base64url alphabet", i)
+			}
 		}
-	}
-	out := make([]byte, base64.RawURLEncoding.DecodedLen(len(seg)))
-	n, err := base64.RawURLEncoding.Strict().Decode(out, seg)
-	if err != nil {
 		return nil, fmt.Errorf("bad base64url: %w", err)
 	}
 	return out[:n], nil
 }
 
-// jwsHeaderFields splits the protected header into its members, refusing
-// duplicates: encoding/json would silently keep the last, and two parsers
-// disagreeing on "alg" is how algorithm confusion starts. Keys are matched
-// exactly (json.Unmarshal into a struct would fold case).
-func jwsHeaderFields(b []byte) (map[string]json.RawMessage, error) {
+// jwsHeader is the protected header reduced to what ParseJWS acts on. It
+// is filled by one pass over the JSON and judged afterwards, in a fixed
+// order, so that the first rule an attacker breaks is the one reported
+// whatever the member order.
+type jwsHeader struct {
+	present   uint16 // jwsHas* bits
+	alg       string
+	algString bool
+	// x5c holds the members of an x5c array of strings, up to
+	// jwsMaxChain+1 of them; x5cLen counts them all.
+	x5c       [][]byte
+	x5cLen    int
+	x5cArray  bool // an array whose members are all strings
+	b64True   bool // b64 is the literal true
+	x5t       [2]string
+	x5tString [2]bool
+}
+
+// Header members ParseJWS knows, as jwsHeader.present bits.
+const (
+	jwsHasAlg uint16 = 1 << iota
+	jwsHasX5C
+	jwsHasX5T
+	jwsHasX5TS256
+	jwsHasJWK
+	jwsHasJKU
+	jwsHasX5U
+	jwsHasCrit
+	jwsHasB64
+	jwsHasEnc
+	jwsHasZip
+)
+
+// jwsMaxHeaderDepth is encoding/json's own nesting limit, kept so that a
+// header it would refuse is refused here too.
+const jwsMaxHeaderDepth = 10000
+
+// jwsValue is a member's value as far as jwsHeader.set cares.
+type jwsValue struct {
+	kind jwsKind
+	str  []byte   // jwsString
+	strs [][]byte // jwsStrings: the first jwsMaxChain+1 members
+	n    int      // jwsStrings: how many members
+}
+
+type jwsKind uint8
+
+const (
+	jwsOther   jwsKind = iota
+	jwsString          // a string
+	jwsStrings         // an array of strings, possibly empty
+	jwsTrue            // the literal true
+)
+
+// set records one member.
+func (h *jwsHeader) set(key string, v *jwsValue) {
+	switch key {
+	case "alg":
+		h.present |= jwsHasAlg
+		if v.kind == jwsString {
+			h.alg, h.algString = string(v.str), true
+		}
+	case "x5c":
+		h.present |= jwsHasX5C
+		if v.kind == jwsStrings {
+			h.x5c, h.x5cLen, h.x5cArray = v.strs, v.n, true
+		}
+	case "x5t", "x5t#S256":
+		i, bit := 0, jwsHasX5T
+		if key == "x5t#S256" {
+			i, bit = 1, jwsHasX5TS256
+		}
+		h.present |= bit
+		if v.kind == jwsString {
+			h.x5t[i], h.x5tString[i] = string(v.str), true
+		}
+	case "b64":
+		h.present |= jwsHasB64
+		h.b64True = v.kind == jwsTrue
+	case "jwk":
+		h.present |= jwsHasJWK
+	case "jku":
+		h.present |= jwsHasJKU
+	case "x5u":
+		h.present |= jwsHasX5U
+	case "crit":
+		h.present |= jwsHasCrit
+	case "enc":
+		h.present |= jwsHasEnc
+	case "zip":
+		h.present |= jwsHasZip
+	}
+}
+
+// jwsParseHeader reads the protected header in one pass, refusing
+// duplicate members: encoding/json would silently keep the last, and two
+// parsers disagreeing on "alg" is how algorithm confusion starts. Keys are
+// matched exactly (json.Unmarshal into a struct would fold case).
+//
+// Headers as signers write them (ASCII strings without escapes, an array
+// of such strings for x5c, true/false/null) are read by jwsScanHeader,
+// which leaves the x5c members where they are in b, to be base64-decoded
+// once; anything else, and every error, goes through jwsDecodeHeader.
+func jwsParseHeader(b []byte) (*jwsHeader, error) {
+	if h, ok := jwsScanHeader(b); ok {
+		return h, nil
+	}
+	return jwsDecodeHeader(b)
+}
+
+// jwsDecodeHeader reads the header with an encoding/json token walk,
+// which decides every question of syntax; members we do not act on are
+// checked and skipped.
+func jwsDecodeHeader(b []byte) (*jwsHeader, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
+	notJSON := errors.New("not JSON")
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, errors.New("not JSON")
+		return nil, notJSON
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return nil, errors.New("not a JSON object")
 	}
-	fields := map[string]json.RawMessage{}
+	// Inside the object numbers are only skipped, and 1e400 is valid JSON
+	// that float64 cannot hold.
+	dec.UseNumber()
+	h := &jwsHeader{}
+	var keys [jwsMaxHeaderFields]string
+	n := 0
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, errors.New("not JSON")
+			return nil, notJSON
 		}
 		key, ok := tok.(string)
 		if !ok {
-			return nil, errors.New("not JSON")
+			return nil, notJSON
 		}
-		if _, dup := fields[key]; dup {
-			return nil, fmt.Errorf("duplicate member %q", key)
+		for _, k := range keys[:n] {
+			if k == key {
+				return nil, fmt.Errorf("duplicate member %q", key)
+			}
 		}
-		if len(fields) >= jwsMaxHeaderFields {
+		if n >= jwsMaxHeaderFields {
 			return nil, fmt.Errorf("more than %d members", jwsMaxHeaderFields)
 		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, errors.New("not JSON")
+		keys[n] = key
+		n++
+		first, err := dec.Token()
+		if err != nil {
+			return nil, notJSON
 		}
-		fields[key] = raw
+		var v jwsValue
+		switch first := first.(type) {
+		case string:
+			v = jwsValue{kind: jwsString, str: []byte(first)}
+		case bool:
+			if first {
+				v.kind = jwsTrue
+			}
+		case json.Delim:
+			if first == '[' {
+				if err := jwsDecodeArray(dec, &v); err != nil {
+					return nil, notJSON
+				}
+			} else if err := jwsSkipValue(dec, first, 0); err != nil {
+				return nil, notJSON
+			}
+		}
+		h.set(key, &v)
 	}
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return nil, errors.New("not JSON")
+		return nil, notJSON
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("data after the JSON object")
 	}
-	return fields, nil
+	return h, nil
 }
 
-func jwsAlg(hdr map[string]json.RawMessage) (string, error) {
-	raw, ok := hdr["alg"]
+// jwsDecodeArray reads the members of an array after its '['. Members that
+// are not strings make it jwsOther but are still walked for syntax.
+func jwsDecodeArray(dec *json.Decoder, v *jwsValue) error {
+	v.kind = jwsStrings
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		v.n++
+		s, ok := tok.(string)
+		switch {
+		case !ok:
+			v.kind = jwsOther
+			if err := jwsSkipValue(dec, tok, 1); err != nil {
+				return err
+			}
+		case len(v.strs) <= jwsMaxChain:
+			v.strs = append(v.strs, []byte(s))
+		}
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim(']') {
+		return errors.New("not JSON")
+	}
+	return nil
+}
+
+// jwsSkipValue consumes the rest of a value whose first token was first.
+// level is how many arrays or objects inside the member's value are open
+// around it (0 for the member's value itself), for the depth limit.
+func jwsSkipValue(dec *json.Decoder, first json.Token, level int) error {
+	d, ok := first.(json.Delim)
 	if !ok {
+		return nil
+	}
+	if d != '{' && d != '[' {
+		return errors.New("not JSON")
+	}
+	for open := level + 1; open > level; {
+		if open > jwsMaxHeaderDepth {
+			return errors.New("nested too deeply")
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if d == '{' || d == '[' {
+				open++
+			} else {
+				open--
+			}
+		}
+	}
+	return nil
+}
+
+// jwsScanHeader reads the common shape of a header without encoding/json:
+// an object whose keys and string values are printable ASCII without
+// escapes, whose other values are arrays of such strings, true, false or
+// null, with JSON whitespace anywhere JSON allows it. Such text is valid
+// JSON, and every string in it stands for itself. ok is false for
+// anything else (numbers, objects, escapes, non-ASCII, duplicates, too
+// many members, bad syntax), which jwsDecodeHeader then reads or refuses.
+func jwsScanHeader(b []byte) (h *jwsHeader, ok bool) {
+	s := jwsScanner{b: b}
+	var keys [jwsMaxHeaderFields][]byte
+	n := 0
+	if s.ws(); !s.eat('{') {
+		return nil, false
+	}
+	h = &jwsHeader{}
+	if s.ws(); !s.eat('}') {
+		for {
+			s.ws()
+			key, ok := s.str()
+			if !ok || n == jwsMaxHeaderFields {
+				return nil, false
+			}
+			for _, k := range keys[:n] {
+				if bytes.Equal(k, key) {
+					return nil, false
+				}
+			}
+			keys[n] = key
+			n++
+			if s.ws(); !s.eat(':') {
+				return nil, false
+			}
+			s.ws()
+			var v jwsValue
+			if !s.value(&v) {
+				return nil, false
+			}
+			h.set(string(key), &v)
+			if s.ws(); s.eat(',') {
+				continue
+			}
+			if s.eat('}') {
+				break
+			}
+			return nil, false
+		}
+	}
+	s.ws()
+	return h, s.i == len(b)
+}
+
+type jwsScanner struct {
+	b []byte
+	i int
+}
+
+func (s *jwsScanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *jwsScanner) eat(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+func (s *jwsScanner) lit(word string) bool {
+	if bytes.HasPrefix(s.b[s.i:], []byte(word)) {
+		s.i += len(word)
+		return true
+	}
+	return false
+}
+
+// str reads a string of printable ASCII without escapes.
+func (s *jwsScanner) str() ([]byte, bool) {
+	if !s.eat('"') {
+		return nil, false
+	}
+	end := bytes.IndexByte(s.b[s.i:], '"')
+	if end < 0 {
+		return nil, false
+	}
+	out := s.b[s.i : s.i+end]
+	for _, c := range out {
+		if c < 0x20 || c > 0x7e || c == '\\' {
+			return nil, false
+		}
+	}
+	s.i += end + 1
+	return out, true
+}
+
+func (s *jwsScanner) value(v *jwsValue) bool {
+	if s.i == len(s.b) {
+		return false
+	}
+	switch s.b[s.i] {
+	case '"':
+		str, ok := s.str()
+		*v = jwsValue{kind: jwsString, str: str}
+		return ok
+	case 't':
+		v.kind = jwsTrue
+		return s.lit("true")
+	case 'f':
+		return s.lit("false")
+	case 'n':
+		return s.lit("null")
+	case '[':
+		s.i++
+		v.kind = jwsStrings
+		if s.ws(); s.eat(']') {
+			return true
+		}
+		for {
+			s.ws()
+			str, ok := s.str()
+			if !ok {
+				return false
+			}
+			if len(v.strs) <= jwsMaxChain {
+				v.strs = append(v.strs, str)
+			}
+			v.n++
+			if s.ws(); s.eat(',') {
+				continue
+			}
+			return s.eat(']')
+		}
+	}
+	return false
+}
+
+func jwsAlg(h *jwsHeader) (string, error) {
+	if h.present&jwsHasAlg == 0 {
 		return "", Fail(ReasonMalformed, "JWS header has no alg")
 	}
-	var alg string
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &alg) != nil {
+	if !h.algString {
 		return "", Fail(ReasonMalformed, "JWS alg is not a string")
 	}
+	alg := h.alg
 	if jwsAlgs[alg] {
 		return alg, nil
 	}
@@ -276,43 +615,59 @@ func jwsAlg(hdr map[string]json.RawMessage) (string, error) {
 	return "", Fail(ReasonWeakAlgorithm, "JWS alg %q not accepted: use RS256, PS256 or ES256", envQuote(alg))
 }
 
+// jwsRefusedHeaders name keys or key locations other than x5c. We never
+// fetch keys and never take one from the message itself: only the
+// certificate's key can prove anything.
+var jwsRefusedHeaders = []struct {
+	name string
+	bit  uint16
+}{{"jwk", jwsHasJWK}, {"jku", jwsHasJKU}, {"x5u", jwsHasX5U}}
+
 // jwsCheckHeader refuses the header members that change what is verified
 // or with which key.
-func jwsCheckHeader(hdr map[string]json.RawMessage) error {
-	for _, name := range jwsRefusedHeaders {
-		if _, ok := hdr[name]; ok {
-			return Fail(ReasonMalformed, "JWS header %q not accepted: the key comes only from x5c", name)
+func jwsCheckHeader(h *jwsHeader) error {
+	for _, r := range jwsRefusedHeaders {
+		if h.present&r.bit != 0 {
+			return Fail(ReasonMalformed, "JWS header %q not accepted: the key comes only from x5c", r.name)
 		}
 	}
-	if _, ok := hdr["crit"]; ok {
+	if h.present&jwsHasCrit != 0 {
 		return Fail(ReasonMalformed, "JWS crit header not accepted: no extensions are understood")
 	}
-	if raw, ok := hdr["b64"]; ok && string(raw) != "true" {
+	if h.present&jwsHasB64 != 0 && !h.b64True {
 		return Fail(ReasonMalformed, "JWS with an unencoded payload (b64) not accepted")
 	}
-	for _, name := range []string{"enc", "zip"} {
-		if _, ok := hdr[name]; ok {
-			return Fail(ReasonMalformed, "JWS header %q not accepted: encrypted or compressed content", name)
-		}
+	if h.present&jwsHasEnc != 0 {
+		return Fail(ReasonMalformed, "JWS header %q not accepted: encrypted or compressed content", "enc")
+	}
+	if h.present&jwsHasZip != 0 {
+		return Fail(ReasonMalformed, "JWS header %q not accepted: encrypted or compressed content", "zip")
 	}
 	return nil
 }
 
-// jwsX5C decodes x5c: standard base64 DER (RFC 7515 §4.1.6), leaf first.
-func jwsX5C(hdr map[string]json.RawMessage) ([]*x509.Certificate, error) {
-	raw, ok := hdr["x5c"]
-	if !ok {
+// jwsX5CStrings checks x5c's shape and returns its members.
+func jwsX5CStrings(h *jwsHeader) ([][]byte, error) {
+	if h.present&jwsHasX5C == 0 {
 		return nil, Fail(ReasonMalformed, "JWS header has no x5c: the signing certificate is required")
 	}
-	var x5c []string
-	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &x5c) != nil {
+	if !h.x5cArray {
 		return nil, Fail(ReasonMalformed, "JWS x5c is not an array of strings")
 	}
-	if len(x5c) == 0 {
+	if h.x5cLen == 0 {
 		return nil, Fail(ReasonMalformed, "JWS x5c is empty")
 	}
-	if len(x5c) > jwsMaxChain {
-		return nil, Fail(ReasonMalformed, "JWS x5c has %d certificates, at most %d accepted", len(x5c), jwsMaxChain)
+	if h.x5cLen > jwsMaxChain {
+		return nil, Fail(ReasonMalformed, "JWS x5c has %d certificates, at most %d accepted", h.x5cLen, jwsMaxChain)
+	}
+	return h.x5c, nil
+}
+
+// jwsX5C decodes x5c: standard base64 DER (RFC 7515 §4.1.6), leaf first.
+func jwsX5C(h *jwsHeader) ([]*x509.Certificate, error) {
+	x5c, err := jwsX5CStrings(h)
+	if err != nil {
+		return nil, err
 	}
 	chain := make([]*x509.Certificate, len(x5c))
 	for i, s := range x5c {
@@ -332,27 +687,30 @@ func jwsX5C(hdr map[string]json.RawMessage) ([]*x509.Certificate, error) {
 // jwsCheckThumbprints holds optional x5t / x5t#S256 to the leaf: a
 // thumbprint naming another certificate means the sender and we disagree on
 // the key.
-func jwsCheckThumbprints(hdr map[string]json.RawMessage, leaf *x509.Certificate) error {
-	for _, th := range []struct {
+func jwsCheckThumbprints(h *jwsHeader, leaf *x509.Certificate) error {
+	for i, th := range []struct {
 		name string
-		sum  func([]byte) []byte
-	}{
-		{"x5t", func(b []byte) []byte { s := sha1.Sum(b); return s[:] }},
-		{"x5t#S256", func(b []byte) []byte { s := sha256.Sum256(b); return s[:] }},
-	} {
-		raw, ok := hdr[th.name]
-		if !ok {
+		bit  uint16
+	}{{"x5t", jwsHasX5T}, {"x5t#S256", jwsHasX5TS256}} {
+		if h.present&th.bit == 0 {
 			continue
 		}
-		var s string
-		if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+		if !h.x5tString[i] {
 			return Fail(ReasonMalformed, "JWS %s is not a string", th.name)
 		}
-		want, err := jwsDecodeSegment([]byte(s))
+		want, err := jwsDecodeSegment([]byte(h.x5t[i]))
 		if err != nil {
 			return Wrap(ReasonMalformed, err, "JWS %s", th.name)
 		}
-		if subtle.ConstantTimeCompare(want, th.sum(leaf.Raw)) != 1 {
+		var sum []byte
+		if i == 0 {
+			s := sha1.Sum(leaf.Raw)
+			sum = s[:]
+		} else {
+			s := sha256.Sum256(leaf.Raw)
+			sum = s[:]
+		}
+		if subtle.ConstantTimeCompare(want, sum) != 1 {
 			return Fail(ReasonMalformed, "JWS %s does not match x5c[0]", th.name)
 		}
 	}
@@ -422,21 +780,21 @@ func jwsECDSAFixed(der []byte, size int) ([]byte, error) {
 // envDecodeStdBase64 decodes padded standard base64, refusing line breaks
 // and the URL alphabet rather than letting encoding/base64 skip or reject
 // them with a less helpful message.
-func envDecodeStdBase64(s string) ([]byte, error) {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
-			if c == '-' || c == '_' {
-				return nil, errors.New("base64url where standard base64 is required")
+func envDecodeStdBase64(s []byte) ([]byte, error) {
+	out := make([]byte, b64StdStrict.DecodedLen(len(s)))
+	n, err := b64StdStrict.Decode(out, s)
+	if err != nil || bytes.IndexByte(s, '\r') >= 0 || bytes.IndexByte(s, '\n') >= 0 {
+		for i, c := range s {
+			if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
+				if c == '-' || c == '_' {
+					return nil, errors.New("base64url where standard base64 is required")
+				}
+				return nil, fmt.Errorf("bad base64: byte %d is not in the standard alphabet", i)
 			}
-			return nil, fmt.Errorf("bad base64: byte %d is not in the standard alphabet", i)
 		}
-	}
-	b, err := base64.StdEncoding.Strict().DecodeString(s)
-	if err != nil {
 		return nil, fmt.Errorf("bad base64: %w", err)
 	}
-	return b, nil
+	return out[:n], nil
 }
 
 // envSameKey reports whether two public keys are equal, for the Sign*

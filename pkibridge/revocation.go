@@ -81,11 +81,15 @@ func (c *Checker) Refresh(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// discardLogger stands in for a nil Logger on the per-verification path,
+// where making one each time would be an allocation per sign-in.
+var discardLogger = slog.New(slog.DiscardHandler)
+
 // CheckRevocation asks OCSP responders, then CRLs, in configured order.
 func (c *Checker) CheckRevocation(ctx context.Context, leaf, issuer *x509.Certificate) (RevocationInfo, error) {
 	logger := c.Logger
 	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		logger = discardLogger
 	}
 	var errs []error
 	try := func(rc RevocationChecker) (RevocationInfo, bool) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+	"unsafe"
 )
 
 // Limits applied by Verify before any work.
@@ -42,6 +43,23 @@ type Verifier struct {
 	// Now is the verification time (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
+	// NoChainCache turns off the cache of verified chains. The same
+	// authentication certificate signs in again and again, and the cache
+	// (at most ChainCacheEntries, keyed by the certificates' bytes) lets
+	// it skip chain building, the CA's signature on the leaf above all,
+	// while now lies inside every chain certificate's validity window and
+	// Anchors, the configured intermediates the chain uses and
+	// Policy.MinRSABits are unchanged. Profile, attributes, revocation
+	// and the envelope signature are checked on every call either way.
+	NoChainCache bool
+
+	// chains is the *chainCache, made on first use. It is an
+	// unsafe.Pointer used atomically rather than an atomic.Pointer so that
+	// a Verifier can still be copied (before it is shared) to derive
+	// another configuration; the copies then share one cache, which is
+	// safe because an entry is used only under the configuration that
+	// built it.
+	chains unsafe.Pointer
 }
 
 // Verify checks that env covers exactly expected and that its leaf is a
@@ -108,7 +126,7 @@ func (v *Verifier) VerifyCertificate(ctx context.Context, leaf *x509.Certificate
 		return nil, err
 	}
 	now := v.now()
-	if err := v.checkValidity(leaf, "leaf", now); err != nil {
+	if err := v.checkValidity(leaf, leafRole, now); err != nil {
 		return nil, err
 	}
 	if v.Anchors.Len() == 0 {
@@ -117,7 +135,7 @@ func (v *Verifier) VerifyCertificate(ctx context.Context, leaf *x509.Certificate
 	if isSelfSigned(leaf) {
 		return nil, Fail(ReasonUntrusted, "leaf is self-signed; only configured anchors are trusted")
 	}
-	chain, err := v.buildChain(leaf, extra, now)
+	chain, err := v.chain(leaf, extra, now)
 	if err != nil {
 		return nil, err
 	}
@@ -147,20 +165,23 @@ func (v *Verifier) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// checkValidity applies the validity bounds with Leeway at now. role is
-// "leaf" or a CA description; CA subjects are not personal data, leaf
-// subjects may be (JPKI puts the holder's municipality there) and are
-// never named.
-func (v *Verifier) checkValidity(c *x509.Certificate, role string, now time.Time) error {
+// checkValidity applies the validity bounds with Leeway at now. role
+// words "leaf" or a CA description, and is called only for an error; CA
+// subjects are not personal data, leaf subjects may be (JPKI puts the
+// holder's municipality there) and are never named.
+func (v *Verifier) checkValidity(c *x509.Certificate, role func() string, now time.Time) error {
 	lw := v.leeway()
 	if now.After(c.NotAfter.Add(lw)) {
-		return Fail(ReasonExpired, "%s expired at %s (now %s, leeway %s)", role, c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), lw)
+		return Fail(ReasonExpired, "%s expired at %s (now %s, leeway %s)", role(), c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), lw)
 	}
 	if now.Before(c.NotBefore.Add(-lw)) {
-		return Fail(ReasonNotYetValid, "%s is valid only from %s (now %s, leeway %s)", role, c.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), lw)
+		return Fail(ReasonNotYetValid, "%s is valid only from %s (now %s, leeway %s)", role(), c.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), lw)
 	}
 	return nil
 }
+
+// leafRole names the leaf in error details.
+func leafRole() string { return "leaf" }
 
 func (v *Verifier) leeway() time.Duration {
 	if v.Leeway < 0 {
@@ -182,14 +203,17 @@ type chainCandidate struct {
 // knows nothing of leeway, so chain building runs at a time inside every
 // validity window on the path, at most Leeway from now.
 func (v *Verifier) buildChain(leaf *x509.Certificate, extra []*x509.Certificate, now time.Time) ([]*x509.Certificate, error) {
-	inter := x509.NewCertPool()
-	for _, c := range v.Intermediates {
-		if c != nil {
+	var inter *x509.CertPool // nil: no intermediates, and no pool to fill
+	for _, set := range [][]*x509.Certificate{v.Intermediates, extra} {
+		for _, c := range set {
+			if c == nil {
+				continue
+			}
+			if inter == nil {
+				inter = x509.NewCertPool()
+			}
 			inter.AddCert(c)
 		}
-	}
-	for _, c := range extra {
-		inter.AddCert(c)
 	}
 	leafForX509 := withoutUnderstoodCritical(leaf)
 	at := clampTime(now, leaf.NotBefore, leaf.NotAfter)
@@ -200,7 +224,7 @@ func (v *Verifier) buildChain(leaf *x509.Certificate, extra []*x509.Certificate,
 			Roots:         v.Anchors.pool,
 			Intermediates: inter,
 			CurrentTime:   at,
-			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+			KeyUsages:     anyExtKeyUsage,
 		})
 		if err == nil {
 			break
@@ -228,6 +252,10 @@ func (v *Verifier) buildChain(leaf *x509.Certificate, extra []*x509.Certificate,
 	return nil, first
 }
 
+// anyExtKeyUsage is the chain-building key usage: JPKI certificates carry
+// no extended key usage, and the profile is Classify's business.
+var anyExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
+
 // checkChain vets a chain crypto/x509 accepted.
 func (v *Verifier) checkChain(chain []*x509.Certificate, now time.Time) error {
 	if len(chain) < 2 {
@@ -238,9 +266,9 @@ func (v *Verifier) checkChain(chain []*x509.Certificate, now time.Time) error {
 		return Fail(ReasonUntrusted, "chain ends at %s, whose key is not an anchor key", top.Subject)
 	}
 	for i, c := range chain {
-		role := "leaf"
+		role := leafRole
 		if i > 0 {
-			role = caRole(c, i == len(chain)-1)
+			role = func() string { return v.Anchors.caRole(c, i == len(chain)-1) }
 		}
 		if err := v.Policy.checkPublicKey(c, role); err != nil {
 			return err
@@ -252,8 +280,13 @@ func (v *Verifier) checkChain(chain []*x509.Certificate, now time.Time) error {
 	return nil
 }
 
-func caRole(c *x509.Certificate, anchor bool) string {
+// caRole names a CA certificate in error details. Anchors have their
+// names worded once, in NewAnchors.
+func (a *Anchors) caRole(c *x509.Certificate, anchor bool) string {
 	if anchor {
+		if role := a.roleOf(c); role != "" {
+			return role
+		}
 		return "anchor " + c.Subject.String()
 	}
 	return "intermediate " + c.Subject.String()
@@ -320,7 +353,7 @@ func (w *chainWalk) walk(c *x509.Certificate, lo, hi time.Time, path []*x509.Cer
 			}
 			continue
 		}
-		role := caRole(p, cand.anchor)
+		role := w.v.Anchors.caRole(p, cand.anchor)
 		var err error
 		switch {
 		case insecureCertSignature(c.SignatureAlgorithm):
@@ -331,7 +364,7 @@ func (w *chainWalk) walk(c *x509.Certificate, lo, hi time.Time, path []*x509.Cer
 		case len(p.UnhandledCriticalExtensions) > 0:
 			err = Fail(ReasonMalformed, "issuer %s has unknown critical extension(s) %s", role, joinOIDs(p.UnhandledCriticalExtensions))
 		default:
-			err = w.v.checkValidity(p, role, w.now)
+			err = w.v.checkValidity(p, func() string { return role }, w.now)
 		}
 		if err != nil {
 			if found == nil {
