@@ -2,10 +2,7 @@ package idp
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +16,6 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
-	"golang.org/x/crypto/argon2"
 
 	"github.com/watashi-id/watashi/whitelist"
 )
@@ -226,65 +222,17 @@ func (st *opStorage) ValidateJWTProfileScopes(context.Context, string, []string)
 
 // ---- client secrets ----
 
-// Argon2id parameters for client secrets (OWASP's minimum: 19 MiB, 2
-// passes). A secret may be a human-chosen word, so a fast hash would let
-// a leaked config be brute-forced.
-const (
-	argonTime    = 2
-	argonMemory  = 19 * 1024
-	argonThreads = 1
-	argonKeyLen  = 32
-	argonSaltLen = 16
-)
-
-type secretHash struct {
-	time, memory uint32
-	threads      uint8
-	salt, key    []byte
-}
-
 // HashClientSecret produces Client.SecretHash for a client_secret_basic
-// client: a PHC string "$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>".
-// The plain secret is never stored; verification costs ~20 ms of CPU.
+// client: an Argon2id PHC string (whitelist.HashSecret, the one
+// implementation of the format, shared with registered clients). The
+// plain secret is never stored; verification costs ~20 ms of CPU.
 func HashClientSecret(secret string) (string, error) {
-	if secret == "" {
-		return "", errors.New("idp: empty client secret")
-	}
-	salt := make([]byte, argonSaltLen)
-	if _, err := rand.Read(salt); err != nil {
-		return "", err
-	}
-	key := argon2.IDKey([]byte(secret), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
-	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
-		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+	return whitelist.HashSecret(secret)
 }
 
-// parseSecretHash accepts only parameters that are safe to run: a config
-// must not make every token request allocate gigabytes.
-func parseSecretHash(v string) (*secretHash, error) {
-	bad := errors.New("secret_hash is not an argon2id PHC string from HashClientSecret")
-	parts := strings.Split(v, "$")
-	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
-		return nil, bad
-	}
-	h := new(secretHash)
-	var t, m, p uint32
-	if n, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil || n != 3 ||
-		parts[3] != fmt.Sprintf("m=%d,t=%d,p=%d", m, t, p) {
-		return nil, bad
-	}
-	if m < 8*1024 || m > 256*1024 || t < 1 || t > 10 || p < 1 || p > 8 {
-		return nil, errors.New("secret_hash argon2id parameters are out of range")
-	}
-	h.time, h.memory, h.threads = t, m, uint8(p)
-	var err error
-	if h.salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil || len(h.salt) < 8 {
-		return nil, bad
-	}
-	if h.key, err = base64.RawStdEncoding.DecodeString(parts[5]); err != nil || len(h.key) < 16 || len(h.key) > 64 {
-		return nil, bad
-	}
-	return h, nil
+// parseSecretHash checks a configured or registered hash before use.
+func parseSecretHash(v string) (*whitelist.SecretHash, error) {
+	return whitelist.ParseSecretHash(v)
 }
 
 // secretVerifier checks client secrets and remembers recent successes, so
@@ -327,8 +275,7 @@ func (v *secretVerifier) verify(ctx context.Context, stored, secret string) bool
 			return false
 		}
 	}
-	got := argon2.IDKey([]byte(secret), h.salt, h.time, h.memory, h.threads, uint32(len(h.key)))
-	if subtle.ConstantTimeCompare(got, h.key) != 1 {
+	if !h.Matches(secret) {
 		return false
 	}
 	v.mu.Lock()

@@ -68,7 +68,7 @@ func FuzzParseSecretHash(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if h.memory > 256*1024 || h.time > 10 || h.threads > 8 || len(h.key) > 64 {
+		if h.Memory > 256*1024 || h.Time > 10 || h.Threads > 8 || len(h.Key) > 64 {
 			t.Fatalf("accepted unsafe parameters from %q", v)
 		}
 	})

@@ -38,8 +38,8 @@ func TestSecretFormatMatchesProvider(t *testing.T) {
 		"$argon2id$v=19$m=19456,t=2,p=1$!!$/LMfUDft3odfw/UrIhRqIm7zYxcUrMzKVRqmB3BNiuo",
 		"$argon2id$v=19$m=19456,t=2,p=1,x=1$lCxDZlr8t4xuWhCIesDhkw$/LMfUDft3odfw/UrIhRqIm7zYxcUrMzKVRqmB3BNiuo",
 	} {
-		if _, err := parsePHC(bad); err == nil {
-			t.Errorf("parsePHC(%q) accepted", bad)
+		if _, err := ParseSecretHash(bad); err == nil {
+			t.Errorf("ParseSecretHash(%q) accepted", bad)
 		}
 	}
 }

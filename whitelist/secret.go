@@ -43,16 +43,19 @@ func HashSecret(secret string) (string, error) {
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
 }
 
-type phc struct {
-	time, memory uint32
-	threads      uint8
-	salt, key    []byte
+// SecretHash is a parsed Argon2id PHC string. The provider verifies
+// configured and registered secrets with it, so the format has one
+// implementation.
+type SecretHash struct {
+	Time, Memory uint32
+	Threads      uint8
+	Salt, Key    []byte
 }
 
-// parsePHC accepts only parameters that are safe to run, as the provider
-// does: a stored record must not make verification allocate gigabytes.
-func parsePHC(v string) (*phc, error) {
-	bad := errors.New("whitelist: secret hash is not an argon2id PHC string")
+// ParseSecretHash accepts only parameters that are safe to run: a stored
+// record or a config file must not make verification allocate gigabytes.
+func ParseSecretHash(v string) (*SecretHash, error) {
+	bad := errors.New("secret hash is not an argon2id PHC string from HashSecret")
 	parts := strings.Split(v, "$")
 	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" || parts[2] != fmt.Sprintf("v=%d", argon2.Version) {
 		return nil, bad
@@ -63,17 +66,24 @@ func parsePHC(v string) (*phc, error) {
 		return nil, bad
 	}
 	if m < 8*1024 || m > 256*1024 || t < 1 || t > 10 || p < 1 || p > 8 {
-		return nil, errors.New("whitelist: secret hash parameters are out of range")
+		return nil, errors.New("secret hash argon2id parameters are out of range")
 	}
-	h := &phc{time: t, memory: m, threads: uint8(p)}
+	h := &SecretHash{Time: t, Memory: m, Threads: uint8(p)}
 	var err error
-	if h.salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil || len(h.salt) < 8 {
+	if h.Salt, err = base64.RawStdEncoding.DecodeString(parts[4]); err != nil || len(h.Salt) < 8 {
 		return nil, bad
 	}
-	if h.key, err = base64.RawStdEncoding.DecodeString(parts[5]); err != nil || len(h.key) < 16 || len(h.key) > 64 {
+	if h.Key, err = base64.RawStdEncoding.DecodeString(parts[5]); err != nil || len(h.Key) < 16 || len(h.Key) > 64 {
 		return nil, bad
 	}
 	return h, nil
+}
+
+// Matches runs Argon2id over secret and compares in constant time
+// (~20 ms of CPU with the default parameters).
+func (h *SecretHash) Matches(secret string) bool {
+	got := argon2.IDKey([]byte(secret), h.Salt, h.Time, h.Memory, h.Threads, uint32(len(h.Key)))
+	return subtle.ConstantTimeCompare(got, h.Key) == 1
 }
 
 // VerifySecret checks a client secret against the stored hash in
@@ -83,12 +93,11 @@ func (c *Client) VerifySecret(secret string) bool {
 	if c.TokenEndpointAuthMethod != AuthClientSecretBasic || secret == "" {
 		return false
 	}
-	h, err := parsePHC(c.SecretHash)
+	h, err := ParseSecretHash(c.SecretHash)
 	if err != nil {
 		return false
 	}
-	got := argon2.IDKey([]byte(secret), h.salt, h.time, h.memory, h.threads, uint32(len(h.key)))
-	return subtle.ConstantTimeCompare(got, h.key) == 1
+	return h.Matches(secret)
 }
 
 // randomToken returns n random bytes, base64url without padding.
