@@ -17,10 +17,15 @@
 //     extensions are refused.
 //  4. The chain is built with crypto/x509 at Verifier.Now, with a small
 //     leeway, to anchors matched by key (J-LIS generations share a DN).
-//  5. Revocation is asked of a RevocationChecker (CRL, OCSP, or both) and
+//  5. For signature certificates, the basic four facts are read from the
+//     SubjectAltName otherNames (ParseAttributes). This runs before
+//     revocation because a revocation check may cost the operator a fee.
+//  6. Revocation is asked of a RevocationChecker (CRL, OCSP, or both) and
 //     the RevocationMode decides what an unknown answer means.
-//  6. For signature certificates, the basic four facts are read from the
-//     SubjectAltName otherNames (ParseAttributes).
+//
+// Built chains are cached (chaincache.go) for repeat sign-ins with the
+// same certificate while every certificate is inside its validity window;
+// profile, revocation and the envelope signature are checked every time.
 //
 // Every failure is an *Error with a stable Reason; its detail never holds
 // personal attributes. Package jpkisim issues JPKI-profile certificates,
