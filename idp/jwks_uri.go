@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"sync"
 	"time"
@@ -80,32 +77,9 @@ func (s *Server) fetchJWKS(ctx context.Context, uri string) ([]jose.JSONWebKey, 
 	if err != nil || u.Host == "" || (u.Scheme != "https" && !(s.opts.Dev && u.Scheme == "http")) {
 		return nil, errors.New("jwks_uri must be an absolute https URL")
 	}
-	hc := s.opts.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	client := *hc
-	client.Timeout = jwksURITimeout
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	body, err := fetchDocument(ctx, s.opts.HTTPClient, uri, "jwks_uri", "application/json, application/jwk-set+json", jwksURIMaxBytes, jwksURITimeout)
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("Accept", "application/json, application/jwk-set+json")
-	res, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch jwks_uri: %w", err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch jwks_uri: status %d", res.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(res.Body, jwksURIMaxBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("fetch jwks_uri: %w", err)
-	}
-	if len(body) > jwksURIMaxBytes {
-		return nil, errors.New("jwks_uri document is larger than 64 KiB")
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {

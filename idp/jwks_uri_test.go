@@ -80,7 +80,7 @@ func TestClientKeysFromURI(t *testing.T) {
 		{"http outside dev", strings.Replace(ts.URL, "https", "http", 1) + "/jwks", "https"},
 		{"relative", "/jwks", "https"},
 		{"private key material", ts.URL + "/private", "non-public"},
-		{"oversized", ts.URL + "/big", "64 KiB"},
+		{"oversized", ts.URL + "/big", "exceeds 65536 bytes"},
 		{"not a key set", ts.URL + "/notjson", "not a JSON Web Key Set"},
 		{"server error", ts.URL + "/error", "status 500"},
 		{"redirect not followed", ts.URL + "/redirect", "status 302"},

@@ -105,40 +105,48 @@ func commonRedirectHost(c *Client) (string, error) {
 }
 
 func fetchSectorDocument(ctx context.Context, uri string, hc *http.Client) ([]string, error) {
-	if hc == nil {
-		hc = &http.Client{Timeout: sectorFetchTimeout}
-	}
-	cp := *hc
-	// A redirect could leave HTTPS or the registered host: refuse it.
-	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, sectorFetchTimeout)
-		defer cancel()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	body, err := fetchDocument(ctx, hc, uri, "sector_identifier_uri", "application/json", maxSectorDocument, sectorFetchTimeout)
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	res, err := cp.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetch sector_identifier_uri: %w", err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetch sector_identifier_uri: status %d", res.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(res.Body, maxSectorDocument+1))
-	if err != nil {
-		return nil, fmt.Errorf("read sector_identifier_uri: %w", err)
-	}
-	if len(body) > maxSectorDocument {
-		return nil, fmt.Errorf("sector_identifier_uri document exceeds %d bytes", maxSectorDocument)
 	}
 	var list []string
 	if err := json.Unmarshal(body, &list); err != nil {
 		return nil, errors.New("sector_identifier_uri document is not a JSON array of URL strings")
 	}
 	return list, nil
+}
+
+// fetchDocument GETs a document an integrator registered (a sector
+// identifier, a key set): no redirects (one could leave HTTPS or the
+// registered host), bounded time and size, 200 only.
+func fetchDocument(ctx context.Context, hc *http.Client, uri, what, accept string, maxBytes int, timeout time.Duration) ([]byte, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	cp := *hc
+	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if cp.Timeout == 0 || cp.Timeout > timeout {
+		cp.Timeout = timeout
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", accept)
+	res, err := cp.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", what, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch %s: status %d", what, res.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, int64(maxBytes)+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	if len(body) > maxBytes {
+		return nil, fmt.Errorf("%s document exceeds %d bytes", what, maxBytes)
+	}
+	return body, nil
 }
