@@ -67,7 +67,7 @@ func (s *Server) mountAccount(mux *http.ServeMux) {
 // the pseudo client, bound to this browser, handed to the login page.
 func (s *Server) handleAccountLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	lang := loginLang(r, nil)
+	lang := s.pageLang(w, r, nil)
 	if _, ok := s.currentSession(r); ok {
 		http.Redirect(w, r, accountURL(lang, ""), http.StatusSeeOther)
 		return
@@ -172,7 +172,7 @@ func fmtTime(t time.Time) string {
 
 func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	lang := loginLang(r, nil)
+	lang := s.pageLang(w, r, nil)
 	v := accountView{
 		LoginURL:  accountLoginPath + "?" + url.Values{langParam: {lang}}.Encode(),
 		ProofURL:  accountLoginPath + "?" + url.Values{langParam: {lang}, "purpose": {purposeProofing}}.Encode(),
@@ -223,7 +223,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, r *http.Request) {
 // tokens: the resident asked for the RP to be cut off.
 func (s *Server) handleAccountRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	lang := loginLang(r, nil)
+	lang := s.pageLang(w, r, nil)
 	if !s.checkCSRF(r) {
 		s.errorPage(w, r, lang, http.StatusForbidden, "csrf")
 		return

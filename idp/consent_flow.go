@@ -98,7 +98,7 @@ func (s *Server) consentContext(w http.ResponseWriter, r *http.Request) (*AuthRe
 	if !ok {
 		return nil, nil, "", false
 	}
-	lang := loginLang(r, ar)
+	lang := s.pageLang(w, r, ar)
 	if !sameBinding(s.browserBinding(r), ar.Binding) {
 		s.errorPage(w, r, lang, http.StatusForbidden, "foreign_browser")
 		return nil, nil, "", false
@@ -213,7 +213,7 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleConsentPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if !s.checkCSRF(r) {
-		s.errorPage(w, r, loginLang(r, nil), http.StatusForbidden, "csrf")
+		s.errorPage(w, r, s.pageLang(w, r, nil), http.StatusForbidden, "csrf")
 		return
 	}
 	st, ok := s.loadConsentState(w, r)

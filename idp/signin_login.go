@@ -74,12 +74,32 @@ func sameBinding(a, b string) bool {
 // langParam is the query parameter of the pages' language switch.
 const langParam = "lang"
 
-// loginLang is the page language: the resident's own pick on the page's
-// language switch (?lang=), else the request's ui_locales, else the
-// browser's Accept-Language, else Japanese.
-func loginLang(r *http.Request, ar *AuthRequest) string {
+// langCookieBase is passed to cookieName for the remembered language
+// pick. The cookie holds only "ja" or "en": nothing about the resident.
+const langCookieBase = "lang"
+
+// langCookieAge is how long a language pick is remembered: a resident who
+// chose English once should not have to choose again on every visit.
+const langCookieAge = 365 * 24 * time.Hour
+
+// pageLang is the page language of every browser page, decided in one
+// place so that a pick on any page's language switch holds for the rest
+// of the flow (the POSTs and redirects between pages drop ?lang=): the
+// resident's own pick (?lang=), else the pick remembered in the lang
+// cookie, else the request's ui_locales, else the browser's
+// Accept-Language, else Japanese. A pick on a GET is remembered; w may be
+// nil where nothing should be set.
+func (s *Server) pageLang(w http.ResponseWriter, r *http.Request, ar *AuthRequest) string {
 	if l := r.URL.Query().Get(langParam); slices.Contains(templates.Languages, l) {
+		if w != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if c, err := r.Cookie(s.cookieName(langCookieBase)); err != nil || c.Value != l {
+				s.setCookie(w, s.cookieName(langCookieBase), l, langCookieAge)
+			}
+		}
 		return l
+	}
+	if c, err := r.Cookie(s.cookieName(langCookieBase)); err == nil && slices.Contains(templates.Languages, c.Value) {
+		return c.Value
 	}
 	var locales []string
 	if ar != nil {
@@ -147,7 +167,7 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, lang string, 
 func (s *Server) loadRequestForPage(w http.ResponseWriter, r *http.Request, id string) (*AuthRequest, bool) {
 	ar, err := s.authRequest(r.Context(), id)
 	if err != nil {
-		lang := loginLang(r, nil)
+		lang := s.pageLang(w, r, nil)
 		if errors.Is(err, store.ErrNotFound) {
 			s.errorPage(w, r, lang, http.StatusBadRequest, "unknown_request")
 		} else {
@@ -157,7 +177,7 @@ func (s *Server) loadRequestForPage(w http.ResponseWriter, r *http.Request, id s
 		return nil, false
 	}
 	if ar.Completed {
-		s.errorPage(w, r, loginLang(r, ar), http.StatusBadRequest, "already_completed")
+		s.errorPage(w, r, s.pageLang(w, r, ar), http.StatusBadRequest, "already_completed")
 		return nil, false
 	}
 	return ar, true
@@ -180,7 +200,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	lang := loginLang(r, ar)
+	lang := s.pageLang(w, r, ar)
 	binding := s.ensureBinding(w, r)
 	if err := s.bindAuthRequest(ctx, ar.ID, binding); err != nil {
 		switch {
@@ -279,6 +299,8 @@ type loginView struct {
 	RetryURL       string
 	// Notice says why the resident is here (stale_facts: prove again).
 	Notice string
+	// Languages is the language switch: this very page in each language.
+	Languages []langLink
 }
 
 // Login page notices a redirect may ask for; anything else is ignored.
@@ -338,6 +360,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, ar *AuthReq
 		ProofingURL:    loginURL(ar.ID, "purpose", purposeProofing),
 		RetryURL:       loginURL(ar.ID, "purpose", tx.Purpose),
 		Notice:         tx.Notice,
+		Languages:      langLinks(&url.URL{Path: r.URL.Path, RawQuery: r.URL.RawQuery}, lang),
 	}
 	v.RefreshAttr = template.HTMLAttr(fmt.Sprintf(`content="%d;url=%s"`, v.RefreshSeconds, html.EscapeString(v.RefreshURL)))
 	if tx.Purpose == purposeSignin {
@@ -506,7 +529,7 @@ func (s *Server) handleTxQR(w http.ResponseWriter, r *http.Request) {
 // for the browser that owns it.
 func (s *Server) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	lang := loginLang(r, nil)
+	lang := s.pageLang(w, r, nil)
 	if !s.checkCSRF(r) {
 		s.errorPage(w, r, lang, http.StatusForbidden, "csrf")
 		return
@@ -529,7 +552,7 @@ func (s *Server) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	lang = loginLang(r, ar)
+	lang = s.pageLang(w, r, ar)
 	switch tx.State {
 	case txFinished:
 		http.Redirect(w, r, consentURL(ar.ID), http.StatusSeeOther)
@@ -594,7 +617,7 @@ type signedOutView struct{ Next string }
 // than "navigate"; those are refused, so another page cannot sign the
 // resident out behind their back.
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	lang := loginLang(r, nil)
+	lang := s.pageLang(w, r, nil)
 	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" && mode != "navigate" {
 		s.errorPage(w, r, lang, http.StatusForbidden, "bad_request")
 		return
@@ -618,7 +641,7 @@ type openAppView struct {
 // installed the OS opens it instead (universal / app links); without, the
 // resident lands here. Only our own transaction URLs are accepted.
 func (s *Server) handleWalletOpen(w http.ResponseWriter, r *http.Request) {
-	lang := loginLang(r, nil)
+	lang := s.pageLang(w, r, nil)
 	tx := r.URL.Query().Get("tx")
 	prefix := strings.TrimSuffix(s.opts.Issuer, "/") + walletTxPath
 	if !strings.HasPrefix(tx, prefix) || len(tx) > 512 {
