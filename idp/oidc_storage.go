@@ -51,6 +51,11 @@ var (
 	errAuthRequestBound    = errors.New("idp: auth request is bound to another browser")
 	errAuthRequestDone     = errors.New("idp: auth request already completed")
 	errCASContention       = errors.New("idp: record changed concurrently too often")
+	// errUnchanged is returned by an updateAuthRequest fn that found
+	// nothing to change: the record as read already answers, and a
+	// compare-and-swap of a value with itself would only cost a round
+	// trip.
+	errUnchanged = errors.New("idp: auth request unchanged")
 )
 
 // newID returns 256 random bits, base64url: never contains ':' (the opaque
@@ -266,7 +271,9 @@ func (s *Server) updateAuthRequest(ctx context.Context, id string, fn func(*Auth
 		if err != nil {
 			return nil, err
 		}
-		if err := fn(ar); err != nil {
+		if err := fn(ar); errors.Is(err, errUnchanged) {
+			return ar, nil
+		} else if err != nil {
 			return nil, err
 		}
 		b, err := json.Marshal(ar)
@@ -302,7 +309,9 @@ func (s *Server) bindAuthRequest(ctx context.Context, id, bindingHash string) er
 			ar.Binding = bindingHash
 			return nil
 		case subtle.ConstantTimeCompare([]byte(ar.Binding), []byte(bindingHash)) == 1:
-			return nil
+			// Already ours. A binding never changes once set, so the
+			// record just read settles it without a write.
+			return errUnchanged
 		}
 		return errAuthRequestBound
 	})

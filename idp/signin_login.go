@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/watashi-id/watashi/idp/store"
@@ -512,17 +513,79 @@ func (s *Server) handleTxQR(w http.ResponseWriter, r *http.Request) {
 		s.walletError(w, txBad(http.StatusGone, codeExpiredTransaction, "the transaction is no longer pending"))
 		return
 	}
-	code, err := qr.Encode(s.txURL(tx.ID, qrWindowAt(s.now())), qr.M)
+	win := qrWindowAt(s.now())
+	png, err := qrPNGs.png(s.txURL(tx.ID, win), win)
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "qr encode", "error", err)
 		s.walletError(w, txBad(http.StatusInternalServerError, codeServerError, "internal error"))
 		return
 	}
-	code.Scale = 6
 	h := w.Header()
 	h.Set("Content-Type", "image/png")
 	h.Set("Cache-Control", "no-store")
-	_, _ = w.Write(code.PNG())
+	_, _ = w.Write(png)
+}
+
+// qrPNGCacheSize bounds the QR image cache: the codes of the
+// transactions shown in the last window or two on a busy instance.
+const qrPNGCacheSize = 256
+
+// qrPNGCache keeps encoded QR images by their exact payload. A page
+// reloads its image every window and the status poll may too, while the
+// payload (the transaction URL with the window's token) changes only
+// once a window; encoding and compressing it is most of the handler's
+// cost. The payload alone decides the image, so the cache holds nothing
+// a request could not recompute, and it is shared by every Server.
+type qrPNGCache struct {
+	mu sync.Mutex
+	m  map[string]qrPNGEntry
+}
+
+type qrPNGEntry struct {
+	window int64
+	png    []byte
+}
+
+var qrPNGs qrPNGCache
+
+// png returns the PNG of payload, shown in QR window win. The returned
+// slice is shared and must not be modified.
+func (c *qrPNGCache) png(payload string, win int64) ([]byte, error) {
+	c.mu.Lock()
+	e, ok := c.m[payload]
+	c.mu.Unlock()
+	if ok {
+		return e.png, nil
+	}
+	code, err := qr.Encode(payload, qr.M)
+	if err != nil {
+		return nil, err
+	}
+	code.Scale = 6
+	b := code.PNG()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]qrPNGEntry)
+	}
+	if len(c.m) >= qrPNGCacheSize {
+		// Codes of past windows are never asked for again (a wallet may
+		// still scan the previous one from a screen, but the page asks
+		// for the current one).
+		for k, old := range c.m {
+			if old.window < win-1 {
+				delete(c.m, k)
+			}
+		}
+		for k := range c.m { // still full: an arbitrary victim
+			if len(c.m) < qrPNGCacheSize {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[payload] = qrPNGEntry{window: win, png: b}
+	return b, nil
 }
 
 // handleTxFinish turns a verified transaction into an SSO session, once,

@@ -356,7 +356,10 @@ func (s *Server) swapTx(ctx context.Context, old []byte, tx *signinTx) ([]byte, 
 	if err != nil {
 		return nil, false, fmt.Errorf("idp: update transaction: %w", err)
 	}
-	if ok {
+	// Processing reads as pending to every listener (displayState), so
+	// the claim is not announced: a listener would only re-read the
+	// record and repeat "pending".
+	if ok && tx.State != txProcessing {
 		s.publishTx(ctx, tx)
 	}
 	return b, ok, nil

@@ -315,6 +315,11 @@ func (s *Server) wrapPublic(h http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		ctx := context.WithValue(r.Context(), ctxRequestID, id)
 		ctx = context.WithValue(ctx, ctxReqState, &reqState{w: sw})
+		// The sign-in pages read the auth request they work on several
+		// times (the page check, the binding, the completion): the
+		// request scope lets them decode and fetch it once. The
+		// provider's routes get their own scope in oidcInterceptor.
+		ctx = context.WithValue(ctx, reqScopeKey{}, &reqScope{})
 		r = r.WithContext(ctx)
 		s.securityHeaders(sw.Header())
 		sw.Header().Set(requestIDHeader, id)
