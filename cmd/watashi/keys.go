@@ -67,19 +67,21 @@ func (f *keysFlags) openStore(ctx context.Context, cmd *cobra.Command) (store.KV
 		return nil, usageErr("%v", err)
 	}
 	cfg.SetLogOutput(cmd.ErrOrStderr())
-	o, err := cfg.Options(ctx, f.dev)
+	// Only the store: building the whole provider would load anchors and
+	// fetch relying parties' sector documents for nothing.
+	kv, err := cfg.OpenStore(ctx, f.dev)
 	if err != nil {
 		return nil, usageErr("%v", err)
 	}
-	if !o.Store.Durable() {
-		o.Store.Close()
+	if !kv.Durable() {
+		kv.Close()
 		return nil, usageErr("the configured store is memory: signing keys exist only inside a running server")
 	}
-	if err := o.Store.Ping(ctx); err != nil {
-		o.Store.Close()
+	if err := kv.Ping(ctx); err != nil {
+		kv.Close()
 		return nil, usageErr("store unreachable: %v", err)
 	}
-	return o.Store, nil
+	return kv, nil
 }
 
 func newKeysListCmd() *cobra.Command {
