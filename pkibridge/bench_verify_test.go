@@ -44,7 +44,7 @@ func benchVerifier(b *testing.B) (*pkibridge.Verifier, *envFixture) {
 
 func BenchmarkVerifyJWS(b *testing.B) {
 	v, f := benchVerifier(b)
-	tok, err := pkibridge.SignJWS(f.leaf.Key, []*x509.Certificate{f.leaf.Cert}, envBenchPayload)
+	tok, err := jpkisim.SignJWS(f.leaf.Key, []*x509.Certificate{f.leaf.Cert}, envBenchPayload)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func BenchmarkVerifyJWS(b *testing.B) {
 
 func BenchmarkVerifyCMS(b *testing.B) {
 	v, f := benchVerifier(b)
-	der, err := pkibridge.SignCMS(f.leaf.Key, f.leaf.Cert, envBenchPayload, false)
+	der, err := jpkisim.SignCMS(f.leaf.Key, f.leaf.Cert, envBenchPayload, false)
 	if err != nil {
 		b.Fatal(err)
 	}

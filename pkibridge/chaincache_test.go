@@ -227,7 +227,7 @@ func TestChainCacheOptOut(t *testing.T) {
 func BenchmarkVerifyJWSCachedChain(b *testing.B) {
 	v, f := benchVerifier(b)
 	v.NoChainCache = false
-	tok, err := pkibridge.SignJWS(f.leaf.Key, []*x509.Certificate{f.leaf.Cert}, envBenchPayload)
+	tok, err := jpkisim.SignJWS(f.leaf.Key, []*x509.Certificate{f.leaf.Cert}, envBenchPayload)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func BenchmarkVerifyJWSCachedChain(b *testing.B) {
 func BenchmarkVerifyCMSCachedChain(b *testing.B) {
 	v, f := benchVerifier(b)
 	v.NoChainCache = false
-	der, err := pkibridge.SignCMS(f.leaf.Key, f.leaf.Cert, envBenchPayload, false)
+	der, err := jpkisim.SignCMS(f.leaf.Key, f.leaf.Cert, envBenchPayload, false)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/subtle"
 	"crypto/x509"
@@ -15,14 +14,13 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"slices"
 	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
-// OIDs the CMS parser and SignCMS use.
+// OIDs the CMS parser uses.
 var (
 	cmsOIDData          = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 1}
 	cmsOIDSignedData    = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 7, 2}
@@ -196,102 +194,6 @@ func (v *Verifier) VerifyCMS(ctx context.Context, cms []byte, detached []byte, e
 		return nil, err
 	}
 	return v.Verify(ctx, env, expected)
-}
-
-// SignCMS makes a DER SignedData with SHA-256 and signed attributes
-// (contentType, messageDigest), the shape card tools produce, for the
-// wallet simulator and interop tests. cert must be key's certificate.
-func SignCMS(key crypto.Signer, cert *x509.Certificate, content []byte, detached bool) ([]byte, error) {
-	if key == nil || cert == nil || len(cert.Raw) == 0 || cert.SerialNumber == nil {
-		return nil, errors.New("pkibridge: SignCMS: nil key or incomplete certificate")
-	}
-	if !envSameKey(key.Public(), cert.PublicKey) {
-		return nil, errors.New("pkibridge: SignCMS: key does not match the certificate")
-	}
-	var sigAlg asn1.ObjectIdentifier
-	sigNull := false
-	switch k := key.Public().(type) {
-	case *rsa.PublicKey:
-		sigAlg, sigNull = cmsOIDRSA, true
-	case *ecdsa.PublicKey:
-		sigAlg = cmsOIDECDSASHA256
-	default:
-		return nil, fmt.Errorf("pkibridge: SignCMS: unsupported key %s", envKeyName(k))
-	}
-
-	digest := envDigest(crypto.SHA256, content)
-	attrs := [][]byte{
-		cmsAttr(cmsOIDContentType, func(b *cryptobyte.Builder) { b.AddASN1ObjectIdentifier(cmsOIDData) }),
-		cmsAttr(cmsOIDMessageDigest, func(b *cryptobyte.Builder) { b.AddASN1OctetString(digest) }),
-	}
-	// DER orders SET OF by encoding.
-	slices.SortFunc(attrs, bytes.Compare)
-	ab := cryptobyte.NewBuilder(nil)
-	ab.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
-		for _, a := range attrs {
-			b.AddBytes(a)
-		}
-	})
-	attrSet, err := ab.Bytes()
-	if err != nil {
-		return nil, err
-	}
-	sum := envDigest(crypto.SHA256, attrSet)
-	sig, err := key.Sign(rand.Reader, sum, crypto.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("pkibridge: SignCMS: %w", err)
-	}
-	signedAttrs := append([]byte{}, attrSet...)
-	signedAttrs[0] = byte(cmsTag0Cons) // [0] IMPLICIT in the SignerInfo
-
-	addAlg := func(b *cryptobyte.Builder, oid asn1.ObjectIdentifier, null bool) {
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			b.AddASN1ObjectIdentifier(oid)
-			if null {
-				b.AddASN1NULL()
-			}
-		})
-	}
-	b := cryptobyte.NewBuilder(nil)
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1ObjectIdentifier(cmsOIDSignedData)
-		b.AddASN1(cmsTag0Cons, func(b *cryptobyte.Builder) {
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-				b.AddASN1Int64(1)
-				b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { addAlg(b, cmsOIDSHA256, true) })
-				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-					b.AddASN1ObjectIdentifier(cmsOIDData)
-					if !detached {
-						b.AddASN1(cmsTag0Cons, func(b *cryptobyte.Builder) { b.AddASN1OctetString(content) })
-					}
-				})
-				b.AddASN1(cmsTag0Cons, func(b *cryptobyte.Builder) { b.AddBytes(cert.Raw) })
-				b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) {
-					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-						b.AddASN1Int64(1)
-						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-							b.AddBytes(cert.RawIssuer)
-							b.AddASN1BigInt(cert.SerialNumber)
-						})
-						addAlg(b, cmsOIDSHA256, true)
-						b.AddBytes(signedAttrs)
-						addAlg(b, sigAlg, sigNull)
-						b.AddASN1OctetString(sig)
-					})
-				})
-			})
-		})
-	})
-	return b.Bytes()
-}
-
-func cmsAttr(oid asn1.ObjectIdentifier, value func(*cryptobyte.Builder)) []byte {
-	b := cryptobyte.NewBuilder(nil)
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1ObjectIdentifier(oid)
-		b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { value(b) })
-	})
-	return b.BytesOrPanic()
 }
 
 // cmsUnarmor accepts DER or one PEM block labelled CMS or PKCS7. Nothing may

@@ -18,6 +18,7 @@ import (
 	"github.com/smallstep/pkcs7"
 
 	"github.com/watashi-id/watashi/pkibridge"
+	"github.com/watashi-id/watashi/pkibridge/jpkisim"
 )
 
 // Fuzz workers are separate processes with their own (random) fixture
@@ -93,7 +94,7 @@ func envSeedJWS(f *testing.F) {
 		{fx.leaf.Key, []*x509.Certificate{fx.leaf.Cert, fx.ca.Cert}},
 		{fx.ec.Key, []*x509.Certificate{fx.ec.Cert}},
 	} {
-		tok, err := pkibridge.SignJWS(c.key, c.chain, payload)
+		tok, err := jpkisim.SignJWS(c.key, c.chain, payload)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -135,14 +136,14 @@ func envSeedCMS(f *testing.F) {
 	fx := envFixtures(f)
 	content := []byte("fuzz content")
 	for _, detached := range []bool{false, true} {
-		der, err := pkibridge.SignCMS(fx.leaf.Key, fx.leaf.Cert, content, detached)
+		der, err := jpkisim.SignCMS(fx.leaf.Key, fx.leaf.Cert, content, detached)
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(der, content, detached)
 		f.Add(pem.EncodeToMemory(&pem.Block{Type: "CMS", Bytes: der}), content, detached)
 	}
-	ec, err := pkibridge.SignCMS(fx.ec.Key, fx.ec.Cert, content, false)
+	ec, err := jpkisim.SignCMS(fx.ec.Key, fx.ec.Cert, content, false)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func FuzzParseRaw(f *testing.F) {
 func envSeedRaw(f *testing.F) {
 	fx := envFixtures(f)
 	data := []byte("raw fuzz data")
-	sig, err := pkibridge.SignRaw(fx.leaf.Key, data)
+	sig, err := jpkisim.SignRaw(fx.leaf.Key, data)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -19,9 +18,6 @@ import (
 	"io"
 	"math/big"
 	"strings"
-
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // jwsMaxChain bounds x5c. A JPKI chain is the leaf and at most its CA; a
@@ -129,66 +125,6 @@ func (v *Verifier) VerifyJWS(ctx context.Context, compact []byte, expected []byt
 		return nil, err
 	}
 	return v.Verify(ctx, env, expected)
-}
-
-// SignJWS makes the compact JWS a wallet sends: RS256 for RSA keys (what a
-// card can do), ES256 for P-256 keys. chain[0] must be key's certificate;
-// a mismatch is refused here rather than producing a JWS that can never
-// verify.
-func SignJWS(key crypto.Signer, chain []*x509.Certificate, payload []byte) ([]byte, error) {
-	if key == nil {
-		return nil, errors.New("pkibridge: SignJWS: nil key")
-	}
-	if len(chain) == 0 || chain[0] == nil {
-		return nil, errors.New("pkibridge: SignJWS: no certificate")
-	}
-	for i, c := range chain {
-		if c == nil || len(c.Raw) == 0 {
-			return nil, fmt.Errorf("pkibridge: SignJWS: chain[%d] is not a parsed certificate", i)
-		}
-	}
-	if len(chain) > jwsMaxChain {
-		return nil, fmt.Errorf("pkibridge: SignJWS: %d certificates, at most %d", len(chain), jwsMaxChain)
-	}
-	if !envSameKey(key.Public(), chain[0].PublicKey) {
-		return nil, errors.New("pkibridge: SignJWS: key does not match chain[0]")
-	}
-	var alg string
-	switch k := key.Public().(type) {
-	case *rsa.PublicKey:
-		alg = "RS256"
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("pkibridge: SignJWS: ES256 needs P-256, key is %s", envKeyName(k))
-		}
-		alg = "ES256"
-	default:
-		return nil, fmt.Errorf("pkibridge: SignJWS: unsupported key %s", envKeyName(k))
-	}
-	x5c := make([]string, len(chain))
-	for i, c := range chain {
-		x5c[i] = base64.StdEncoding.EncodeToString(c.Raw)
-	}
-	hdr, err := json.Marshal(struct {
-		Alg string   `json:"alg"`
-		X5C []string `json:"x5c"`
-	}{alg, x5c})
-	if err != nil {
-		return nil, err
-	}
-	enc := base64.RawURLEncoding
-	input := enc.EncodeToString(hdr) + "." + enc.EncodeToString(payload)
-	digest := sha256.Sum256([]byte(input))
-	sig, err := key.Sign(rand.Reader, digest[:], crypto.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("pkibridge: SignJWS: %w", err)
-	}
-	if alg == "ES256" {
-		if sig, err = jwsECDSAFixed(sig, 32); err != nil {
-			return nil, err
-		}
-	}
-	return []byte(input + "." + enc.EncodeToString(sig)), nil
 }
 
 // Strict decoders, built once: Encoding.Strict returns a fresh copy.
@@ -760,23 +696,6 @@ func jwsVerify(alg string, leaf *x509.Certificate, input, sig []byte, p Policy) 
 	return Fail(ReasonWeakAlgorithm, "JWS alg %q not accepted", alg)
 }
 
-// jwsECDSAFixed turns the ASN.1 ECDSA signature a crypto.Signer returns
-// into JWS's fixed-width r||s.
-func jwsECDSAFixed(der []byte, size int) ([]byte, error) {
-	var r, s big.Int
-	in := cryptobyte.String(der)
-	var seq cryptobyte.String
-	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) || !in.Empty() ||
-		!seq.ReadASN1Integer(&r) || !seq.ReadASN1Integer(&s) || !seq.Empty() ||
-		r.Sign() <= 0 || s.Sign() <= 0 || r.BitLen() > size*8 || s.BitLen() > size*8 {
-		return nil, errors.New("pkibridge: SignJWS: signer returned a malformed ECDSA signature")
-	}
-	out := make([]byte, 2*size)
-	r.FillBytes(out[:size])
-	s.FillBytes(out[size:])
-	return out, nil
-}
-
 // envDecodeStdBase64 decodes padded standard base64, refusing line breaks
 // and the URL alphabet rather than letting encoding/base64 skip or reject
 // them with a less helpful message.
@@ -795,13 +714,6 @@ func envDecodeStdBase64(s []byte) ([]byte, error) {
 		return nil, fmt.Errorf("bad base64: %w", err)
 	}
 	return out[:n], nil
-}
-
-// envSameKey reports whether two public keys are equal, for the Sign*
-// helpers' sanity check.
-func envSameKey(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
 }
 
 // envQuote shortens an attacker-chosen string for an error detail.

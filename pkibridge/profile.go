@@ -14,7 +14,7 @@ const (
 	KindAuthentication Kind = "authentication"
 )
 
-// Certificate policy OIDs of the JPKI card certificates (DESIGN.md §1).
+// Certificate policy OIDs of the JPKI card certificates.
 const (
 	PolicySignature      = "1.2.392.200149.8.5.1.1.20"
 	PolicyAuthentication = "1.2.392.200149.8.5.1.3.30"

@@ -5,13 +5,11 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/rsa"
 	_ "crypto/sha1" // SHA-1 stays verifiable when an operator sets Policy.AllowSHA1
 	_ "crypto/sha256"
 	_ "crypto/sha512"
 	"crypto/x509"
-	"errors"
 	"fmt"
 )
 
@@ -68,20 +66,6 @@ func ParseRaw(sig []byte, cert *x509.Certificate, data []byte, hash crypto.Hash,
 		Hash:      hash,
 		Algorithm: envHashName(hash) + "WithRSA",
 	}, nil
-}
-
-// SignRaw makes the signature ParseRaw expects, the same primitive a card
-// applies, so that the wallet simulator and tests exercise the card path
-// without a card.
-func SignRaw(key crypto.Signer, data []byte) ([]byte, error) {
-	if key == nil {
-		return nil, errors.New("pkibridge: SignRaw: nil key")
-	}
-	if _, ok := key.Public().(*rsa.PublicKey); !ok {
-		return nil, fmt.Errorf("pkibridge: SignRaw: raw signatures are RSA PKCS#1 v1.5, key is %s", envKeyName(key.Public()))
-	}
-	digest := envDigest(crypto.SHA256, data)
-	return key.Sign(rand.Reader, digest, crypto.SHA256)
 }
 
 // VerifyRaw is ParseRaw followed by Verify, for callers that hold a card's

@@ -49,7 +49,7 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 		Password:   o.Password,
 		DB:         o.DB,
 		TLSConfig:  o.TLS,
-		// Without this go-redis ignores context deadlines (DESIGN.md §5).
+		// Without this go-redis ignores context deadlines.
 		ContextTimeoutEnabled: true,
 		ReadTimeout:           o.Timeout,
 		WriteTimeout:          o.Timeout,

@@ -51,7 +51,7 @@ func TestRedisPrefixIsolates(t *testing.T) {
 }
 
 // A Redis that accepts and never answers must not hang a request past the
-// caller's deadline: this is what ContextTimeoutEnabled buys (DESIGN.md §5).
+// caller's deadline: this is what ContextTimeoutEnabled buys.
 func TestRedisHonoursDeadline(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

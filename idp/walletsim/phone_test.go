@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/watashi-id/watashi/idp"
+	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
 	"github.com/watashi-id/watashi/pkibridge"
@@ -56,7 +57,7 @@ func newDemo(t *testing.T) *demo {
 		Dev:      true,
 		Store:    store.NewMemory(),
 		Verifier: &pkibridge.Verifier{Anchors: anchors, Policy: pkibridge.DefaultPolicy(), Revocation: checker},
-		Clients: []*idp.Client{{ID: "demo-rp", DisplayName: "Demo RP", AuthMethod: "none",
+		Clients: []*clients.Client{{ID: "demo-rp", DisplayName: "Demo RP", AuthMethod: "none",
 			RedirectURIs: []string{"https://rp.example/cb"}, Scopes: []string{"name", "birthdate"}}},
 		PairwiseKey:   []byte("pairwise-key-for-tests-0123456789abcdef"),
 		CookieKey:     []byte("cookie-key-for-tests-0123456789abcdef"),

@@ -36,7 +36,7 @@ const (
 	FormatRaw = "raw"
 )
 
-// Token labels of the JPKI applets (DESIGN.md §1), reported so that the
+// Token labels of the JPKI applets, reported so that the
 // provider can add the RFC 8176 "sc" method for a card.
 const (
 	TokenCard    = "JPKIAPICCTOKEN2"
@@ -553,19 +553,19 @@ func (w *Wallet) SignBytes(data []byte, format string, certs []string) ([]Signat
 func signOne(key crypto.Signer, cert *x509.Certificate, data []byte, format string) (Signature, error) {
 	switch format {
 	case FormatJWS, "":
-		jws, err := pkibridge.SignJWS(key, []*x509.Certificate{cert}, data)
+		jws, err := jpkisim.SignJWS(key, []*x509.Certificate{cert}, data)
 		if err != nil {
 			return Signature{}, err
 		}
 		return Signature{Format: FormatJWS, JWS: string(jws)}, nil
 	case FormatCMS:
-		cms, err := pkibridge.SignCMS(key, cert, data, false)
+		cms, err := jpkisim.SignCMS(key, cert, data, false)
 		if err != nil {
 			return Signature{}, err
 		}
 		return Signature{Format: FormatCMS, CMSB64: base64.StdEncoding.EncodeToString(cms)}, nil
 	case FormatRaw:
-		sig, err := pkibridge.SignRaw(key, data)
+		sig, err := jpkisim.SignRaw(key, data)
 		if err != nil {
 			return Signature{}, err
 		}

@@ -5,7 +5,10 @@
 // J-LIS roots (pkibridge.DefaultAnchors).
 //
 // A CA issues signature and user-authentication certificates with the card
-// profile (DESIGN.md §1): RSA keys, critical key usage, the JPKI policy OIDs
+// profile: RSA keys, critical key usage, the JPKI policy OIDs
 // and, for signature certificates, the basic four facts as SubjectAltName
 // otherNames. It can revoke, and serve CRL and OCSP over HTTP (server.go).
+// It also signs as a card or a wallet does (sign.go: JWS with x5c, CMS,
+// raw PKCS#1 v1.5), for the wallet simulator and the verifier's tests;
+// production code never signs a resident's challenge.
 package jpkisim
