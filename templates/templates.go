@@ -12,14 +12,11 @@ import (
 	"net/http"
 	"os"
 	"path"
-	"reflect"
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"text/template/parse"
 )
 
 //go:embed *.html messages_*.json static
@@ -42,10 +39,10 @@ const DefaultLanguage = "ja"
 // Set is a parsed, validated template set. It is immutable and safe for
 // concurrent use.
 type Set struct {
-	// pages holds each page parsed once per language (page name ->
-	// language -> template), with the constant message lookups resolved
-	// at parse time (see resolveMessages).
-	pages  map[string]map[string]*template.Template
+	// pages holds each page parsed once, with the layout, for all
+	// languages: the language is in the Page a render passes, not in the
+	// template.
+	pages  map[string]*template.Template
 	msgs   map[string]map[string]string
 	static fs.FS
 }
@@ -69,7 +66,8 @@ func New(overrideDir string) (*Set, error) {
 }
 
 // newSet builds a Set from base with optional overrides; tests use it to
-// build sets with missing or broken files.
+// build sets with missing or broken files. It reports every problem it
+// finds at once, so an operator fixes a theme in one go.
 func newSet(base, over fs.FS) (*Set, error) {
 	read := func(name string) ([]byte, error) {
 		if over != nil {
@@ -83,7 +81,7 @@ func newSet(base, over fs.FS) (*Set, error) {
 		}
 		return fs.ReadFile(base, name)
 	}
-	s := &Set{pages: map[string]map[string]*template.Template{}, msgs: map[string]map[string]string{}}
+	s := &Set{pages: map[string]*template.Template{}, msgs: map[string]map[string]string{}}
 	var errs []error
 
 	for _, lang := range Languages {
@@ -116,42 +114,40 @@ func newSet(base, over fs.FS) (*Set, error) {
 		s.msgs[lang] = m
 	}
 
-	layout, err := read(Layout)
+	layoutSrc, err := read(Layout)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("templates: %s: %w", Layout, err))
 	}
 	used := map[string][]string{} // message key -> templates using it
-	noteKeys(used, Layout, layout)
+	noteKeys(used, Layout, layoutSrc)
+	var layout *template.Template
+	if layoutSrc != nil {
+		layout, err = template.New(Layout).Option("missingkey=error").Parse(string(layoutSrc))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("templates: %s: %w", Layout, err))
+			layout = nil
+		case layout.Lookup("layout") == nil:
+			errs = append(errs, fmt.Errorf("templates: no \"layout\" template defined by %s", Layout))
+			layout = nil
+		}
+	}
 	for _, name := range Pages {
-		page, err := read(name)
+		src, err := read(name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("templates: %s: %w", name, err))
 			continue
 		}
-		noteKeys(used, name, page)
+		noteKeys(used, name, src)
 		if layout == nil {
+			continue // reported above
+		}
+		t, err := parsePage(layout, name, src)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("templates: %s: %w", name, err))
 			continue
 		}
-		byLang := map[string]*template.Template{}
-		for _, lang := range Languages {
-			msgs, ok := s.msgs[lang]
-			if !ok {
-				continue // reported above
-			}
-			t, err := parsePage(name, layout, page, msgs)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("templates: %s: %w", name, err))
-				break
-			}
-			if t.Lookup("layout") == nil {
-				errs = append(errs, fmt.Errorf("templates: %s: no \"layout\" template defined by %s", name, Layout))
-				break
-			}
-			byLang[lang] = t
-		}
-		if len(byLang) == len(Languages) {
-			s.pages[name] = byLang
-		}
+		s.pages[name] = t
 	}
 	keys := make([]string, 0, len(used))
 	for k := range used {
@@ -184,6 +180,19 @@ func newSet(base, over fs.FS) (*Set, error) {
 		return nil, errors.Join(errs...)
 	}
 	return s, nil
+}
+
+// parsePage adds one page's blocks to a copy of the layout. The page is
+// parsed under its own name, so a syntax error names the file to fix.
+func parsePage(layout *template.Template, name string, src []byte) (*template.Template, error) {
+	t, err := layout.Clone()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.New(name).Parse(string(src)); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // keyPattern finds message keys in templates: {{.T "key"}} and
@@ -232,7 +241,7 @@ func (p Page) Has(key string) bool {
 // so a template failure never sends half a page.
 func (s *Set) Render(w io.Writer, name, lang string, data any) error {
 	lang = normalize(lang)
-	t, ok := s.pages[name][lang]
+	t, ok := s.pages[name]
 	if !ok {
 		return fmt.Errorf("templates: no page %q", name)
 	}
@@ -293,65 +302,6 @@ func normalize(lang string) string {
 	return DefaultLanguage
 }
 
-// Negotiate picks the UI language: the first supported tag of the OIDC
-// ui_locales parameter (in the RP's order), otherwise the best of the
-// browser's Accept-Language by quality, otherwise DefaultLanguage. Only
-// the primary subtag counts ("en-GB" is English).
-func Negotiate(uiLocales []string, acceptLanguage string) string {
-	for _, l := range uiLocales {
-		if m := match(l); m != "" {
-			return m
-		}
-	}
-	type cand struct {
-		lang string
-		q    float64
-		pos  int
-	}
-	var cands []cand
-	for i, part := range strings.Split(acceptLanguage, ",") {
-		if i >= 32 { // a browser sends a handful; do not loop on garbage
-			break
-		}
-		tag, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		q := 1.0
-		for _, p := range strings.Split(params, ";") {
-			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-			if ok && strings.TrimSpace(k) == "q" {
-				f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-				if err != nil || f < 0 || f > 1 {
-					f = 0
-				}
-				q = f
-			}
-		}
-		if q <= 0 {
-			continue
-		}
-		if tag == "*" {
-			cands = append(cands, cand{DefaultLanguage, q, i})
-			continue
-		}
-		if m := match(tag); m != "" {
-			cands = append(cands, cand{m, q, i})
-		}
-	}
-	sort.SliceStable(cands, func(a, b int) bool { return cands[a].q > cands[b].q })
-	if len(cands) > 0 {
-		return cands[0].lang
-	}
-	return DefaultLanguage
-}
-
-func match(tag string) string {
-	primary, _, _ := strings.Cut(strings.TrimSpace(tag), "-")
-	primary = strings.ToLower(strings.TrimSpace(primary))
-	if slices.Contains(Languages, primary) {
-		return primary
-	}
-	return ""
-}
-
 // overlayFS serves files from over when present, else from base.
 type overlayFS struct{ over, base fs.FS }
 
@@ -360,160 +310,4 @@ func (o overlayFS) Open(name string) (fs.File, error) {
 		return f, nil
 	}
 	return o.base.Open(name)
-}
-
-// msgFunc is the template function that dynamic message lookups of the
-// form {{$.T (printf "claim.%s" .Claim)}} are rewritten to (see
-// resolveMessages). Themes may call it too: {{msgf "claim.%s" .Claim}}.
-const msgFunc = "msgf"
-
-// parsePage parses the layout and one page for one language, then
-// resolves that language's message lookups in the parse trees.
-func parsePage(name string, layout, page []byte, msgs map[string]string) (*template.Template, error) {
-	t, err := template.New(name).Option("missingkey=error").Funcs(template.FuncMap{
-		msgFunc: func(format string, arg any) string { return lookup(msgs, messageKey(format, arg)) },
-	}).Parse(string(layout))
-	if err == nil {
-		_, err = t.Parse(string(page))
-	}
-	if err != nil {
-		return nil, err
-	}
-	for _, tt := range t.Templates() {
-		if tt.Tree != nil && tt.Tree.Root != nil {
-			resolveMessages(tt.Tree, tt.Tree.Root, msgs)
-		}
-	}
-	return t, nil
-}
-
-// lookup is Page.T without arguments.
-func lookup(msgs map[string]string, key string) string {
-	if msg, ok := msgs[key]; ok {
-		return msg
-	}
-	return key
-}
-
-// messageKey is fmt.Sprintf(format, arg) for the one-%s formats that
-// resolveMessages rewrites, without fmt's reflection for string args.
-func messageKey(format string, arg any) string {
-	var s string
-	switch v := arg.(type) {
-	case string:
-		s = v
-	default:
-		rv := reflect.ValueOf(arg)
-		if rv.Kind() != reflect.String {
-			return fmt.Sprintf(format, arg)
-		}
-		s = rv.String()
-	}
-	before, after, _ := strings.Cut(format, "%s")
-	return before + s + after
-}
-
-// resolveMessages rewrites, in place and once per language at parse
-// time, the message lookups whose key is a constant:
-//
-//	.T "key"                 ->  "message"          (a constant)
-//	.T "key" args...         ->  printf "message" args...
-//	.T (printf "p%s" x)      ->  msgf "p%s" x
-//
-// ($.T likewise). Executing {{.T "key"}} otherwise costs a reflective
-// method lookup and call per message, hundreds per page; the rewritten
-// pipelines produce the same text and html/template still escapes it
-// for its context, because escaping runs after this, at first
-// execution. Lookups that the patterns do not cover are left as they
-// are and work through Page.T.
-func resolveMessages(tree *parse.Tree, n parse.Node, msgs map[string]string) {
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Nodes {
-			resolveMessages(tree, c, msgs)
-		}
-	case *parse.ActionNode:
-		resolveMessages(tree, n.Pipe, msgs)
-	case *parse.IfNode:
-		resolveBranch(tree, &n.BranchNode, msgs)
-	case *parse.RangeNode:
-		resolveBranch(tree, &n.BranchNode, msgs)
-	case *parse.WithNode:
-		resolveBranch(tree, &n.BranchNode, msgs)
-	case *parse.TemplateNode:
-		resolveMessages(tree, n.Pipe, msgs)
-	case *parse.PipeNode:
-		if n == nil {
-			return
-		}
-		for _, c := range n.Cmds {
-			resolveMessages(tree, c, msgs)
-		}
-	case *parse.CommandNode:
-		for _, a := range n.Args {
-			resolveMessages(tree, a, msgs)
-		}
-		resolveCommand(tree, n, msgs)
-	}
-}
-
-func resolveBranch(tree *parse.Tree, b *parse.BranchNode, msgs map[string]string) {
-	resolveMessages(tree, b.Pipe, msgs)
-	resolveMessages(tree, b.List, msgs)
-	resolveMessages(tree, b.ElseList, msgs)
-}
-
-// isT reports whether n is the method T of the page: .T or $.T.
-func isT(n parse.Node) bool {
-	switch n := n.(type) {
-	case *parse.FieldNode:
-		return len(n.Ident) == 1 && n.Ident[0] == "T"
-	case *parse.VariableNode:
-		return len(n.Ident) == 2 && n.Ident[0] == "$" && n.Ident[1] == "T"
-	}
-	return false
-}
-
-func resolveCommand(tree *parse.Tree, c *parse.CommandNode, msgs map[string]string) {
-	if len(c.Args) < 2 || !isT(c.Args[0]) {
-		return
-	}
-	switch key := c.Args[1].(type) {
-	case *parse.StringNode:
-		msg, ok := msgs[key.Text]
-		if !ok {
-			return // Page.T shows the key; New reports it missing anyway
-		}
-		s := *key // keeps the node's tree for error reports
-		s.Text, s.Quoted = msg, strconv.Quote(msg)
-		if len(c.Args) == 2 {
-			c.Args = []parse.Node{&s}
-			return
-		}
-		c.Args[0] = parse.NewIdentifier("printf").SetTree(tree).SetPos(c.Args[0].Position())
-		c.Args[1] = &s
-	case *parse.PipeNode:
-		// (printf "prefix%s" x): exactly one command, one %s verb.
-		if len(c.Args) != 2 || len(key.Decl) != 0 || len(key.Cmds) != 1 {
-			return
-		}
-		inner := key.Cmds[0]
-		if len(inner.Args) != 3 {
-			return
-		}
-		if id, ok := inner.Args[0].(*parse.IdentifierNode); !ok || id.Ident != "printf" {
-			return
-		}
-		format, ok := inner.Args[1].(*parse.StringNode)
-		if !ok || strings.Count(format.Text, "%") != 1 || !strings.Contains(format.Text, "%s") {
-			return
-		}
-		c.Args = []parse.Node{
-			parse.NewIdentifier(msgFunc).SetTree(tree).SetPos(c.Args[0].Position()),
-			format, inner.Args[2],
-		}
-	}
 }

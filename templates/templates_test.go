@@ -2,12 +2,15 @@ package templates
 
 import (
 	"html/template"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 )
@@ -181,58 +184,27 @@ func TestRender(t *testing.T) {
 	}
 }
 
-func TestNegotiate(t *testing.T) {
-	for _, c := range []struct {
-		ui     []string
-		accept string
-		want   string
-	}{
-		{nil, "", "ja"},
-		{nil, "en", "en"},
-		{nil, "en-GB,en;q=0.9,ja;q=0.8", "en"},
-		{nil, "ja-JP,en;q=0.5", "ja"},
-		{nil, "fr,en;q=0.3", "en"},
-		{nil, "en;q=0.2,ja;q=0.9", "ja"},
-		{nil, "en;q=0", "ja"},
-		{nil, "en;q=abc", "ja"},
-		{nil, "*", "ja"},
-		{nil, "fr, de", "ja"},
-		{[]string{"en"}, "ja", "en"},
-		{[]string{"fr", "en-US"}, "ja", "en"},
-		{[]string{"fr"}, "en", "en"},
-		{[]string{"JA"}, "en", "ja"},
-		{nil, strings.Repeat("x,", 10000) + "en", "ja"},
-	} {
-		if got := Negotiate(c.ui, c.accept); got != c.want {
-			t.Errorf("Negotiate(%v, %.40q) = %s, want %s", c.ui, c.accept, got, c.want)
-		}
+// Messages are looked up when a page renders and escaped for the context
+// they land in, like any other value: an operator's message cannot inject
+// markup, whatever the key form (constant, with arguments, built with
+// printf from a value of a named type).
+func TestMessagesEscapedInEveryContext(t *testing.T) {
+	msgs := func(claimA string) string {
+		return `{"plain":"Tom & \"Jerry\" <b>","percent":"100% sure","args":"hello %s, you are %d",` +
+			`"claim.a":"` + claimA + `","claim.b":"Claim B's","js":"it's </script>"}`
 	}
-}
-
-func FuzzNegotiate(f *testing.F) {
-	for _, s := range []string{"", "en", "ja-JP,en;q=0.5", "*;q=0.1", ";;;,,,q=", "en;q=1e309"} {
-		f.Add(s, s)
+	const layout = `{{define "layout"}}<p title="{{.T "plain"}}">{{.T "plain"}}|{{$.T "percent"}}|{{.T "args" .Data.Name .Data.Number}}</p>` +
+		`<ul>{{range .Data.Items}}<li>{{$.T (printf "claim.%s" .Claim)}}</li>{{end}}</ul>` +
+		`[{{$.T (printf "claim.%s" .Data.Named)}}]` +
+		`<a href="/x?q={{.T "plain"}}">l</a><script>var s = {{.T "js"}};</script>{{end}}`
+	over := fstest.MapFS{
+		Layout:             &fstest.MapFile{Data: []byte(layout)},
+		"messages_en.json": &fstest.MapFile{Data: []byte(msgs("Claim <A>"))},
+		"messages_ja.json": &fstest.MapFile{Data: []byte(msgs("クレーム <A>"))},
 	}
-	f.Fuzz(func(t *testing.T, ui, accept string) {
-		got := Negotiate(strings.Split(ui, " "), accept)
-		if got != "ja" && got != "en" {
-			t.Fatalf("Negotiate returned %q", got)
-		}
-	})
-}
-
-// The parse-time resolution of message lookups must render exactly what
-// Page.T renders, escaping included, in every context and for every
-// pattern it rewrites or leaves alone.
-func TestResolvedMessagesRenderLikePageT(t *testing.T) {
-	msgs := map[string]string{
-		"plain":    `Tom & "Jerry" <b>`,
-		"percent":  `100% sure`,
-		"args":     `hello %s, you are %d`,
-		"claim.a":  `Claim <A>`,
-		"claim.b":  `Claim B's`,
-		"js":       `it's </script>`,
-		"only.key": "x",
+	s, err := newSet(embedded, over)
+	if err != nil {
+		t.Fatal(err)
 	}
 	type item struct{ Claim string }
 	type named string
@@ -242,38 +214,246 @@ func TestResolvedMessagesRenderLikePageT(t *testing.T) {
 		Named  named
 		Number int
 	}{`<Taro>`, []item{{"a"}, {"b"}, {"missing"}}, named("a"), 7}
-	const layout = `{{define "layout"}}<p title="{{.T "plain"}}">{{.T "plain"}}|{{$.T "percent"}}|{{.T "args" .Data.Name .Data.Number}}</p>` +
-		`<ul>{{range .Data.Items}}<li>{{$.T (printf "claim.%s" .Claim)}}</li>{{end}}</ul>` +
-		`{{$.T (printf "claim.%s" .Data.Named)}}|{{$.T (printf "claim.%d" .Data.Number)}}|{{.T "nope"}}|{{.T "only.key"}}` +
-		`<a href="/x?q={{.T "plain"}}">l</a><script>var s = {{.T "js"}};</script>{{end}}`
-	resolved, err := parsePage("p", []byte(layout), nil, msgs)
-	if err != nil {
+	var b strings.Builder
+	if err := s.Render(&b, "error.html", "en", data); err != nil {
 		t.Fatal(err)
 	}
-	plain, err := template.New("p").Option("missingkey=error").Parse(layout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := Page{Lang: "en", Data: data, msgs: msgs}
-	var got, want strings.Builder
-	if err := resolved.ExecuteTemplate(&got, "layout", page); err != nil {
-		t.Fatal(err)
-	}
-	if err := plain.ExecuteTemplate(&want, "layout", page); err != nil {
-		t.Fatal(err)
-	}
-	if got.String() != want.String() {
-		t.Fatalf("resolved:\n%s\nPage.T:\n%s", got.String(), want.String())
-	}
-	for _, s := range []string{"Tom &amp; &#34;Jerry&#34; &lt;b&gt;", "Claim &lt;A&gt;", "claim.missing", "hello &lt;Taro&gt;, you are 7"} {
-		if !strings.Contains(got.String(), s) {
-			t.Errorf("%q not in %s", s, got.String())
+	got := b.String()
+	for _, want := range []string{
+		`<p title="Tom &amp; &#34;Jerry&#34; &lt;b&gt;">Tom &amp; &#34;Jerry&#34; &lt;b&gt;|100% sure|hello &lt;Taro&gt;, you are 7</p>`,
+		`<li>Claim &lt;A&gt;</li><li>Claim B&#39;s</li><li>claim.missing</li>`,
+		`[Claim &lt;A&gt;]`,
+		`<a href="/x?q=Tom%20%26%20%22Jerry%22%20%3cb%3e">`,
+		`var s = "it's \u003c/script\u003e";`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%s\nlacks %s", got, want)
 		}
 	}
-	// The rewrite really happened: no reference to T is left in the tree.
-	for _, tt := range resolved.Templates() {
-		if tt.Tree != nil && strings.Contains(tt.Tree.Root.String(), `.T "plain"`) {
-			t.Errorf("template %s still looks messages up at run time: %s", tt.Name(), tt.Tree.Root)
+	// The same parsed page renders the other language's messages.
+	b.Reset()
+	if err := s.Render(&b, "error.html", "ja", data); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `<li>クレーム &lt;A&gt;</li>`) || strings.Contains(b.String(), "Claim &lt;A&gt;") {
+		t.Errorf("ja render:\n%s", b.String())
+	}
+}
+
+// Both languages share one parsed template per page; renders running at
+// once must each get their own language (run with -race).
+func TestRenderLanguagesConcurrently(t *testing.T) {
+	s, err := New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, l := range Languages {
+		want[l] = `<h1>` + s.Message(l, "signedout.title") + `</h1>`
+	}
+	var wg sync.WaitGroup
+	for i := range 16 {
+		l := Languages[i%len(Languages)]
+		wg.Go(func() {
+			for range 20 {
+				var b strings.Builder
+				if err := s.Render(&b, "signedout.html", l, struct{ Next string }{"/next"}); err != nil {
+					t.Error(err)
+					return
+				}
+				if !strings.Contains(b.String(), want[l]) || !strings.Contains(b.String(), `lang="`+l+`"`) {
+					t.Errorf("%s render:\n%s", l, b.String())
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestNegotiate(t *testing.T) {
+	for _, c := range []struct {
+		ui     []string
+		accept string
+		want   string
+	}{
+		{nil, "", "ja"},
+		{nil, "en", "en"},
+		{nil, "en-GB,en;q=0.9,ja;q=0.8", "en"},
+		{nil, "en-GB,ja;q=0.8", "en"},
+		{nil, "en-US,ja;q=0.5", "en"},
+		{nil, "ja-JP,en;q=0.5", "ja"},
+		{nil, "fr,en;q=0.3", "en"},
+		{nil, "en;q=0.2,ja;q=0.9", "ja"},
+		{nil, "ja;q=0.5, en;q=0.6", "en"},
+		{nil, "fr, de", "ja"},
+		{nil, ",,en,,", "en"},
+		{nil, "eng", "en"},
+		{[]string{"en"}, "ja", "en"},
+		{[]string{"fr", "en-US"}, "ja", "en"},
+		{[]string{"fr"}, "en", "en"},
+		{[]string{"fr"}, "", "ja"},
+		{[]string{"JA"}, "en", "ja"},
+		{[]string{"", "en"}, "ja", "en"},
+		{[]string{"ja", "en"}, "en", "ja"},
+	} {
+		if got := Negotiate(c.ui, c.accept); got != c.want {
+			t.Errorf("Negotiate(%q, %q) = %s, want %s", c.ui, c.accept, got, c.want)
+		}
+	}
+}
+
+// Input Negotiate must not be fooled by: whatever is malformed, too big or
+// unsupported gives the default, and nothing panics.
+func TestNegotiateHostileInput(t *testing.T) {
+	many := make([]string, 1000)
+	for i := range many {
+		many[i] = "fr"
+	}
+	for _, c := range []struct {
+		name   string
+		ui     []string
+		accept string
+		want   string
+	}{
+		// Malformed: the whole header is ignored, not the part after
+		// the fault, so "en" does not win by accident.
+		{"q not a number", nil, "en;q=abc", "ja"},
+		{"q empty", nil, "en;q=", "ja"},
+		{"q above 1", nil, "ja,en;q=1.5", "ja"},
+		{"q NaN", nil, "en;q=NaN", "ja"},
+		{"q infinite", nil, "en;q=Inf", "ja"},
+		{"q overflows float32", nil, "en;q=1e309", "ja"},
+		{"two q", nil, "en;q=0.5;q=0.9", "ja"},
+		{"parameter not q", nil, "en;level=1", "ja"},
+		{"invalid tag among valid", nil, "x,en", "ja"},
+		{"dangling hyphen", nil, "en-", "ja"},
+		{"leading hyphen", nil, "-en", "ja"},
+		{"NUL", nil, "en\x00", "ja"},
+		{"not ASCII", nil, "英語,en;q=0.1", "ja"},
+		{"only separators", nil, ";;;,,,q=", "ja"},
+		{"ui_locales garbage", []string{"!!", "en-", "x"}, "en", "en"},
+
+		// Huge: past the bound nothing is parsed, even a good first entry.
+		{"many bogus entries", nil, strings.Repeat("x,", 10000) + "en", "ja"},
+		{"header at the bound", nil, "en" + strings.Repeat(" ", maxAcceptLanguage-2), "en"},
+		{"header past the bound", nil, "en" + strings.Repeat(" ", maxAcceptLanguage-1), "ja"},
+		{"many hyphens", nil, strings.Repeat("en-", 2000) + "x", "ja"},
+		{"huge ui_locales entry", []string{strings.Repeat("a", 1<<20), "en"}, "", "en"},
+		{"long ui_locales entry", []string{"en-x-" + strings.Repeat("abcdefgh-", 7) + "a"}, "", "ja"},
+		{"many ui_locales", append(many, "en"), "", "ja"},
+
+		// q=0 means "not acceptable".
+		{"q=0", nil, "en;q=0", "ja"},
+		{"q=0.000", nil, "en;q=0.000", "ja"},
+		{"q=0 rules out", nil, "ja;q=0,en;q=0.1", "en"},
+		{"q=0 everywhere", nil, "ja;q=0,en;q=0", "ja"},
+		{"negative q", nil, "en;q=-1", "ja"},
+
+		// The wildcard stands for the languages the header does not name.
+		{"wildcard", nil, "*", "ja"},
+		{"wildcard with q", nil, "*;q=0.5", "ja"},
+		{"wildcard above named", nil, "en;q=0.5,*", "ja"},
+		{"wildcard below named", nil, "en,*;q=0.5", "en"},
+		{"wildcard excludes named", nil, "*,ja;q=0.1", "en"},
+		{"wildcard q=0", nil, "*;q=0", "ja"},
+		{"wildcard after unsupported", nil, "fr,*;q=0.1", "ja"},
+		{"wildcard twice", nil, "*,*;q=0.5,en;q=0.1", "ja"},
+		{"wildcard in ui_locales", []string{"*"}, "en", "en"},
+
+		// Mixed case: tags and the q parameter are case-insensitive.
+		{"upper tag", nil, "EN-us", "en"},
+		{"mixed tag", nil, "eN-Gb,JA;q=0.5", "en"},
+		{"upper Q", nil, "JA;Q=0.5,EN;Q=0.9", "en"},
+		{"upper ui_locales", []string{"EN-us"}, "ja", "en"},
+
+		// Unsupported or unconfident: the matcher still returns some
+		// supported tag (English for these), which must not be used.
+		{"unsupported alone", nil, "fr", "ja"},
+		{"unsupported ui_locales", []string{"fr", "de"}, "", "ja"},
+		{"other script", nil, "ja-Latn", "ja"},
+		{"private use", nil, "x-klingon", "ja"},
+		{"Chinese", nil, "zh-CN,zh;q=0.9", "ja"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := Negotiate(c.ui, c.accept); got != c.want {
+				t.Errorf("Negotiate(%.40q, %.40q) = %s, want %s", c.ui, c.accept, got, c.want)
+			}
+		})
+	}
+}
+
+func FuzzNegotiate(f *testing.F) {
+	for _, s := range []string{"", "en", "ja-JP,en;q=0.5", "*;q=0.1", ";;;,,,q=", "en;q=1e309", "EN;Q=0.5,*", "x-foo,en", "und-US"} {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, ui, accept string) {
+		locales := strings.Split(ui, " ")
+		got := Negotiate(locales, accept)
+		if !slices.Contains(Languages, got) {
+			t.Fatalf("Negotiate(%q, %q) returned %q", locales, accept, got)
+		}
+		// An RP's explicit, supported first choice always wins.
+		for _, l := range Languages {
+			if got := Negotiate(append([]string{l}, locales...), accept); got != l {
+				t.Fatalf("Negotiate(%q, %q) = %q, want the first ui_locale", append([]string{l}, locales...), accept, got)
+			}
+		}
+	})
+}
+
+// benchLoginView mirrors the fields login.html reads, filled as a pending
+// sign-in with claims and the language switch: the page rendered most often
+// (it is re-rendered while the QR code rotates), with the most messages.
+type benchLoginView struct {
+	RP, RPPurpose, Purpose                   string
+	Claims                                   []string
+	State, Reason, Code, QRImage, TxURL      string
+	AppLink, FallbackLink                    template.URL
+	ExpiresAt, RefreshURL                    string
+	RefreshAttr                              template.HTMLAttr
+	RefreshSeconds, RotateSeconds            int
+	StatusURL, EventsURL, FinishURL, CSRF    string
+	SwitchURL, ProofingURL, RetryURL, Notice string
+	Languages                                []struct {
+		Lang, URL string
+		Current   bool
+	}
+}
+
+func benchLogin() benchLoginView {
+	v := benchLoginView{
+		RP: "Example Shop", RPPurpose: "Age check for alcohol sales", Purpose: "signin",
+		Claims: []string{"name", "birthdate", "address", "age_over_20"},
+		State:  "pending", Code: "1234", QRImage: "/login/qr/abcdef.png",
+		TxURL: "https://id.example.jp/tx/abcdef", AppLink: "watashi://tx?u=https%3A%2F%2Fid.example.jp%2Ftx%2Fabcdef",
+		FallbackLink: "https://id.example.jp/open/abcdef", ExpiresAt: "12:34",
+		RefreshURL: "/login?tx=abcdef", RefreshAttr: `content="5"`, RefreshSeconds: 5, RotateSeconds: 30,
+		StatusURL: "/login/status/abcdef", EventsURL: "/login/events/abcdef", FinishURL: "/login/finish",
+		CSRF: "csrf-token-value", SwitchURL: "/login?purpose=proofing", Notice: "stale_facts",
+	}
+	for _, l := range Languages {
+		v.Languages = append(v.Languages, struct {
+			Lang, URL string
+			Current   bool
+		}{l, "/login?lang=" + l, l == "ja"})
+	}
+	return v
+}
+
+func BenchmarkRender(b *testing.B) {
+	s, err := New("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := benchLogin()
+	if err := s.Render(io.Discard, "login.html", "ja", data); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Render(io.Discard, "login.html", "ja", data); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
