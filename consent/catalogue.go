@@ -135,9 +135,10 @@ var scopeClaims = map[string][]string{
 }
 
 // ScopesSupported are the claim scopes, for discovery's scopes_supported
-// (the provider adds openid and offline_access).
+// and for deciding which scopes a client may be given at all: the one
+// list of them (the provider adds openid and offline_access).
 func ScopesSupported() []string {
-	return []string{"name", "birthdate", "gender", "address", "profile"}
+	return []string{"profile", "name", "birthdate", "gender", "address"}
 }
 
 // ClaimsForScopes lists the claims the scopes stand for, in catalogue

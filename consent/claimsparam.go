@@ -277,6 +277,22 @@ func (c *ClaimsRequest) MarshalJSON() ([]byte, error) {
 	return json.Marshal(out)
 }
 
+// UnmarshalJSON reads the claims request parameter form, with every check
+// of ParseClaimsRequest: the provider stores a request it validated in
+// this form, and reads it back typed, never as raw bytes to re-parse at
+// each use.
+func (c *ClaimsRequest) UnmarshalJSON(b []byte) error {
+	p, err := ParseClaimsRequest(b)
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		p = new(ClaimsRequest)
+	}
+	*c = *p
+	return nil
+}
+
 // MarshalJSON writes the IDA request form of a verification element.
 func (v VerificationRequest) MarshalJSON() ([]byte, error) {
 	m := map[string]any{"trust_framework": v.TrustFramework}

@@ -217,6 +217,39 @@ func TestClaimsRequestRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(a, b) {
 			t.Errorf("round trip changed the request:\n%+v\n%+v\n(%s)", a, b, out)
 		}
+		// Stored typed inside a record and read back: the same request.
+		type record struct {
+			Claims *ClaimsRequest `json:"claims,omitempty"`
+		}
+		rec, err := json.Marshal(record{Claims: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got record
+		if err := json.Unmarshal(rec, &got); err != nil {
+			t.Fatalf("unmarshal stored %s: %v", rec, err)
+		}
+		if !reflect.DeepEqual(a, got.Claims) {
+			t.Errorf("stored request changed:\n%+v\n%+v", a, got.Claims)
+		}
+	}
+}
+
+// A stored claims request is read back through the parameter's own
+// validation: a record that no longer passes is an error, not a request.
+func TestClaimsRequestUnmarshalRejects(t *testing.T) {
+	for _, in := range []string{
+		`{"claims":"x"}`,
+		`{"claims":{"userinfo":{"name":{"essential":"yes"}}}}`,
+		`{"claims":{"userinfo":{"a":null,"a":null}}}`,
+		`{"claims":[]}`,
+	} {
+		var rec struct {
+			Claims *ClaimsRequest `json:"claims"`
+		}
+		if err := json.Unmarshal([]byte(in), &rec); err == nil {
+			t.Errorf("accepted %s: %+v", in, rec.Claims)
+		}
 	}
 }
 
