@@ -8,8 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/watashi-id/watashi/idp/store"
 	"golang.org/x/oauth2"
+
+	"github.com/watashi-id/watashi/idp/account"
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/web"
 )
 
 // The account page: without a session it offers a sign-in that needs no
@@ -36,22 +41,21 @@ func TestAccountPage(t *testing.T) {
 			t.Fatalf("account login: %d %q", code, loc)
 		}
 		arID := lu.Query().Get("id")
-		tx, txPage := b.openTx(arID, purposeProofing)
+		tx, txPage := b.openTx(arID, authreq.PurposeProofing)
 		if !strings.Contains(txPage, "Watashi") {
 			t.Errorf("login page does not say who asks:\n%.300s", txPage)
 		}
 		if err := w.Approve(ctx, o.ts.Client(), b.walletURL(tx), "jws"); err != nil {
 			t.Fatal(err)
 		}
-		code, loc, _ = b.get(b.finish(arID, tx))
-		if code != http.StatusSeeOther || !strings.HasPrefix(loc, "/account") {
-			t.Fatalf("account sign-in end: %d %q", code, loc)
+		if loc := b.finish(arID, tx); !strings.HasPrefix(loc, "/account") {
+			t.Fatalf("account sign-in end: %q", loc)
 		}
-		if _, err := o.s.authRequest(ctx, arID); err == nil {
+		if _, err := o.s.requests.Load(ctx, arID); err == nil {
 			t.Error("the account sign-in request outlived its use")
 		}
 		// The pseudo client cannot be used at /authorize.
-		res := o.get("/authorize?" + url.Values{"client_id": {accountClientID}, "redirect_uri": {"https://x.example/"},
+		res := o.get("/authorize?" + url.Values{"client_id": {clients.SelfServiceID}, "redirect_uri": {"https://x.example/"},
 			"response_type": {"code"}, "scope": {"openid"}}.Encode())
 		if res.StatusCode != http.StatusBadRequest || res.Header.Get("Location") != "" {
 			t.Errorf("authorize with the pseudo client: %d %q", res.StatusCode, res.Header.Get("Location"))
@@ -125,7 +129,7 @@ func TestAccountPage(t *testing.T) {
 		}
 		// Next time web asks again.
 		ar, _, _ := b.request("web", []string{"name", "birthdate"}, "")
-		if code, _, _ := b.get(consentURL(ar)); code != http.StatusOK {
+		if code, _, _ := b.get(authreq.ConsentURL(ar)); code != http.StatusOK {
 			t.Errorf("consent after revoke: %d, want the screen", code)
 		}
 
@@ -137,10 +141,10 @@ func TestAccountPage(t *testing.T) {
 		}{
 			{"no client", url.Values{"action": {"revoke"}}, http.StatusBadRequest},
 			{"wrong action", url.Values{"action": {"delete"}, "client_id": {"ida"}}, http.StatusBadRequest},
-			{"pseudo client", url.Values{"action": {"revoke"}, "client_id": {accountClientID}}, http.StatusBadRequest},
+			{"pseudo client", url.Values{"action": {"revoke"}, "client_id": {clients.SelfServiceID}}, http.StatusBadRequest},
 			{"control characters", url.Values{"action": {"revoke"}, "client_id": {"a\nb"}}, http.StatusBadRequest},
 		} {
-			c.form.Set(csrfField, v.Get(csrfField))
+			c.form.Set(web.CSRFField, v.Get(web.CSRFField))
 			if code, _, _ := b.post(action, c.form); code != c.status {
 				t.Errorf("%s: %d, want %d", c.name, code, c.status)
 			}
@@ -150,7 +154,7 @@ func TestAccountPage(t *testing.T) {
 		if code, loc, _ := b.post(action, v); code != http.StatusSeeOther || !strings.HasPrefix(loc, "/account") {
 			t.Errorf("revoke without a session: %d %q", code, loc)
 		}
-		id, err := o.s.linkedAccount(ctx, certFingerprint(w.AuthCert))
+		id, err := o.s.accounts.Linked(ctx, account.Fingerprint(w.AuthCert))
 		if err != nil || id == "" {
 			t.Fatalf("no account for the wallet: %v", err)
 		}

@@ -9,9 +9,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/watashi-id/watashi/consent"
-	"github.com/watashi-id/watashi/idp/store"
 	"golang.org/x/oauth2"
+
+	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/web"
 )
 
 // field finds a form field by id.
@@ -46,7 +49,7 @@ func TestConsentScreen(t *testing.T) {
 	claims := `{"id_token":{"name":{"essential":true}},"userinfo":{"birthdate":null,"age_over_20":null,` +
 		`"address":{"purpose":"配送先の確認のため"}}}`
 	ar, _, _ := b.request("ida", []string{"gender"}, claims)
-	code, _, page := b.get(consentURL(ar))
+	code, _, page := b.get(authreq.ConsentURL(ar))
 	if code != http.StatusOK {
 		t.Fatalf("consent page %d\n%s", code, page)
 	}
@@ -104,7 +107,7 @@ func TestConsentScreen(t *testing.T) {
 	}
 	// Optional claims that are not sensitive start ticked.
 	ar2, _, _ := b.request("web", []string{"name"}, "", oauth2.SetAuthURLParam("prompt", "consent"))
-	_, _, page2 := b.get(consentURL(ar2))
+	_, _, page2 := b.get(authreq.ConsentURL(ar2))
 	_, f2 := pageForm(t, page2, "consent")
 	if f, _ := fieldByID(f2, "claim-family_name"); !f.Checked || f.Disabled {
 		t.Errorf("optional family_name: %+v", f)
@@ -117,10 +120,10 @@ func TestConsentScreen(t *testing.T) {
 		hdr       []string
 		want      string
 	}{
-		{"ui_locales", consentURL(arEN), nil, "en"},
-		{"Accept-Language", consentURL(ar), []string{"Accept-Language", "en-US,en;q=0.9"}, "en"},
-		{"switch to English", consentURL(ar) + "&lang=en", nil, "en"},
-		{"switch back", consentURL(arEN) + "&lang=ja", nil, "ja"},
+		{"ui_locales", authreq.ConsentURL(arEN), nil, "en"},
+		{"Accept-Language", authreq.ConsentURL(ar), []string{"Accept-Language", "en-US,en;q=0.9"}, "en"},
+		{"switch to English", authreq.ConsentURL(ar) + "&lang=en", nil, "en"},
+		{"switch back", authreq.ConsentURL(arEN) + "&lang=ja", nil, "ja"},
 	} {
 		code, _, page := b.get(c.url, c.hdr...)
 		if code != http.StatusOK || !strings.Contains(page, `<html lang="`+c.want+`">`) {
@@ -132,7 +135,7 @@ func TestConsentScreen(t *testing.T) {
 	}
 	// The switch keeps the flow: submitting the English form completes
 	// the same request.
-	_, _, pageEN := b.get(consentURL(ar) + "&lang=en")
+	_, _, pageEN := b.get(authreq.ConsentURL(ar) + "&lang=en")
 	actionEN, fieldsEN := pageForm(t, pageEN, "consent")
 	if !strings.Contains(actionEN, "lang=en") {
 		t.Errorf("English form posts to %q", actionEN)
@@ -201,13 +204,13 @@ func TestConsentRemembered(t *testing.T) {
 		t.Fatalf("first consent: %d %q", code, loc)
 	}
 	ar, _, _ = b.request("ida", []string{"name"}, "")
-	if code, loc, _ := b.get(consentURL(ar)); code != http.StatusSeeOther || !strings.Contains(loc, callbackPath) {
+	if code, loc, _ := b.get(authreq.ConsentURL(ar)); code != http.StatusSeeOther || !strings.Contains(loc, callbackPath) {
 		t.Fatalf("same request again: %d %q, want no screen", code, loc)
 	}
 
 	// More: the address is new; the name is listed as already shared.
 	ar, _, _ = b.request("ida", []string{"name", "address"}, "")
-	code, _, page := b.get(consentURL(ar))
+	code, _, page := b.get(authreq.ConsentURL(ar))
 	if code != http.StatusOK {
 		t.Fatalf("more: %d", code)
 	}
@@ -225,7 +228,7 @@ func TestConsentRemembered(t *testing.T) {
 
 	// prompt=none while the address is unanswered: consent_required.
 	arNone, _, _ := b.request("ida", []string{"name", "address"}, "", oauth2.SetAuthURLParam("prompt", "none"))
-	_, loc, _ := b.get(consentURL(arNone))
+	_, loc, _ := b.get(authreq.ConsentURL(arNone))
 	if u, _ := url.Parse(loc); u.Query().Get("error") != "consent_required" || u.Query().Get("state") != "st-1" {
 		t.Fatalf("prompt=none: %q", loc)
 	}
@@ -234,14 +237,14 @@ func TestConsentRemembered(t *testing.T) {
 		t.Fatalf("decline address: %d", code)
 	}
 	arNone, _, _ = b.request("ida", []string{"name", "address"}, "", oauth2.SetAuthURLParam("prompt", "none"))
-	if _, loc, _ := b.get(consentURL(arNone)); !strings.Contains(loc, callbackPath) {
+	if _, loc, _ := b.get(authreq.ConsentURL(arNone)); !strings.Contains(loc, callbackPath) {
 		t.Fatalf("prompt=none after the answer: %q", loc)
 	}
 
 	// prompt=consent: everything, preset from the grant (name ticked,
 	// address unticked as declined).
 	ar, _, _ = b.request("ida", []string{"name", "address"}, "", oauth2.SetAuthURLParam("prompt", "consent"))
-	_, _, page = b.get(consentURL(ar))
+	_, _, page = b.get(authreq.ConsentURL(ar))
 	_, fields = pageForm(t, page, "consent")
 	if f, _ := fieldByID(fields, "claim-name"); !f.Checked {
 		t.Errorf("prompt=consent: name not preset: %+v", f)
@@ -263,7 +266,7 @@ func TestConsentRefusals(t *testing.T) {
 	acct := b.sessionAccount()
 	claims := `{"userinfo":{"name":{"essential":true},"birthdate":null,"age_over_20":null}}`
 	ar, _, _ := b.request("ida", nil, claims)
-	_, _, page := b.get(consentURL(ar))
+	_, _, page := b.get(authreq.ConsentURL(ar))
 	action, fields := pageForm(t, page, "consent")
 	base := submission(fields)
 	before := o.grantOf(acct, "ida")
@@ -274,7 +277,7 @@ func TestConsentRefusals(t *testing.T) {
 		status int
 		errID  bool
 	}{
-		{"no CSRF token", func(v url.Values) { v.Del(csrfField) }, http.StatusForbidden, false},
+		{"no CSRF token", func(v url.Values) { v.Del(web.CSRFField) }, http.StatusForbidden, false},
 		{"unknown action", func(v url.Values) { v.Set("action", "maybe") }, http.StatusBadRequest, false},
 		{"claim not requested", func(v url.Values) { v.Add("claim", "gender") }, http.StatusBadRequest, true},
 		{"essential left out", func(v url.Values) { v.Del("claim") }, http.StatusBadRequest, true},
@@ -304,7 +307,7 @@ func TestConsentRefusals(t *testing.T) {
 			if g := o.grantOf(acct, "ida"); !sameJSON(g, before) {
 				t.Errorf("grant changed: %+v", g)
 			}
-			if a, err := o.s.authRequest(context.Background(), ar); err != nil || a.Completed {
+			if a, err := o.s.requests.Load(context.Background(), ar); err != nil || a.Completed {
 				t.Errorf("auth request completed or gone: %v", err)
 			}
 		})
@@ -312,7 +315,7 @@ func TestConsentRefusals(t *testing.T) {
 
 	// Another browser cannot see or answer this consent.
 	thief := o.browser()
-	if code, _, _ := thief.get(consentURL(ar)); code != http.StatusForbidden {
+	if code, _, _ := thief.get(authreq.ConsentURL(ar)); code != http.StatusForbidden {
 		t.Errorf("foreign browser: %d", code)
 	}
 
@@ -328,7 +331,7 @@ func TestConsentRefusals(t *testing.T) {
 	if g := o.grantOf(acct, "ida"); !sameJSON(g, before) {
 		t.Errorf("deny changed the grant: %+v", g)
 	}
-	if code, _, _ := b.get(consentURL(ar)); code != http.StatusBadRequest {
+	if code, _, _ := b.get(authreq.ConsentURL(ar)); code != http.StatusBadRequest {
 		t.Errorf("the denied request is still open: %d", code)
 	}
 }
@@ -361,14 +364,14 @@ func TestAuthorizeClaimsParameter(t *testing.T) {
 
 	// sub: the session must be that subject's.
 	b := o.proofed(o.pki.wallet(t, factsTaro))
-	c, _ := o.s.client(context.Background(), "ida")
-	mine := o.s.pairwiseSubject(c, b.sessionAccount())
+	c, _ := o.s.clients.Get(context.Background(), "ida")
+	mine := o.s.clients.Subject(c, b.sessionAccount())
 	ar, _, _ := o.authorizeClaims("ida", []string{"name"}, `{"id_token":{"sub":{"value":"`+mine+`"}}}`)
-	if code, loc, _ := b.get(loginURL(ar)); code != http.StatusSeeOther || loc != consentURL(ar) {
+	if code, loc, _ := b.get(authreq.LoginURL(ar)); code != http.StatusSeeOther || loc != authreq.ConsentURL(ar) {
 		t.Errorf("own sub: %d %q", code, loc)
 	}
 	ar, _, _ = o.authorizeClaims("ida", []string{"name"}, `{"id_token":{"sub":{"value":"someone-else"}}}`)
-	if code, loc, _ := b.get(loginURL(ar)); code != http.StatusSeeOther || !strings.Contains(loc, "tx=") {
+	if code, loc, _ := b.get(authreq.LoginURL(ar)); code != http.StatusSeeOther || !strings.Contains(loc, "tx=") {
 		t.Errorf("another sub was answered by the session: %d %q", code, loc)
 	}
 }
@@ -386,7 +389,7 @@ func TestVerifiedClaimsRelease(t *testing.T) {
 		`"claims":{"name":null,"birthdate":null}}}}`
 
 	ar, conf, verifier := b.request("ida", nil, claims)
-	_, _, page := b.get(consentURL(ar))
+	_, _, page := b.get(authreq.ConsentURL(ar))
 	if !strings.Contains(page, `id="claim-verified_claims"`) || !strings.Contains(page, w.SigCert.SerialNumber.String()) {
 		t.Fatalf("no verified_claims line showing the serial:\n%s", page)
 	}
@@ -431,7 +434,7 @@ func TestVerifiedClaimsRelease(t *testing.T) {
 
 	// A client not allowed verified claims: no line, no release.
 	ar, _, _ = b.request("web", nil, claims)
-	code, loc, page := b.get(consentURL(ar))
+	code, loc, page := b.get(authreq.ConsentURL(ar))
 	if code == http.StatusOK && strings.Contains(page, "claim-verified_claims") {
 		t.Fatalf("web is offered verified_claims")
 	}

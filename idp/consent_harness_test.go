@@ -6,15 +6,19 @@ import (
 	"encoding/json"
 	"html"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 
+	"golang.org/x/oauth2"
+
 	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
-	"golang.org/x/oauth2"
 )
 
 // A minimal reader of our HTML forms, so that tests submit what a
@@ -96,13 +100,13 @@ func tickAll(fields []formField) []formField {
 // verified claims with an age-check policy ("ida"), and one that may
 // only ask for the birth date, with age checks offered instead
 // ("kids").
-func consentClients() []*Client {
+func consentClients() []*clients.Client {
 	all := []string{"name", "birthdate", "gender", "address", "profile", "offline_access"}
-	return []*Client{
+	return []*clients.Client{
 		{ID: "ida", DisplayName: "Example Bank", Organization: "株式会社エグザンプル銀行", Purpose: "口座開設の本人確認",
-			PolicyURI: "https://bank.example/privacy", AuthMethod: authSecretBasic, SecretHash: fixtureSecret,
+			PolicyURI: "https://bank.example/privacy", AuthMethod: clients.AuthSecretBasic, SecretHash: fixtureSecret,
 			RedirectURIs: []string{"https://bank.example/cb"}, Scopes: all, VerifiedClaims: true, AgeAlternatives: true},
-		{ID: "kids", DisplayName: "Game Shop", AuthMethod: authSecretBasic, SecretHash: fixtureSecret,
+		{ID: "kids", DisplayName: "Game Shop", AuthMethod: clients.AuthSecretBasic, SecretHash: fixtureSecret,
 			RedirectURIs: []string{"https://games.example/cb"}, Scopes: []string{"birthdate", "offline_access"}, AgeAlternatives: true},
 	}
 }
@@ -142,7 +146,7 @@ func (o *signinOP) proofed(w *walletsim.Wallet) *browser {
 	o.t.Helper()
 	b := o.browser()
 	ar, _, _ := o.authorizeClaims("web", []string{"name"}, "")
-	tx, _ := b.openTx(ar, purposeProofing)
+	tx, _ := b.openTx(ar, authreq.PurposeProofing)
 	if err := w.Approve(context.Background(), o.ts.Client(), b.walletURL(tx), "jws"); err != nil {
 		o.t.Fatalf("wallet approve: %v", err)
 	}
@@ -205,7 +209,7 @@ func personalOf(m map[string]any) map[string]any {
 // grantOf reads the remembered grant.
 func (o *signinOP) grantOf(account, client string) *consent.Grant {
 	o.t.Helper()
-	g, err := o.s.consentStore().Get(context.Background(), account, client)
+	g, err := o.s.grants.Get(context.Background(), account, client)
 	if err != nil {
 		o.t.Fatal(err)
 	}
@@ -217,16 +221,14 @@ func (b *browser) sessionAccount() string {
 	b.t.Helper()
 	u, _ := url.Parse(b.op.issuer)
 	for _, c := range b.jar.Cookies(u) {
-		if c.Name == b.op.s.cookieName("sess") {
-			raw, err := b.op.kv.Get(context.Background(), sessionKey(sha256Hex(c.Value)))
-			if err != nil {
-				b.t.Fatal(err)
+		if c.Name == b.op.s.web.CookieName("sess") {
+			req := httptest.NewRequest(http.MethodGet, b.op.issuer+"/", nil)
+			req.AddCookie(c)
+			sess, ok := b.op.s.sessions.Current(req)
+			if !ok {
+				b.t.Fatal("the session cookie names no live session")
 			}
-			var s Session
-			if err := json.Unmarshal(raw, &s); err != nil {
-				b.t.Fatal(err)
-			}
-			return s.AccountID
+			return sess.AccountID
 		}
 	}
 	b.t.Fatal("no session cookie")
@@ -239,7 +241,7 @@ func (b *browser) sessionAccount() string {
 func (b *browser) request(client string, scopes []string, claims string, extra ...oauth2.AuthCodeOption) (string, *oauth2.Config, string) {
 	b.t.Helper()
 	ar, conf, v := b.op.authorizeClaims(client, scopes, claims, extra...)
-	if code, loc, body := b.get(loginURL(ar)); code != http.StatusSeeOther || loc != consentURL(ar) {
+	if code, loc, body := b.get(authreq.LoginURL(ar)); code != http.StatusSeeOther || loc != authreq.ConsentURL(ar) {
 		b.t.Fatalf("login route of a signed-in browser: %d %q\n%.300s", code, loc, body)
 	}
 	return ar, conf, v

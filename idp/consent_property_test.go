@@ -12,10 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/account"
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge/jpkisim"
-	"golang.org/x/oauth2"
 )
 
 // Issue 5: "nothing leaves without consent", as a property over the real
@@ -41,13 +45,13 @@ func TestConsentProperty(t *testing.T) {
 	for i := range cases {
 		b := residents[r.IntN(len(residents))]
 		acct := b.sessionAccount()
-		a, err := o.s.account(ctx, acct)
+		a, err := o.s.accounts.Get(ctx, acct)
 		if err != nil {
 			t.Fatal(err)
 		}
 		client := clients[r.IntN(len(clients))]
 		sc := pick(r, scopes, 0.4)
-		claims := genClaimsParam(r, a, o.s.now())
+		claims := genClaimsParam(r, a, o.s.opts.Now())
 		var extra []oauth2.AuthCodeOption
 		if r.IntN(3) == 0 { // re-answer, so that grants keep changing
 			extra = append(extra, oauth2.SetAuthURLParam("prompt", "consent"))
@@ -57,7 +61,7 @@ func TestConsentProperty(t *testing.T) {
 		before := o.grantOf(acct, client)
 
 		var unticked []string
-		code, loc, page := b.get(consentURL(ar))
+		code, loc, page := b.get(authreq.ConsentURL(ar))
 		switch code {
 		case http.StatusSeeOther:
 			stats.skips++
@@ -95,16 +99,17 @@ func TestConsentProperty(t *testing.T) {
 
 		// What the grant allows, computed independently of the provider's
 		// release path from the stored grant and the request.
-		c, _ := o.s.client(ctx, client)
+		c, _ := o.s.clients.Get(ctx, client)
 		g := o.grantOf(acct, client)
-		req, err := consentRequest(c, grantedScopes(c, append([]string{"openid"}, sc...)), compact(t, claims))
+		cr, err := consent.ParseClaimsRequest(compact(t, claims))
 		if err != nil {
 			t.Fatalf("%s: %v", label, err)
 		}
+		req := consent.Resolve(allowedScopes(c, sc), cr, c.Policy())
 		granted := consent.Effective(g, req)
 		want := map[consent.Target]map[string]any{}
 		for _, target := range []consent.Target{consent.TargetIDToken, consent.TargetUserinfo, consent.TargetIntrospection} {
-			out, err := consent.Release(a.Facts, a.factsMeta(), &consent.Grant{Claims: granted}, req, target, o.s.now())
+			out, err := consent.Release(a.Facts, a.FactsMeta(), &consent.Grant{Claims: granted}, req, target, o.s.opts.Now())
 			if err != nil {
 				t.Fatalf("%s: release %s: %v", label, target, err)
 			}
@@ -198,7 +203,7 @@ func pick[T any](r *rand.Rand, xs []T, p float64) []T {
 
 // genClaimsParam builds a random claims parameter ("" half the time)
 // whose value constraints sometimes match the resident's facts.
-func genClaimsParam(r *rand.Rand, a *Account, now time.Time) string {
+func genClaimsParam(r *rand.Rand, a *account.Account, now time.Time) string {
 	if r.IntN(2) == 0 {
 		return ""
 	}
@@ -298,4 +303,16 @@ func compact(t testing.TB, claims string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// allowedScopes is the model of the scopes a client keeps: openid and the
+// claim scopes it was configured for.
+func allowedScopes(c *clients.Client, asked []string) []string {
+	out := []string{"openid"}
+	for _, sc := range asked {
+		if slices.Contains(c.Scopes, sc) && slices.Contains(consent.ScopesSupported(), sc) && !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out
 }

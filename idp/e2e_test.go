@@ -34,6 +34,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/watashi-id/watashi/idp"
+	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/store/storetest"
 	"github.com/watashi-id/watashi/idp/walletsim"
@@ -97,7 +98,7 @@ func e2eSim(t testing.TB) *e2ePKI {
 			}
 			p.keys = append(p.keys, k)
 		}
-		if p.secretHash, e2eErr = idp.HashClientSecret(e2eSecret); e2eErr != nil {
+		if p.secretHash, e2eErr = clients.HashSecret(e2eSecret); e2eErr != nil {
 			return
 		}
 		// Never closed: shared by every test of the binary.
@@ -139,9 +140,9 @@ func (p *e2ePKI) wallet(t testing.TB, f jpkisim.Facts) *walletsim.Wallet {
 	return w
 }
 
-func e2eClients(hash string) []*idp.Client {
+func e2eClients(hash string) []*clients.Client {
 	scopes := []string{"offline_access", "name", "birthdate", "gender", "address"}
-	return []*idp.Client{
+	return []*clients.Client{
 		{ID: "city", DisplayName: "市民ポータル", Purpose: "住民票の写しのオンライン請求", AuthMethod: "client_secret_basic",
 			SecretHash: hash, RedirectURIs: []string{e2eCityRedirect}, Scopes: scopes},
 		{ID: "city-2", DisplayName: "市民ポータル (2)", AuthMethod: "client_secret_basic",

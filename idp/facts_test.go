@@ -9,11 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/account"
+	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/web"
 	"github.com/watashi-id/watashi/pkibridge"
 	"github.com/watashi-id/watashi/pkibridge/jpkisim"
-	"golang.org/x/oauth2"
 )
 
 // Stale facts, end to end with the simulator CA: a resident proves with
@@ -42,7 +46,7 @@ func TestStaleFactsReproof(t *testing.T) {
 	w := pki.wallet(t, factsTaro)
 	b := o.proofed(w)
 	acct := b.sessionAccount()
-	a, err := o.s.account(ctx, acct)
+	a, err := o.s.accounts.Get(ctx, acct)
 	if err != nil || a.FactsSource == nil || len(a.FactsSource.Cert) == 0 || len(a.FactsSource.IssuerCert) == 0 ||
 		a.FactsSource.CheckedAt.IsZero() || a.FactsSource.Stale {
 		t.Fatalf("proofed account's facts source: %+v (%v)", a.FactsSource, err)
@@ -58,7 +62,7 @@ func TestStaleFactsReproof(t *testing.T) {
 
 	// Within the recheck period the last answer stands.
 	ar, conf, v = b.request("web", []string{"name", "birthdate"}, "")
-	if code, loc, _ := b.get(consentURL(ar)); code != http.StatusSeeOther || !strings.Contains(loc, callbackPath) {
+	if code, loc, _ := b.get(authreq.ConsentURL(ar)); code != http.StatusSeeOther || !strings.Contains(loc, callbackPath) {
 		t.Fatalf("within the recheck period: %d %q", code, loc)
 	}
 
@@ -67,18 +71,18 @@ func TestStaleFactsReproof(t *testing.T) {
 	o.clock.Advance(time.Hour + time.Minute)
 	fresh := o.browser()
 	ar, conf, v = o.authorizeClaims("web", []string{"name", "birthdate"}, "")
-	tx, _ := fresh.openTx(ar, purposeSignin)
+	tx, _ := fresh.openTx(ar, "signin")
 	if err := w.Approve(ctx, o.ts.Client(), fresh.walletURL(tx), "jws"); err != nil {
 		t.Fatal(err)
 	}
 	fresh.finish(ar, tx)
-	code, loc, _ := fresh.get(consentURL(ar))
+	code, loc, _ := fresh.get(authreq.ConsentURL(ar))
 	lu, _ := url.Parse(loc)
-	if code != http.StatusSeeOther || lu.Path != "/login" || lu.Query().Get("purpose") != purposeProofing ||
-		lu.Query().Get("notice") != noticeStaleFacts {
+	if code != http.StatusSeeOther || lu.Path != "/login" || lu.Query().Get("purpose") != authreq.PurposeProofing ||
+		lu.Query().Get("notice") != authreq.NoticeStaleFacts {
 		t.Fatalf("stale facts: %d %q, want the proofing path", code, loc)
 	}
-	if a, _ := o.s.account(ctx, acct); a.FactsSource == nil || !a.FactsSource.Stale || a.FactsSource.Revocation.Status != pkibridge.StatusRevoked {
+	if a, _ := o.s.accounts.Get(ctx, acct); a.FactsSource == nil || !a.FactsSource.Stale || a.FactsSource.Revocation.Status != pkibridge.StatusRevoked {
 		t.Fatalf("facts not marked stale: %+v", a.FactsSource)
 	}
 	// Tokens minted before the revocation was found release nothing now.
@@ -87,8 +91,8 @@ func TestStaleFactsReproof(t *testing.T) {
 	}
 	// prompt=none cannot prove: interaction_required.
 	arNone, _, _ := o.authorizeClaims("web", []string{"name", "birthdate"}, "", oauth2.SetAuthURLParam("prompt", "none"))
-	fresh.get(loginURL(arNone))
-	if _, loc, _ := fresh.get(consentURL(arNone)); !strings.Contains(loc, "error=interaction_required") {
+	fresh.get(authreq.LoginURL(arNone))
+	if _, loc, _ := fresh.get(authreq.ConsentURL(arNone)); !strings.Contains(loc, "error=interaction_required") {
 		t.Errorf("prompt=none with stale facts: %q", loc)
 	}
 
@@ -103,7 +107,7 @@ func TestStaleFactsReproof(t *testing.T) {
 	}
 	enURL, _ := url.Parse(loc)
 	q := enURL.Query()
-	q.Set(langParam, "en")
+	q.Set(web.LangParam, "en")
 	enURL.RawQuery = q.Encode()
 	_, _, pageEN := fresh.get(enURL.String())
 	if !strings.Contains(pageEN, "has been revoked") {
@@ -133,20 +137,20 @@ func TestStaleFactsReproof(t *testing.T) {
 	if ui["name"] != "山田\u3000太郎" || ui["birthdate"] != "1980-12-31" {
 		t.Fatalf("after re-proofing: %v", personalOf(ui))
 	}
-	a, _ = o.s.account(ctx, acct)
+	a, _ = o.s.accounts.Get(ctx, acct)
 	if a.FactsSource.Stale || a.FactsSource.Serial != leaf.Cert.SerialNumber.String() || a.Facts.Address != moved.Address {
 		t.Fatalf("facts after re-proofing: %+v", a.FactsSource)
 	}
 }
 
 // putAccountRecord stores an account as the sign-in layer would.
-func putAccountRecord(t testing.TB, o *testOP, a *Account) {
+func putAccountRecord(t testing.TB, o *testOP, a *account.Account) {
 	t.Helper()
 	b, err := json.Marshal(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := o.kv.Set(context.Background(), accountKey(a.ID), b, 0); err != nil {
+	if err := o.kv.Set(context.Background(), "acct:"+a.ID, b, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -166,21 +170,21 @@ func TestRecheckFactsInconclusive(t *testing.T) {
 	ctx := context.Background()
 	w := o.pki.wallet(t, factsTaro)
 	old := time.Now().Add(-48 * time.Hour).UTC()
-	a := &Account{ID: "acct-x", Facts: testFacts, FactsSource: &FactsSource{Fingerprint: "f", Serial: "1", VerifiedAt: old,
+	a := &account.Account{ID: "acct-x", Facts: testFacts, FactsSource: &account.FactsSource{Fingerprint: "f", Serial: "1", VerifiedAt: old,
 		CheckedAt: old, Cert: w.SigCert.Raw, IssuerCert: o.pki.sigCA.Cert.Raw}}
 	putAccountRecord(t, o.testOP, a)
-	got, err := o.s.recheckFacts(ctx, a)
+	got, err := o.s.accounts.RecheckFacts(ctx, a)
 	if err != nil || got.FactsSource.Stale || !got.FactsSource.CheckedAt.Equal(old) {
 		t.Fatalf("inconclusive check changed the facts: %+v %v", got.FactsSource, err)
 	}
-	b := &Account{ID: "acct-y", Facts: testFacts, FactsSource: &FactsSource{Fingerprint: "g", VerifiedAt: old}}
+	b := &account.Account{ID: "acct-y", Facts: testFacts, FactsSource: &account.FactsSource{Fingerprint: "g", VerifiedAt: old}}
 	putAccountRecord(t, o.testOP, b)
-	if got, err := o.s.recheckFacts(ctx, b); err != nil || got.FactsSource.Stale {
+	if got, err := o.s.accounts.RecheckFacts(ctx, b); err != nil || got.FactsSource.Stale {
 		t.Fatalf("record without certificates: %+v %v", got.FactsSource, err)
 	}
 	// Stale facts refuse release; the consent package's sentinel says why.
 	b.FactsSource.Stale = true
-	if err := factsReleasable(b, []string{"name"}, consent.Resolve([]string{"name"}, nil, consent.PolicyForScopes([]string{"name"}))); !needsProofing(err) {
+	if err := b.ProofingNeeded([]string{"name"}, consent.Resolve([]string{"name"}, nil, consent.PolicyForScopes([]string{"name"}))); err == nil {
 		t.Fatalf("stale facts releasable: %v", err)
 	}
 }

@@ -7,64 +7,14 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/store"
 )
-
-// statesByAlg summarises a key listing as alg -> state -> count.
-func statesByAlg(keys []SigningKeyInfo) map[string]map[string]int {
-	out := map[string]map[string]int{}
-	for _, k := range keys {
-		if out[k.Alg] == nil {
-			out[k.Alg] = map[string]int{}
-		}
-		out[k.Alg][k.State]++
-	}
-	return out
-}
-
-// Nodes starting together on an empty store create one current and one
-// next key per algorithm between them, not one set each.
-func TestKeysEnsureConcurrent(t *testing.T) {
-	backends(t, func(t *testing.T, newKV func(testing.TB) store.KV) {
-		kv := newKV(t)
-		ctx := context.Background()
-		var wg sync.WaitGroup
-		errs := make([]error, 3)
-		for i := range errs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = newKeyManager(kv, time.Now, nil).ensure(ctx)
-			}()
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		keys, err := ListSigningKeys(ctx, kv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(keys) != 4 {
-			t.Fatalf("%d keys: %+v", len(keys), keys)
-		}
-		for _, alg := range []string{"ES256", "RS256"} {
-			if s := statesByAlg(keys)[alg]; s[keyStateCurrent] != 1 || s[keyStateNext] != 1 {
-				t.Fatalf("%s: %v", alg, s)
-			}
-		}
-		if v, err := kv.Get(ctx, keyLockKey); err == nil {
-			t.Fatalf("lock left behind: %q", v)
-		}
-	})
-}
 
 // JWKS publishes next, current and previous of every algorithm after
 // rotations, and never anything private; tokens are signed with current.
@@ -78,13 +28,10 @@ func TestRotateKeysJWKS(t *testing.T) {
 		if err := o.s.RotateKeys(ctx); err != nil {
 			t.Fatal(err)
 		}
-		list, err := ListSigningKeys(ctx, o.kv)
-		if err != nil {
-			t.Fatal(err)
-		}
+		list := listKeys(t, o.kv)
 		for _, alg := range []string{"ES256", "RS256"} {
 			s := statesByAlg(list)[alg]
-			if s[keyStateNext] != 1 || s[keyStateCurrent] != 1 || s[keyStatePrevious] != 1 || len(s) != 3 {
+			if s[keys.StateNext] != 1 || s[keys.StateCurrent] != 1 || s[keys.StatePrevious] != 1 || len(s) != 3 {
 				t.Fatalf("round %d %s: %v", round, alg, s)
 			}
 		}
@@ -128,7 +75,7 @@ func TestRotateKeysJWKS(t *testing.T) {
 		tok := o.loginTokens(o.oauth("web"), testAccount, nil)
 		kid := kidOf(t, tok.Extra("id_token").(string))
 		for _, k := range list {
-			if k.KID == kid && (k.State != keyStateCurrent || k.Alg != "ES256") {
+			if k.KID == kid && (k.State != keys.StateCurrent || k.Alg != "ES256") {
 				t.Fatalf("round %d: signed with %s %s", round, k.Alg, k.State)
 			}
 		}
@@ -151,17 +98,9 @@ func TestRotateKeysJWKS(t *testing.T) {
 	if res.StatusCode != http.StatusFound {
 		t.Fatalf("hint signed by the previous key: %d", res.StatusCode)
 	}
-	if raw, _ := json.Marshal(mustList(t, o.kv)); strings.Contains(string(raw), "private") {
+	if raw, _ := json.Marshal(listKeys(t, o.kv)); strings.Contains(string(raw), "private") {
 		t.Fatal("listing carries private material")
 	}
-}
-
-func mustList(t *testing.T, kv store.KV) []SigningKeyInfo {
-	l, err := ListSigningKeys(context.Background(), kv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }
 
 func kidOf(t testing.TB, jwt string) string {
@@ -172,53 +111,9 @@ func kidOf(t testing.TB, jwt string) string {
 	return jws.Signatures[0].Header.KeyID
 }
 
-// Scheduled rotation happens once per period, however often (and on how
-// many nodes) it is checked.
-func TestRotateIfDue(t *testing.T) {
-	o := newTestOP(t, store.NewMemory(), func(o *Options) { o.KeyRotation = 24 * time.Hour })
-	ctx := context.Background()
-	var mu sync.Mutex
-	now := time.Now()
-	o.s.oidc.keys.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-
-	if done, err := o.s.rotateIfDue(ctx); err != nil || len(done) != 0 {
-		t.Fatalf("fresh keys rotated: %v %v", done, err)
-	}
-	advance(23 * time.Hour)
-	if done, err := o.s.rotateIfDue(ctx); err != nil || len(done) != 0 {
-		t.Fatalf("rotated early: %v %v", done, err)
-	}
-	advance(2 * time.Hour)
-	var wg sync.WaitGroup
-	results := make([][]string, 3)
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i], _ = o.s.rotateIfDue(ctx)
-		}()
-	}
-	wg.Wait()
-	total := 0
-	for _, r := range results {
-		total += len(r)
-	}
-	if total != 2 {
-		t.Fatalf("rotations across concurrent checks: %v", results)
-	}
-	if done, _ := o.s.rotateIfDue(ctx); len(done) != 0 {
-		t.Fatalf("rotated twice in one period: %v", done)
-	}
-	o.s.opts.KeyRotation = -1
-	advance(1000 * time.Hour)
-	if done, _ := o.s.rotateIfDue(ctx); len(done) != 0 {
-		t.Fatal("rotated although disabled")
-	}
-}
-
-// A node notices another node's rotation: at once through pub/sub while
-// Run is running, and at the latest when its cache expires.
+// A node notices another node's rotation at once through pub/sub while
+// Run is running (the cache period, the fallback, is the keys package's
+// own test).
 func TestKeysMultiNode(t *testing.T) {
 	backends(t, func(t *testing.T, newKV func(testing.TB) store.KV) {
 		kv := newKV(t)
@@ -227,24 +122,15 @@ func TestKeysMultiNode(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 
-		sk, err := b.s.oidc.storage.SigningKey(ctx)
+		sk, err := b.s.keys.Current(ctx, jose.ES256)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := a.s.RotateKeys(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if again, _ := b.s.oidc.storage.SigningKey(ctx); again.ID() != sk.ID() {
+		if again, _ := b.s.keys.Current(ctx, jose.ES256); again.ID() != sk.ID() {
 			t.Fatal("cache not used")
-		}
-		// Expired cache: reload.
-		r := b.s.oidc.keys.cache.Load()
-		stale := *r
-		stale.loaded = time.Now().Add(-keyCacheTTL - time.Second)
-		b.s.oidc.keys.cache.Store(&stale)
-		want := currentKID(t, a, jose.ES256)
-		if got, _ := b.s.oidc.storage.SigningKey(ctx); got.ID() != want {
-			t.Fatalf("after cache expiry: %s, want %s", got.ID(), want)
 		}
 
 		// Pub/sub: b's Run invalidates its cache on a's rotation.
@@ -253,10 +139,10 @@ func TestKeysMultiNode(t *testing.T) {
 		if err := a.s.RotateKeys(ctx); err != nil {
 			t.Fatal(err)
 		}
-		want = currentKID(t, a, jose.ES256)
+		want := currentKID(t, a, jose.ES256)
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			if got, _ := b.s.oidc.storage.SigningKey(ctx); got.ID() == want {
+			if got, _ := b.s.keys.Current(ctx, jose.ES256); got.ID() == want {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -273,8 +159,8 @@ func TestKeysMultiNode(t *testing.T) {
 }
 
 func currentKID(t *testing.T, o *testOP, alg jose.SignatureAlgorithm) string {
-	for _, k := range mustList(t, o.kv) {
-		if k.Alg == string(alg) && k.State == keyStateCurrent {
+	for _, k := range listKeys(t, o.kv) {
+		if k.Alg == string(alg) && k.State == keys.StateCurrent {
 			return k.KID
 		}
 	}
@@ -282,44 +168,28 @@ func currentKID(t *testing.T, o *testOP, alg jose.SignatureAlgorithm) string {
 	return ""
 }
 
-// Damaged key records stop the node rather than sign with a wrong key.
-func TestKeysLoadRejectsBadRecords(t *testing.T) {
-	fixtures(t)
-	es := fixtureKeys[0] // ES256
-	rs := fixtureKeys[2] // RS256
-	tests := []struct {
-		name string
-		rec  func() []byte
-	}{
-		{"not JSON", func() []byte { return []byte("{") }},
-		{"not base64", func() []byte { r := es; r.KID = "x1"; r.Private = "%%%"; b, _ := json.Marshal(r); return b }},
-		{"not PKCS#8", func() []byte { r := es; r.KID = "x2"; r.Private = "AAAA"; b, _ := json.Marshal(r); return b }},
-		{"RSA key as ES256", func() []byte { r := rs; r.KID = "x3"; r.Alg = "ES256"; b, _ := json.Marshal(r); return b }},
-		{"EC key as RS256", func() []byte { r := es; r.KID = "x4"; r.Alg = "RS256"; b, _ := json.Marshal(r); return b }},
-		{"unknown alg", func() []byte { r := es; r.KID = "x5"; r.Alg = "HS256"; b, _ := json.Marshal(r); return b }},
+// listKeys lists the keys in kv as `watashi keys list` would.
+func listKeys(t testing.TB, kv store.KV) []keys.Info {
+	t.Helper()
+	m, err := keys.New(kv, keys.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			kv := store.NewMemory()
-			ctx := context.Background()
-			_ = kv.Set(ctx, keyRecordKey("bad"), tc.rec(), 0)
-			_ = kv.SetAdd(ctx, keySetKey, 0, "bad")
-			if _, err := newKeyManager(kv, time.Now, nil).load(ctx); err == nil {
-				t.Fatal("loaded")
-			}
-		})
+	list, err := m.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
 	}
+	return list
 }
 
-func TestRotationCheckEvery(t *testing.T) {
-	for _, tc := range []struct{ period, want time.Duration }{
-		{30 * 24 * time.Hour, time.Hour},
-		{24 * time.Hour, time.Hour},
-		{2 * time.Hour, 5 * time.Minute},
-		{time.Second, time.Minute},
-	} {
-		if got := rotationCheckEvery(tc.period); got != tc.want {
-			t.Errorf("%v: %v, want %v", tc.period, got, tc.want)
+// statesByAlg summarises a key listing as alg -> state -> count.
+func statesByAlg(list []keys.Info) map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, k := range list {
+		if out[k.Alg] == nil {
+			out[k.Alg] = map[string]int{}
 		}
+		out[k.Alg][k.State]++
 	}
+	return out
 }

@@ -9,9 +9,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/watashi-id/watashi/idp/store"
-	"github.com/watashi-id/watashi/templates"
 	"golang.org/x/oauth2"
+
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/web"
+	"github.com/watashi-id/watashi/templates"
 )
 
 // langAnchor matches one entry of a page's language switch.
@@ -34,7 +37,7 @@ func langSwitch(page string) (map[string]string, []string) {
 // langCookie returns the lang cookie among a response's cookies.
 func langCookie(o *signinOP, cs []*http.Cookie) *http.Cookie {
 	for _, c := range cs {
-		if c.Name == o.s.cookieName(langCookieBase) {
+		if c.Name == o.s.web.CookieName("lang") {
 			return c
 		}
 	}
@@ -63,9 +66,9 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 			t.Run(c.name, func(t *testing.T) {
 				b := o.browser()
 				ar := o.authorize("web")
-				start := loginURL(ar)
+				start := authreq.LoginURL(ar)
 				if c.pick != "" {
-					start = loginURL(ar, langParam, c.pick)
+					start = authreq.LoginURL(ar, web.LangParam, c.pick)
 				}
 				code, loc, body := b.get(start, "Accept-Language", c.accept)
 				if code != http.StatusSeeOther {
@@ -78,9 +81,9 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 				tx := lu.Query().Get("tx")
 				// The page keeps every part of its URL (purpose too) and
 				// changes only lang.
-				page := "/login?" + url.Values{"id": {ar}, "tx": {tx}, "purpose": {purposeSignin}}.Encode()
+				page := "/login?" + url.Values{"id": {ar}, "tx": {tx}, "purpose": {"signin"}}.Encode()
 				if c.pick != "" {
-					page += "&" + langParam + "=" + url.QueryEscape(c.pick)
+					page += "&" + web.LangParam + "=" + url.QueryEscape(c.pick)
 				}
 				code, _, body = b.get(page, "Accept-Language", c.accept)
 				if code != http.StatusOK || !strings.Contains(body, `<html lang="`+c.want+`">`) {
@@ -91,7 +94,7 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 				}
 				hrefs, current := langSwitch(body)
 				for _, l := range templates.Languages {
-					want := "/login?" + url.Values{"id": {ar}, "tx": {tx}, "purpose": {purposeSignin}, langParam: {l}}.Encode()
+					want := "/login?" + url.Values{"id": {ar}, "tx": {tx}, "purpose": {"signin"}, web.LangParam: {l}}.Encode()
 					if hrefs[l] != want {
 						t.Errorf("lang-%s href %q, want %q", l, hrefs[l], want)
 					}
@@ -123,7 +126,7 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 				b := o.browser()
 				// prompt=consent: the same resident signs in each time.
 				ar := o.authorize("web", oauth2.SetAuthURLParam("prompt", "consent"))
-				code, loc, body := b.get(loginURL(ar, "purpose", purposeProofing, langParam, c.pick), "Accept-Language", c.accept)
+				code, loc, body := b.get(authreq.LoginURL(ar, "purpose", authreq.PurposeProofing, web.LangParam, c.pick), "Accept-Language", c.accept)
 				if code != http.StatusSeeOther {
 					t.Fatalf("login: %d\n%s", code, body)
 				}
@@ -133,12 +136,12 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 					t.Fatalf("wallet approve: %v", err)
 				}
 				// Continue: the verified page without ?lang=, then the POST.
-				code, _, page := b.get(loginURL(ar, "tx", tx), "Accept-Language", c.accept)
+				code, _, page := b.get(authreq.LoginURL(ar, "tx", tx), "Accept-Language", c.accept)
 				if code != http.StatusOK || !strings.Contains(page, `<html lang="`+c.want+`">`) {
 					t.Fatalf("verified page: %d, want lang %s", code, c.want)
 				}
-				code, loc, body = b.post("/login/tx/"+tx+"/finish", url.Values{csrfField: {csrfFrom(t, page)}})
-				if code != http.StatusSeeOther || loc != consentURL(ar) {
+				code, loc, body = b.post("/login/tx/"+tx+"/finish", url.Values{web.CSRFField: {csrfFrom(t, page)}})
+				if code != http.StatusSeeOther || loc != authreq.ConsentURL(ar) {
 					t.Fatalf("finish: %d %q\n%s", code, loc, body)
 				}
 				code, _, page = b.get(loc, "Accept-Language", c.accept)
@@ -149,7 +152,7 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 					t.Errorf("consent aria-current on %v", cur)
 				}
 				// Error pages follow the pick too.
-				code, _, page = b.get(consentURL("no-such-request"), "Accept-Language", c.accept)
+				code, _, page = b.get(authreq.ConsentURL("no-such-request"), "Accept-Language", c.accept)
 				if code != http.StatusBadRequest || !strings.Contains(page, `<html lang="`+c.want+`">`) {
 					t.Errorf("error page: %d, want lang %s", code, c.want)
 				}
@@ -164,7 +167,7 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 				}
 				// The form keeps the language; submitting completes.
 				action, fields := pageForm(t, page2(t, b, ar, c.accept), "consent")
-				if !strings.Contains(action, langParam+"="+c.want) {
+				if !strings.Contains(action, web.LangParam+"="+c.want) {
 					t.Errorf("form posts to %q", action)
 				}
 				v := submission(fields)
@@ -191,7 +194,7 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 			t.Run(c.name, func(t *testing.T) {
 				target := "/login"
 				if c.query != "" {
-					target += "?" + langParam + "=" + c.query
+					target += "?" + web.LangParam + "=" + c.query
 				}
 				r, err := http.NewRequest(http.MethodGet, target, nil)
 				if err != nil {
@@ -201,13 +204,13 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 					r.Header.Set("Accept-Language", c.accept)
 				}
 				if c.cookie != "" {
-					r.AddCookie(&http.Cookie{Name: o.s.cookieName(langCookieBase), Value: c.cookie})
+					r.AddCookie(&http.Cookie{Name: o.s.web.CookieName("lang"), Value: c.cookie})
 				}
-				var ar *AuthRequest
+				var locales []string
 				if c.uiLocales != "" {
-					ar = &AuthRequest{UILocales: []string{c.uiLocales}}
+					locales = []string{c.uiLocales}
 				}
-				if got := o.s.pageLang(nil, r, ar); got != c.want {
+				if got := o.s.web.Lang(nil, r, locales); got != c.want {
 					t.Errorf("pageLang = %q, want %q", got, c.want)
 				}
 			})
@@ -226,7 +229,7 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				ar := o.authorize("web")
-				req, err := http.NewRequest(http.MethodGet, o.issuer+loginURL(ar, langParam, c.query), nil)
+				req, err := http.NewRequest(http.MethodGet, o.issuer+authreq.LoginURL(ar, web.LangParam, c.query), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -261,7 +264,7 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 // page2 reloads the consent page of ar.
 func page2(t *testing.T, b *browser, ar, accept string) string {
 	t.Helper()
-	code, _, page := b.get(consentURL(ar), "Accept-Language", accept)
+	code, _, page := b.get(authreq.ConsentURL(ar), "Accept-Language", accept)
 	if code != http.StatusOK {
 		t.Fatalf("consent reload: %d", code)
 	}

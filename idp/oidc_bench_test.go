@@ -8,8 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/watashi-id/watashi/idp/store"
 	"golang.org/x/oauth2"
+
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/internal/ids"
+	"github.com/watashi-id/watashi/idp/store"
 )
 
 // benchOP drives the provider's handler in-process (no sockets).
@@ -42,22 +45,22 @@ func (o *benchOP) serve(req *http.Request) *httptest.ResponseRecorder {
 func (o *benchOP) code(clientID string) (code, verifier string) {
 	ctx := context.Background()
 	verifier = oauth2.GenerateVerifier()
-	redirect := o.s.oidc.clients[clientID].c.RedirectURIs[0]
+	redirect := redirectOf(o.s, clientID)
 	q := url.Values{"client_id": {clientID}, "response_type": {"code"}, "scope": {"openid"},
 		"redirect_uri": {redirect}, "state": {"s"}, "nonce": {"n"},
 		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}}
 	rec := o.serve(httptest.NewRequest(http.MethodGet, o.issuer+authorizePath+"?"+q.Encode(), nil))
 	loc, _ := url.Parse(rec.Header().Get("Location"))
 	id := loc.Query().Get("id")
-	cookie := newID()
-	if err := o.s.bindAuthRequest(ctx, id, bindingHash(cookie)); err != nil {
+	cookie := ids.Long()
+	if err := o.s.requests.Bind(ctx, id, ids.Hash(cookie)); err != nil {
 		o.b.Fatal(err)
 	}
-	if err := o.s.completeAuthRequest(ctx, id, Authentication{AccountID: testAccount, ACR: "aal3", AMR: []string{"hwk", "pin"}}, nil); err != nil {
+	if err := completeRequest(o.s, id, authreq.Authentication{AccountID: testAccount, ACR: "aal3", AMR: []string{"hwk", "pin"}}, nil); err != nil {
 		o.b.Fatal(err)
 	}
-	req := httptest.NewRequest(http.MethodGet, o.s.callbackURL(ctx, id), nil)
-	req.AddCookie(&http.Cookie{Name: o.s.cookieName("bind"), Value: cookie})
+	req := httptest.NewRequest(http.MethodGet, authreq.CallbackURL(o.issuer, id), nil)
+	req.AddCookie(&http.Cookie{Name: o.s.web.CookieName("bind"), Value: cookie})
 	rec = o.serve(req)
 	cb, _ := url.Parse(rec.Header().Get("Location"))
 	if code = cb.Query().Get("code"); code == "" {
@@ -68,7 +71,7 @@ func (o *benchOP) code(clientID string) (code, verifier string) {
 
 func (o *benchOP) exchange(clientID, code, verifier string) *httptest.ResponseRecorder {
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier},
-		"redirect_uri": {o.s.oidc.clients[clientID].c.RedirectURIs[0]}}
+		"redirect_uri": {redirectOf(o.s, clientID)}}
 	if clientID == "public" {
 		form.Set("client_id", clientID)
 	}

@@ -4,12 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
 	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/account"
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
 )
@@ -22,11 +29,11 @@ var testFacts = &pkibridge.Attributes{
 
 func putAccount(t testing.TB, o *testOP, id string, facts *pkibridge.Attributes) {
 	t.Helper()
-	b, err := json.Marshal(&Account{ID: id, Facts: facts})
+	b, err := json.Marshal(&account.Account{ID: id, Facts: facts})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := o.kv.Set(context.Background(), accountKey(id), b, 0); err != nil {
+	if err := o.kv.Set(context.Background(), "acct:"+id, b, 0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -63,7 +70,7 @@ func sorted(s ...string) []string {
 // the same.
 func TestClaimsRelease(t *testing.T) {
 	o := newTestOP(t, store.NewMemory(), func(o *Options) {
-		o.Clients = append(o.Clients, &Client{ID: "idtok", DisplayName: "ID token reader", AuthMethod: authSecretBasic,
+		o.Clients = append(o.Clients, &clients.Client{ID: "idtok", DisplayName: "ID token reader", AuthMethod: clients.AuthSecretBasic,
 			SecretHash: fixtureSecret, RedirectURIs: []string{"https://idtok.example/cb"},
 			Scopes: []string{"name", "birthdate", "gender", "address", "profile", "offline_access"}, ScopeClaimsInIDToken: true})
 	})
@@ -179,7 +186,6 @@ func sameJSON(a, b any) bool {
 // policy, in display order.
 func TestRequestedClaims(t *testing.T) {
 	o := newTestOP(t, store.NewMemory(), nil)
-	ctx := context.Background()
 	for _, tc := range []struct {
 		client string
 		scopes []string
@@ -194,19 +200,37 @@ func TestRequestedClaims(t *testing.T) {
 		{"narrow", []string{"openid", "name"}, `{"userinfo":{"name":null}}`, nil},  // not allowed for the client
 		{"nope", []string{"openid", "name"}, "", nil},                              // unknown client
 	} {
-		ar := &AuthRequest{ClientID: tc.client, Scopes: tc.scopes, Claims: []byte(tc.claims)}
-		if got := o.s.requestedClaims(ctx, ar); !slices.Equal(got, tc.want) {
+		if got := requestedAt(t, o, tc.client, tc.scopes, tc.claims); !slices.Equal(got, tc.want) {
 			t.Errorf("%s %v %s: %v, want %v", tc.client, tc.scopes, tc.claims, got, tc.want)
 		}
 	}
 }
 
-// The library passes profile/address/offline_access for any client;
-// grantedScopes removes what a client was not configured for.
-func TestGrantedScopes(t *testing.T) {
-	c := &Client{Scopes: []string{"name", "offline_access", "email"}}
-	got := grantedScopes(c, []string{"openid", "name", "profile", "address", "offline_access", "email", "name"})
-	if !slices.Equal(got, []string{"openid", "name", "offline_access"}) {
-		t.Fatalf("%v", got)
+// requestedAt sends /authorize and lists what the stored request asks
+// for, in display order: nil when the request is refused.
+func requestedAt(t *testing.T, o *testOP, client string, scopes []string, claims string) []string {
+	t.Helper()
+	q := url.Values{"client_id": {client}, "response_type": {"code"}, "scope": {strings.Join(scopes, " ")},
+		"redirect_uri": {"https://rp.example/cb"}, "code_challenge": {oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier())},
+		"code_challenge_method": {"S256"}}
+	if client == "narrow" {
+		q.Set("redirect_uri", "https://narrow.example/cb")
 	}
+	if claims != "" {
+		q.Set("claims", claims)
+	}
+	res := o.get(authorizePath + "?" + q.Encode())
+	loc, _ := url.Parse(res.Header.Get("Location"))
+	if res.StatusCode != http.StatusFound || loc == nil || loc.Path != authreq.LoginPath {
+		return nil
+	}
+	ar, err := o.s.requests.Load(context.Background(), loc.Query().Get("id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, it := range ar.Requested.Items() {
+		out = append(out, it.Claim)
+	}
+	return out
 }

@@ -11,8 +11,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/watashi-id/watashi/idp/store"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/watashi-id/watashi/idp/store"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")

@@ -10,8 +10,13 @@ import (
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/watashi-id/watashi/idp/store"
 	"golang.org/x/oauth2"
+
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/internal/ids"
+	"github.com/watashi-id/watashi/idp/session"
+	"github.com/watashi-id/watashi/idp/store"
 )
 
 // Requests the provider must refuse by redirecting an OAuth error to the
@@ -46,6 +51,9 @@ func TestAuthorizeRedirectsErrors(t *testing.T) {
 		{"implicit", func(q url.Values) { q.Set("response_type", "id_token") }, "unauthorized_client"},
 		{"prompt none with login", func(q url.Values) { q.Set("prompt", "none login") }, "invalid_request"},
 		{"request_uri", func(q url.Values) { q.Set("request_uri", "https://rp.example/req") }, "request_uri_not_supported"},
+		// Client and redirect URI are good, so even an unparseable
+		// parameter is the RP's to hear about (RFC 6749 §4.1.2.1).
+		{"max_age not a number", func(q url.Values) { q.Set("max_age", "soon") }, "invalid_request"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,7 +101,6 @@ func TestAuthorizeErrorPage(t *testing.T) {
 		{"no redirect", url.Values{"client_id": {"web"}, "response_type": {"code"}, "scope": {"openid"}}.Encode(), "return address"},
 		{"bad escape", "client_id=web&redirect_uri=https%3A%2F%2Frp.example%2Fcb%25zz", "return address"},
 		{"loopback for confidential", url.Values{"client_id": {"web"}, "redirect_uri": {"http://127.0.0.1:8080/cb"}}.Encode(), "return address"},
-		{"max_age not a number", url.Values{"client_id": {"web"}, "response_type": {"code"}, "scope": {"openid"}, "redirect_uri": {"https://rp.example/cb"}, "max_age": {"soon"}}.Encode(), "not valid"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -178,7 +185,7 @@ func TestCodeFlow(t *testing.T) {
 		if tok.RefreshToken != "" {
 			t.Errorf("refresh token without offline_access")
 		}
-		wantSub := pairwiseSub(o.s.opts.PairwiseKey, "rp.example", testAccount)
+		wantSub := clients.PairwiseSub(o.s.opts.PairwiseKey, "rp.example", testAccount)
 		if idt.Subject != wantSub {
 			t.Fatalf("ID token sub %q, want pairwise %q", idt.Subject, wantSub)
 		}
@@ -284,9 +291,10 @@ func TestCodeExchangeFailures(t *testing.T) {
 			if err == nil || !asRetrieve(err, &re) || re.ErrorCode != tc.want {
 				t.Fatalf("got %v, want %s", err, tc.want)
 			}
-			// Whatever failed after the code was presented, it is spent.
+			// Whatever failed after the code was presented, it is spent;
+			// a client that failed to authenticate presented nothing.
 			_, err = conf.Exchange(o.ctx(), code, oauth2.VerifierOption(v))
-			if spent := err != nil; spent != (tc.name != "garbage code") {
+			if spent := err != nil; spent != (tc.name != "garbage code" && tc.name != "wrong secret") {
 				t.Fatalf("code spent=%v after %s", spent, tc.name)
 			}
 		})
@@ -300,30 +308,30 @@ func TestCallbackBinding(t *testing.T) {
 	conf := o.oauth("web")
 	v := oauth2.GenerateVerifier()
 	id := o.startAuth(conf, v)
-	good := &http.Cookie{Name: o.s.cookieName("bind"), Value: newID()}
-	if err := o.s.bindAuthRequest(ctx, id, bindingHash(good.Value)); err != nil {
+	good := &http.Cookie{Name: o.s.web.CookieName("bind"), Value: ids.Long()}
+	if err := o.s.requests.Bind(ctx, id, ids.Hash(good.Value)); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.s.bindAuthRequest(ctx, id, bindingHash("another browser")); err == nil {
+	if err := o.s.requests.Bind(ctx, id, ids.Hash("another browser")); err == nil {
 		t.Fatal("a second binding was accepted")
 	}
-	if err := o.s.bindAuthRequest(ctx, id, "not-hex"); err == nil {
+	if err := o.s.requests.Bind(ctx, id, "not-hex"); err == nil {
 		t.Fatal("a malformed binding was accepted")
 	}
-	cb := o.s.callbackURL(ctx, id)
+	cb := authreq.CallbackURL(o.issuer, id)
 	// Not completed yet: the library answers interaction_required.
 	if res := o.get(cb, good); !strings.Contains(res.Header.Get("Location"), "error=interaction_required") {
 		t.Fatalf("callback before completion: %d %q", res.StatusCode, res.Header.Get("Location"))
 	}
-	if err := o.s.completeAuthRequest(ctx, id, Authentication{AccountID: testAccount, ACR: "aal3"}, nil); err != nil {
+	if err := completeRequest(o.s, id, authreq.Authentication{AccountID: testAccount, ACR: "aal3"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.s.completeAuthRequest(ctx, id, Authentication{AccountID: testAccount2}, nil); err == nil {
+	if err := completeRequest(o.s, id, authreq.Authentication{AccountID: testAccount2}, nil); err == nil {
 		t.Fatal("completed twice")
 	}
 	for name, cookies := range map[string][]*http.Cookie{
 		"no cookie":    nil,
-		"wrong cookie": {{Name: good.Name, Value: newID()}},
+		"wrong cookie": {{Name: good.Name, Value: ids.Long()}},
 		"other name":   {{Name: "watashi-other", Value: good.Value}},
 	} {
 		res := o.get(cb, cookies...)
@@ -331,7 +339,7 @@ func TestCallbackBinding(t *testing.T) {
 			t.Fatalf("%s: %d %q", name, res.StatusCode, res.Header.Get("Location"))
 		}
 	}
-	if res := o.get(o.s.callbackURL(ctx, "unknown-id"), good); res.StatusCode != http.StatusBadRequest {
+	if res := o.get(authreq.CallbackURL(o.issuer, "unknown-id"), good); res.StatusCode != http.StatusBadRequest {
 		t.Fatalf("unknown id: %d", res.StatusCode)
 	}
 	first := o.get(cb, good)
@@ -342,7 +350,7 @@ func TestCallbackBinding(t *testing.T) {
 	second := o.get(cb, good)
 	u2, _ := url.Parse(second.Header.Get("Location"))
 	if u2.Query().Has("code") || u2.Query().Get("error") != "invalid_request" {
-		t.Fatalf("second callback minted %q", second.Header.Get("Location"))
+		t.Fatalf("second callback minted %d %q", second.StatusCode, second.Header.Get("Location"))
 	}
 	if _, err := conf.Exchange(o.ctx(), u.Query().Get("code"), oauth2.VerifierOption(v)); err != nil {
 		t.Fatalf("first code after a refused second callback: %v", err)
@@ -454,7 +462,7 @@ func TestRevocation(t *testing.T) {
 		// revokeAccountClientTokens: consent withdrawal for one RP.
 		t1 := o.loginTokens(conf, testAccount2, nil)
 		t2 := o.loginTokens(o.oauth("other"), testAccount2, nil)
-		if err := o.s.revokeAccountClientTokens(context.Background(), testAccount2, "web"); err != nil {
+		if err := o.s.provider.RevokeAccountClient(context.Background(), testAccount2, "web"); err != nil {
 			t.Fatal(err)
 		}
 		if in := o.introspect(t1.AccessToken, "web"); in["active"] != false {
@@ -585,18 +593,18 @@ func TestEndSession(t *testing.T) {
 	o := newTestOP(t, store.NewMemory(), nil)
 	tok := o.loginTokens(o.oauth("web"), testAccount, nil)
 	hint := tok.Extra("id_token").(string)
-	sub := pairwiseSub(o.s.opts.PairwiseKey, "rp.example", testAccount)
-	if acct, err := o.s.accountForSubject(context.Background(), "web", sub); err != nil || acct != testAccount {
+	sub := clients.PairwiseSub(o.s.opts.PairwiseKey, "rp.example", testAccount)
+	if acct, err := o.kv.Get(context.Background(), "subidx:web:"+sub); err != nil || string(acct) != testAccount {
 		t.Fatalf("pairwise index: %q %v", acct, err)
 	}
 
 	res := o.get(endSessionPath + "?" + url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {"https://rp.example/bye"}, "state": {"s9"}}.Encode())
 	loc, _ := url.Parse(res.Header.Get("Location"))
-	if res.StatusCode != http.StatusFound || loc.Path != logoutPath {
+	if res.StatusCode != http.StatusFound || loc.Path != session.LogoutPath {
 		t.Fatalf("end_session: %d %q", res.StatusCode, res.Header.Get("Location"))
 	}
 	next := loc.Query().Get("next")
-	dest, ok := o.s.verifyLogoutNext(next)
+	dest, ok := o.s.sessions.VerifyNext(next)
 	if !ok || dest != "https://rp.example/bye?state=s9" {
 		t.Fatalf("next %q -> %q %v", next, dest, ok)
 	}
@@ -610,8 +618,8 @@ func TestEndSession(t *testing.T) {
 		{"unregistered destination", url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {"https://evil.example/"}}, http.StatusBadRequest, ""},
 		{"client mismatch", url.Values{"id_token_hint": {hint}, "client_id": {"other"}}, http.StatusBadRequest, ""},
 		{"bad hint", url.Values{"id_token_hint": {"eyJhbGciOiJub25lIn0.e30."}}, http.StatusBadRequest, ""},
-		{"no client: our page", url.Values{"post_logout_redirect_uri": {"https://evil.example/"}, "state": {"x"}}, http.StatusFound, logoutPath},
-		{"hint without destination", url.Values{"id_token_hint": {hint}}, http.StatusFound, logoutPath},
+		{"no client: our page", url.Values{"post_logout_redirect_uri": {"https://evil.example/"}, "state": {"x"}}, http.StatusFound, session.LogoutPath},
+		{"hint without destination", url.Values{"id_token_hint": {hint}}, http.StatusFound, session.LogoutPath},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -621,49 +629,6 @@ func TestEndSession(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestVerifyLogoutNext(t *testing.T) {
-	o := newTestOP(t, store.NewMemory(), nil)
-	good := o.s.signLogoutNext("https://rp.example/bye")
-	p, m, _ := strings.Cut(good, ".")
-	now := o.s.now
-	tests := []struct {
-		name string
-		v    string
-		ok   bool
-	}{
-		{"good", good, true},
-		{"empty", "", false},
-		{"no mac", p, false},
-		{"mac of another", p + "." + strings.Split(o.s.signLogoutNext("https://evil.example/"), ".")[1], false},
-		{"flipped mac", p + "." + flip(m), false},
-		{"flipped payload", flip(p) + "." + m, false},
-		{"not base64", "!!!.???", false},
-		{"huge", strings.Repeat("a", 5000) + "." + m, false},
-	}
-	for _, tc := range tests {
-		if _, ok := o.s.verifyLogoutNext(tc.v); ok != tc.ok {
-			t.Errorf("%s: ok=%v", tc.name, ok)
-		}
-	}
-	o.s.now = func() time.Time { return now().Add(logoutNextTTL + time.Second) }
-	if _, ok := o.s.verifyLogoutNext(good); ok {
-		t.Error("expired link accepted")
-	}
-}
-
-func flip(s string) string {
-	if s == "" {
-		return "A"
-	}
-	b := []byte(s)
-	if b[0] == 'A' {
-		b[0] = 'B'
-	} else {
-		b[0] = 'A'
-	}
-	return string(b)
 }
 
 // Expired codes and access tokens are refused (a 1 ns lifetime has passed

@@ -12,9 +12,10 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/watashi-id/watashi/idp/store"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/watashi-id/watashi/idp/store"
 )
 
 // Hardening the library leaves to us: methods, where secrets may travel,

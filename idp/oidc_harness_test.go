@@ -1,6 +1,7 @@
 package idp
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,17 +17,23 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/oauth2"
+
+	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/internal/ids"
+	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/store/storetest"
 	"github.com/watashi-id/watashi/pkibridge"
-	"golang.org/x/oauth2"
 )
 
 // Shared fixtures: key generation (RSA above all) and Argon2 hashing are
 // slow, so they are made once per test binary.
 var (
 	fixtureOnce   sync.Once
-	fixtureKeys   []keyRecord
+	fixtureKeys   []keys.Record
 	fixtureSecret string // hash of testSecret
 	fixtureRPKey  *ecdsa.PrivateKey
 	fixtureRPJWKS []byte
@@ -41,10 +48,9 @@ const (
 func fixtures(t testing.TB) {
 	t.Helper()
 	fixtureOnce.Do(func() {
-		m := newKeyManager(nil, time.Now, nil)
-		for _, alg := range signingAlgs {
-			for _, st := range []string{keyStateCurrent, keyStateNext} {
-				rec, err := m.newRecord(alg, st)
+		for _, alg := range keys.Algs {
+			for _, st := range []string{keys.StateCurrent, keys.StateNext} {
+				rec, err := keys.NewRecord(alg, st, time.Now())
 				if err != nil {
 					panic(err)
 				}
@@ -52,7 +58,7 @@ func fixtures(t testing.TB) {
 			}
 		}
 		var err error
-		if fixtureSecret, err = HashClientSecret(testSecret); err != nil {
+		if fixtureSecret, err = clients.HashSecret(testSecret); err != nil {
 			panic(err)
 		}
 		if fixtureRPKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
@@ -68,32 +74,35 @@ func fixtures(t testing.TB) {
 func seedKeys(t testing.TB, kv store.KV) {
 	t.Helper()
 	fixtures(t)
-	m := newKeyManager(kv, time.Now, nil)
+	m, err := keys.New(kv, keys.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range fixtureKeys {
 		rec := fixtureKeys[i]
-		if err := m.put(context.Background(), &rec); err != nil {
+		if err := m.Put(context.Background(), &rec); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
 // testClients covers every client kind the provider supports.
-func testClients() []*Client {
+func testClients() []*clients.Client {
 	scopes := []string{"name", "birthdate", "gender", "address", "profile", "offline_access"}
-	return []*Client{
-		{ID: "web", DisplayName: "Web RP", AuthMethod: authSecretBasic, SecretHash: fixtureSecret,
+	return []*clients.Client{
+		{ID: "web", DisplayName: "Web RP", AuthMethod: clients.AuthSecretBasic, SecretHash: fixtureSecret,
 			RedirectURIs: []string{"https://rp.example/cb"}, PostLogout: []string{"https://rp.example/bye"}, Scopes: scopes},
-		{ID: "web2", DisplayName: "Same sector", AuthMethod: authSecretBasic, SecretHash: fixtureSecret,
+		{ID: "web2", DisplayName: "Same sector", AuthMethod: clients.AuthSecretBasic, SecretHash: fixtureSecret,
 			RedirectURIs: []string{"https://rp.example/other-cb"}, Scopes: scopes},
-		{ID: "other", DisplayName: "Other sector", AuthMethod: authSecretBasic, SecretHash: fixtureSecret,
+		{ID: "other", DisplayName: "Other sector", AuthMethod: clients.AuthSecretBasic, SecretHash: fixtureSecret,
 			RedirectURIs: []string{"https://other.example/cb"}, Scopes: scopes},
-		{ID: "rsa", DisplayName: "RS256 RP", AuthMethod: authSecretBasic, SecretHash: fixtureSecret, IDTokenAlg: "RS256",
+		{ID: "rsa", DisplayName: "RS256 RP", AuthMethod: clients.AuthSecretBasic, SecretHash: fixtureSecret, IDTokenAlg: "RS256",
 			RedirectURIs: []string{"https://rsa.example/cb"}, Scopes: scopes},
-		{ID: "public", DisplayName: "Native app", AuthMethod: authNone,
+		{ID: "public", DisplayName: "Native app", AuthMethod: clients.AuthNone,
 			RedirectURIs: []string{"http://127.0.0.1/cb"}, Scopes: []string{"name"}},
-		{ID: "pkjwt", DisplayName: "private_key_jwt RP", AuthMethod: authPrivateKeyJWT, JWKS: fixtureRPJWKS,
+		{ID: "pkjwt", DisplayName: "private_key_jwt RP", AuthMethod: clients.AuthPrivateKeyJWT, JWKS: fixtureRPJWKS,
 			RedirectURIs: []string{"https://pk.example/cb"}, Scopes: scopes},
-		{ID: "narrow", DisplayName: "No extra scopes", AuthMethod: authSecretBasic, SecretHash: fixtureSecret,
+		{ID: "narrow", DisplayName: "No extra scopes", AuthMethod: clients.AuthSecretBasic, SecretHash: fixtureSecret,
 			RedirectURIs: []string{"https://narrow.example/cb"}},
 	}
 }
@@ -236,14 +245,14 @@ func (o *testOP) startAuth(conf *oauth2.Config, verifier string, extra ...oauth2
 func (o *testOP) finish(id, account string, granted []string) *url.URL {
 	o.t.Helper()
 	ctx := context.Background()
-	cookie := &http.Cookie{Name: o.s.cookieName("bind"), Value: newID()}
-	if err := o.s.bindAuthRequest(ctx, id, bindingHash(cookie.Value)); err != nil {
+	cookie := &http.Cookie{Name: o.s.web.CookieName("bind"), Value: ids.Long()}
+	if err := o.s.requests.Bind(ctx, id, ids.Hash(cookie.Value)); err != nil {
 		o.t.Fatal(err)
 	}
-	if err := o.s.completeAuthRequest(ctx, id, Authentication{AccountID: account, ACR: "aal3", AMR: []string{"hwk", "pin"}}, granted); err != nil {
+	if err := completeRequest(o.s, id, authreq.Authentication{AccountID: account, ACR: "aal3", AMR: []string{"hwk", "pin"}}, granted); err != nil {
 		o.t.Fatal(err)
 	}
-	res := o.get(o.s.callbackURL(ctx, id), cookie)
+	res := o.get(authreq.CallbackURL(o.issuer, id), cookie)
 	if res.StatusCode != http.StatusFound {
 		o.t.Fatalf("callback: %d", res.StatusCode)
 	}
@@ -329,4 +338,65 @@ func (o *testOP) userinfo(token string) (int, map[string]any) {
 func (o *testOP) refresh(clientID, rt string) (int, map[string]any) {
 	o.t.Helper()
 	return o.postForm(tokenPath, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, clientID, testSecret)
+}
+
+// The provider's endpoints, as an RP addresses them.
+const (
+	authorizePath  = "/authorize"
+	callbackPath   = authreq.CallbackPath
+	tokenPath      = "/oauth/token"
+	introspectPath = "/oauth/introspect"
+	userinfoPath   = "/userinfo"
+	revokePath     = "/revoke"
+	endSessionPath = "/end_session"
+	keysPath       = "/keys"
+)
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// completeRequest records a finished sign-in on a request, as the consent
+// step does: the pairwise subject for the request's client and what the
+// granted claims may release of the request.
+func completeRequest(s *Server, id string, a authreq.Authentication, granted []string) error {
+	ctx := context.Background()
+	ar, err := s.requests.Load(ctx, id)
+	if err != nil {
+		return err
+	}
+	c, err := s.clients.Get(ctx, ar.ClientID)
+	if err != nil {
+		return err
+	}
+	_, err = s.requests.Complete(ctx, id, authreq.Completion{
+		Authentication: a,
+		Subject:        s.clients.Subject(c, a.AccountID),
+		Granted:        consent.Effective(&consent.Grant{Claims: granted}, ar.Requested),
+	})
+	return err
+}
+
+// redirectOf is a static client's first redirect URI.
+func redirectOf(s *Server, clientID string) string {
+	for _, c := range s.opts.Clients {
+		if c.ID == clientID {
+			return c.RedirectURIs[0]
+		}
+	}
+	panic("no client " + clientID)
 }

@@ -2,37 +2,53 @@ package idp
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/account"
+	"github.com/watashi-id/watashi/idp/accountpage"
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/consentflow"
+	"github.com/watashi-id/watashi/idp/keys"
+	"github.com/watashi-id/watashi/idp/provider"
+	"github.com/watashi-id/watashi/idp/session"
+	"github.com/watashi-id/watashi/idp/signin"
 	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/web"
 	"github.com/watashi-id/watashi/pkibridge"
+	"github.com/watashi-id/watashi/templates"
 	"github.com/watashi-id/watashi/whitelist"
-	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
 // Options is everything the provider needs, already validated and loaded
-// (Config.Options builds it from YAML and environment). Zero durations
-// take the documented defaults.
+// (config.Config.Options builds it from YAML and environment). Zero
+// durations take the documented defaults.
 type Options struct {
 	// Issuer is the exact issuer URL; https unless Dev.
 	Issuer string
 	// Dev relaxes production rules: http issuer, memory store, no
-	// __Host- cookie prefix, no HSTS. Only `--dev` and `watashi demo` set it.
+	// __Host- cookie prefix, no HSTS, generated secrets. Only `--dev` and
+	// `watashi demo` set it.
 	Dev bool
 
 	Store    store.KV
 	Verifier *pkibridge.Verifier
 	// Clients are the static relying parties from the config file.
-	Clients []*Client
+	Clients []*clients.Client
 	// Registry is the relying-party whitelist consulted for every
 	// client_id that is not a static client; it also serves dynamic
-	// registration at /register. Nil: static clients only. The caller
-	// runs Registry.Run next to Server.Run.
+	// registration at /register. Nil: static clients only. Run keeps it
+	// in step with the other nodes.
 	Registry *whitelist.Registry
 	// TrustedSoftwareStatementIssuers may sign software statements for
 	// dynamic registration (RFC 7591 §2.3).
@@ -43,9 +59,9 @@ type Options struct {
 	// PairwiseKey keys the HMAC that derives pairwise subjects. Changing
 	// it changes every sub: it is durable key material (>= 32 bytes).
 	PairwiseKey []byte
-	// TokenKey encrypts codes and opaque access tokens (AES-256-GCM).
+	// TokenKey encrypts opaque access tokens (AES-256-GCM).
 	TokenKey [32]byte
-	// CookieKey authenticates cookies and CSRF tokens (>= 32 bytes).
+	// CookieKey authenticates cookies, CSRF and QR tokens (>= 32 bytes).
 	CookieKey []byte
 
 	AuthRequestTTL  time.Duration // default 10m
@@ -59,12 +75,11 @@ type Options struct {
 	// negative disables scheduled rotation).
 	KeyRotation time.Duration
 	// FactsRecheck is how old the last revocation check of the facts'
-	// source certificate may be when facts are about to be released at
-	// consent; older ones are checked again (default 1h; added by the
-	// consent integration). A JPKI signature certificate is revoked when
-	// the resident moves or changes name, so an old check may hide facts
-	// that are no longer true. The OCSP/CRL layer caches answers, so a
-	// short period costs little.
+	// source certificate may be when facts are about to be released
+	// (default 1h). A JPKI signature certificate is revoked when the
+	// resident moves or changes name, so an old check may hide facts that
+	// are no longer true; the OCSP/CRL layer caches answers, so a short
+	// period costs little.
 	FactsRecheck time.Duration
 
 	// AllowedOrigins are the browser origins allowed to call the token,
@@ -73,35 +88,33 @@ type Options struct {
 	// TemplateDir overrides embedded templates (operators' themes).
 	TemplateDir string
 	// DemoWalletURL, when set, replaces the wallet app in the login page's
-	// same-device links: they point to DemoWalletURL + "?tx=" + the
-	// transaction URL. `watashi demo` sets it to its phone-simulator page
-	// (<issuer>/phone/) so the flow can be clicked through in one browser
-	// (added by the sign-in layer).
+	// same-device links (the demo's phone simulator).
 	DemoWalletURL string
 
 	// TrustedProxies are the reverse proxies whose ClientIPHeader is
-	// believed (added by the web layer). A request from any other address
-	// is attributed to its RemoteAddr, so that a client cannot pick its
-	// own rate-limit key by sending the header itself.
+	// believed. A request from any other address is attributed to its
+	// RemoteAddr, so that a client cannot pick its own rate-limit key by
+	// sending the header itself.
 	TrustedProxies []netip.Prefix
 	// ClientIPHeader names the header trusted proxies append the client
-	// address to (default X-Forwarded-For; added by the web layer).
+	// address to (default X-Forwarded-For).
 	ClientIPHeader string
 
-	// HTTPClient makes the provider's outbound requests (relying parties'
-	// jwks_uri). Default: http.DefaultClient with a 10 s timeout.
+	// HTTPClient makes the provider's outbound requests (sector documents,
+	// relying parties' jwks_uri). Default: a 10 s timeout.
 	HTTPClient *http.Client
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
-	// Gatherer serves /metrics on the telemetry listener (added by the web
-	// layer). Nil: Metrics is used when it is also a Gatherer, as a
-	// *prometheus.Registry is.
+	// Gatherer serves /metrics on the telemetry listener. Nil: Metrics is
+	// used when it is also a Gatherer, as a *prometheus.Registry is.
 	Gatherer prometheus.Gatherer
 	Now      func() time.Time
 }
 
-func (o *Options) defaults() {
+// SetDefaults fills every zero duration, the logger, the metrics registry,
+// the clock and the HTTP client with their documented defaults.
+func (o *Options) SetDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -125,45 +138,191 @@ func (o *Options) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
 }
 
-// Server is the OpenID provider: the zitadel op.Provider, Watashi's
-// storage behind it, and the sign-in flows in front of it.
+// Server is the assembled provider: the parts, wired once, behind one
+// public handler and one telemetry handler.
 type Server struct {
 	opts     Options
 	log      *slog.Logger
-	kv       store.KV
-	provider *op.Provider
-	now      func() time.Time
-
-	oidc   *oidcState   // provider-side state (oidc_*.go)
-	signin *signinState // login, transactions, wallet (signin_*.go)
-	web    *webState    // middleware, telemetry (web_*.go)
+	web      *web.Kit
+	clients  *clients.Resolver
+	requests *authreq.Repo
+	accounts *account.Store
+	keys     *keys.Manager
+	sessions *session.Manager
+	grants   *consent.Store
+	provider *provider.Server
+	handler  http.Handler
 }
 
-// New builds a Server. It fails when options are inconsistent; Config
-// validation should have caught those earlier with friendlier messages.
+// New builds the provider from its options. It fails when they are
+// inconsistent; config validation should have caught those earlier with
+// friendlier messages.
 func New(ctx context.Context, o Options) (*Server, error) {
-	o.defaults()
+	o.SetDefaults()
 	if o.Store == nil {
 		return nil, errors.New("idp: Options.Store is required")
 	}
 	if o.Verifier == nil {
 		return nil, errors.New("idp: Options.Verifier is required")
 	}
-	s := &Server{opts: o, log: o.Logger, kv: o.Store, now: o.Now}
-	for _, step := range []func(context.Context) error{s.initWeb, s.initOIDC, s.initSignin} {
-		if err := step(ctx); err != nil {
-			return nil, err
-		}
+	log := web.NewLogger(o.Logger)
+	if err := secrets(&o, log); err != nil {
+		return nil, err
 	}
+	s := &Server{opts: o, log: log}
+	var err error
+	if s.clients, err = clients.New(ctx, clients.Options{
+		Static: o.Clients, Registry: o.Registry, PairwiseKey: o.PairwiseKey,
+		Dev: o.Dev, HTTPClient: o.HTTPClient, Logger: log, Now: o.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("idp: %w", err)
+	}
+	tmpl, err := templates.New(o.TemplateDir)
+	if err != nil {
+		return nil, fmt.Errorf("idp: %w", err)
+	}
+	var formTargets []string
+	for _, c := range o.Clients {
+		formTargets = append(formTargets, c.RedirectURIs...)
+		formTargets = append(formTargets, c.PostLogout...)
+	}
+	if s.web, err = web.New(web.Options{
+		Issuer: o.Issuer, Dev: o.Dev, CookieKey: o.CookieKey, TrustedProxies: o.TrustedProxies,
+		ClientIPHeader: o.ClientIPHeader, FormTargets: web.FormActionSources(formTargets),
+		Counter: o.Store, Templates: tmpl, Logger: log, Metrics: o.Metrics, Now: o.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("idp: %w", err)
+	}
+	s.requests = authreq.New(o.Store, o.AuthRequestTTL, o.Now)
+	var checker account.RevocationChecker
+	if v := o.Verifier; v.Revocation != nil && v.Mode != pkibridge.RevocationOff {
+		checker = v.Revocation
+	}
+	if s.accounts, err = account.New(o.Store, account.Options{
+		Checker: checker, Recheck: o.FactsRecheck, Logger: log, Metrics: o.Metrics, Now: o.Now,
+	}); err != nil {
+		return nil, fmt.Errorf("idp: %w", err)
+	}
+	if s.keys, err = keys.New(o.Store, keys.Options{Now: o.Now, Logger: log, Metrics: o.Metrics}); err != nil {
+		return nil, fmt.Errorf("idp: %w", err)
+	}
+	if err := s.keys.Ensure(ctx); err != nil {
+		return nil, fmt.Errorf("idp: %w", err)
+	}
+	s.sessions = session.New(o.Store, s.web, o.SessionTTL, o.CookieKey)
+	s.grants = consent.NewStore(o.Store, store.ErrNotFound)
+	registration, err := s.registration()
+	if err != nil {
+		return nil, err
+	}
+	if s.provider, err = provider.New(provider.Options{
+		Web: s.web, Requests: s.requests, Clients: s.clients, Accounts: s.accounts, Keys: s.keys,
+		Sessions: s.sessions, Store: o.Store, Registration: registration, TokenKey: o.TokenKey,
+		TTLs:           provider.TTLs{Code: o.CodeTTL, AccessToken: o.AccessTokenTTL, RefreshToken: o.RefreshTokenTTL, IDToken: o.IDTokenTTL},
+		AllowedOrigins: slices.Clone(o.AllowedOrigins), Metrics: o.Metrics,
+	}); err != nil {
+		return nil, err
+	}
+	login, err := signin.New(signin.Options{
+		Web: s.web, Requests: s.requests, Clients: s.clients, Accounts: s.accounts, Sessions: s.sessions,
+		Verifier: o.Verifier, Store: o.Store, TransactionTTL: o.TransactionTTL, CookieKey: o.CookieKey,
+		DemoWalletURL: o.DemoWalletURL, Metrics: o.Metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	consentPage, err := consentflow.New(consentflow.Options{
+		Web: s.web, Requests: s.requests, Clients: s.clients, Accounts: s.accounts, Sessions: s.sessions, Grants: s.grants,
+	})
+	if err != nil {
+		return nil, err
+	}
+	accountPage, err := accountpage.New(accountpage.Options{
+		Web: s.web, Requests: s.requests, Clients: s.clients, Sessions: s.sessions, Grants: s.grants, Tokens: s.provider,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The one place that wires the routes. Handler packages register
+	// their own, method-qualified where they can be.
+	mux := http.NewServeMux()
+	login.Mount(mux)
+	consentPage.Mount(mux)
+	accountPage.Mount(mux)
+	s.provider.Mount(mux)
+	mux.Handle("GET /static/", http.StripPrefix("/static/", s.web.Static()))
+	s.handler = s.web.Wrap(mux, provider.RouteNames())
 	return s, nil
 }
 
-// Handler is the public HTTP handler (OIDC endpoints, login, wallet).
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	s.mountSignin(mux)
-	s.mountOIDC(mux) // last: owns "/" for the provider's routes
-	return s.wrapPublic(mux)
+// secrets fills missing keys in development only: the demo forgets
+// everything on exit anyway. Production refuses to start without them.
+func secrets(o *Options, log *slog.Logger) error {
+	gen := func(name string, b []byte) error {
+		if !o.Dev {
+			return fmt.Errorf("idp: Options.%s must be set (at least 32 bytes)", name)
+		}
+		if _, err := rand.Read(b); err != nil {
+			return err
+		}
+		log.Warn("generated a random secret for this process (dev only)", "option", name)
+		return nil
+	}
+	switch {
+	case len(o.PairwiseKey) == 0:
+		o.PairwiseKey = make([]byte, 32)
+		if err := gen("PairwiseKey", o.PairwiseKey); err != nil {
+			return err
+		}
+	case len(o.PairwiseKey) < 32:
+		return errors.New("idp: Options.PairwiseKey must be at least 32 bytes")
+	}
+	if o.TokenKey == ([32]byte{}) {
+		if err := gen("TokenKey", o.TokenKey[:]); err != nil {
+			return err
+		}
+	}
+	switch {
+	case len(o.CookieKey) == 0 && o.Dev:
+		o.CookieKey = make([]byte, 32)
+		if err := gen("CookieKey", o.CookieKey); err != nil {
+			return err
+		}
+	case len(o.CookieKey) < 32:
+		return errors.New("idp: Options.CookieKey must be at least 32 bytes")
+	}
+	return nil
+}
+
+// Handler is the public HTTP handler: the OIDC endpoints, login, consent,
+// the account page and the wallet protocol.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// RotateKeys rotates every algorithm's signing keys now (operator action
+// or a suspected compromise of the current key).
+func (s *Server) RotateKeys(ctx context.Context) error {
+	_, err := s.keys.Rotate(ctx)
+	return err
+}
+
+// Run does the provider's background work until ctx ends: scheduled key
+// rotation and reloading keys rotated by another node, and keeping the
+// whitelist cache in step with the other nodes. It blocks; run it in its
+// own goroutine next to the HTTP servers.
+func (s *Server) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if s.opts.Registry != nil {
+			_ = s.opts.Registry.Run(ctx)
+		}
+	}()
+	s.keys.Run(ctx, s.opts.KeyRotation)
+	<-done
+	return nil
 }

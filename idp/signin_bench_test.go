@@ -11,9 +11,13 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"golang.org/x/oauth2"
+
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
-	"golang.org/x/oauth2"
+	"github.com/watashi-id/watashi/idp/web"
 )
 
 // benchBrowser carries cookies through in-process requests (no sockets).
@@ -109,25 +113,25 @@ func BenchmarkSigninTransaction(b *testing.B) {
 				if err := w.SubmitSignatures(context.Background(), hc, tx, walletsim.Submission{Signatures: sigs, ComparisonCode: tx.ComparisonCode, QRToken: tx.QRToken}); err != nil {
 					b.Fatal(err)
 				}
-				csrf := s.csrfTokenFor(reqWithCookies(bb), "form")
-				fin := bb.do(http.MethodPost, "/login/tx/"+id+"/finish", url.Values{csrfField: {csrf}}.Encode(),
+				csrf := s.web.CSRFTokenFor(httptest.NewRecorder(), reqWithCookies(bb), "form")
+				fin := bb.do(http.MethodPost, "/login/tx/"+id+"/finish", url.Values{web.CSRFField: {csrf}}.Encode(),
 					"Content-Type", "application/x-www-form-urlencoded", "Origin", issuer)
 				consent := fin.Header().Get("Location")
 				rec = bb.do(http.MethodGet, consent, "")
 				if rec.Code == http.StatusOK { // first time: allow
-					rec = bb.do(http.MethodPost, consent, url.Values{csrfField: {csrf}, "action": {"allow"}}.Encode(),
+					rec = bb.do(http.MethodPost, consent, url.Values{web.CSRFField: {csrf}, "action": {"allow"}}.Encode(),
 						"Content-Type", "application/x-www-form-urlencoded", "Origin", issuer)
 				}
 				cb := bb.do(http.MethodGet, rec.Header().Get("Location"), "")
 				if u, _ := url.Parse(cb.Header().Get("Location")); u == nil || u.Query().Get("code") == "" {
 					b.Fatalf("no code: %d %s", cb.Code, cb.Header().Get("Location"))
 				}
-				delete(bb.cookies, s.cookieName("sess")) // next login signs in again
+				delete(bb.cookies, s.web.CookieName("sess")) // next login signs in again
 			}
 			bb.do(http.MethodGet, "/static/watashi.css", "")
 			// Warm-up: proofing, consent, CSRF cookie, OCSP cache.
-			bb.cookies[s.cookieName("csrf")] = &http.Cookie{Name: s.cookieName("csrf"), Value: randomB64(32)}
-			login(purposeProofing)
+			bb.cookies[s.web.CookieName("csrf")] = &http.Cookie{Name: s.web.CookieName("csrf"), Value: ids.Long()}
+			login(authreq.PurposeProofing)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {

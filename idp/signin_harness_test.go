@@ -17,11 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
+	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
+	"github.com/watashi-id/watashi/idp/web"
 	"github.com/watashi-id/watashi/pkibridge"
 	"github.com/watashi-id/watashi/pkibridge/jpkisim"
-	"golang.org/x/oauth2"
 )
 
 // simPKI is the simulator PKI the sign-in tests verify against: two CAs,
@@ -231,9 +234,9 @@ func (o *signinOP) authorize(clientID string, extra ...oauth2.AuthCodeOption) st
 // transaction and returns its ID and the page.
 func (b *browser) openTx(arID, purpose string) (string, string) {
 	b.t.Helper()
-	u := loginURL(arID)
+	u := authreq.LoginURL(arID)
 	if purpose != "" {
-		u = loginURL(arID, "purpose", purpose)
+		u = authreq.LoginURL(arID, "purpose", purpose)
 	}
 	code, loc, body := b.get(u)
 	if code != http.StatusSeeOther || !strings.Contains(loc, "tx=") {
@@ -277,12 +280,12 @@ func (b *browser) walletURL(txID string) string {
 // returns the consent redirect.
 func (b *browser) finish(arID, txID string) string {
 	b.t.Helper()
-	code, _, page := b.get(loginURL(arID, "tx", txID))
+	code, _, page := b.get(authreq.LoginURL(arID, "tx", txID))
 	if code != http.StatusOK {
 		b.t.Fatalf("verified page: %d\n%s", code, page)
 	}
-	code, loc, body := b.post("/login/tx/"+txID+"/finish", url.Values{csrfField: {csrfFrom(b.t, page)}})
-	if code != http.StatusSeeOther || !strings.HasPrefix(loc, "/consent?") {
+	code, loc, body := b.post("/login/tx/"+txID+"/finish", url.Values{web.CSRFField: {csrfFrom(b.t, page)}})
+	if code != http.StatusSeeOther || !(strings.HasPrefix(loc, "/consent?") || strings.HasPrefix(loc, "/account")) {
 		b.t.Fatalf("finish: %d %q\n%s", code, loc, body)
 	}
 	return loc
@@ -306,7 +309,7 @@ func (b *browser) consentAll(arID string) (int, string) {
 // consentWith lets choose changes the screen's fields before submitting.
 func (b *browser) consentWith(arID, action string, choose func([]formField) []formField) (int, string) {
 	b.t.Helper()
-	code, loc, page := b.get(consentURL(arID))
+	code, loc, page := b.get(authreq.ConsentURL(arID))
 	if code == http.StatusSeeOther || code == http.StatusFound {
 		return code, loc // consent already given, or an error for the RP
 	}

@@ -15,12 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/account"
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/signin"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
+	"github.com/watashi-id/watashi/idp/web"
 	"github.com/watashi-id/watashi/pkibridge"
 	"github.com/watashi-id/watashi/templates"
-	"golang.org/x/oauth2"
 )
 
 // TestSigninProofingThenSignin is the whole resident journey on both
@@ -34,21 +39,21 @@ func TestSigninProofingThenSignin(t *testing.T) {
 		w := o.pki.wallet(t, factsTaro)
 		ctx := context.Background()
 
-		first := o.browser().signIn(w, "web", purposeProofing, walletsim.FormatJWS)
+		first := o.browser().signIn(w, "web", authreq.PurposeProofing, walletsim.FormatJWS)
 		if first.Query().Get("code") == "" || first.Query().Get("state") != "st-1" {
 			t.Fatalf("proofing did not reach the RP with a code: %s", first.Redacted())
 		}
 
 		// The account: random ID, facts from the signature certificate,
 		// both certificates linked.
-		acctID, err := o.s.linkedAccount(ctx, certFingerprint(w.AuthCert))
+		acctID, err := o.s.accounts.Linked(ctx, account.Fingerprint(w.AuthCert))
 		if err != nil || acctID == "" {
 			t.Fatalf("auth certificate not linked: %q %v", acctID, err)
 		}
-		if sigAcct, _ := o.s.linkedAccount(ctx, certFingerprint(w.SigCert)); sigAcct != acctID {
+		if sigAcct, _ := o.s.accounts.Linked(ctx, account.Fingerprint(w.SigCert)); sigAcct != acctID {
 			t.Fatalf("signature certificate linked to %q, want %q", sigAcct, acctID)
 		}
-		a, err := o.s.account(ctx, acctID)
+		a, err := o.s.accounts.Get(ctx, acctID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,11 +61,11 @@ func TestSigninProofingThenSignin(t *testing.T) {
 			t.Fatalf("facts not taken from the certificate: %+v", a.Facts)
 		}
 		if a.FactsSource == nil || a.FactsSource.Serial != w.SigCert.SerialNumber.String() ||
-			a.FactsSource.Fingerprint != certFingerprint(w.SigCert) || a.FactsSource.Issuer != w.SigCert.Issuer.String() ||
+			a.FactsSource.Fingerprint != account.Fingerprint(w.SigCert) || a.FactsSource.Issuer != w.SigCert.Issuer.String() ||
 			a.FactsSource.VerifiedAt.IsZero() || a.FactsSource.Revocation.Status != pkibridge.StatusGood {
 			t.Fatalf("facts source: %+v", a.FactsSource)
 		}
-		if len(a.AuthCerts) != 1 || a.AuthCerts[0].Fingerprint != certFingerprint(w.AuthCert) {
+		if len(a.AuthCerts) != 1 || a.AuthCerts[0].Fingerprint != account.Fingerprint(w.AuthCert) {
 			t.Fatalf("auth certs: %+v", a.AuthCerts)
 		}
 		if strings.Contains(acctID, "山田") || len(acctID) != 22 {
@@ -72,7 +77,7 @@ func TestSigninProofingThenSignin(t *testing.T) {
 		if second.Query().Get("code") == "" {
 			t.Fatalf("sign-in did not reach the RP: %s", second.Redacted())
 		}
-		n, err := o.kv.Get(ctx, accountKey(acctID))
+		n, err := o.kv.Get(ctx, "acct:"+acctID)
 		if err != nil || !strings.Contains(string(n), acctID) {
 			t.Fatalf("account gone: %v", err)
 		}
@@ -85,7 +90,7 @@ func TestSigninTokensCarryFacts(t *testing.T) {
 	o := newSigninOP(t, store.NewMemory())
 	w := o.pki.wallet(t, factsTaro)
 	subs := map[string]bool{}
-	for i, purpose := range []string{purposeProofing, purposeSignin} {
+	for i, purpose := range []string{authreq.PurposeProofing, "signin"} {
 		b := o.browser()
 		conf := o.oauth("web", "name", "birthdate")
 		v := oauth2.GenerateVerifier()
@@ -152,7 +157,7 @@ func submitRaw(t testing.TB, o *signinOP, tx *walletsim.Transaction, body []byte
 func TestWalletSubmissionOutcomes(t *testing.T) {
 	o := newSigninOP(t, store.NewMemory())
 	enrolled := o.pki.wallet(t, factsTaro)
-	o.browser().signIn(enrolled, "web", purposeProofing, walletsim.FormatJWS)
+	o.browser().signIn(enrolled, "web", authreq.PurposeProofing, walletsim.FormatJWS)
 	stranger := o.pki.wallet(t, factsHanako)
 	rogue := o.pki.rogueWallet(t, factsHanako)
 	revoked := o.pki.wallet(t, factsTaro)
@@ -178,10 +183,10 @@ func TestWalletSubmissionOutcomes(t *testing.T) {
 		code    string
 		state   string // browser's view afterwards
 	}{
-		{"signin jws", purposeSignin, sign(enrolled, "jws", auth), 200, "", txVerified},
-		{"signin cms", purposeSignin, sign(enrolled, "cms", auth), 200, "", txVerified},
-		{"signin raw", purposeSignin, sign(enrolled, "raw", auth), 200, "", txVerified},
-		{"other bytes", purposeSignin, func(t *testing.T, tx *walletsim.Transaction) error {
+		{"signin jws", "signin", sign(enrolled, "jws", auth), 200, "", txVerified},
+		{"signin cms", "signin", sign(enrolled, "cms", auth), 200, "", txVerified},
+		{"signin raw", "signin", sign(enrolled, "raw", auth), 200, "", txVerified},
+		{"other bytes", "signin", func(t *testing.T, tx *walletsim.Transaction) error {
 			other := append([]byte(nil), tx.Bytes...)
 			other = []byte(strings.Replace(string(other), tx.ID, "another-transaction", 1))
 			sigs, err := enrolled.SignBytes(other, "jws", []string{auth})
@@ -190,31 +195,31 @@ func TestWalletSubmissionOutcomes(t *testing.T) {
 			}
 			return enrolled.SubmitSignatures(ctx, o.ts.Client(), tx, walletsim.Submission{Signatures: sigs, ComparisonCode: tx.ComparisonCode, QRToken: tx.QRToken})
 		}, 400, "bad_signature", txFailed},
-		{"not enrolled", purposeSignin, sign(stranger, "jws", auth), 400, codeNotEnrolled, txFailed},
-		{"signature cert for sign-in", purposeSignin, sign(enrolled, "jws", sig), 400, codeWrongCertificate, txFailed},
-		{"untrusted", purposeSignin, sign(rogue, "jws", auth), 400, "untrusted", txFailed},
-		{"revoked", purposeSignin, sign(revoked, "raw", auth), 400, "revoked", txFailed},
-		{"proofing with two auth certs", purposeProofing, func(t *testing.T, tx *walletsim.Transaction) error {
+		{"not enrolled", "signin", sign(stranger, "jws", auth), 400, codeNotEnrolled, txFailed},
+		{"signature cert for sign-in", "signin", sign(enrolled, "jws", sig), 400, codeWrongCertificate, txFailed},
+		{"untrusted", "signin", sign(rogue, "jws", auth), 400, "untrusted", txFailed},
+		{"revoked", "signin", sign(revoked, "raw", auth), 400, "revoked", txFailed},
+		{"proofing with two auth certs", authreq.PurposeProofing, func(t *testing.T, tx *walletsim.Transaction) error {
 			a, _ := stranger.SignBytes(tx.Bytes, "jws", []string{auth})
 			b, _ := enrolled.SignBytes(tx.Bytes, "jws", []string{auth})
 			return stranger.SubmitSignatures(ctx, o.ts.Client(), tx, walletsim.Submission{Signatures: append(a, b...), ComparisonCode: tx.ComparisonCode, QRToken: tx.QRToken})
 		}, 400, codeWrongCertificate, txFailed},
-		{"proofing with one signature", purposeProofing, sign(stranger, "jws", sig), 400, codeInvalidRequest, txPending},
-		{"sign-in with two signatures", purposeSignin, sign(enrolled, "jws", auth, auth), 400, codeInvalidRequest, txPending},
-		{"wrong comparison code", purposeSignin, func(t *testing.T, tx *walletsim.Transaction) error {
+		{"proofing with one signature", authreq.PurposeProofing, sign(stranger, "jws", sig), 400, codeInvalidRequest, txPending},
+		{"sign-in with two signatures", "signin", sign(enrolled, "jws", auth, auth), 400, codeInvalidRequest, txPending},
+		{"wrong comparison code", "signin", func(t *testing.T, tx *walletsim.Transaction) error {
 			sigs, _ := enrolled.SignBytes(tx.Bytes, "jws", []string{auth})
 			wrong := "00-00"
-			if digitsOnly(tx.ComparisonCode) == "0000" {
+			if strings.ReplaceAll(tx.ComparisonCode, "-", "") == "0000" {
 				wrong = "11-11"
 			}
 			return enrolled.SubmitSignatures(ctx, o.ts.Client(), tx, walletsim.Submission{Signatures: sigs, ComparisonCode: wrong, QRToken: tx.QRToken})
 		}, 400, codeComparison, txPending},
-		{"forged qr token", purposeSignin, func(t *testing.T, tx *walletsim.Transaction) error {
+		{"forged qr token", "signin", func(t *testing.T, tx *walletsim.Transaction) error {
 			sigs, _ := enrolled.SignBytes(tx.Bytes, "jws", []string{auth})
 			w, _, _ := strings.Cut(tx.QRToken, ".")
 			return enrolled.SubmitSignatures(ctx, o.ts.Client(), tx, walletsim.Submission{Signatures: sigs, ComparisonCode: tx.ComparisonCode, QRToken: w + ".AAAAAAAAAAAAAAAAAAAAAA"})
 		}, 400, codeInvalidQRToken, txPending},
-		{"proofing cms creates account", purposeProofing, sign(stranger, "cms", sig, auth), 200, "", txVerified},
+		{"proofing cms creates account", authreq.PurposeProofing, sign(stranger, "cms", sig, auth), 200, "", txVerified},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -259,7 +264,7 @@ func TestTransactionOneTimeAndExpiry(t *testing.T) {
 	w := o.pki.wallet(t, factsTaro)
 	ctx := context.Background()
 	b := o.browser()
-	tx1, _ := b.openTx(o.authorize("web"), purposeProofing)
+	tx1, _ := b.openTx(o.authorize("web"), authreq.PurposeProofing)
 	u := b.walletURL(tx1)
 	tx, err := walletsim.Fetch(ctx, o.ts.Client(), u)
 	if err != nil {
@@ -275,7 +280,7 @@ func TestTransactionOneTimeAndExpiry(t *testing.T) {
 		t.Fatalf("fetch of a used transaction: %v", err)
 	}
 
-	tx2, _ := b.openTx(o.authorize("web"), purposeSignin)
+	tx2, _ := b.openTx(o.authorize("web"), "signin")
 	u2 := b.walletURL(tx2)
 	fetched, err := walletsim.Fetch(ctx, o.ts.Client(), u2)
 	if err != nil {
@@ -302,7 +307,7 @@ func TestQRTokenRotation(t *testing.T) {
 	w := o.pki.wallet(t, factsTaro)
 	ctx := context.Background()
 	b := o.browser()
-	txID, _ := b.openTx(o.authorize("web"), purposeProofing)
+	txID, _ := b.openTx(o.authorize("web"), authreq.PurposeProofing)
 	scanned := b.walletURL(txID)
 
 	o.clock.Advance(qrWindow) // one window later: still accepted
@@ -330,7 +335,7 @@ func TestForeignBrowser(t *testing.T) {
 	w := o.pki.wallet(t, factsTaro)
 	owner, thief := o.browser(), o.browser()
 	ar := o.authorize("web")
-	txID, _ := owner.openTx(ar, purposeProofing)
+	txID, _ := owner.openTx(ar, authreq.PurposeProofing)
 	if err := w.Approve(context.Background(), o.ts.Client(), owner.walletURL(txID), "jws"); err != nil {
 		t.Fatal(err)
 	}
@@ -340,27 +345,27 @@ func TestForeignBrowser(t *testing.T) {
 			t.Errorf("GET %s from another browser: %d, want 403", p, code)
 		}
 	}
-	if code, _, _ := thief.get(loginURL(ar)); code != http.StatusForbidden {
+	if code, _, _ := thief.get(authreq.LoginURL(ar)); code != http.StatusForbidden {
 		t.Errorf("login page of a request bound to another browser: %d", code)
 	}
-	if code, _, _ := thief.get(loginURL(ar, "tx", txID)); code != http.StatusForbidden {
+	if code, _, _ := thief.get(authreq.LoginURL(ar, "tx", txID)); code != http.StatusForbidden {
 		t.Errorf("transaction page from another browser: %d", code)
 	}
 	// Finish with the owner's CSRF token but the thief's cookies: refused.
-	_, _, vpage := owner.get(loginURL(ar, "tx", txID))
-	if code, _, _ := thief.post(base+"/finish", url.Values{csrfField: {csrfFrom(t, vpage)}}); code != http.StatusForbidden {
+	_, _, vpage := owner.get(authreq.LoginURL(ar, "tx", txID))
+	if code, _, _ := thief.post(base+"/finish", url.Values{web.CSRFField: {csrfFrom(t, vpage)}}); code != http.StatusForbidden {
 		t.Errorf("finish from another browser: %d", code)
 	}
 	// The thief's own valid CSRF token (from a login it started itself)
 	// passes the CSRF check, so only the transaction's browser binding can
 	// refuse this.
 	ar2 := o.authorize("web")
-	thiefTx, _ := thief.openTx(ar2, purposeProofing)
-	_, _, tpage := thief.get(loginURL(ar2, "tx", thiefTx))
-	if code, body, _ := thief.post(base+"/finish", url.Values{csrfField: {csrfFrom(t, tpage)}}); code != http.StatusForbidden {
+	thiefTx, _ := thief.openTx(ar2, authreq.PurposeProofing)
+	_, _, tpage := thief.get(authreq.LoginURL(ar2, "tx", thiefTx))
+	if code, body, _ := thief.post(base+"/finish", url.Values{web.CSRFField: {csrfFrom(t, tpage)}}); code != http.StatusForbidden {
 		t.Errorf("finish of another browser's transaction with the thief's own CSRF token: %d %s", code, body)
 	}
-	if code, _, _ := thief.get(consentURL(ar)); code != http.StatusForbidden {
+	if code, _, _ := thief.get(authreq.ConsentURL(ar)); code != http.StatusForbidden {
 		t.Errorf("consent from another browser: %d", code)
 	}
 	// The owner still finishes.
@@ -375,7 +380,7 @@ func TestConcurrentSubmissions(t *testing.T) {
 		w := o.pki.wallet(t, factsTaro)
 		ctx := context.Background()
 		b := o.browser()
-		txID, _ := b.openTx(o.authorize("web"), purposeProofing)
+		txID, _ := b.openTx(o.authorize("web"), authreq.PurposeProofing)
 		tx, err := walletsim.Fetch(ctx, o.ts.Client(), b.walletURL(txID))
 		if err != nil {
 			t.Fatal(err)
@@ -425,7 +430,7 @@ func TestConcurrentProofingOneAccount(t *testing.T) {
 	var txs [3]*walletsim.Transaction
 	for i := range txs {
 		b := o.browser()
-		id, _ := b.openTx(o.authorize("web"), purposeProofing)
+		id, _ := b.openTx(o.authorize("web"), authreq.PurposeProofing)
 		var err error
 		if txs[i], err = walletsim.Fetch(ctx, o.ts.Client(), b.walletURL(id)); err != nil {
 			t.Fatal(err)
@@ -446,10 +451,7 @@ func TestConcurrentProofingOneAccount(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("proofing %d: %v", i, errs[i])
 		}
-		st, _, err := o.s.loadTx(ctx, tx.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st := storedTx(t, o.testOP, tx.ID)
 		accounts[st.Result.AccountID] = true
 	}
 	if len(accounts) != 1 {
@@ -466,33 +468,33 @@ func TestRenewalRelink(t *testing.T) {
 	ctx := context.Background()
 	old := o.pki.wallet(t, factsTaro)
 	b := o.browser()
-	b.signIn(old, "web", purposeProofing, "jws")
-	acct, _ := o.s.linkedAccount(ctx, certFingerprint(old.AuthCert))
+	b.signIn(old, "web", authreq.PurposeProofing, "jws")
+	acct, _ := o.s.accounts.Linked(ctx, account.Fingerprint(old.AuthCert))
 
 	renewed := o.pki.wallet(t, factsTaroJP)
 	ar := o.authorize("web")
-	txID, page := b.openTx(ar, purposeProofing)
+	txID, page := b.openTx(ar, authreq.PurposeProofing)
 	if !strings.Contains(page, "本人確認") || !strings.Contains(page, "purpose=signin") {
 		t.Fatalf("not a proofing page:\n%s", page)
 	}
 	if err := renewed.Approve(ctx, o.ts.Client(), b.walletURL(txID), "raw"); err != nil {
 		t.Fatalf("renewal: %v", err)
 	}
-	if got, _ := o.s.linkedAccount(ctx, certFingerprint(renewed.AuthCert)); got != acct {
+	if got, _ := o.s.accounts.Linked(ctx, account.Fingerprint(renewed.AuthCert)); got != acct {
 		t.Fatalf("renewed auth cert linked to %q, want %q", got, acct)
 	}
-	a, _ := o.s.account(ctx, acct)
-	if len(a.AuthCerts) != 2 || a.Facts.Address != factsTaroJP.Address || a.FactsSource.Fingerprint != certFingerprint(renewed.SigCert) {
+	a, _ := o.s.accounts.Get(ctx, acct)
+	if len(a.AuthCerts) != 2 || a.Facts.Address != factsTaroJP.Address || a.FactsSource.Fingerprint != account.Fingerprint(renewed.SigCert) {
 		t.Fatalf("account after renewal: %+v %+v", a.AuthCerts, a.FactsSource)
 	}
 
 	// Another person's certificates while signed in as Taro.
 	other := o.pki.wallet(t, factsHanako)
-	txID, _ = b.openTx(o.authorize("web"), purposeProofing)
+	txID, _ = b.openTx(o.authorize("web"), authreq.PurposeProofing)
 	if err := other.Approve(ctx, o.ts.Client(), b.walletURL(txID), "jws"); walletsim.ErrorCode(err) != codeIdentityMismatch {
 		t.Fatalf("other person's renewal: %v", err)
 	}
-	if got, _ := o.s.linkedAccount(ctx, certFingerprint(other.AuthCert)); got != "" {
+	if got, _ := o.s.accounts.Linked(ctx, account.Fingerprint(other.AuthCert)); got != "" {
 		t.Fatalf("refused certificate was linked to %q", got)
 	}
 
@@ -502,18 +504,18 @@ func TestRenewalRelink(t *testing.T) {
 	fresh := o.pki.wallet(t, factsTaro)
 	moved.SigKey, moved.SigCert = fresh.SigKey, fresh.SigCert
 	b2 := o.browser()
-	txID, _ = b2.openTx(o.authorize("web"), purposeProofing)
+	txID, _ = b2.openTx(o.authorize("web"), authreq.PurposeProofing)
 	if err := moved.Approve(ctx, o.ts.Client(), b2.walletURL(txID), "jws"); err != nil {
 		t.Fatalf("new signature cert with linked auth cert: %v", err)
 	}
-	if got, _ := o.s.linkedAccount(ctx, certFingerprint(fresh.SigCert)); got != acct {
+	if got, _ := o.s.accounts.Linked(ctx, account.Fingerprint(fresh.SigCert)); got != acct {
 		t.Fatalf("new signature cert linked to %q, want %q", got, acct)
 	}
 	// Certificates of one account mixed with another's: refused.
 	mixed := *other
 	mixed.AuthKey, mixed.AuthCert = renewed.AuthKey, renewed.AuthCert
 	b3 := o.browser()
-	txID, _ = b3.openTx(o.authorize("web"), purposeProofing)
+	txID, _ = b3.openTx(o.authorize("web"), authreq.PurposeProofing)
 	err := mixed.Approve(ctx, o.ts.Client(), b3.walletURL(txID), "jws")
 	if c := walletsim.ErrorCode(err); c != codeIdentityMismatch && c != codeAccountConflict {
 		t.Fatalf("mixed certificates: %v", err)
@@ -523,8 +525,8 @@ func TestRenewalRelink(t *testing.T) {
 	// (accounts are never matched by name and birth date).
 	newCard := o.pki.wallet(t, factsTaro)
 	b4 := o.browser()
-	b4.signIn(newCard, "web", purposeProofing, "jws")
-	if got, _ := o.s.linkedAccount(ctx, certFingerprint(newCard.AuthCert)); got == acct || got == "" {
+	b4.signIn(newCard, "web", authreq.PurposeProofing, "jws")
+	if got, _ := o.s.accounts.Linked(ctx, account.Fingerprint(newCard.AuthCert)); got == acct || got == "" {
 		t.Fatalf("sessionless proofing joined account %q", got)
 	}
 }
@@ -537,7 +539,7 @@ func TestPromptAndSession(t *testing.T) {
 	// prompt=none without a session: login_required at the RP.
 	anon := o.browser()
 	ar := o.authorize("web", oauth2.SetAuthURLParam("prompt", "none"))
-	code, loc, _ := anon.get(loginURL(ar))
+	code, loc, _ := anon.get(authreq.LoginURL(ar))
 	u, _ := url.Parse(loc)
 	if code != http.StatusFound || u.Query().Get("error") != "login_required" || u.Query().Get("state") != "st-1" ||
 		!strings.HasPrefix(loc, "https://rp.example/cb") {
@@ -545,12 +547,12 @@ func TestPromptAndSession(t *testing.T) {
 	}
 
 	b := o.browser()
-	b.signIn(w, "web", purposeProofing, "jws")
+	b.signIn(w, "web", authreq.PurposeProofing, "jws")
 
 	// With a session: straight to consent, which was given: a code.
 	ar = o.authorize("web", oauth2.SetAuthURLParam("prompt", "none"))
-	code, loc, _ = b.get(loginURL(ar))
-	if code != http.StatusSeeOther || loc != consentURL(ar) {
+	code, loc, _ = b.get(authreq.LoginURL(ar))
+	if code != http.StatusSeeOther || loc != authreq.ConsentURL(ar) {
 		t.Fatalf("prompt=none with session: %d %q", code, loc)
 	}
 	_, cb := b.consent(ar, "allow")
@@ -560,7 +562,7 @@ func TestPromptAndSession(t *testing.T) {
 
 	// Another client without consent, prompt=none: consent_required.
 	ar = o.startAuth(o.oauth("other", "name"), oauth2.GenerateVerifier(), oauth2.SetAuthURLParam("prompt", "none"))
-	_, loc, _ = b.get(loginURL(ar))
+	_, loc, _ = b.get(authreq.LoginURL(ar))
 	_, loc, _ = b.get(loc)
 	if u, _ := url.Parse(loc); u.Query().Get("error") != "consent_required" {
 		t.Fatalf("prompt=none without consent: %q", loc)
@@ -582,8 +584,8 @@ func TestPromptAndSession(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			o.clock.Advance(2 * time.Second) // auth_time is in the past
 			ar := o.authorize("web", c.param...)
-			code, loc, _ := b.get(loginURL(ar))
-			skipped := code == http.StatusSeeOther && loc == consentURL(ar)
+			code, loc, _ := b.get(authreq.LoginURL(ar))
+			skipped := code == http.StatusSeeOther && loc == authreq.ConsentURL(ar)
 			if skipped != c.skip {
 				t.Fatalf("skip=%v, want %v (%d %q)", skipped, c.skip, code, loc)
 			}
@@ -604,47 +606,18 @@ func TestPromptAndSession(t *testing.T) {
 	}
 }
 
-func TestSessionRules(t *testing.T) {
-	maxAge := func(v uint) *uint { return &v }
-	created := time.Now().Add(-time.Hour)
-	old := &Session{AccountID: "a", AuthTime: created.Add(-time.Hour), ACR: "aal3"}
-	fresh := &Session{AccountID: "a", AuthTime: created.Add(time.Minute), ACR: "aal3"}
-	low := &Session{AccountID: "a", AuthTime: created.Add(time.Minute), ACR: "aal2"}
-	s := &Server{now: time.Now}
-	for _, c := range []struct {
-		name string
-		ar   AuthRequest
-		sess *Session
-		want bool
-	}{
-		{"no constraints", AuthRequest{CreatedAt: created}, old, true},
-		{"max_age exceeded", AuthRequest{CreatedAt: created, MaxAge: maxAge(60)}, old, false},
-		{"max_age within", AuthRequest{CreatedAt: created, MaxAge: maxAge(3 * 3600)}, old, true},
-		{"max_age 0 but signed in for this request", AuthRequest{CreatedAt: created, MaxAge: maxAge(0)}, fresh, true},
-		{"prompt=login old session", AuthRequest{CreatedAt: created, Prompt: []string{"login"}}, old, false},
-		{"prompt=login fresh session", AuthRequest{CreatedAt: created, Prompt: []string{"login"}}, fresh, true},
-		{"acr aal3 wanted, aal2 held", AuthRequest{CreatedAt: created, ACRValues: []string{"aal3"}}, low, false},
-		{"acr aal2 or aal3 wanted, aal2 held", AuthRequest{CreatedAt: created, ACRValues: []string{"aal3", "aal2"}}, low, true},
-		{"unknown acr ignored", AuthRequest{CreatedAt: created, ACRValues: []string{"gold"}}, low, true},
-	} {
-		if got := s.sessionSatisfies(context.Background(), &c.ar, c.sess); got != c.want {
-			t.Errorf("%s: %v, want %v", c.name, got, c.want)
-		}
-	}
-}
-
 func TestConsentDenyAndLogout(t *testing.T) {
 	o := newSigninOP(t, store.NewMemory())
 	w := o.pki.wallet(t, factsTaro)
 	b := o.browser()
 	ar := o.authorize("web")
-	txID, _ := b.openTx(ar, purposeProofing)
+	txID, _ := b.openTx(ar, authreq.PurposeProofing)
 	if err := w.Approve(context.Background(), o.ts.Client(), b.walletURL(txID), "jws"); err != nil {
 		t.Fatal(err)
 	}
 	b.finish(ar, txID)
 	// A consent POST without the CSRF token is refused.
-	if code, _, _ := b.post(consentURL(ar), url.Values{"action": {"allow"}}); code != http.StatusForbidden {
+	if code, _, _ := b.post(authreq.ConsentURL(ar), url.Values{"action": {"allow"}}); code != http.StatusForbidden {
 		t.Fatalf("consent without CSRF: %d", code)
 	}
 	code, loc := b.consent(ar, "deny")
@@ -655,7 +628,7 @@ func TestConsentDenyAndLogout(t *testing.T) {
 
 	// Signed in (the session exists): a new request skips the login page.
 	ar = o.authorize("web")
-	if code, loc, _ := b.get(loginURL(ar)); code != http.StatusSeeOther || loc != consentURL(ar) {
+	if code, loc, _ := b.get(authreq.LoginURL(ar)); code != http.StatusSeeOther || loc != authreq.ConsentURL(ar) {
 		t.Fatalf("SSO: %d %q", code, loc)
 	}
 	// Logout with a forged next: signed-out page, no redirect.
@@ -663,11 +636,11 @@ func TestConsentDenyAndLogout(t *testing.T) {
 	if code != http.StatusOK || loc != "" || !strings.Contains(page, "サインアウト") {
 		t.Fatalf("logout with forged next: %d %q", code, loc)
 	}
-	if code, loc, _ := b.get(loginURL(ar)); code != http.StatusSeeOther || !strings.Contains(loc, "tx=") {
+	if code, loc, _ := b.get(authreq.LoginURL(ar)); code != http.StatusSeeOther || !strings.Contains(loc, "tx=") {
 		t.Fatalf("after logout the session still answers: %d %q", code, loc)
 	}
 	// A signed next redirects.
-	next := o.s.signLogoutNext("https://rp.example/bye?state=s9")
+	next := o.s.sessions.SignNext("https://rp.example/bye?state=s9")
 	if code, loc, _ := b.get("/logout?next=" + url.QueryEscape(next)); code != http.StatusSeeOther || loc != "https://rp.example/bye?state=s9" {
 		t.Fatalf("logout with signed next: %d %q", code, loc)
 	}
@@ -680,24 +653,24 @@ func TestFinishRules(t *testing.T) {
 	w := o.pki.wallet(t, factsTaro)
 	b := o.browser()
 	ar := o.authorize("web")
-	txID, page := b.openTx(ar, purposeProofing)
+	txID, page := b.openTx(ar, authreq.PurposeProofing)
 	tok := csrfFrom(t, page)
-	if code, _, _ := b.post("/login/tx/"+txID+"/finish", url.Values{csrfField: {tok}}); code != http.StatusConflict {
+	if code, _, _ := b.post("/login/tx/"+txID+"/finish", url.Values{web.CSRFField: {tok}}); code != http.StatusConflict {
 		t.Fatalf("finish before verification: %d", code)
 	}
 	if err := w.Approve(context.Background(), o.ts.Client(), b.walletURL(txID), "jws"); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, _ := b.post("/login/tx/"+txID+"/finish", url.Values{csrfField: {"forged"}}); code != http.StatusForbidden {
+	if code, _, _ := b.post("/login/tx/"+txID+"/finish", url.Values{web.CSRFField: {"forged"}}); code != http.StatusForbidden {
 		t.Fatalf("finish with a forged CSRF token: %d", code)
 	}
 	b.finish(ar, txID)
 	// A second finish (double click) goes to consent without a second
 	// session.
-	if code, loc, _ := b.post("/login/tx/"+txID+"/finish", url.Values{csrfField: {tok}}); code != http.StatusSeeOther || loc != consentURL(ar) {
+	if code, loc, _ := b.post("/login/tx/"+txID+"/finish", url.Values{web.CSRFField: {tok}}); code != http.StatusSeeOther || loc != authreq.ConsentURL(ar) {
 		t.Fatalf("second finish: %d %q", code, loc)
 	}
-	if code, _, _ := b.post("/login/tx/nope/finish", url.Values{csrfField: {tok}}); code != http.StatusNotFound {
+	if code, _, _ := b.post("/login/tx/nope/finish", url.Values{web.CSRFField: {tok}}); code != http.StatusNotFound {
 		t.Fatalf("finish of unknown transaction: %d", code)
 	}
 }
@@ -709,7 +682,7 @@ func TestEventsStream(t *testing.T) {
 		w := o.pki.wallet(t, factsTaro)
 		b := o.browser()
 		ar := o.authorize("web")
-		txID, _ := b.openTx(ar, purposeProofing)
+		txID, _ := b.openTx(ar, authreq.PurposeProofing)
 		req, _ := http.NewRequest(http.MethodGet, o.issuer+"/login/tx/"+txID+"/events", nil)
 		res, err := b.hc.Do(req)
 		if err != nil {
@@ -763,7 +736,7 @@ func TestWalletEndpointNegatives(t *testing.T) {
 	// open returns a fresh proofing transaction (one per case: the
 	// per-transaction rate limit would stop a long series on one).
 	open := func() (string, *walletsim.Transaction) {
-		txID, _ := b.openTx(o.authorize("web"), purposeProofing)
+		txID, _ := b.openTx(o.authorize("web"), authreq.PurposeProofing)
 		tx, err := walletsim.Fetch(ctx, o.ts.Client(), b.walletURL(txID))
 		if err != nil {
 			t.Fatal(err)
@@ -797,7 +770,7 @@ func TestWalletEndpointNegatives(t *testing.T) {
 		{"trailing data", append(body(nil), []byte(" {}")...), "application/json", "", 400, codeInvalidRequest},
 		{"wrong content type", body(nil), "text/plain", "", 415, codeInvalidRequest},
 		{"oversized", []byte(`{"signatures":[{"format":"jws","jws":"` + strings.Repeat("A", maxSubmissionBytes) + `"}]}`), "application/json", "", 413, codeRequestTooLarge},
-		{"unknown transaction", body(nil), "application/json", o.issuer + walletTxPath + "AAAAAAAAAAAAAAAAAAAAAA", 404, codeUnknownTransaction},
+		{"unknown transaction", body(nil), "application/json", o.issuer + signin.WalletTxPath + "AAAAAAAAAAAAAAAAAAAAAA", 404, codeUnknownTransaction},
 		{"no signatures", body(map[string]any{"signatures": []any{}}), "application/json", "", 400, codeInvalidRequest},
 		{"three signatures", body(map[string]any{"signatures": append(append([]walletsim.Signature{}, good...), good[0])}), "application/json", "", 400, codeInvalidRequest},
 		{"unknown format", body(map[string]any{"signatures": sig(map[string]string{"format": "xml", "jws": "a"})}), "application/json", "", 400, codeInvalidRequest},
@@ -854,12 +827,12 @@ func TestWalletEndpointNegatives(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"unknown transaction", o.issuer + walletTxPath + "nope?qr_token=1.AAAA", 404, codeUnknownTransaction},
+		{"unknown transaction", o.issuer + signin.WalletTxPath + "nope?qr_token=1.AAAA", 404, codeUnknownTransaction},
 		{"no token", tx.URL, 400, codeInvalidQRToken},
 		{"garbage token", tx.URL + "?qr_token=zzz", 400, codeInvalidQRToken},
 	} {
 		t.Run("GET "+c.name, func(t *testing.T) {
-			txID2, _ := b.openTx(o.authorize("web"), purposeSignin)
+			txID2, _ := b.openTx(o.authorize("web"), "signin")
 			u := strings.Replace(c.url, tx.ID, txID2, 1)
 			res, err := o.ts.Client().Get(u)
 			if err != nil {
@@ -883,7 +856,7 @@ func TestWalletEndpointNegatives(t *testing.T) {
 func TestWalletTransactionDocument(t *testing.T) {
 	o := newSigninOP(t, store.NewMemory())
 	b := o.browser()
-	txID, _ := b.openTx(o.authorize("web"), purposeProofing)
+	txID, _ := b.openTx(o.authorize("web"), authreq.PurposeProofing)
 	res, err := o.ts.Client().Get(b.walletURL(txID))
 	if err != nil {
 		t.Fatal(err)
@@ -911,7 +884,7 @@ func TestWalletTransactionDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, _, _ := o.s.loadTx(context.Background(), txID)
+	stored := storedTx(t, o.testOP, txID)
 	wantBytes := fmt.Sprintf(`{"aud":%q,"client_id":"web","exp":%d,"iss":%q,"nonce":%q,"purpose":"proofing","rp":"Web RP","txn":%q,"typ":"watashi-signin+v1"}`,
 		o.issuer, stored.ExpiresAt.Unix(), o.issuer, stored.Nonce, txID)
 	if string(raw) != wantBytes {
@@ -919,97 +892,6 @@ func TestWalletTransactionDocument(t *testing.T) {
 	}
 	if fmt.Sprint(doc["certificates"]) != "[signature authentication]" || doc["comparison_code"] != stored.Code {
 		t.Fatalf("doc %v", doc)
-	}
-}
-
-func TestBytesToSignCanonical(t *testing.T) {
-	tx := &signinTx{ID: "t1", ClientID: "c<1>", ClientName: "市役所 & \"RP\"", Purpose: purposeSignin, Nonce: "n", ExpiresAt: time.Unix(1700000000, 0)}
-	b, err := bytesToSign("https://idp.example", tx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{"aud":"https://idp.example","client_id":"c<1>","exp":1700000000,"iss":"https://idp.example","nonce":"n","purpose":"signin","rp":"市役所 & \"RP\"","txn":"t1","typ":"watashi-signin+v1"}`
-	if string(b) != want {
-		t.Fatalf("got  %s\nwant %s", b, want)
-	}
-	// Sorted keys: re-encoding a map gives the same bytes.
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
-	if m["exp"].(float64) != 1700000000 {
-		t.Fatal("exp")
-	}
-}
-
-func TestQRTokenCheck(t *testing.T) {
-	now := time.Unix(1700000000, 0)
-	s := &Server{opts: Options{CookieKey: []byte("k-0123456789abcdef0123456789abcdef")}, now: func() time.Time { return now }}
-	tx := &signinTx{ID: "tx1", CreatedAt: now.Add(-2 * time.Minute)}
-	w := qrWindowAt(now)
-	for _, c := range []struct {
-		name  string
-		tok   string
-		fresh bool
-		code  string
-	}{
-		{"current", s.qrToken("tx1", w), true, ""},
-		{"previous", s.qrToken("tx1", w-1), true, ""},
-		{"two back, fresh", s.qrToken("tx1", w-2), true, codeExpiredQRToken},
-		{"two back, submission", s.qrToken("tx1", w-2), false, ""},
-		{"future window", s.qrToken("tx1", w+1), false, codeInvalidQRToken},
-		{"before the transaction", s.qrToken("tx1", qrWindowAt(tx.CreatedAt)-1), false, codeInvalidQRToken},
-		{"other transaction", s.qrToken("tx2", w), true, codeInvalidQRToken},
-		{"empty", "", true, codeInvalidQRToken},
-		{"no dot", "12345", true, codeInvalidQRToken},
-		{"leading zero window", "0" + s.qrToken("tx1", w), true, codeInvalidQRToken},
-		{"negative window", "-1.AAAA", true, codeInvalidQRToken},
-	} {
-		e := s.checkQRToken(tx, c.tok, c.fresh)
-		got := ""
-		if e != nil {
-			got = e.Code
-		}
-		if got != c.code {
-			t.Errorf("%s: %q, want %q", c.name, got, c.code)
-		}
-	}
-}
-
-func TestAMRAndACR(t *testing.T) {
-	for _, c := range []struct {
-		a    *walletAuthenticator
-		want []string
-	}{
-		{nil, []string{"hwk", "pin"}},
-		{&walletAuthenticator{Token: "JPKIAPGPSETOKEN", UserVerification: "pin"}, []string{"hwk", "pin"}},
-		{&walletAuthenticator{Token: "JPKIAPIOSTOKEN", UserVerification: "biometric"}, []string{"hwk", "pin", "user"}},
-		{&walletAuthenticator{Token: "JPKIAPICCTOKEN2"}, []string{"hwk", "pin", "sc"}},
-	} {
-		if got := amrFor(c.a); !slices.Equal(got, c.want) {
-			t.Errorf("%+v: %v, want %v", c.a, got, c.want)
-		}
-	}
-	for _, c := range []struct {
-		acr  string
-		req  []string
-		want bool
-	}{
-		{"aal3", nil, true}, {"aal3", []string{"aal3"}, true}, {"aal2", []string{"aal3"}, false},
-		{"", []string{"aal1"}, false}, {"aal2", []string{"x", "aal2"}, true},
-	} {
-		if got := acrSatisfies(c.acr, c.req); got != c.want {
-			t.Errorf("acr %q %v: %v", c.acr, c.req, got)
-		}
-	}
-	if d := digitsOnly("12 - 34"); d != "1234" {
-		t.Fatal(d)
-	}
-	for range 50 {
-		c := comparisonCode()
-		if len(c) != 5 || c[2] != '-' || len(digitsOnly(c)) != 4 {
-			t.Fatalf("comparison code %q", c)
-		}
 	}
 }
 
@@ -1031,7 +913,7 @@ func TestLoginPageLanguageAndA11y(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b := o.browser()
 			ar := o.authorize("web", c.opts...)
-			_, loc, _ := b.get(loginURL(ar), "Accept-Language", c.accept)
+			_, loc, _ := b.get(authreq.LoginURL(ar), "Accept-Language", c.accept)
 			code, _, page := b.get(loc, "Accept-Language", c.accept)
 			if code != http.StatusOK {
 				t.Fatalf("%d", code)
@@ -1051,7 +933,7 @@ func TestLoginPageLanguageAndA11y(t *testing.T) {
 func TestQRImage(t *testing.T) {
 	o := newSigninOP(t, store.NewMemory())
 	b := o.browser()
-	txID, _ := b.openTx(o.authorize("web"), purposeSignin)
+	txID, _ := b.openTx(o.authorize("web"), "signin")
 	req, _ := http.NewRequest(http.MethodGet, o.issuer+"/login/tx/"+txID+"/qr.png", nil)
 	res, err := b.hc.Do(req)
 	if err != nil {
@@ -1100,8 +982,8 @@ func TestLoginErrors(t *testing.T) {
 	}
 	// A consent page without a session goes back to the login.
 	ar := o.authorize("web")
-	b.get(loginURL(ar)) // binds
-	if code, loc, _ := b.get(consentURL(ar)); code != http.StatusSeeOther || loc != loginURL(ar) {
+	b.get(authreq.LoginURL(ar)) // binds
+	if code, loc, _ := b.get(authreq.ConsentURL(ar)); code != http.StatusSeeOther || loc != authreq.LoginURL(ar) {
 		t.Fatalf("consent without session: %d %q", code, loc)
 	}
 	if code, _, _ := b.get("/static/watashi.css"); code != http.StatusOK {
@@ -1110,26 +992,6 @@ func TestLoginErrors(t *testing.T) {
 	if code, _, _ := b.get("/static/"); code != http.StatusNotFound {
 		t.Fatalf("static listing: %d", code)
 	}
-}
-
-func FuzzParseSubmission(f *testing.F) {
-	f.Add([]byte(`{"signatures":[{"format":"jws","jws":"a.b.c"}],"comparison_code":"12-34","qr_token":"1.x"}`))
-	f.Add([]byte(`{"signatures":[{"format":"raw","sig_b64":"AAAA","cert_b64":"AAAA","hash":"SHA-256"}],"comparison_code":"1","qr_token":"1.x"}`))
-	f.Add([]byte(`{"signatures":[{"format":"cms","cms_b64":"MA=="}],"comparison_code":"1","qr_token":"1.x","authenticator":{"token":"JPKIAPICCTOKEN2"}}`))
-	f.Add([]byte(`[]`))
-	f.Add([]byte(`{"signatures":null}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		sub, err := parseSubmission(body)
-		if (sub == nil) == (err == nil) {
-			t.Fatalf("exactly one of result and error: %v %v", sub, err)
-		}
-		if err != nil && (err.Code == "" || err.Status < 400 || err.Final) {
-			t.Fatalf("bad refusal %+v", err)
-		}
-		if sub != nil && (len(sub.envelopes) != len(sub.Signatures) || len(sub.envelopes) == 0 || len(sub.envelopes) > maxSignatures) {
-			t.Fatalf("envelopes %d for %d signatures", len(sub.envelopes), len(sub.Signatures))
-		}
-	})
 }
 
 // TestReasonMessages: every code the browser can be shown has a message
@@ -1157,14 +1019,14 @@ func TestReasonMessages(t *testing.T) {
 			keys   []string
 		}{
 			{"reason.", reasons}, {"error.", pages}, {"claim.", claims},
-			{"consent.as.", ageAlternatives},
+			{"consent.as.", []string{consent.ClaimAgeOver18, consent.ClaimAgeOver20}},
 			{"consent.error.", []string{string(consent.CodeInvalidChoice), string(consent.CodeEssentialRefused)}},
 			{"gender.", []string{"male", "female", "not_known"}},
-			{"notice.", loginNotices},
+			{"notice.", []string{authreq.NoticeStaleFacts, authreq.NoticeNoFacts}},
 			{"lang.", templates.Languages},
 		} {
 			for _, k := range set.keys {
-				if m := o.s.signin.tmpl.Message(lang, set.prefix+k); m == set.prefix+k || m == "" {
+				if m := o.s.web.Message(lang, set.prefix+k); m == set.prefix+k || m == "" {
 					t.Errorf("%s: no message for %s%s", lang, set.prefix, k)
 				}
 			}
@@ -1176,12 +1038,12 @@ func TestLogoutRefusesSubresources(t *testing.T) {
 	o := newSigninOP(t, store.NewMemory())
 	w := o.pki.wallet(t, factsTaro)
 	b := o.browser()
-	b.signIn(w, "web", purposeProofing, "jws")
+	b.signIn(w, "web", authreq.PurposeProofing, "jws")
 	if code, _, _ := b.get("/logout", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "image"); code != http.StatusForbidden {
 		t.Fatalf("logout from an <img>: %d", code)
 	}
 	ar := o.authorize("web")
-	if code, loc, _ := b.get(loginURL(ar)); code != http.StatusSeeOther || loc != consentURL(ar) {
+	if code, loc, _ := b.get(authreq.LoginURL(ar)); code != http.StatusSeeOther || loc != authreq.ConsentURL(ar) {
 		t.Fatalf("the refused logout ended the session: %d %q", code, loc)
 	}
 	if code, _, _ := b.get("/logout", "Sec-Fetch-Mode", "navigate"); code != http.StatusOK {

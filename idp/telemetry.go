@@ -57,8 +57,8 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 		name string
 		err  error
 	}{
-		{"store", s.kv.Ping(ctx)},
-		{"signing_key", s.signingKeyReady(ctx)},
+		{"store", s.opts.Store.Ping(ctx)},
+		{"signing_key", s.keys.Ready(ctx)},
 	}
 	var b strings.Builder
 	status := http.StatusOK

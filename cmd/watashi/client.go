@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/watashi-id/watashi/idp"
+	"github.com/watashi-id/watashi/idp/config"
 	"github.com/watashi-id/watashi/whitelist"
 )
 
@@ -93,7 +93,7 @@ func (f *clientFlags) open(ctx context.Context, cmd *cobra.Command) (*whitelist.
 	if f.config == "" {
 		return nil, nil, usageErr("--config is required")
 	}
-	cfg, err := idp.LoadConfig(f.config)
+	cfg, err := config.Load(f.config)
 	if err != nil {
 		return nil, nil, usageErr("%v", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/watashi-id/watashi/idp"
+	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/demorp"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
@@ -73,13 +74,10 @@ type demo struct {
 	logs          *slog.Logger
 }
 
-// newDemo builds the demo for a browser reaching it at addr. The issuer,
-// and with it every URL the provider and RP exchange, is http://addr, so
-// addr must be what the browser opens: a concrete host, not 0.0.0.0.
-func newDemo(addr string) (*demo, error) {
-	return newDemoWith(addr, slog.New(slog.NewTextHandler(os.Stderr, nil)))
-}
-
+// newDemoWith builds the demo for a browser reaching it at addr. The
+// issuer, and with it every URL the provider and RP exchange, is
+// http://addr, so addr must be what the browser opens: a concrete host,
+// not 0.0.0.0.
 func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || port == "" || port == "0" {
@@ -119,12 +117,12 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 	}
 
 	secret := randomKey(32)
-	hash, err := idp.HashClientSecret(base64.RawURLEncoding.EncodeToString(secret))
+	hash, err := clients.HashSecret(base64.RawURLEncoding.EncodeToString(secret))
 	if err != nil {
 		return nil, err
 	}
 	rpBase := issuer + "/rp"
-	client := &idp.Client{
+	client := &clients.Client{
 		ID:           demoClientID,
 		DisplayName:  "Watashi demo RP",
 		SecretHash:   hash,
@@ -152,7 +150,7 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 		Dev:           true,
 		Store:         d.store,
 		Verifier:      verifier,
-		Clients:       []*idp.Client{client},
+		Clients:       []*clients.Client{client},
 		PairwiseKey:   randomKey(32),
 		TokenKey:      tokenKey,
 		CookieKey:     randomKey(32),
@@ -247,7 +245,6 @@ func runDemo(ctx context.Context, addr string, stdout, stderr io.Writer) error {
 			d.logs.Error("background work stopped", "error", err)
 		}
 	}()
-	go func() { _ = d.registry.Run(runCtx) }()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	d.guide(stdout)

@@ -111,7 +111,7 @@ func TestDemoServes(t *testing.T) {
 func TestDemoAddr(t *testing.T) {
 	for _, addr := range []string{"", "8080", ":8080", "0.0.0.0:8080", "[::]:8080", "127.0.0.1:0", "127.0.0.1:"} {
 		if _, err := newDemoWith(addr, slog.New(slog.DiscardHandler)); err == nil {
-			t.Errorf("newDemo(%q) accepted an address the browser cannot use as issuer", addr)
+			t.Errorf("newDemoWith(%q) accepted an address the browser cannot use as issuer", addr)
 		}
 	}
 	var out, errb strings.Builder

@@ -8,7 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/watashi-id/watashi/idp"
+	"github.com/watashi-id/watashi/idp/config"
+	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/store"
 )
 
@@ -62,7 +63,7 @@ func (f *keysFlags) openStore(ctx context.Context, cmd *cobra.Command) (store.KV
 	if f.config == "" {
 		return nil, usageErr("--config is required")
 	}
-	cfg, err := idp.LoadConfig(f.config)
+	cfg, err := config.Load(f.config)
 	if err != nil {
 		return nil, usageErr("%v", err)
 	}
@@ -98,11 +99,15 @@ func newKeysListCmd() *cobra.Command {
 				return err
 			}
 			defer kv.Close()
-			keys, err := idp.ListSigningKeys(ctx, kv)
+			m, err := keys.New(kv, keys.Options{})
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
-			printKeys(cmd, f.json, keys, nil)
+			list, err := m.List(ctx)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			printKeys(cmd, f.json, list, nil)
 			return nil
 		},
 	}
@@ -124,12 +129,19 @@ func newKeysRotateCmd() *cobra.Command {
 				return err
 			}
 			defer kv.Close()
-			keys, err := idp.RotateSigningKeys(ctx, kv)
+			m, err := keys.New(kv, keys.Options{})
 			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
+			if _, err := m.Rotate(ctx); err != nil {
 				return &exitError{code: exitUsage, err: fmt.Errorf("rotation failed: %w", err)}
 			}
+			list, err := m.List(ctx)
+			if err != nil {
+				return &exitError{code: exitUsage, err: err}
+			}
 			rotated := true
-			printKeys(cmd, f.json, keys, &rotated)
+			printKeys(cmd, f.json, list, &rotated)
 			return nil
 		},
 	}
@@ -137,12 +149,12 @@ func newKeysRotateCmd() *cobra.Command {
 	return cmd
 }
 
-func printKeys(cmd *cobra.Command, asJSON bool, keys []idp.SigningKeyInfo, rotated *bool) {
-	if keys == nil {
-		keys = []idp.SigningKeyInfo{}
+func printKeys(cmd *cobra.Command, asJSON bool, list []keys.Info, rotated *bool) {
+	if list == nil {
+		list = []keys.Info{}
 	}
 	if asJSON {
-		out := map[string]any{"keys": keys}
+		out := map[string]any{"keys": list}
 		if rotated != nil {
 			out["rotated"] = *rotated
 		}
@@ -151,7 +163,7 @@ func printKeys(cmd *cobra.Command, asJSON bool, keys []idp.SigningKeyInfo, rotat
 	}
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ALG\tSTATE\tKID\tCREATED\tACTIVATED")
-	for _, k := range keys {
+	for _, k := range list {
 		act := "-"
 		if !k.Activated.IsZero() {
 			act = k.Activated.UTC().Format(time.RFC3339)

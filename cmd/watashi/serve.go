@@ -16,6 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/watashi-id/watashi/idp"
+	"github.com/watashi-id/watashi/idp/config"
+	"github.com/watashi-id/watashi/idp/web"
 	"github.com/watashi-id/watashi/pkibridge"
 	"github.com/watashi-id/watashi/whitelist"
 )
@@ -77,7 +79,7 @@ type serveParams struct {
 // serve runs until ctx ends, then shuts down gracefully. Configuration
 // and start-up failures are exit status 2.
 func serve(ctx context.Context, p serveParams) error {
-	cfg, err := idp.LoadConfig(p.config)
+	cfg, err := config.Load(p.config)
 	if err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}
@@ -94,6 +96,9 @@ func serve(ctx context.Context, p serveParams) error {
 		return &exitError{code: exitUsage, err: err}
 	}
 	logger := opts.Logger
+	// The OIDC library logs through slog's default logger: send it the
+	// same way, in the configured format and with request IDs.
+	slog.SetDefault(web.NewLogger(logger))
 	defer opts.Store.Close()
 	if p.dev {
 		logger.Warn("running with --dev: development settings are allowed; never expose this instance")
@@ -160,14 +165,6 @@ func serve(ctx context.Context, p serveParams) error {
 			logger.Error("background work stopped", "error", err)
 		}
 	}()
-	regDone := make(chan struct{})
-	go func() {
-		defer close(regDone)
-		if opts.Registry != nil {
-			// Keeps the whitelist cache in step with the other nodes.
-			_ = opts.Registry.Run(runCtx)
-		}
-	}()
 	serveErr := make(chan error, len(servers))
 	for i := range servers {
 		go func() { serveErr <- servers[i].Serve(listeners[i]) }()
@@ -195,7 +192,6 @@ func serve(ctx context.Context, p serveParams) error {
 		}
 	}
 	<-done
-	<-regDone
 	if failure != nil && !errors.Is(failure, http.ErrServerClosed) {
 		return &exitError{code: exitUsage, err: failure}
 	}

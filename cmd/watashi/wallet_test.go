@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/watashi-id/watashi/idp"
+	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
 	"github.com/watashi-id/watashi/pkibridge/jpkisim"
@@ -119,7 +120,7 @@ func TestWalletApprove(t *testing.T) {
 	srv, err := idp.New(context.Background(), idp.Options{
 		Issuer: issuer, Dev: true, Store: store.NewMemory(),
 		Verifier: &pkibridge.Verifier{Anchors: anchors, Policy: pkibridge.DefaultPolicy(), Revocation: checker},
-		Clients: []*idp.Client{{ID: "cli-rp", DisplayName: "CLI RP", AuthMethod: "none",
+		Clients: []*clients.Client{{ID: "cli-rp", DisplayName: "CLI RP", AuthMethod: "none",
 			RedirectURIs: []string{"https://rp.example/cb"}, Scopes: []string{"name"}}},
 		PairwiseKey: []byte("pairwise-key-for-tests-0123456789abcdef"),
 		CookieKey:   []byte("cookie-key-for-tests-0123456789abcdef"),

@@ -1,17 +1,19 @@
-package idp
+package clients
 
 import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/watashi-id/watashi/whitelist"
 )
 
 func TestClientSecretHash(t *testing.T) {
 	fixtures(t)
-	if _, err := HashClientSecret(""); err == nil {
+	if _, err := HashSecret(""); err == nil {
 		t.Fatal("empty secret hashed")
 	}
-	other, err := HashClientSecret(testSecret)
+	other, err := HashSecret(testSecret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +81,39 @@ func TestParseSecretHash(t *testing.T) {
 		{"empty", "", false},
 	}
 	for _, tc := range tests {
-		if _, err := parseSecretHash(tc.v); (err == nil) != tc.ok {
+		if _, err := whitelist.ParseSecretHash(tc.v); (err == nil) != tc.ok {
 			t.Errorf("%s: err=%v", tc.name, err)
 		}
+	}
+}
+
+// VerifySecret answers only for client_secret_basic clients: a client
+// registered for another method never passes, whatever it sends.
+func TestVerifySecret(t *testing.T) {
+	fixtures(t)
+	r := newResolver(t, Options{})
+	ctx := context.Background()
+	basic := &Entry{Client: &Client{ID: "web", AuthMethod: AuthSecretBasic, SecretHash: fixtureSecret}}
+	if !r.VerifySecret(ctx, basic, testSecret) {
+		t.Fatal("right secret refused")
+	}
+	if r.VerifySecret(ctx, basic, testSecret+" ") || r.VerifySecret(ctx, basic, "") {
+		t.Fatal("wrong secret accepted")
+	}
+	for _, m := range []string{AuthPrivateKeyJWT, AuthNone, "client_secret_post", ""} {
+		e := &Entry{Client: &Client{ID: "c", AuthMethod: m, SecretHash: fixtureSecret}}
+		if r.VerifySecret(ctx, e, testSecret) {
+			t.Errorf("%q client passed with the secret", m)
+		}
+	}
+	// The success cache is per Resolver and keyed by the hash: a client
+	// whose hash changed does not pass on the old secret's memo.
+	other, err := HashSecret("another secret entirely")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated := &Entry{Client: &Client{ID: "web", AuthMethod: AuthSecretBasic, SecretHash: other}}
+	if r.VerifySecret(ctx, rotated, testSecret) {
+		t.Fatal("old secret accepted after the hash changed")
 	}
 }

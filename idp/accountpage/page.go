@@ -1,0 +1,190 @@
+package accountpage
+
+import (
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/session"
+	"github.com/watashi-id/watashi/idp/web"
+)
+
+// The page's paths.
+const (
+	pagePath   = "/account"
+	loginPath  = "/account/login"
+	revokePath = "/account/revoke"
+)
+
+// Rate limit of self-service sign-ins per client address: each opens an
+// auth request in the store.
+const (
+	loginPerIP  = 30
+	loginWindow = time.Minute
+)
+
+// handleAccountLogin starts a self-service sign-in: an auth request of
+// the pseudo client, bound to this browser, handed to the login page.
+func (h *Handler) handleAccountLogin(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	lang := h.web.Lang(w, r, nil)
+	if _, ok := h.sessions.Current(r); ok {
+		http.Redirect(w, r, accountURL(lang, ""), http.StatusSeeOther)
+		return
+	}
+	if !h.web.Allow(ctx, "account_login", h.web.ClientIP(r).String(), loginPerIP, loginWindow) {
+		h.web.ErrorPage(w, r, lang, http.StatusTooManyRequests, "rate_limited")
+		return
+	}
+	ar := &authreq.AuthRequest{
+		ClientID:  clients.SelfServiceID,
+		Scopes:    []string{"openid"},
+		UILocales: []string{lang},
+		Challenge: "-", // never exchanged: a resident's own sign-in gets no code
+		Return:    pagePath,
+		Binding:   authreq.EnsureBinding(h.web, w, r),
+	}
+	if err := h.requests.Create(ctx, ar); err != nil {
+		h.log.ErrorContext(ctx, "account sign-in request", "error", err)
+		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+		return
+	}
+	extra := []string{web.LangParam, lang}
+	if r.URL.Query().Get("purpose") == authreq.PurposeProofing {
+		extra = append(extra, "purpose", authreq.PurposeProofing)
+	}
+	http.Redirect(w, r, authreq.LoginURL(ar.ID, extra...), http.StatusSeeOther)
+}
+
+func accountURL(lang, revoked string) string {
+	q := url.Values{}
+	if lang != "" {
+		q.Set(web.LangParam, lang)
+	}
+	if revoked != "" {
+		q.Set("revoked", revoked)
+	}
+	if len(q) == 0 {
+		return pagePath
+	}
+	return pagePath + "?" + q.Encode()
+}
+
+// accountView is the account page's data.
+type accountView struct {
+	SignedIn  bool
+	LoginURL  string
+	ProofURL  string
+	RPs       []connectedRP
+	Revoked   string // display name of the RP just revoked
+	CSRF      string
+	Action    string
+	Languages []web.LangLink
+	LogoutURL string
+}
+
+// connectedRP is one line of the account page.
+type connectedRP struct {
+	ClientID     string
+	Name         string
+	Organization string
+	// Claims are what the RP may receive (claim names; the template
+	// shows them in the page language).
+	Claims []string
+	// Narrowed are the answers that shared less than asked ("birthdate"
+	// answered with "age_over_20").
+	Narrowed  []narrowedView
+	Since     string // first connection
+	Updated   string // last change
+	Remembers bool   // false when the grant is empty (signed in, shared nothing)
+}
+
+type narrowedView struct{ Asked, Gave string }
+
+func (h *Handler) handleAccount(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	lang := h.web.Lang(w, r, nil)
+	v := accountView{
+		LoginURL:  loginPath + "?" + url.Values{web.LangParam: {lang}}.Encode(),
+		ProofURL:  loginPath + "?" + url.Values{web.LangParam: {lang}, "purpose": {authreq.PurposeProofing}}.Encode(),
+		Languages: web.LangLinks(&url.URL{Path: pagePath}, lang),
+		LogoutURL: session.LogoutPath,
+	}
+	sess, ok := h.sessions.Current(r)
+	if !ok {
+		h.web.Render(w, r, http.StatusOK, "account.html", lang, v)
+		return
+	}
+	v.SignedIn = true
+	grants, err := h.grants.List(ctx, sess.AccountID)
+	if err != nil {
+		h.log.ErrorContext(ctx, "list grants", "error", err)
+		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+		return
+	}
+	for _, g := range grants {
+		rp := connectedRP{ClientID: g.Client, Name: g.Client, Claims: g.Claims,
+			Since: web.FormatTime(g.CreatedAt), Updated: web.FormatTime(g.At), Remembers: len(g.Claims) > 0}
+		if rp.Since == "" {
+			rp.Since = rp.Updated
+		}
+		if c, err := h.clients.Get(ctx, g.Client); err == nil {
+			rp.Name, rp.Organization = c.Name(), c.Organization
+		}
+		for _, asked := range consent.Catalogue() {
+			if gave := g.Narrowed[asked.Name]; gave != "" {
+				rp.Narrowed = append(rp.Narrowed, narrowedView{Asked: asked.Name, Gave: gave})
+			}
+		}
+		v.RPs = append(v.RPs, rp)
+	}
+	if rv := r.URL.Query().Get("revoked"); rv != "" {
+		if c, err := h.clients.Get(ctx, rv); err == nil {
+			v.Revoked = c.Name()
+		}
+	}
+	v.CSRF = h.web.CSRFToken(w, r)
+	v.Action = revokePath + "?" + url.Values{web.LangParam: {lang}}.Encode()
+	h.web.Render(w, r, http.StatusOK, "account.html", lang, v)
+}
+
+// handleAccountRevoke withdraws one RP: its grant goes, then every token
+// the account gave it is revoked, so its refresh and access tokens stop
+// working at once. Revoking an RP that has no grant still revokes its
+// tokens: the resident asked for the RP to be cut off.
+func (h *Handler) handleAccountRevoke(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	lang := h.web.Lang(w, r, nil)
+	if !h.web.CheckCSRF(r) {
+		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "csrf")
+		return
+	}
+	sess, ok := h.sessions.Current(r)
+	if !ok {
+		http.Redirect(w, r, accountURL(lang, ""), http.StatusSeeOther)
+		return
+	}
+	client := r.PostFormValue("client_id")
+	if r.PostFormValue("action") != "revoke" || client == "" || client == clients.SelfServiceID {
+		h.web.ErrorPage(w, r, lang, http.StatusBadRequest, "bad_request")
+		return
+	}
+	g, err := h.grants.Revoke(ctx, sess.AccountID, client)
+	if consent.CodeOf(err) == consent.CodeInvalidKey {
+		h.web.ErrorPage(w, r, lang, http.StatusBadRequest, "bad_request")
+		return
+	}
+	if err == nil {
+		err = h.tokens.RevokeAccountClient(ctx, sess.AccountID, client)
+	}
+	if err != nil {
+		h.log.ErrorContext(ctx, "revoke consent", "client", client, "error", err)
+		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+		return
+	}
+	h.log.InfoContext(ctx, "consent revoked by the resident", "client", client, "had_grant", g != nil)
+	http.Redirect(w, r, accountURL(lang, client), http.StatusSeeOther)
+}

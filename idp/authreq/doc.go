@@ -1,0 +1,25 @@
+// Package authreq holds one /authorize request from the moment the
+// provider accepts it until its code is exchanged, and the URLs that lead
+// a browser through the flow that answers it.
+//
+// The life of a request:
+//
+//  1. The provider's /authorize validates the RP's parameters, resolves
+//     the claims it asks for under the client's policy (once: the result
+//     is stored with the request) and Creates the record with a TTL longer
+//     than a sign-in transaction's, so that a slow card tap never outlives
+//     the request it belongs to.
+//  2. The login page Binds it to the browser that opened it: the SHA-256 of
+//     a random cookie. Every later step (consent, the callback) checks the
+//     cookie, so knowing the request ID never lets another browser finish
+//     it.
+//  3. The consent step Completes it once with the account, the pairwise
+//     subject, acr, amr and the claims the resident granted, and sends the
+//     browser to the provider's callback, which mints exactly one code.
+//  4. A request that cannot go on is Failed: the RP hears the OAuth error
+//     at its redirect URI and the record is deleted.
+//
+// Changes are compare-and-swap on the stored bytes, so that of two
+// concurrent transitions (two callbacks, two completions) exactly one
+// wins.
+package authreq

@@ -1,0 +1,200 @@
+package authreq
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/watashi-id/watashi/idp/internal/ids"
+	"github.com/watashi-id/watashi/idp/store"
+)
+
+// Errors of the repository. ErrNotFound wraps store.ErrNotFound.
+var (
+	ErrNotFound   = fmt.Errorf("authreq: auth request not found or expired: %w", store.ErrNotFound)
+	ErrBound      = errors.New("authreq: auth request is bound to another browser")
+	ErrDone       = errors.New("authreq: auth request already completed")
+	ErrContention = errors.New("authreq: record changed concurrently too often")
+	// ErrUnchanged is returned by an Update function that found nothing
+	// to change: the record as read already answers, and a
+	// compare-and-swap of a value with itself would only cost a round
+	// trip.
+	ErrUnchanged = errors.New("authreq: auth request unchanged")
+)
+
+// casRetries bounds optimistic-update retries on one record.
+const casRetries = 8
+
+// KV is the part of the store the repository uses.
+type KV interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
+	CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error)
+	Delete(ctx context.Context, keys ...string) error
+}
+
+// Repo stores auth requests under "ar:<id>" with a TTL.
+type Repo struct {
+	kv  KV
+	ttl time.Duration
+	now func() time.Time
+}
+
+// New returns a repository whose records live for ttl.
+func New(kv KV, ttl time.Duration, now func() time.Time) *Repo {
+	if now == nil {
+		now = time.Now
+	}
+	return &Repo{kv: kv, ttl: ttl, now: now}
+}
+
+func key(id string) string { return "ar:" + id }
+
+// TTL is how long a new request lives.
+func (r *Repo) TTL() time.Duration { return r.ttl }
+
+// Create stores a new request, giving it an ID and creation time when it
+// has none.
+func (r *Repo) Create(ctx context.Context, ar *AuthRequest) error {
+	if ar.ID == "" {
+		ar.ID = ids.Long()
+	}
+	if ar.CreatedAt.IsZero() {
+		ar.CreatedAt = r.now().UTC()
+	}
+	b, err := json.Marshal(ar)
+	if err != nil {
+		return err
+	}
+	if err := r.kv.Set(ctx, key(ar.ID), b, r.ttl); err != nil {
+		return fmt.Errorf("authreq: store: %w", err)
+	}
+	return nil
+}
+
+// Load returns a request; the error wraps store.ErrNotFound when it is
+// missing or expired.
+func (r *Repo) Load(ctx context.Context, id string) (*AuthRequest, error) {
+	ar, _, err := r.load(ctx, id)
+	return ar, err
+}
+
+func (r *Repo) load(ctx context.Context, id string) (*AuthRequest, []byte, error) {
+	if id == "" || len(id) > 64 {
+		return nil, nil, ErrNotFound
+	}
+	b, err := r.kv.Get(ctx, key(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("authreq: load: %w", err)
+	}
+	ar := new(AuthRequest)
+	if err := json.Unmarshal(b, ar); err != nil {
+		return nil, nil, fmt.Errorf("authreq: record: %w", err)
+	}
+	return ar, b, nil
+}
+
+// Update applies fn with compare-and-swap, so that of two concurrent
+// transitions exactly one wins and the other sees the winner's state. fn
+// returning ErrUnchanged ends without a write.
+func (r *Repo) Update(ctx context.Context, id string, fn func(*AuthRequest) error) (*AuthRequest, error) {
+	for range casRetries {
+		ar, old, err := r.load(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(ar); errors.Is(err, ErrUnchanged) {
+			return ar, nil
+		} else if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(ar)
+		if err != nil {
+			return nil, err
+		}
+		ok, err := r.kv.CompareAndSwap(ctx, key(id), old, b)
+		if err != nil {
+			return nil, fmt.Errorf("authreq: update: %w", err)
+		}
+		if ok {
+			return ar, nil
+		}
+	}
+	return nil, ErrContention
+}
+
+// Bind ties the request to one browser: bindingHash is the SHA-256 (hex)
+// of that browser's binding cookie. The first binding wins; binding again
+// with the same value changes nothing.
+func (r *Repo) Bind(ctx context.Context, id, bindingHash string) error {
+	if len(bindingHash) != sha256.Size*2 {
+		return errors.New("authreq: binding must be a hex SHA-256")
+	}
+	if _, err := hex.DecodeString(bindingHash); err != nil {
+		return errors.New("authreq: binding must be a hex SHA-256")
+	}
+	_, err := r.Update(ctx, id, func(ar *AuthRequest) error {
+		switch {
+		case ar.Binding == "":
+			ar.Binding = bindingHash
+			return nil
+		case subtle.ConstantTimeCompare([]byte(ar.Binding), []byte(bindingHash)) == 1:
+			return ErrUnchanged // a binding never changes once set
+		}
+		return ErrBound
+	})
+	return err
+}
+
+// Complete records a finished sign-in and the consent given, once.
+func (r *Repo) Complete(ctx context.Context, id string, c Completion) (*AuthRequest, error) {
+	if c.AccountID == "" {
+		return nil, errors.New("authreq: completion without an account")
+	}
+	return r.Update(ctx, id, func(ar *AuthRequest) error {
+		if ar.Completed {
+			return ErrDone
+		}
+		now := r.now().UTC()
+		ar.AccountID = c.AccountID
+		ar.Subject = c.Subject
+		ar.ACR = c.ACR
+		ar.AMR = slices.Clone(c.AMR)
+		ar.AuthTime = c.Time.UTC()
+		if c.Time.IsZero() {
+			ar.AuthTime = now
+		}
+		ar.Granted = slices.Clone(c.Granted)
+		ar.Completed = true
+		ar.DoneAt = now
+		return nil
+	})
+}
+
+// Keep rewrites the request with a new lifetime: once its code is minted
+// it only has to outlive the code, and a sign-in that finished just before
+// the request's own expiry must still be exchangeable.
+func (r *Repo) Keep(ctx context.Context, ar *AuthRequest, ttl time.Duration) error {
+	b, err := json.Marshal(ar)
+	if err != nil {
+		return err
+	}
+	if err := r.kv.Set(ctx, key(ar.ID), b, ttl); err != nil {
+		return fmt.Errorf("authreq: store: %w", err)
+	}
+	return nil
+}
+
+// Delete removes a request; a missing one is not an error.
+func (r *Repo) Delete(ctx context.Context, id string) error {
+	return r.kv.Delete(ctx, key(id))
+}

@@ -1,0 +1,113 @@
+package clients
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Key sets of private_key_jwt clients registered with a jwks_uri
+// (RFC 7591 §2) are fetched on first use and cached briefly, so that an RP
+// rotating its keys is picked up within minutes while a burst of token
+// requests costs one fetch.
+const (
+	jwksURITTL      = 5 * time.Minute
+	jwksURIRetry    = 30 * time.Second // minimum gap between refetches on a kid miss
+	jwksURIMaxBytes = 64 << 10
+	jwksURITimeout  = 10 * time.Second
+	jwksURIMaxSets  = 1024
+)
+
+type jwksCache struct {
+	mu      sync.Mutex
+	entries map[string]jwksEntry
+}
+
+type jwksEntry struct {
+	keys    []jose.JSONWebKey
+	fetched time.Time
+}
+
+// AssertionKeys are the keys a client assertion of e may be signed with:
+// the inline ones, or those served at its jwks_uri. When kid is set and
+// missing from a cached set, the set is refetched (at most every
+// jwksURIRetry), which is how an RP's new key becomes usable.
+func (r *Resolver) AssertionKeys(ctx context.Context, e *Entry, kid string) ([]jose.JSONWebKey, error) {
+	if e.Client.AuthMethod != AuthPrivateKeyJWT {
+		return nil, errors.New("client is not registered for private_key_jwt")
+	}
+	if len(e.Keys) > 0 || e.Registry == nil || e.Registry.JWKSURI == "" {
+		return e.Keys, nil
+	}
+	return r.keysFromURI(ctx, e.Registry.JWKSURI, kid)
+}
+
+func (r *Resolver) keysFromURI(ctx context.Context, uri, kid string) ([]jose.JSONWebKey, error) {
+	c := &r.jwks
+	now := r.now()
+	c.mu.Lock()
+	e, ok := c.entries[uri]
+	c.mu.Unlock()
+	fresh := ok && now.Sub(e.fetched) < jwksURITTL
+	if fresh && (kid == "" || hasKID(e.keys, kid) || now.Sub(e.fetched) < jwksURIRetry) {
+		return e.keys, nil
+	}
+	keys, err := r.fetchJWKS(ctx, uri)
+	if err != nil {
+		if fresh {
+			return e.keys, nil // keep serving the last good set within its TTL
+		}
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.entries == nil || len(c.entries) >= jwksURIMaxSets {
+		c.entries = map[string]jwksEntry{}
+	}
+	c.entries[uri] = jwksEntry{keys: keys, fetched: now}
+	c.mu.Unlock()
+	return keys, nil
+}
+
+func hasKID(keys []jose.JSONWebKey, kid string) bool {
+	for _, k := range keys {
+		if k.KeyID == kid {
+			return true
+		}
+	}
+	return false
+}
+
+// fetchJWKS downloads a key set: https only outside development, no
+// redirects, bounded size and time, public signing keys only.
+func (r *Resolver) fetchJWKS(ctx context.Context, uri string) ([]jose.JSONWebKey, error) {
+	u, err := url.Parse(uri)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(r.dev && u.Scheme == "http")) {
+		return nil, errors.New("jwks_uri must be an absolute https URL")
+	}
+	body, err := fetchDocument(ctx, r.hc, uri, "jwks_uri", "application/json, application/jwk-set+json", jwksURIMaxBytes, jwksURITimeout)
+	if err != nil {
+		return nil, err
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, errors.New("jwks_uri document is not a JSON Web Key Set")
+	}
+	var keys []jose.JSONWebKey
+	for _, k := range set.Keys {
+		if !k.Valid() || !k.IsPublic() {
+			return nil, errors.New("jwks_uri document holds a non-public or invalid key")
+		}
+		if k.Use == "" || k.Use == "sig" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("jwks_uri document has no signing keys")
+	}
+	return keys, nil
+}

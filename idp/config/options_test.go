@@ -1,0 +1,110 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/watashi-id/watashi/idp/store"
+)
+
+// TestOpenStore: the store-only commands get the store rules and nothing
+// else: a config without secrets or PKI files still opens its store, and a
+// store the production rules refuse is not opened.
+func TestOpenStore(t *testing.T) {
+	const noSecrets = "issuer: https://id.example.jp\npki:\n  revocation:\n    mode: \"off\"\n"
+	tests := []struct {
+		name, yaml string
+		dev        bool
+		err        string // prefix of the error; "" opens a memory store
+	}{
+		{"memory under --dev", noSecrets, true, ""},
+		{"dev file under --dev", noSecrets + "dev: true\n", true, ""},
+		{"memory outside --dev", noSecrets, false, "store.type: memory"},
+		{"dev file without --dev", noSecrets + "dev: true\nstore: {type: redis, redis: {addrs: [127.0.0.1:1]}}\n", false, "dev: true requires the --dev flag"},
+		{"unknown store", noSecrets + "store: {type: etcd}\n", true, "store.type: \"etcd\""},
+		{"redis without addrs", noSecrets + "store: {type: redis}\n", true, "store.redis.addrs: at least one"},
+		{"redis password file missing", noSecrets + "store: {type: redis, redis: {addrs: [127.0.0.1:1], password_file: nope.pass}}\n", true, "store.redis.password_file: open"},
+		// Nothing listens on port 1: the Ping fails, after validation passed.
+		{"redis unreachable", noSecrets + "store: {type: redis, redis: {addrs: [127.0.0.1:1], timeout: 200ms}}\n", false, "store unreachable:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig([]byte(tt.yaml), t.TempDir(), noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			kv, err := c.OpenStore(ctx, tt.dev)
+			if tt.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer kv.Close()
+				if _, ok := kv.(*store.Memory); !ok {
+					t.Fatalf("store %T", kv)
+				}
+				return
+			}
+			if err == nil {
+				kv.Close()
+				t.Fatalf("opened; want %q", tt.err)
+			}
+			if errs := joined(err); len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), tt.err) {
+				t.Fatalf("err %q, want one starting %q", errs, tt.err)
+			}
+		})
+	}
+}
+
+// TestNewLogger: the configured level and format, and JSON by default.
+func TestNewLogger(t *testing.T) {
+	tests := []struct {
+		level, format string
+		json          bool
+		debug, warn   bool // which of a debug and a warn line appear
+	}{
+		{"", "", true, false, true},
+		{"debug", "text", false, true, true},
+		{"WARN", "json", true, false, true},
+		{"error", "", true, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.level+"/"+tt.format, func(t *testing.T) {
+			c := &Config{Log: LogConfig{Level: tt.level, Format: tt.format}}
+			var buf bytes.Buffer
+			l := c.NewLogger(&buf)
+			l.Debug("debug-line")
+			l.Warn("warn-line")
+			out := buf.String()
+			if strings.Contains(out, "debug-line") != tt.debug || strings.Contains(out, "warn-line") != tt.warn {
+				t.Fatalf("level %q logged %q", tt.level, out)
+			}
+			if tt.warn {
+				first := strings.SplitN(out, "\n", 2)[0]
+				if json.Valid([]byte(first)) != tt.json {
+					t.Fatalf("format %q logged %q", tt.format, first)
+				}
+			}
+		})
+	}
+}
+
+// TestWhitelistAdminOff: the admin API needs the whitelist and both of
+// its settings; anything less leaves it off.
+func TestWhitelistAdminOff(t *testing.T) {
+	for _, w := range []WhitelistConfig{
+		{AdminListen: "127.0.0.1:9200", AdminTokenHashFile: "/etc/watashi/admin.hash"},
+		{Enabled: true, AdminListen: "127.0.0.1:9200"},
+		{Enabled: true, AdminTokenHashFile: "/etc/watashi/admin.hash"},
+	} {
+		c := &Config{Whitelist: w}
+		if l, h := c.WhitelistAdmin(); l != "" || h != "" {
+			t.Errorf("%+v: admin API on at %q with %q", w, l, h)
+		}
+	}
+}

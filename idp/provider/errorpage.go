@@ -1,0 +1,50 @@
+package provider
+
+import (
+	"html/template"
+	"net/http"
+
+	"github.com/watashi-id/watashi/idp/web"
+)
+
+// Protocol errors that must not be redirected to the RP: the client or
+// the redirect URI cannot be trusted with the answer.
+var errorMessages = map[string][2]string{ // code -> {ja, en}
+	"bad_request":          {"リクエストが正しくありません。", "The request is not valid."},
+	"unknown_client":       {"このサービスは登録されていません。", "This service is not registered with us."},
+	"client_not_allowed":   {"このサービスは現在、このサインインを利用できません。サービスの提供者にお問い合わせください。", "This service is not currently allowed to use this sign-in. Please contact the service provider."},
+	"invalid_redirect_uri": {"このサービスの戻り先が登録と一致しません。", "This service's return address does not match its registration."},
+	"unknown_request":      {"サインイン要求が見つからないか、期限切れです。利用中のサービスからやり直してください。", "The sign-in request was not found or has expired. Please start again from the service you were using."},
+	"foreign_browser":      {"このサインインは別のブラウザで開始されました。そちらで続けるか、サービスからやり直してください。", "This sign-in was started in another browser. Continue there, or start again from the service."},
+}
+
+var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
+<html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>エラー / Error - Watashi</title></head>
+<body><main>
+<h1>エラー / Error</h1>
+<p lang="ja">{{.JA}}</p>
+<p lang="en">{{.EN}}</p>
+{{if .RequestID}}<p><small>参照番号 / Reference: <code>{{.RequestID}}</code></small></p>{{end}}
+</main></body></html>
+`))
+
+// errorPage shows a protocol error that must not be redirected to the RP.
+// It never has a Location header.
+func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, status int, code string) {
+	msg, ok := errorMessages[code]
+	if !ok {
+		msg = errorMessages["bad_request"]
+	}
+	h := w.Header()
+	h.Del("Location")
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	web.NoStore(h)
+	w.WriteHeader(status)
+	id := web.RequestID(r.Context())
+	if !web.ValidRequestID(id) {
+		id = ""
+	}
+	_ = errorPage.Execute(w, struct{ JA, EN, RequestID string }{msg[0], msg[1], id})
+	s.log.InfoContext(r.Context(), "authorization error page", "code", code, "status", status)
+}

@@ -1,0 +1,17 @@
+// Package session is the resident's single sign-on session in one browser:
+// the result of the last sign-in, reused by later auth requests until it
+// expires or the resident signs out, and the decision whether it may answer
+// a given request (prompt, max_age, acr_values, the subject the RP insists
+// on).
+//
+// The cookie holds 256 random bits; the store keys the record by their
+// SHA-256, so a copy of the store does not yield usable cookies. The
+// cookie has no Max-Age: closing the browser ends the session, the safer
+// default on the shared computers of libraries and city halls. Starting a
+// session always makes a new cookie value, never reusing one the browser
+// sent, which rules out session fixation.
+//
+// Signing out goes through /logout, which the end-session endpoint reaches
+// with a destination it validated; SignNext and VerifyNext make that
+// destination tamper-proof, so /logout is never an open redirect.
+package session

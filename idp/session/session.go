@@ -1,0 +1,218 @@
+package session
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/internal/ids"
+	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/web"
+)
+
+// Session is one browser's sign-in.
+type Session struct {
+	AccountID string    `json:"account_id"`
+	AuthTime  time.Time `json:"auth_time"`
+	ACR       string    `json:"acr"`
+	AMR       []string  `json:"amr"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Authentication is the sign-in the session carries.
+func (s *Session) Authentication() authreq.Authentication {
+	return authreq.Authentication{AccountID: s.AccountID, ACR: s.ACR, AMR: slices.Clone(s.AMR), Time: s.AuthTime}
+}
+
+// KV is the part of the store sessions use.
+type KV interface {
+	Get(ctx context.Context, key string) ([]byte, error)
+	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
+	Delete(ctx context.Context, keys ...string) error
+}
+
+// Manager keeps sessions.
+type Manager struct {
+	kv   KV
+	web  *web.Kit
+	ttl  time.Duration
+	key  []byte
+	log  *slog.Logger
+	now  func() time.Time
+	name string
+}
+
+// New returns a Manager whose sessions last ttl. key authenticates the
+// signed logout destinations (the cookie key).
+func New(kv KV, k *web.Kit, ttl time.Duration, key []byte) *Manager {
+	return &Manager{kv: kv, web: k, ttl: ttl, key: slices.Clone(key), log: k.Logger(), now: k.Now, name: k.CookieName("sess")}
+}
+
+func recordKey(hash string) string { return "sess:" + hash }
+
+// cookieMax bounds the cookie value we are willing to hash.
+const cookieMax = 128
+
+// Current returns the browser's valid session, if any. A store failure
+// reads as "no session" (the resident signs in again) and is logged.
+func (m *Manager) Current(r *http.Request) (*Session, bool) {
+	c, err := r.Cookie(m.name)
+	if err != nil || c.Value == "" || len(c.Value) > cookieMax {
+		return nil, false
+	}
+	b, err := m.kv.Get(r.Context(), recordKey(ids.Hash(c.Value)))
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			m.log.WarnContext(r.Context(), "session lookup failed", "error", err)
+		}
+		return nil, false
+	}
+	var sess Session
+	if err := json.Unmarshal(b, &sess); err != nil || sess.AccountID == "" {
+		return nil, false
+	}
+	if !m.now().Before(sess.ExpiresAt) {
+		return nil, false
+	}
+	return &sess, true
+}
+
+// Start stores a new session for a finished sign-in and sets its cookie.
+func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, a authreq.Authentication) (*Session, error) {
+	now := m.now().UTC()
+	sess := &Session{
+		AccountID: a.AccountID,
+		AuthTime:  a.Time,
+		ACR:       a.ACR,
+		AMR:       slices.Clone(a.AMR),
+		CreatedAt: now,
+		ExpiresAt: now.Add(m.ttl),
+	}
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return nil, err
+	}
+	v := ids.Long()
+	if err := m.kv.Set(ctx, recordKey(ids.Hash(v)), b, m.ttl); err != nil {
+		return nil, fmt.Errorf("session: store: %w", err)
+	}
+	m.web.SetCookie(w, m.name, v, 0)
+	return sess, nil
+}
+
+// End deletes the browser's session record and cookie.
+func (m *Manager) End(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(m.name); err == nil && c.Value != "" && len(c.Value) <= cookieMax {
+		if err := m.kv.Delete(r.Context(), recordKey(ids.Hash(c.Value))); err != nil {
+			m.log.WarnContext(r.Context(), "session record not deleted", "error", err)
+		}
+	}
+	m.web.ClearCookie(w, m.name)
+}
+
+// ACRJPKI is the acr of a JPKI certificate sign-in: "aal3", the Digital
+// Agency's value for a hardware-bound key unlocked by PIN or biometrics.
+const ACRJPKI = "aal3"
+
+// acrLevels orders the acr values we understand; requested values we do
+// not know are ignored (OIDC Core §3.1.2.1: acr_values is voluntary).
+var acrLevels = map[string]int{"aal1": 1, "aal2": 2, "aal3": 3}
+
+// ACRSatisfies reports whether a sign-in of acr meets the lowest known
+// requested value.
+func ACRSatisfies(acr string, requested []string) bool {
+	need := 0
+	for _, v := range requested {
+		if l, ok := acrLevels[v]; ok && (need == 0 || l < need) {
+			need = l
+		}
+	}
+	return need == 0 || acrLevels[acr] >= need
+}
+
+// Satisfies decides whether sess may answer ar without a new sign-in:
+// max_age, acr_values and the subject the RP insists on (subject computes
+// the session's sub for the request's client, or fails). A session that
+// signed in after the request was made is fresh for it whatever max_age
+// says (prompt=login sets max_age to 0, and the sign-in just done for that
+// request must count).
+func Satisfies(ar *authreq.AuthRequest, sess *Session, now time.Time, subject func(accountID string) (string, error)) bool {
+	fresh := !sess.AuthTime.Before(ar.CreatedAt)
+	if !fresh {
+		if ar.HasPrompt("login") {
+			return false
+		}
+		if ar.MaxAge != nil && now.Sub(sess.AuthTime) > time.Duration(*ar.MaxAge)*time.Second {
+			return false
+		}
+	}
+	if !ACRSatisfies(sess.ACR, ar.ACRValues) {
+		return false
+	}
+	if ar.HintSubject != "" {
+		sub, err := subject(sess.AccountID)
+		if err != nil || sub != ar.HintSubject {
+			return false
+		}
+	}
+	return true
+}
+
+// LogoutPath is the page that ends the browser's session, reached from
+// the end-session endpoint with a signed destination.
+const LogoutPath = "/logout"
+
+// nextTTL bounds how long a signed /logout?next= link works.
+const nextTTL = 10 * time.Minute
+
+func (m *Manager) nextMAC(payload string) []byte {
+	h := hmac.New(sha256.New, m.key)
+	h.Write([]byte("watashi logout next\x00"))
+	h.Write([]byte(payload))
+	return h.Sum(nil)
+}
+
+// SignNext binds a validated post-logout destination and an expiry.
+func (m *Manager) SignNext(next string) string {
+	payload := strconv.FormatInt(m.now().Add(nextTTL).Unix(), 10) + "|" + next
+	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." +
+		base64.RawURLEncoding.EncodeToString(m.nextMAC(payload))
+}
+
+// VerifyNext returns the destination signed by SignNext, or false when the
+// value was not made by us or has expired.
+func (m *Manager) VerifyNext(next string) (string, bool) {
+	p, mac64, ok := strings.Cut(next, ".")
+	if !ok || len(next) > 4096 {
+		return "", false
+	}
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(p)
+	if err != nil {
+		return "", false
+	}
+	mac, err := base64.RawURLEncoding.Strict().DecodeString(mac64)
+	if err != nil || !hmac.Equal(mac, m.nextMAC(string(payload))) {
+		return "", false
+	}
+	exp, dest, ok := strings.Cut(string(payload), "|")
+	if !ok {
+		return "", false
+	}
+	unix, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || !m.now().Before(time.Unix(unix, 0)) {
+		return "", false
+	}
+	return dest, true
+}

@@ -1,0 +1,518 @@
+package signin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"rsc.io/qr"
+
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/web"
+)
+
+func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	ar, ok := h.requests.LoadForPage(w, r, h.web, q.Get("id"))
+	if !ok {
+		return
+	}
+	lang := h.web.Lang(w, r, ar.UILocales)
+	binding := authreq.EnsureBinding(h.web, w, r)
+	if err := h.requests.Bind(ctx, ar.ID, binding); err != nil {
+		switch {
+		case errors.Is(err, authreq.ErrBound):
+			h.web.ErrorPage(w, r, lang, http.StatusForbidden, "foreign_browser")
+		case errors.Is(err, store.ErrNotFound):
+			h.web.ErrorPage(w, r, lang, http.StatusBadRequest, "unknown_request")
+		default:
+			h.log.ErrorContext(ctx, "bind auth request", "error", err)
+			h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+		}
+		return
+	}
+
+	sess, hasSess := h.sessions.Current(r)
+	sessionOK := hasSess && h.satisfies(ctx, ar, sess)
+	if ar.HasPrompt(oidc.PromptNone) {
+		// No UI may be shown: the session answers, or the RP hears
+		// login_required. Consent decides consent_required.
+		if !sessionOK {
+			h.requests.Fail(w, r, ar, oidc.ErrLoginRequired(), h.log)
+			return
+		}
+		h.signedIn(w, r, ar)
+		return
+	}
+	purpose := q.Get("purpose")
+	if q.Get("tx") == "" && purpose == "" && sessionOK && !ar.HasPrompt(oidc.PromptLogin) {
+		h.signedIn(w, r, ar)
+		return
+	}
+
+	if id := q.Get("tx"); id != "" {
+		tx, _, err := h.txs.load(ctx, id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			h.log.ErrorContext(ctx, "load transaction", "error", err)
+			h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+			return
+		}
+		if err == nil && tx.AuthRequestID == ar.ID && sameBinding(binding, tx.Binding) {
+			h.renderLogin(w, r, ar, tx, lang)
+			return
+		}
+		// Gone (past its grace period) or not ours: open a new one.
+	}
+	if purpose != purposeProofing {
+		purpose = purposeSignin
+	}
+	notice := q.Get("notice")
+	if !slices.Contains(loginNotices, notice) {
+		notice = ""
+	}
+	if !h.web.Allow(ctx, "signin_tx", h.web.ClientIP(r).String(), txCreatePerIP, walletRateWindow) {
+		h.web.ErrorPage(w, r, lang, http.StatusTooManyRequests, "rate_limited")
+		return
+	}
+	sessionAccount := ""
+	if purpose == purposeProofing && hasSess {
+		// Signed in: a proofing re-links renewed certificates to this
+		// account instead of creating another.
+		sessionAccount = sess.AccountID
+	}
+	tx, err := h.createTx(ctx, ar, binding, purpose, sessionAccount, notice)
+	if err != nil {
+		h.log.ErrorContext(ctx, "create transaction", "error", err)
+		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+		return
+	}
+	http.Redirect(w, r, authreq.LoginURL(ar.ID, append([]string{"tx", tx.ID}, web.KeepLang(r)...)...), http.StatusSeeOther)
+}
+
+// loginView is the login page's data.
+type loginView struct {
+	RP             string
+	RPPurpose      string
+	Purpose        string
+	Claims         []string
+	State          string
+	Reason         string
+	Code           string
+	QRImage        string
+	TxURL          string
+	AppLink        template.URL // watashi:// is not a scheme html/template trusts
+	FallbackLink   template.URL
+	ExpiresAt      string
+	RefreshURL     string
+	RefreshAttr    template.HTMLAttr
+	RefreshSeconds int
+	RotateSeconds  int
+	StatusURL      string
+	EventsURL      string
+	FinishURL      string
+	CSRF           string
+	SwitchURL      string
+	ProofingURL    string
+	RetryURL       string
+	// Notice says why the resident is here (stale_facts: prove again).
+	Notice string
+	// Languages is the language switch: this very page in each language.
+	Languages []web.LangLink
+}
+
+// loginNotices are the notices a redirect may ask the login page to show;
+// anything else is ignored.
+var loginNotices = []string{authreq.NoticeStaleFacts, authreq.NoticeNoFacts}
+
+// qrLinks are the rotating parts of the page.
+type qrLinks struct {
+	Image    string `json:"image"`
+	TxURL    string `json:"tx_url"`
+	AppLink  string `json:"app_link"`
+	Fallback string `json:"fallback"`
+}
+
+func (h *Handler) qrLinks(tx *signinTx) qrLinks {
+	w := qrWindowAt(h.web.Now())
+	txu := h.txs.url(tx.ID, w)
+	l := qrLinks{
+		Image:    "/login/tx/" + url.PathEscape(tx.ID) + "/qr.png?w=" + fmt.Sprint(w),
+		TxURL:    txu,
+		AppLink:  "watashi://sign?tx=" + url.QueryEscape(txu),
+		Fallback: strings.TrimSuffix(h.web.Issuer(), "/") + "/wallet/open?tx=" + url.QueryEscape(txu),
+	}
+	if h.demoWallet != "" {
+		demo := h.demoWallet + "?tx=" + url.QueryEscape(txu)
+		l.AppLink, l.Fallback = demo, demo
+	}
+	return l
+}
+
+func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, ar *authreq.AuthRequest, tx *signinTx, lang string) {
+	state := tx.displayState(h.web.Now())
+	if state == txFinished {
+		h.signedIn(w, r, ar)
+		return
+	}
+	base := "/login/tx/" + url.PathEscape(tx.ID)
+	v := loginView{
+		RP:             tx.ClientName,
+		RPPurpose:      tx.ClientPurpose,
+		Purpose:        tx.Purpose,
+		Claims:         tx.Claims,
+		State:          state,
+		Reason:         tx.Reason,
+		Code:           tx.Code,
+		ExpiresAt:      tx.ExpiresAt.In(web.JST).Format("15:04"),
+		RefreshURL:     authreq.LoginURL(ar.ID, append([]string{"tx", tx.ID}, web.KeepLang(r)...)...),
+		RefreshSeconds: int(qrWindow / time.Second),
+		RotateSeconds:  int(qrWindow / time.Second),
+		StatusURL:      base + "/status",
+		EventsURL:      base + "/events",
+		FinishURL:      base + "/finish",
+		ProofingURL:    authreq.LoginURL(ar.ID, "purpose", purposeProofing),
+		RetryURL:       authreq.LoginURL(ar.ID, "purpose", tx.Purpose),
+		Notice:         tx.Notice,
+		Languages:      web.LangLinks(&url.URL{Path: r.URL.Path, RawQuery: r.URL.RawQuery}, lang),
+	}
+	v.RefreshAttr = template.HTMLAttr(fmt.Sprintf(`content="%d;url=%s"`, v.RefreshSeconds, html.EscapeString(v.RefreshURL)))
+	if tx.Purpose == purposeSignin {
+		v.SwitchURL = authreq.LoginURL(ar.ID, "purpose", purposeProofing)
+	} else {
+		v.SwitchURL = authreq.LoginURL(ar.ID, "purpose", purposeSignin)
+	}
+	switch state {
+	case txPending:
+		l := h.qrLinks(tx)
+		v.QRImage, v.TxURL = l.Image, l.TxURL
+		v.AppLink, v.FallbackLink = template.URL(l.AppLink), template.URL(l.Fallback)
+		v.CSRF = h.web.CSRFToken(w, r)
+	case txVerified:
+		v.CSRF = h.web.CSRFToken(w, r)
+	case txExpired:
+		v.Reason = codeExpiredTransaction
+	}
+	h.web.Render(w, r, http.StatusOK, "login.html", lang, v)
+}
+
+// txForBrowser loads the transaction named in the path and checks that
+// this browser owns it. It writes the JSON error itself.
+func (h *Handler) txForBrowser(w http.ResponseWriter, r *http.Request) (*signinTx, []byte, bool) {
+	tx, raw, err := h.txs.load(r.Context(), r.PathValue("id"))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		h.walletError(w, txBad(http.StatusNotFound, codeUnknownTransaction, "no such transaction"))
+		return nil, nil, false
+	case err != nil:
+		h.log.ErrorContext(r.Context(), "load transaction", "error", err)
+		h.walletError(w, txBad(http.StatusInternalServerError, codeServerError, "internal error"))
+		return nil, nil, false
+	case !sameBinding(authreq.BrowserBinding(h.web, r), tx.Binding):
+		h.walletError(w, txBad(http.StatusForbidden, "forbidden", "this transaction belongs to another browser"))
+		return nil, nil, false
+	}
+	return tx, raw, true
+}
+
+// txStatus is the status endpoint's answer.
+type txStatus struct {
+	State     string   `json:"state"`
+	Reason    string   `json:"reason,omitempty"`
+	ExpiresAt int64    `json:"expires_at"`
+	QR        *qrLinks `json:"qr,omitempty"`
+}
+
+func (h *Handler) txStatusOf(tx *signinTx) txStatus {
+	st := txStatus{State: tx.displayState(h.web.Now()), Reason: tx.Reason, ExpiresAt: tx.ExpiresAt.Unix()}
+	if st.State == txPending {
+		l := h.qrLinks(tx)
+		st.QR = &l
+	}
+	if st.State == txExpired {
+		st.Reason = codeExpiredTransaction
+	}
+	return st
+}
+
+func (h *Handler) handleTxStatus(w http.ResponseWriter, r *http.Request) {
+	tx, _, ok := h.txForBrowser(w, r)
+	if !ok {
+		return
+	}
+	if !h.web.Allow(r.Context(), "signin_status", tx.ID, browserStatusPerTx, h.txTTL+txGrace) {
+		h.walletError(w, txBad(http.StatusTooManyRequests, codeRateLimited, "too many status requests"))
+		return
+	}
+	web.WriteJSON(w, http.StatusOK, h.txStatusOf(tx))
+}
+
+// sseKeepAlive keeps proxies from closing an idle event stream.
+const sseKeepAlive = 15 * time.Second
+
+// handleTxEvents streams the transaction's state as server-sent events
+// ("event: state"). It subscribes before reading the state, so a change
+// in between is not lost, and it works across nodes because the change
+// is published through the store.
+func (h *Handler) handleTxEvents(w http.ResponseWriter, r *http.Request) {
+	tx, _, ok := h.txForBrowser(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	events, err := h.kv.Subscribe(ctx, txChannel(tx.ID))
+	if err != nil {
+		h.log.ErrorContext(ctx, "subscribe to transaction", "error", err)
+		h.walletError(w, txBad(http.StatusServiceUnavailable, codeServerError, "events unavailable; poll the status"))
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+
+	send := func() bool { // reports whether the stream should end
+		cur, _, err := h.txs.load(ctx, tx.ID)
+		if err != nil {
+			return true
+		}
+		st := h.txStatusOf(cur)
+		st.QR = nil
+		b, _ := json.Marshal(st)
+		if _, err := fmt.Fprintf(w, "event: state\ndata: %s\n\n", b); err != nil {
+			return true
+		}
+		_ = rc.Flush()
+		return st.State != txPending
+	}
+	if send() {
+		return
+	}
+	expiry := time.NewTimer(time.Until(tx.ExpiresAt) + time.Second)
+	defer expiry.Stop()
+	keep := time.NewTicker(sseKeepAlive)
+	defer keep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-events:
+			if !ok || send() {
+				return
+			}
+		case <-expiry.C:
+			send()
+			return
+		case <-keep.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			_ = rc.Flush()
+		}
+	}
+}
+
+// handleTxQR draws the QR code of the current window. It is an image on
+// our own origin (not a data: URL), so the page works under a strict CSP.
+func (h *Handler) handleTxQR(w http.ResponseWriter, r *http.Request) {
+	tx, _, ok := h.txForBrowser(w, r)
+	if !ok {
+		return
+	}
+	if tx.displayState(h.web.Now()) != txPending {
+		h.walletError(w, txBad(http.StatusGone, codeExpiredTransaction, "the transaction is no longer pending"))
+		return
+	}
+	win := qrWindowAt(h.web.Now())
+	png, err := qrPNGs.png(h.txs.url(tx.ID, win), win)
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "qr encode", "error", err)
+		h.walletError(w, txBad(http.StatusInternalServerError, codeServerError, "internal error"))
+		return
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", "image/png")
+	hdr.Set("Cache-Control", "no-store")
+	_, _ = w.Write(png)
+}
+
+// qrPNGCacheSize bounds the QR image cache: the codes of the
+// transactions shown in the last window or two on a busy instance.
+const qrPNGCacheSize = 256
+
+// qrPNGCache keeps encoded QR images by their exact payload. A page
+// reloads its image every window and the status poll may too, while the
+// payload (the transaction URL with the window's token) changes only
+// once a window; encoding and compressing it is most of the handler's
+// cost. The payload alone decides the image, so the cache holds nothing
+// a request could not recompute, and it is shared by every Server.
+type qrPNGCache struct {
+	mu sync.Mutex
+	m  map[string]qrPNGEntry
+}
+
+type qrPNGEntry struct {
+	window int64
+	png    []byte
+}
+
+var qrPNGs qrPNGCache
+
+// png returns the PNG of payload, shown in QR window win. The returned
+// slice is shared and must not be modified.
+func (c *qrPNGCache) png(payload string, win int64) ([]byte, error) {
+	c.mu.Lock()
+	e, ok := c.m[payload]
+	c.mu.Unlock()
+	if ok {
+		return e.png, nil
+	}
+	code, err := qr.Encode(payload, qr.M)
+	if err != nil {
+		return nil, err
+	}
+	code.Scale = 6
+	b := code.PNG()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]qrPNGEntry)
+	}
+	if len(c.m) >= qrPNGCacheSize {
+		// Codes of past windows are never asked for again (a wallet may
+		// still scan the previous one from a screen, but the page asks
+		// for the current one).
+		for k, old := range c.m {
+			if old.window < win-1 {
+				delete(c.m, k)
+			}
+		}
+		for k := range c.m { // still full: an arbitrary victim
+			if len(c.m) < qrPNGCacheSize {
+				break
+			}
+			delete(c.m, k)
+		}
+	}
+	c.m[payload] = qrPNGEntry{window: win, png: b}
+	return b, nil
+}
+
+// handleTxFinish turns a verified transaction into an SSO session, once,
+// for the browser that owns it.
+func (h *Handler) handleTxFinish(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	lang := h.web.Lang(w, r, nil)
+	if !h.web.CheckCSRF(r) {
+		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "csrf")
+		return
+	}
+	tx, raw, err := h.txs.load(ctx, r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		h.web.ErrorPage(w, r, lang, http.StatusNotFound, "unknown_transaction")
+		return
+	}
+	if err != nil {
+		h.log.ErrorContext(ctx, "load transaction", "error", err)
+		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+		return
+	}
+	if !sameBinding(authreq.BrowserBinding(h.web, r), tx.Binding) {
+		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "foreign_browser")
+		return
+	}
+	ar, ok := h.requests.LoadForPage(w, r, h.web, tx.AuthRequestID)
+	if !ok {
+		return
+	}
+	lang = h.web.Lang(w, r, ar.UILocales)
+	switch tx.State {
+	case txFinished:
+		h.signedIn(w, r, ar)
+		return
+	case txVerified:
+	default:
+		h.web.ErrorPage(w, r, lang, http.StatusConflict, "not_verified")
+		return
+	}
+	done := *tx
+	done.State = txFinished
+	if _, ok, err := h.txs.swap(ctx, raw, &done); err != nil {
+		h.log.ErrorContext(ctx, "finish transaction", "error", err)
+		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+		return
+	} else if !ok {
+		// A concurrent finish (double click) won; it made the session.
+		h.signedIn(w, r, ar)
+		return
+	}
+	if _, err := h.sessions.Start(ctx, w, tx.Result.authentication()); err != nil {
+		h.log.ErrorContext(ctx, "start session", "error", err)
+		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+		return
+	}
+	h.signedIn(w, r, ar)
+}
+
+type signedOutView struct{ Next string }
+
+// handleLogout ends the SSO session. next is a destination the provider
+// validated and signed at end_session; anything else is ignored, so this
+// page is no open redirect.
+//
+// It is a GET because end_session redirects here. A browser marks
+// subresource loads (an <img> on another site) with a Sec-Fetch-Mode other
+// than "navigate"; those are refused, so another page cannot sign the
+// resident out behind their back.
+func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
+	lang := h.web.Lang(w, r, nil)
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" && mode != "navigate" {
+		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "bad_request")
+		return
+	}
+	h.sessions.End(w, r)
+	if next := r.URL.Query().Get("next"); next != "" {
+		if dest, ok := h.sessions.VerifyNext(next); ok {
+			http.Redirect(w, r, dest, http.StatusSeeOther)
+			return
+		}
+	}
+	h.web.Render(w, r, http.StatusOK, "signedout.html", lang, signedOutView{})
+}
+
+type openAppView struct {
+	AppLink  template.URL
+	PhoneURL string
+}
+
+// handleWalletOpen is the https fallback of the app link: with the app
+// installed the OS opens it instead (universal / app links); without, the
+// resident lands here. Only our own transaction URLs are accepted.
+func (h *Handler) handleWalletOpen(w http.ResponseWriter, r *http.Request) {
+	lang := h.web.Lang(w, r, nil)
+	tx := r.URL.Query().Get("tx")
+	prefix := strings.TrimSuffix(h.web.Issuer(), "/") + WalletTxPath
+	if !strings.HasPrefix(tx, prefix) || len(tx) > 512 {
+		h.web.ErrorPage(w, r, lang, http.StatusBadRequest, "bad_request")
+		return
+	}
+	v := openAppView{AppLink: template.URL("watashi://sign?tx=" + url.QueryEscape(tx))}
+	if h.demoWallet != "" {
+		v.PhoneURL = h.demoWallet + "?tx=" + url.QueryEscape(tx)
+	}
+	h.web.Render(w, r, http.StatusOK, "openapp.html", lang, v)
+}
