@@ -23,6 +23,7 @@ import (
 	"github.com/watashi-id/watashi/idp/demorp"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
+	"github.com/watashi-id/watashi/idp/web"
 	"github.com/watashi-id/watashi/pkibridge"
 	"github.com/watashi-id/watashi/pkibridge/jpkisim"
 	"github.com/watashi-id/watashi/whitelist"
@@ -232,6 +233,8 @@ func runDemo(ctx context.Context, addr string, stdout, stderr io.Writer) error {
 		return &exitError{code: exitUsage, err: fmt.Errorf("demo: %w", err)}
 	}
 	defer d.store.Close()
+	// The OIDC library logs through slog's default logger: one format.
+	slog.SetDefault(web.NewLogger(d.logs))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return &exitError{code: exitUsage, err: fmt.Errorf("demo: %w", err)}
