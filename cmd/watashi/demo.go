@@ -224,7 +224,10 @@ func (d *demo) guide(w io.Writer) {
 }
 
 func runDemo(ctx context.Context, addr string, stdout, stderr io.Writer) error {
-	d, err := newDemoWith(addr, slog.New(slog.NewTextHandler(stderr, nil)))
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	// The OIDC library logs through slog's default logger: one format.
+	slog.SetDefault(web.NewLogger(logger))
+	d, err := newDemoWith(addr, logger)
 	if err != nil {
 		var ee *exitError
 		if errors.As(err, &ee) {
@@ -233,8 +236,6 @@ func runDemo(ctx context.Context, addr string, stdout, stderr io.Writer) error {
 		return &exitError{code: exitUsage, err: fmt.Errorf("demo: %w", err)}
 	}
 	defer d.store.Close()
-	// The OIDC library logs through slog's default logger: one format.
-	slog.SetDefault(web.NewLogger(d.logs))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return &exitError{code: exitUsage, err: fmt.Errorf("demo: %w", err)}
