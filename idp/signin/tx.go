@@ -537,6 +537,9 @@ func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission
 		return nil, txBad(http.StatusBadRequest, codeInvalidRequest,
 			fmt.Sprintf("purpose %s takes %d signature(s), got %d", tx.Purpose, want, len(sub.envelopes)))
 	}
+	if e := h.admitVerification(ctx, tx); e != nil {
+		return nil, e
+	}
 
 	start := time.Now()
 	results := make([]*pkibridge.Result, 0, want)
