@@ -240,7 +240,7 @@ type walletSign struct {
 
 func (h *Handler) handleWalletGet(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !h.web.Allow(ctx, "wallet_fetch", h.web.ClientIP(r).String(), walletFetchPerIP, walletRateWindow) {
+	if !h.web.Allow(ctx, "wallet_fetch", h.web.RateKey(r), walletFetchPerIP, walletRateWindow) {
 		h.walletError(w, txBad(http.StatusTooManyRequests, codeRateLimited, "too many requests"))
 		return
 	}
@@ -294,7 +294,7 @@ func (h *Handler) handleWalletGet(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) handleWalletPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	if !h.web.Allow(ctx, "wallet_submit", h.web.ClientIP(r).String(), walletSubmitPerIP, walletRateWindow) {
+	if !h.web.Allow(ctx, "wallet_submit", h.web.RateKey(r), walletSubmitPerIP, walletRateWindow) {
 		h.walletError(w, txBad(http.StatusTooManyRequests, codeRateLimited, "too many submissions"))
 		return
 	}
