@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/url"
+	"fmt"
 	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/watashi-id/watashi/whitelist"
 )
 
 // Key sets of private_key_jwt clients registered with a jwks_uri
@@ -19,7 +21,6 @@ const (
 	jwksURITTL      = 5 * time.Minute
 	jwksURIRetry    = 30 * time.Second // minimum gap between refetches on a kid miss
 	jwksURIMaxBytes = 64 << 10
-	jwksURITimeout  = 10 * time.Second
 	jwksURIMaxSets  = 1024
 )
 
@@ -82,16 +83,13 @@ func hasKID(keys []jose.JSONWebKey, kid string) bool {
 	return false
 }
 
-// fetchJWKS downloads a key set: https only outside development, no
-// redirects, bounded size and time, public signing keys only.
+// fetchJWKS downloads a key set through the guarded fetcher (which
+// checks the URL and the address again, whatever was checked at
+// registration) and keeps its public signing keys.
 func (r *Resolver) fetchJWKS(ctx context.Context, uri string) ([]jose.JSONWebKey, error) {
-	u, err := url.Parse(uri)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && !(r.dev && u.Scheme == "http")) {
-		return nil, errors.New("jwks_uri must be an absolute https URL")
-	}
-	body, err := fetchDocument(ctx, r.hc, uri, "jwks_uri", "application/json, application/jwk-set+json", jwksURIMaxBytes, jwksURITimeout)
+	body, err := r.fetcher.Fetch(ctx, uri, whitelist.FetchOptions{Accept: "application/json, application/jwk-set+json", MaxBytes: jwksURIMaxBytes})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("jwks_uri: %w", err)
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {

@@ -59,9 +59,9 @@ func TestClientKeysFromURI(t *testing.T) {
 	now := time.Now()
 	var offset atomic.Int64
 	s := newResolver(t, Options{
-		Dev:        false,
-		HTTPClient: ts.Client(),
-		Now:        func() time.Time { return now.Add(time.Duration(offset.Load())) },
+		Dev:     false,
+		Fetcher: loopbackFetcher(ts),
+		Now:     func() time.Time { return now.Add(time.Duration(offset.Load())) },
 	})
 	ctx := context.Background()
 
@@ -100,22 +100,22 @@ func TestClientKeysFromURI(t *testing.T) {
 		t.Fatalf("kid miss while the RP is down: %v %v; want the cached set", keys, err)
 	}
 	offset.Store(int64(jwksURITTL + time.Second))
-	if _, err := s.keysFromURI(ctx, ts.URL+"/flaky", ""); err == nil || !strings.Contains(err.Error(), "status 503") {
+	if _, err := s.keysFromURI(ctx, ts.URL+"/flaky", ""); err == nil || !strings.Contains(err.Error(), "HTTP 503") {
 		t.Fatalf("past the TTL while the RP is down: %v", err)
 	}
 
 	bad := []struct{ name, uri, want string }{
 		{"http outside dev", strings.Replace(ts.URL, "https", "http", 1) + "/jwks", "https"},
-		{"relative", "/jwks", "https"},
+		{"relative", "/jwks", "absolute"},
 		{"private key material", ts.URL + "/private", "non-public"},
-		{"oversized", ts.URL + "/big", "exceeds 65536 bytes"},
+		{"oversized", ts.URL + "/big", "larger than 65536 bytes"},
 		{"not a key set", ts.URL + "/notjson", "not a JSON Web Key Set"},
-		{"server error", ts.URL + "/error", "status 500"},
-		{"redirect not followed", ts.URL + "/redirect", "status 302"},
+		{"server error", ts.URL + "/error", "HTTP 500"},
+		{"redirect not followed", ts.URL + "/redirect", "redirects are not followed"},
 		{"no keys", ts.URL + "/empty", "no signing keys"},
 		{"encryption keys only", ts.URL + "/enc", "no signing keys"},
 		{"ftp", "ftp://127.0.0.1/jwks", "https"},
-		{"no host", "https:///jwks", "https"},
+		{"no host", "https:///jwks", "no host"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,7 +139,7 @@ func TestAssertionKeys(t *testing.T) {
 		json.NewEncoder(w).Encode(set)
 	}))
 	defer ts.Close()
-	r := newResolver(t, Options{HTTPClient: ts.Client()})
+	r := newResolver(t, Options{Fetcher: loopbackFetcher(ts)})
 	ctx := context.Background()
 
 	inline := &Entry{Client: &Client{ID: "pk", AuthMethod: AuthPrivateKeyJWT}, Keys: []jose.JSONWebKey{{KeyID: "inline"}}}

@@ -10,10 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"slices"
-	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,7 +68,9 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 	}
 	o.Verifier = v
 
-	clients, err := c.clients(ctx, dev)
+	// One guarded fetcher for every URL an integrator controls.
+	o.Fetcher = whitelist.NewFetcher(whitelist.FetcherOptions{Dev: dev})
+	clients, err := c.clients(ctx, o.Fetcher, dev)
 	if err != nil {
 		return idp.Options{}, err
 	}
@@ -286,8 +286,7 @@ func readIssuer(name string) (*x509.Certificate, error) {
 	return certs[0], nil
 }
 
-func (c *Config) clients(ctx context.Context, dev bool) ([]*clients.Client, error) {
-	hc := &http.Client{Timeout: 10 * time.Second}
+func (c *Config) clients(ctx context.Context, f clients.Fetcher, dev bool) ([]*clients.Client, error) {
 	var out []*clients.Client
 	for i, cc := range c.Clients {
 		path := fmt.Sprintf("clients[%d]", i)
@@ -314,7 +313,7 @@ func (c *Config) clients(ctx context.Context, dev bool) ([]*clients.Client, erro
 			}
 			cl.JWKS = b
 		}
-		sector, err := clients.ResolveSector(ctx, &cl, hc, dev)
+		sector, err := clients.ResolveSector(ctx, &cl, f, dev)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
