@@ -31,7 +31,9 @@ type jwksCache struct {
 
 type jwksEntry struct {
 	keys    []jose.JSONWebKey
-	fetched time.Time
+	fetched time.Time // when keys were fetched; zero when no set was ever good
+	tried   time.Time // the last attempt, good or not
+	err     error     // the last attempt's failure
 }
 
 // AssertionKeys are the keys a client assertion of e may be signed with:
@@ -48,29 +50,42 @@ func (r *Resolver) AssertionKeys(ctx context.Context, e *Entry, kid string) ([]j
 	return r.keysFromURI(ctx, e.Registry.JWKSURI, kid)
 }
 
+// keysFromURI serves the cached set, and fetches at most once per
+// jwksURIRetry per URI whatever happens: anyone can send a token request
+// naming a client, and a failing or slow jwks_uri must not turn each one
+// into a fetch.
 func (r *Resolver) keysFromURI(ctx context.Context, uri, kid string) ([]jose.JSONWebKey, error) {
 	c := &r.jwks
 	now := r.now()
 	c.mu.Lock()
 	e, ok := c.entries[uri]
 	c.mu.Unlock()
-	fresh := ok && now.Sub(e.fetched) < jwksURITTL
-	if fresh && (kid == "" || hasKID(e.keys, kid) || now.Sub(e.fetched) < jwksURIRetry) {
+	fresh := ok && !e.fetched.IsZero() && now.Sub(e.fetched) < jwksURITTL
+	recent := ok && now.Sub(e.tried) < jwksURIRetry
+	switch {
+	case fresh && (kid == "" || hasKID(e.keys, kid) || recent):
 		return e.keys, nil
+	case !fresh && recent && e.err != nil:
+		return nil, e.err // failed a moment ago: not again yet
 	}
 	keys, err := r.fetchJWKS(ctx, uri)
+	c.mu.Lock()
+	if c.entries == nil || len(c.entries) >= jwksURIMaxSets {
+		c.entries = map[string]jwksEntry{}
+	}
+	cur := c.entries[uri]
+	cur.tried, cur.err = now, err
+	if err == nil {
+		cur.keys, cur.fetched = keys, now
+	}
+	c.entries[uri] = cur
+	c.mu.Unlock()
 	if err != nil {
 		if fresh {
 			return e.keys, nil // keep serving the last good set within its TTL
 		}
 		return nil, err
 	}
-	c.mu.Lock()
-	if c.entries == nil || len(c.entries) >= jwksURIMaxSets {
-		c.entries = map[string]jwksEntry{}
-	}
-	c.entries[uri] = jwksEntry{keys: keys, fetched: now}
-	c.mu.Unlock()
 	return keys, nil
 }
 

@@ -164,3 +164,53 @@ func TestAssertionKeys(t *testing.T) {
 		}
 	}
 }
+
+// A jwks_uri that fails is not fetched again for jwksURIRetry, however
+// many token requests name its client: each would otherwise cost a fetch
+// of up to the fetcher's timeout, on the word of anyone who sends a
+// client_id.
+func TestJWKSURIFailureNotHammered(t *testing.T) {
+	var hits atomic.Int64
+	var down atomic.Bool
+	down.Store(true)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	}))
+	defer ts.Close()
+	now := time.Now()
+	var offset atomic.Int64
+	r := newResolver(t, Options{Fetcher: loopbackFetcher(ts), Now: func() time.Time { return now.Add(time.Duration(offset.Load())) }})
+	ctx := context.Background()
+	for i := range 50 {
+		if _, err := r.keysFromURI(ctx, ts.URL+"/jwks", "k1"); err == nil {
+			t.Fatalf("request %d: keys from a failing jwks_uri", i)
+		}
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("50 requests fetched a failing jwks_uri %d times, want 1", n)
+	}
+	// Once the gap has passed, the RP is asked again and its recovery
+	// is seen.
+	down.Store(false)
+	offset.Store(int64(jwksURIRetry + time.Second))
+	if keys, err := r.keysFromURI(ctx, ts.URL+"/jwks", "k1"); err != nil || !hasKID(keys, "k1") || hits.Load() != 2 {
+		t.Fatalf("after the gap: %v %v, hits %d", keys, err, hits.Load())
+	}
+	// A kid nobody has, asked again and again: one refetch per gap.
+	for range 20 {
+		r.keysFromURI(ctx, ts.URL+"/jwks", "unknown")
+	}
+	offset.Store(int64(2*jwksURIRetry + 2*time.Second))
+	for range 20 {
+		r.keysFromURI(ctx, ts.URL+"/jwks", "unknown")
+	}
+	if n := hits.Load(); n != 3 {
+		t.Fatalf("kid misses fetched %d times in all, want 3", n)
+	}
+}
