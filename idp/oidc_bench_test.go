@@ -49,7 +49,9 @@ func (o *benchOP) code(clientID string) (code, verifier string) {
 	q := url.Values{"client_id": {clientID}, "response_type": {"code"}, "scope": {"openid"},
 		"redirect_uri": {redirect}, "state": {"s"}, "nonce": {"n"},
 		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}}
-	rec := o.serve(httptest.NewRequest(http.MethodGet, o.issuer+authorizePath+"?"+q.Encode(), nil))
+	areq := httptest.NewRequest(http.MethodGet, o.issuer+authorizePath+"?"+q.Encode(), nil)
+	areq.RemoteAddr = benchAddr() // many RPs' users, not one address past the rate limit
+	rec := o.serve(areq)
 	loc, _ := url.Parse(rec.Header().Get("Location"))
 	id := loc.Query().Get("id")
 	cookie := ids.Long()
