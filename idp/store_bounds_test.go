@@ -145,10 +145,16 @@ func TestAuthorizeCannotFillTheStore(t *testing.T) {
 				expectRedirectError(t, res, name != "state")
 			}
 		}
-		// A parameter given twice is refused too (RFC 6749 §3.1).
+		// A parameter given twice is refused too (RFC 6749 §3.1): at the
+		// RP, or on a page when it is the client or the redirect URI.
 		q := authorizeQuery()
 		q.Add("nonce", "again")
 		expectRedirectError(t, o.get(authorizePath+"?"+q.Encode()), true)
+		q = authorizeQuery()
+		q.Add("redirect_uri", "https://rp.example/cb")
+		if res := o.get(authorizePath + "?" + q.Encode()); res.StatusCode != http.StatusBadRequest || res.Header.Get("Location") != "" {
+			t.Errorf("redirect_uri twice: %d %q, want a 400 page", res.StatusCode, res.Header.Get("Location"))
+		}
 	})
 
 	// The record cap holds whatever JSON escaping does to values within

@@ -6,8 +6,14 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/watashi-id/watashi/idp/internal/ids"
 )
+
+// idLen is the length of the IDs Create gives.
+var idLen = len(ids.Long())
 
 // Anyone may call /authorize, and an accepted request is kept in the
 // store until it expires. These limits bound what one request can make
@@ -26,6 +32,11 @@ const (
 	// make a value grow up to sixfold ("<" is written \u003c), so the
 	// record is checked as it will be written.
 	MaxRecordBytes = 8 << 10
+	// growthBytes is kept free at creation for what the flow adds later
+	// (the binding, the account, subject, acr, amr, times, the granted
+	// claims, the code's hash), so that a request accepted at /authorize
+	// never fails its sign-in for want of room.
+	growthBytes = 1 << 10
 
 	// CreatePerAddress auth requests may be created per client address
 	// (an IPv6 /64) and CreateWindow. A resident's sign-in takes one; an
@@ -135,15 +146,31 @@ func CheckRequestSize(n int) *LimitError {
 // ErrTooLarge is returned when a record would exceed MaxRecordBytes.
 var ErrTooLarge = errors.New("authreq: the request is too large to keep")
 
-// CheckSize reports ErrTooLarge when ar would not fit in MaxRecordBytes
-// as it stands, so that a caller can refuse it before it charges a rate
-// limit; Create checks again.
+// CheckSize reports ErrTooLarge when a new request ar would not leave
+// room in MaxRecordBytes for what its sign-in adds, so that a caller can
+// refuse it before it charges a rate limit; Create checks again.
 func CheckSize(ar *AuthRequest) error {
-	b, err := json.Marshal(ar)
+	// As Create will write it: with an ID and a creation time.
+	cp := *ar
+	if cp.ID == "" {
+		cp.ID = strings.Repeat("x", idLen)
+	}
+	if cp.CreatedAt.IsZero() {
+		cp.CreatedAt = time.Date(2000, 1, 1, 0, 0, 0, 123456789, time.UTC) // the longest form
+	}
+	b, err := json.Marshal(&cp)
 	if err != nil {
 		return err
 	}
-	return checkRecord(b)
+	return checkNew(b)
+}
+
+// checkNew refuses a new record that leaves less than growthBytes free.
+func checkNew(b []byte) error {
+	if len(b) > MaxRecordBytes-growthBytes {
+		return fmt.Errorf("%w (%d bytes, at most %d for a new request)", ErrTooLarge, len(b), MaxRecordBytes-growthBytes)
+	}
+	return nil
 }
 
 // checkRecord refuses an encoded record over MaxRecordBytes.

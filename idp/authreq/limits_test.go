@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/store"
 )
 
@@ -117,5 +119,48 @@ func FuzzCheckParams(f *testing.F) {
 				t.Fatalf("%s let through: %d values, %d bytes", name, len(vs), len(vs[0]))
 			}
 		}
+	})
+}
+
+// A request accepted at the largest size a new one may have still takes
+// everything its sign-in writes into it: the binding, the completion
+// with every claim of the catalogue granted, and the code's hash.
+func TestRecordRoomForTheFlow(t *testing.T) {
+	stores(t, func(t *testing.T, kv store.KV) {
+		ctx := context.Background()
+		r := New(kv, time.Minute, nil)
+		ar := &AuthRequest{ClientID: "web", RedirectURI: "https://rp.example/cb", Scopes: []string{"openid"}, Challenge: strings.Repeat("c", 43)}
+		for CheckSize(ar) == nil {
+			ar.State += strings.Repeat("s", 16)
+		}
+		for CheckSize(ar) != nil {
+			ar.State = ar.State[1:]
+		}
+		if err := r.Create(ctx, ar); err != nil {
+			t.Fatalf("create at the limit: %v", err)
+		}
+		if raw, _ := kv.Get(ctx, "ar:"+ar.ID); len(raw) < MaxRecordBytes-growthBytes-8 {
+			t.Fatalf("created %d bytes, not at the limit of %d", len(raw), MaxRecordBytes-growthBytes)
+		}
+		if err := r.Bind(ctx, ar.ID, ids.Hash("cookie")); err != nil {
+			t.Fatalf("bind: %v", err)
+		}
+		var all []string
+		for _, c := range consent.Catalogue() {
+			all = append(all, c.Name)
+		}
+		done, err := r.Complete(ctx, ar.ID, Completion{
+			Authentication: Authentication{AccountID: ids.Long(), ACR: "aal3", AMR: []string{"hwk", "pin", "user", "sc"}, Time: time.Now()},
+			Subject:        ids.Long(), Granted: all,
+		})
+		if err != nil {
+			t.Fatalf("complete: %v", err)
+		}
+		done.CodeHash = ids.Hash("code")
+		if err := r.Keep(ctx, done, time.Minute); err != nil {
+			t.Fatalf("keep with the code: %v", err)
+		}
+		raw, _ := kv.Get(ctx, "ar:"+ar.ID)
+		t.Logf("%d bytes at creation's limit, %d at the end of the flow (cap %d)", MaxRecordBytes-growthBytes, len(raw), MaxRecordBytes)
 	})
 }

@@ -72,7 +72,7 @@ func (r *Repo) Create(ctx context.Context, ar *AuthRequest) error {
 	if err != nil {
 		return err
 	}
-	if err := checkRecord(b); err != nil {
+	if err := checkNew(b); err != nil {
 		return err
 	}
 	if err := r.kv.Set(ctx, key(ar.ID), b, r.ttl); err != nil {

@@ -44,11 +44,11 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	limit := s.checkAuthorizeLimits(w, r)
-	if limit != nil && limit.BeforeClient() {
+	if limit != nil && limit.BeforeClient() && !limit.Repeated {
 		s.errorPage(w, r, http.StatusRequestEntityTooLarge, "request_too_large")
 		return
 	}
-	if r.Form == nil {
+	if r.Form == nil || limit != nil && limit.BeforeClient() {
 		s.errorPage(w, r, http.StatusBadRequest, "bad_request")
 		return
 	}
