@@ -109,9 +109,6 @@ func NewFetcher(o FetcherOptions) *Fetcher {
 	return f
 }
 
-// Dev reports whether the fetcher follows the development rules.
-func (f *Fetcher) Dev() bool { return f.dev }
-
 // FetchOptions describe one fetch.
 type FetchOptions struct {
 	// Accept is the Accept header (default application/json).
