@@ -376,6 +376,7 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 			codes := make([]codeVerifier, b.N)
 			for i := range codes {
 				v := oauth2.GenerateVerifier()
+				br.addr = nextAddr() // one browser, many requests: past the per-address limit of /authorize
 				loginURL := br.expect(br.do(http.MethodGet, op.authURL(v), ""), http.StatusFound, "authorize").Header().Get("Location")
 				consent := br.expect(br.do(http.MethodGet, loginURL, ""), http.StatusSeeOther, "SSO").Header().Get("Location")
 				callback := br.expect(br.do(http.MethodGet, consent, ""), http.StatusSeeOther, "remembered consent").Header().Get("Location")

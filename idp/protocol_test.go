@@ -35,6 +35,7 @@ const (
 	qrWindow           = 20 * time.Second
 	maxSubmissionBytes = 256 << 10
 	walletSubmitPerTx  = 10
+	streamsPerAddress  = 8
 )
 
 // txStatus is the browser's status endpoint answer.

@@ -33,7 +33,7 @@ func (s *Server) registration() (http.Handler, error) {
 		return nil, fmt.Errorf("idp: registration endpoint: %w", err)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.web.Allow(r.Context(), "register", s.web.ClientIP(r).String(), registrationPerIP, registrationWindow) {
+		if !s.web.Allow(r.Context(), "register", s.web.RateKey(r), registrationPerIP, registrationWindow) {
 			w.Header().Set("Retry-After", fmt.Sprint(int(registrationWindow.Seconds())))
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-store")

@@ -100,9 +100,11 @@ type Options struct {
 	// address to (default X-Forwarded-For).
 	ClientIPHeader string
 
-	// HTTPClient makes the provider's outbound requests (sector documents,
-	// relying parties' jwks_uri). Default: a 10 s timeout.
-	HTTPClient *http.Client
+	// Fetcher makes the provider's requests to URLs integrators control
+	// (sector documents, relying parties' jwks_uri): https only, no
+	// redirects, bounded size and time, no internal address. Default:
+	// whitelist.NewFetcher with Dev.
+	Fetcher *whitelist.Fetcher
 
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
@@ -113,7 +115,7 @@ type Options struct {
 }
 
 // SetDefaults fills every zero duration, the logger, the metrics registry,
-// the clock and the HTTP client with their documented defaults.
+// the clock and the fetcher with their documented defaults.
 func (o *Options) SetDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -138,8 +140,8 @@ func (o *Options) SetDefaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	if o.Fetcher == nil {
+		o.Fetcher = whitelist.NewFetcher(whitelist.FetcherOptions{Dev: o.Dev})
 	}
 }
 
@@ -178,7 +180,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	var err error
 	if s.clients, err = clients.New(ctx, clients.Options{
 		Static: o.Clients, Registry: o.Registry, PairwiseKey: o.PairwiseKey,
-		Dev: o.Dev, HTTPClient: o.HTTPClient, Logger: log, Now: o.Now,
+		Dev: o.Dev, Fetcher: o.Fetcher, Logger: log, Now: o.Now,
 	}); err != nil {
 		return nil, fmt.Errorf("idp: %w", err)
 	}

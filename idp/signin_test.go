@@ -808,15 +808,19 @@ func TestWalletEndpointNegatives(t *testing.T) {
 		t.Fatalf("transaction damaged: %v", err)
 	}
 
-	// Per-transaction submission limit.
+	// Per-transaction submission limit: it counts submissions that reach
+	// the verifier (well formed, this transaction's QR token and
+	// comparison code), here garbled signatures, which leave the
+	// transaction pending.
 	_, limited := open()
-	bad := []byte(`{"signatures":[{"format":"jws","jws":"a.b.c"}],"comparison_code":"1","qr_token":"1.x"}`)
+	garbled := []byte(`{"signatures":[{"format":"jws","jws":"a.b.c"},{"format":"jws","jws":"x.y.z"}],` +
+		`"comparison_code":"` + limited.ComparisonCode + `","qr_token":"` + limited.QRToken + `"}`)
 	for i := range walletSubmitPerTx {
-		if status, code := submitRaw(t, o, limited, bad, "application/json"); status != 400 {
+		if status, code := submitRaw(t, o, limited, garbled, "application/json"); status != 400 || code != "malformed" {
 			t.Fatalf("submission %d: %d %s", i, status, code)
 		}
 	}
-	if status, code := submitRaw(t, o, limited, bad, "application/json"); status != http.StatusTooManyRequests || code != codeRateLimited {
+	if status, code := submitRaw(t, o, limited, garbled, "application/json"); status != http.StatusTooManyRequests || code != codeRateLimited {
 		t.Fatalf("submission over the limit: %d %s", status, code)
 	}
 
@@ -848,6 +852,50 @@ func TestWalletEndpointNegatives(t *testing.T) {
 				t.Fatal("wallet endpoint set a cookie")
 			}
 		})
+	}
+}
+
+// TestStrangerCannotUseUpSubmissions: whoever holds a transaction's URL
+// can post to it, but posts that never reach the verifier (not JSON, a
+// stale or foreign QR token, a wrong comparison code, the wrong number of
+// signatures) must not use up the transaction's submission limit, or a
+// stranger could make the resident's own valid signature get 429.
+func TestStrangerCannotUseUpSubmissions(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	resident := o.pki.wallet(t, factsTaro)
+	ctx := context.Background()
+	b := o.browser()
+	txID, _ := b.openTx(o.authorize("web"), authreq.PurposeProofing)
+	tx, err := walletsim.Fetch(ctx, o.ts.Client(), b.walletURL(txID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jws := `[{"format":"jws","jws":"a.b.c"},{"format":"jws","jws":"x.y.z"}]`
+	bogus := []string{
+		`{not json`,
+		`{"signatures":` + jws + `,"comparison_code":"` + tx.ComparisonCode + `","qr_token":"1.AAAA"}`,
+		`{"signatures":` + jws + `,"comparison_code":"00-00","qr_token":"` + tx.QRToken + `"}`,
+		`{"signatures":[{"format":"jws","jws":"a.b.c"}],"comparison_code":"` + tx.ComparisonCode + `","qr_token":"` + tx.QRToken + `"}`,
+		`{"signatures":[],"comparison_code":"1","qr_token":"1.x"}`,
+		`{"signatures":[{"format":"cms","cms_b64":"!!"}],"comparison_code":"1","qr_token":"1.x"}`,
+	}
+	if tx.ComparisonCode == "00-00" {
+		bogus[2] = strings.Replace(bogus[2], "00-00", "11-11", 1)
+	}
+	for i := range walletSubmitPerTx + 2 {
+		body := bogus[i%len(bogus)]
+		if status, code := submitRaw(t, o, tx, []byte(body), "application/json"); status == http.StatusOK || status == http.StatusTooManyRequests {
+			t.Fatalf("bogus post %d (%s): %d %s", i, body, status, code)
+		}
+	}
+	if _, st := b.status(txID); st.State != txPending {
+		t.Fatalf("the stranger's posts changed the transaction: %+v", st)
+	}
+	if err := resident.Submit(ctx, o.ts.Client(), tx, walletsim.FormatJWS); err != nil {
+		t.Fatalf("the resident's signature after %d bogus posts: %v", walletSubmitPerTx+2, err)
+	}
+	if _, st := b.status(txID); st.State != "verified" {
+		t.Fatalf("state after the resident's signature: %+v", st)
 	}
 }
 

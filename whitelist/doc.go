@@ -32,6 +32,18 @@
 // dropped message costs at most PollInterval), and without a working
 // subscription cached entries live only FallbackTTL (1 s).
 //
+// # Fetching integrators' URLs
+//
+// Fetcher is the one way Watashi requests a URL an integrator chose (a
+// sector identifier document, a jwks_uri key set, later logos and
+// back-channel endpoints): https only, no redirects, bounded size and
+// time, no proxy, and the address checked after DNS resolution where the
+// connection is made, against a deny list of loopback, private,
+// link-local, carrier-grade NAT, multicast, reserved and documentation
+// networks in every form (Denied). Registration applies the same rules to
+// jwks_uri, sector_identifier_uri and logo_uri; every fetch applies them
+// again.
+//
 // # Storage
 //
 // The package does not import the provider or its store: Store is the

@@ -11,6 +11,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -67,6 +68,16 @@ func (s *sectorServer) set(list ...string) {
 }
 
 func (s *sectorServer) uri() string { return s.URL + "/sector.json" }
+
+// fetcher reaches this server: the guarded Fetcher with loopback exempted
+// and the test CA trusted, as an operator with an internal integrator
+// would configure it.
+func (s *sectorServer) fetcher() *whitelist.Fetcher {
+	return whitelist.NewFetcher(whitelist.FetcherOptions{
+		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		TLS:   s.Client().Transport.(*http.Transport).TLSClientConfig,
+	})
+}
 
 // issuer signs software statements.
 type issuer struct {
@@ -127,7 +138,7 @@ func newEnv(t *testing.T, kv whitelist.Backend) *env {
 	if kv.Store == nil {
 		kv = whitelist.KVBackend(store.NewMemory(), store.ErrNotFound)
 	}
-	r, err := whitelist.New(whitelist.Options{Backend: kv, Now: e.clock.Now, HTTPClient: e.sector.Client()})
+	r, err := whitelist.New(whitelist.Options{Backend: kv, Now: e.clock.Now, Fetcher: e.sector.fetcher()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -527,12 +527,12 @@ func TestNegativeCatalogue(t *testing.T) {
 func TestSectorFetchRefusesPrivateAddresses(t *testing.T) {
 	s := newSectorServer(t)
 	s.set("https://a.ssrf.example/cb", "https://b.ssrf.example/cb")
-	r := newNode(t, memoryBackend(t)) // no HTTPClient: the default, guarded one
+	r := newNode(t, memoryBackend(t)) // no Fetcher: the default, guarded one
 	m := whitelisttest.WebMetadata(t, "a.ssrf.example")
 	m.RedirectURIs = []string{"https://a.ssrf.example/cb", "https://b.ssrf.example/cb"}
 	m.SectorIdentifierURI = s.uri()
 	_, err := r.Add(context.Background(), whitelist.AddRequest{Metadata: m, Tier: whitelist.TierBasic, Change: operator})
-	if whitelist.CodeOf(err) != whitelist.CodeInvalidClientMetadata || !strings.Contains(err.Error(), "private or loopback") {
+	if whitelist.CodeOf(err) != whitelist.CodeInvalidClientMetadata || !strings.Contains(err.Error(), "loopback, private") {
 		t.Fatalf("sector document on 127.0.0.1 fetched: %v", err)
 	}
 	if list, _ := r.List(context.Background()); len(list) != 0 {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -25,12 +24,14 @@ type Options struct {
 	// Tiers is the catalogue; nil means DefaultTiers.
 	Tiers []Tier
 	// Dev relaxes the https rules (http redirect URIs, http sector
-	// documents) and lets the sector fetch reach private addresses.
+	// documents) and lets the sector fetch reach loopback and private
+	// addresses.
 	Dev bool
-	// HTTPClient fetches sector_identifier_uri documents. The default
-	// refuses private and loopback addresses outside Dev.
-	HTTPClient *http.Client
-	Logger     *slog.Logger
+	// Fetcher gets sector_identifier_uri documents and checks the URLs
+	// Watashi will fetch later (jwks_uri, logo_uri). Default:
+	// NewFetcher with Dev.
+	Fetcher *Fetcher
+	Logger  *slog.Logger
 	// Now is the clock (tests move it to expire tokens).
 	Now func() time.Time
 	// CacheTTL bounds how long an approved client is served from memory
@@ -51,12 +52,12 @@ type Options struct {
 // check the provider runs on every request. It is safe for concurrent
 // use; several nodes share one through the backend.
 type Registry struct {
-	b          Backend
-	cat        *catalogue
-	dev        bool
-	httpClient *http.Client
-	log        *slog.Logger
-	now        func() time.Time
+	b       Backend
+	cat     *catalogue
+	dev     bool
+	fetcher *Fetcher
+	log     *slog.Logger
+	now     func() time.Time
 
 	cacheTTL, fallbackTTL, pollInterval time.Duration
 
@@ -84,12 +85,12 @@ func New(o Options) (*Registry, error) {
 		return nil, err
 	}
 	r := &Registry{
-		b: o.Backend, cat: cat, dev: o.Dev, httpClient: o.HTTPClient, log: o.Logger, now: o.Now,
+		b: o.Backend, cat: cat, dev: o.Dev, fetcher: o.Fetcher, log: o.Logger, now: o.Now,
 		cacheTTL: o.CacheTTL, fallbackTTL: o.FallbackTTL, pollInterval: o.PollInterval,
 		cache: map[string]cacheEntry{},
 	}
-	if r.httpClient == nil {
-		r.httpClient = defaultHTTPClient(o.Dev)
+	if r.fetcher == nil {
+		r.fetcher = NewFetcher(FetcherOptions{Dev: o.Dev})
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -532,6 +533,9 @@ func (r *Registry) create(ctx context.Context, m Metadata, p createParams) (*Reg
 	if e := validateMetadata(&m, tier, r.cat, r.dev); e != nil {
 		return nil, e
 	}
+	if e := r.checkFetchTargets(ctx, &m); e != nil {
+		return nil, e
+	}
 	id := p.id
 	if id == "" {
 		id = newClientID()
@@ -607,6 +611,9 @@ func (r *Registry) update(ctx context.Context, id string, m Metadata, ch Change)
 		return nil, "", &Error{Code: CodeInvalidClientMetadata, Description: "the client's tier is no longer offered; contact the operator", Err: ErrTierUnavailable}
 	}
 	if e := validateMetadata(&m, tier, r.cat, r.dev); e != nil {
+		return nil, "", e
+	}
+	if e := r.checkFetchTargets(ctx, &m); e != nil {
 		return nil, "", e
 	}
 	sector := cur.Sector

@@ -5,22 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
-	"syscall"
-	"time"
 )
 
-// Limits for fetching a sector_identifier_uri document.
-const (
-	maxSectorDocument  = 64 << 10
-	sectorFetchTimeout = 10 * time.Second
-)
+// maxSectorDocument bounds a sector_identifier_uri document.
+const maxSectorDocument = 64 << 10
 
 // nativeSectorPrefix marks the sector of a native app whose redirect URIs
 // name no web host (loopback and private-use schemes only). Any app can
@@ -28,6 +19,29 @@ const (
 // rather than one they could share with another client and correlate
 // residents through.
 const nativeSectorPrefix = "client:"
+
+// checkFetchTargets refuses, at registration, the URLs Watashi will
+// fetch later that the Fetcher would refuse then: jwks_uri (fetched at
+// the token endpoint), logo_uri and sector_identifier_uri. They are
+// checked again at every fetch, because DNS may change in between.
+func (r *Registry) checkFetchTargets(ctx context.Context, m *Metadata) *Error {
+	for _, u := range []struct{ field, val string }{
+		{"jwks_uri", m.JWKSURI}, {"sector_identifier_uri", m.SectorIdentifierURI}, {"logo_uri", m.LogoURI},
+	} {
+		if u.val == "" {
+			continue
+		}
+		if err := r.fetcher.CheckURL(ctx, u.val); err != nil {
+			reason := "cannot be fetched"
+			var fe *FetchError
+			if errors.As(err, &fe) {
+				reason = fe.Reason
+			}
+			return &Error{Code: CodeInvalidClientMetadata, Field: u.field, Description: fmt.Sprintf("%s: %s %s", u.field, quote(u.val), reason), Err: err}
+		}
+	}
+	return nil
+}
 
 // resolveSector computes the pairwise sector (OIDC Core §8.1): the host of
 // the sector_identifier_uri, whose document must list every redirect URI;
@@ -79,84 +93,20 @@ func (r *Registry) resolveSector(ctx context.Context, m *Metadata, clientID stri
 }
 
 func (r *Registry) fetchSectorDocument(ctx context.Context, uri string) ([]string, error) {
-	hc := r.httpClient
-	cp := *hc
-	// A redirect could leave https or the registered host: refuse it.
-	cp.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	if cp.Timeout == 0 || cp.Timeout > sectorFetchTimeout {
-		cp.Timeout = sectorFetchTimeout
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	body, err := r.fetcher.Fetch(ctx, uri, FetchOptions{Accept: "application/json", MaxBytes: maxSectorDocument})
 	if err != nil {
-		return nil, errors.New("is not a URL that can be fetched")
-	}
-	req.Header.Set("Accept", "application/json")
-	res, err := cp.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("could not be fetched (%s); it must be reachable over https from Watashi", fetchProblem(err))
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("answered HTTP %d; it must answer 200 with a JSON array of your redirect URIs (redirects are not followed)", res.StatusCode)
-	}
-	body, err := io.ReadAll(io.LimitReader(res.Body, maxSectorDocument+1))
-	if err != nil {
-		return nil, errors.New("could not be read to the end")
-	}
-	if len(body) > maxSectorDocument {
-		return nil, fmt.Errorf("document is larger than %d bytes", maxSectorDocument)
+		var fe *FetchError
+		if errors.As(err, &fe) {
+			if errors.Is(err, ErrFetchStatus) || errors.Is(err, ErrFetchRedirect) {
+				return nil, fmt.Errorf("%s; it must answer 200 with a JSON array of your redirect URIs", fe.Reason)
+			}
+			return nil, errors.New(fe.Reason)
+		}
+		return nil, errors.New("could not be fetched")
 	}
 	var list []string
 	if err := json.Unmarshal(body, &list); err != nil {
 		return nil, errors.New("document is not a JSON array of URI strings")
 	}
 	return list, nil
-}
-
-// fetchProblem names the failure class without echoing internal
-// addresses or resolver details to the integrator.
-func fetchProblem(err error) string {
-	var ne net.Error
-	switch {
-	case errors.Is(err, errForbiddenAddress):
-		return "its host resolves to a private or loopback address"
-	case errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case strings.Contains(err.Error(), "certificate"):
-		return "TLS certificate not trusted"
-	default:
-		return "connection failed"
-	}
-}
-
-var errForbiddenAddress = errors.New("whitelist: address not allowed")
-
-// defaultHTTPClient fetches integrators' documents. Outside development it
-// refuses to connect to loopback, private and link-local addresses: the
-// URL comes from a registration request, and Watashi must not become a
-// way to probe the operator's internal network.
-func defaultHTTPClient(dev bool) *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	if !dev {
-		d.Control = func(_, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil {
-				return errForbiddenAddress
-			}
-			a := ap.Addr().Unmap()
-			if a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
-				a.IsUnspecified() || a.IsMulticast() || a.IsInterfaceLocalMulticast() {
-				return errForbiddenAddress
-			}
-			return nil
-		}
-	}
-	tr := &http.Transport{
-		DialContext:            d.DialContext,
-		TLSHandshakeTimeout:    5 * time.Second,
-		ResponseHeaderTimeout:  5 * time.Second,
-		MaxResponseHeaderBytes: 16 << 10,
-		ForceAttemptHTTP2:      true,
-	}
-	return &http.Client{Transport: tr, Timeout: sectorFetchTimeout}
 }

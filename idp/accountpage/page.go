@@ -35,7 +35,7 @@ func (h *Handler) handleAccountLogin(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, accountURL(lang, ""), http.StatusSeeOther)
 		return
 	}
-	if !h.web.Allow(ctx, "account_login", h.web.ClientIP(r).String(), loginPerIP, loginWindow) {
+	if !h.web.Allow(ctx, "account_login", h.web.RateKey(r), loginPerIP, loginWindow) {
 		h.web.ErrorPage(w, r, lang, http.StatusTooManyRequests, "rate_limited")
 		return
 	}

@@ -22,4 +22,9 @@
 // Changes are compare-and-swap on the stored bytes, so that of two
 // concurrent transitions (two callbacks, two completions) exactly one
 // wins.
+//
+// Anyone may create a request, so limits.go bounds what one can make the
+// store hold: each parameter's length, the whole request, the encoded
+// record (checked on every write), and how many requests one client
+// address may create per minute.
 package authreq

@@ -72,6 +72,9 @@ func (r *Repo) Create(ctx context.Context, ar *AuthRequest) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNew(b); err != nil {
+		return err
+	}
 	if err := r.kv.Set(ctx, key(ar.ID), b, r.ttl); err != nil {
 		return fmt.Errorf("authreq: store: %w", err)
 	}
@@ -119,6 +122,9 @@ func (r *Repo) Update(ctx context.Context, id string, fn func(*AuthRequest) erro
 		}
 		b, err := json.Marshal(ar)
 		if err != nil {
+			return nil, err
+		}
+		if err := checkRecord(b); err != nil {
 			return nil, err
 		}
 		ok, err := r.kv.CompareAndSwap(ctx, key(id), old, b)
@@ -186,6 +192,9 @@ func (r *Repo) Complete(ctx context.Context, id string, c Completion) (*AuthRequ
 func (r *Repo) Keep(ctx context.Context, ar *AuthRequest, ttl time.Duration) error {
 	b, err := json.Marshal(ar)
 	if err != nil {
+		return err
+	}
+	if err := checkRecord(b); err != nil {
 		return err
 	}
 	if err := r.kv.Set(ctx, key(ar.ID), b, ttl); err != nil {

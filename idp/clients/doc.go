@@ -12,8 +12,9 @@
 //   - A client authenticates with an Argon2id-hashed secret
 //     (VerifySecret, which remembers recent successes so that a busy RP pays
 //     the hash once) or with private_key_jwt, whose keys are inline or
-//     fetched from its jwks_uri (AssertionKeys: cached, refetched on an
-//     unknown kid).
+//     fetched from its jwks_uri through the guarded whitelist.Fetcher
+//     (AssertionKeys: cached, refetched on an unknown kid, and asked at most
+//     once per retry gap, failures included).
 //   - Subject derives the pairwise sub of an account for the client's
 //     sector, the same value at every endpoint. The sector is fixed when the
 //     client is registered: the one host of its redirect URIs, or the host

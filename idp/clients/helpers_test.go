@@ -2,8 +2,13 @@ package clients
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"sync"
 	"testing"
+
+	"github.com/watashi-id/watashi/whitelist"
 )
 
 // Argon2 hashing is slow: the fixture secret is hashed once per test
@@ -39,4 +44,14 @@ func newResolver(t testing.TB, o Options) *Resolver {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// loopbackFetcher is the guarded fetcher with the test servers' loopback
+// network exempted and ts's certificate trusted, as an operator with an
+// internal integrator would configure it.
+func loopbackFetcher(ts *httptest.Server) *whitelist.Fetcher {
+	return whitelist.NewFetcher(whitelist.FetcherOptions{
+		Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		TLS:   ts.Client().Transport.(*http.Transport).TLSClientConfig,
+	})
 }

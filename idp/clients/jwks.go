@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/url"
+	"fmt"
 	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/watashi-id/watashi/whitelist"
 )
 
 // Key sets of private_key_jwt clients registered with a jwks_uri
@@ -19,7 +21,6 @@ const (
 	jwksURITTL      = 5 * time.Minute
 	jwksURIRetry    = 30 * time.Second // minimum gap between refetches on a kid miss
 	jwksURIMaxBytes = 64 << 10
-	jwksURITimeout  = 10 * time.Second
 	jwksURIMaxSets  = 1024
 )
 
@@ -30,7 +31,9 @@ type jwksCache struct {
 
 type jwksEntry struct {
 	keys    []jose.JSONWebKey
-	fetched time.Time
+	fetched time.Time // when keys were fetched; zero when no set was ever good
+	tried   time.Time // the last attempt, good or not
+	err     error     // the last attempt's failure
 }
 
 // AssertionKeys are the keys a client assertion of e may be signed with:
@@ -47,29 +50,42 @@ func (r *Resolver) AssertionKeys(ctx context.Context, e *Entry, kid string) ([]j
 	return r.keysFromURI(ctx, e.Registry.JWKSURI, kid)
 }
 
+// keysFromURI serves the cached set, and fetches at most once per
+// jwksURIRetry per URI whatever happens: anyone can send a token request
+// naming a client, and a failing or slow jwks_uri must not turn each one
+// into a fetch.
 func (r *Resolver) keysFromURI(ctx context.Context, uri, kid string) ([]jose.JSONWebKey, error) {
 	c := &r.jwks
 	now := r.now()
 	c.mu.Lock()
 	e, ok := c.entries[uri]
 	c.mu.Unlock()
-	fresh := ok && now.Sub(e.fetched) < jwksURITTL
-	if fresh && (kid == "" || hasKID(e.keys, kid) || now.Sub(e.fetched) < jwksURIRetry) {
+	fresh := ok && !e.fetched.IsZero() && now.Sub(e.fetched) < jwksURITTL
+	recent := ok && now.Sub(e.tried) < jwksURIRetry
+	switch {
+	case fresh && (kid == "" || hasKID(e.keys, kid) || recent):
 		return e.keys, nil
+	case !fresh && recent && e.err != nil:
+		return nil, e.err // failed a moment ago: not again yet
 	}
 	keys, err := r.fetchJWKS(ctx, uri)
+	c.mu.Lock()
+	if c.entries == nil || len(c.entries) >= jwksURIMaxSets {
+		c.entries = map[string]jwksEntry{}
+	}
+	cur := c.entries[uri]
+	cur.tried, cur.err = now, err
+	if err == nil {
+		cur.keys, cur.fetched = keys, now
+	}
+	c.entries[uri] = cur
+	c.mu.Unlock()
 	if err != nil {
 		if fresh {
 			return e.keys, nil // keep serving the last good set within its TTL
 		}
 		return nil, err
 	}
-	c.mu.Lock()
-	if c.entries == nil || len(c.entries) >= jwksURIMaxSets {
-		c.entries = map[string]jwksEntry{}
-	}
-	c.entries[uri] = jwksEntry{keys: keys, fetched: now}
-	c.mu.Unlock()
 	return keys, nil
 }
 
@@ -82,16 +98,13 @@ func hasKID(keys []jose.JSONWebKey, kid string) bool {
 	return false
 }
 
-// fetchJWKS downloads a key set: https only outside development, no
-// redirects, bounded size and time, public signing keys only.
+// fetchJWKS downloads a key set through the guarded fetcher (which
+// checks the URL and the address again, whatever was checked at
+// registration) and keeps its public signing keys.
 func (r *Resolver) fetchJWKS(ctx context.Context, uri string) ([]jose.JSONWebKey, error) {
-	u, err := url.Parse(uri)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && !(r.dev && u.Scheme == "http")) {
-		return nil, errors.New("jwks_uri must be an absolute https URL")
-	}
-	body, err := fetchDocument(ctx, r.hc, uri, "jwks_uri", "application/json, application/jwk-set+json", jwksURIMaxBytes, jwksURITimeout)
+	body, err := r.fetcher.Fetch(ctx, uri, whitelist.FetchOptions{Accept: "application/json, application/jwk-set+json", MaxBytes: jwksURIMaxBytes})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("jwks_uri: %w", err)
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {

@@ -59,9 +59,9 @@ func TestClientKeysFromURI(t *testing.T) {
 	now := time.Now()
 	var offset atomic.Int64
 	s := newResolver(t, Options{
-		Dev:        false,
-		HTTPClient: ts.Client(),
-		Now:        func() time.Time { return now.Add(time.Duration(offset.Load())) },
+		Dev:     false,
+		Fetcher: loopbackFetcher(ts),
+		Now:     func() time.Time { return now.Add(time.Duration(offset.Load())) },
 	})
 	ctx := context.Background()
 
@@ -100,22 +100,22 @@ func TestClientKeysFromURI(t *testing.T) {
 		t.Fatalf("kid miss while the RP is down: %v %v; want the cached set", keys, err)
 	}
 	offset.Store(int64(jwksURITTL + time.Second))
-	if _, err := s.keysFromURI(ctx, ts.URL+"/flaky", ""); err == nil || !strings.Contains(err.Error(), "status 503") {
+	if _, err := s.keysFromURI(ctx, ts.URL+"/flaky", ""); err == nil || !strings.Contains(err.Error(), "HTTP 503") {
 		t.Fatalf("past the TTL while the RP is down: %v", err)
 	}
 
 	bad := []struct{ name, uri, want string }{
 		{"http outside dev", strings.Replace(ts.URL, "https", "http", 1) + "/jwks", "https"},
-		{"relative", "/jwks", "https"},
+		{"relative", "/jwks", "absolute"},
 		{"private key material", ts.URL + "/private", "non-public"},
-		{"oversized", ts.URL + "/big", "exceeds 65536 bytes"},
+		{"oversized", ts.URL + "/big", "larger than 65536 bytes"},
 		{"not a key set", ts.URL + "/notjson", "not a JSON Web Key Set"},
-		{"server error", ts.URL + "/error", "status 500"},
-		{"redirect not followed", ts.URL + "/redirect", "status 302"},
+		{"server error", ts.URL + "/error", "HTTP 500"},
+		{"redirect not followed", ts.URL + "/redirect", "redirects are not followed"},
 		{"no keys", ts.URL + "/empty", "no signing keys"},
 		{"encryption keys only", ts.URL + "/enc", "no signing keys"},
 		{"ftp", "ftp://127.0.0.1/jwks", "https"},
-		{"no host", "https:///jwks", "https"},
+		{"no host", "https:///jwks", "no host"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,7 +139,7 @@ func TestAssertionKeys(t *testing.T) {
 		json.NewEncoder(w).Encode(set)
 	}))
 	defer ts.Close()
-	r := newResolver(t, Options{HTTPClient: ts.Client()})
+	r := newResolver(t, Options{Fetcher: loopbackFetcher(ts)})
 	ctx := context.Background()
 
 	inline := &Entry{Client: &Client{ID: "pk", AuthMethod: AuthPrivateKeyJWT}, Keys: []jose.JSONWebKey{{KeyID: "inline"}}}
@@ -162,5 +162,55 @@ func TestAssertionKeys(t *testing.T) {
 		if keys, err := r.AssertionKeys(ctx, e, ""); err == nil || keys != nil {
 			t.Errorf("%q client: keys %v, err %v", m, keys, err)
 		}
+	}
+}
+
+// A jwks_uri that fails is not fetched again for jwksURIRetry, however
+// many token requests name its client: each would otherwise cost a fetch
+// of up to the fetcher's timeout, on the word of anyone who sends a
+// client_id.
+func TestJWKSURIFailureNotHammered(t *testing.T) {
+	var hits atomic.Int64
+	var down atomic.Bool
+	down.Store(true)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	}))
+	defer ts.Close()
+	now := time.Now()
+	var offset atomic.Int64
+	r := newResolver(t, Options{Fetcher: loopbackFetcher(ts), Now: func() time.Time { return now.Add(time.Duration(offset.Load())) }})
+	ctx := context.Background()
+	for i := range 50 {
+		if _, err := r.keysFromURI(ctx, ts.URL+"/jwks", "k1"); err == nil {
+			t.Fatalf("request %d: keys from a failing jwks_uri", i)
+		}
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("50 requests fetched a failing jwks_uri %d times, want 1", n)
+	}
+	// Once the gap has passed, the RP is asked again and its recovery
+	// is seen.
+	down.Store(false)
+	offset.Store(int64(jwksURIRetry + time.Second))
+	if keys, err := r.keysFromURI(ctx, ts.URL+"/jwks", "k1"); err != nil || !hasKID(keys, "k1") || hits.Load() != 2 {
+		t.Fatalf("after the gap: %v %v, hits %d", keys, err, hits.Load())
+	}
+	// A kid nobody has, asked again and again: one refetch per gap.
+	for range 20 {
+		r.keysFromURI(ctx, ts.URL+"/jwks", "unknown")
+	}
+	offset.Store(int64(2*jwksURIRetry + 2*time.Second))
+	for range 20 {
+		r.keysFromURI(ctx, ts.URL+"/jwks", "unknown")
+	}
+	if n := hits.Load(); n != 3 {
+		t.Fatalf("kid misses fetched %d times in all, want 3", n)
 	}
 }

@@ -8,20 +8,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
-	"time"
+
+	"github.com/watashi-id/watashi/whitelist"
 )
 
-// Limits for fetching a sector_identifier_uri document.
-const (
-	// maxSectorDocument bounds the JSON array of redirect URIs. A few
-	// hundred URIs fit; anything larger is a mistake or an attack.
-	maxSectorDocument  = 64 << 10
-	sectorFetchTimeout = 10 * time.Second
-)
+// maxSectorDocument bounds the JSON array of redirect URIs. A few
+// hundred URIs fit; anything larger is a mistake or an attack.
+const maxSectorDocument = 64 << 10
 
 // PairwiseSub derives the subject an RP sees. An HMAC keyed with a secret
 // makes the value stable per (sector, account), unlinkable across sectors,
@@ -44,10 +40,11 @@ func (r *Resolver) Subject(c *Client, accountID string) string {
 // ResolveSector computes the pairwise sector of c. Without a
 // sector_identifier_uri every redirect URI must share one host, because a
 // client spanning hosts would otherwise get a sub per host. With one, the
-// document is fetched (HTTPS only unless dev, no redirects, 64 KiB at
-// most) and must list every redirect URI, so that a client cannot claim
-// another organisation's sector and correlate its users.
-func ResolveSector(ctx context.Context, c *Client, httpClient *http.Client, dev bool) (string, error) {
+// document is fetched through f (https only unless dev, no redirects, no
+// internal address, 64 KiB at most) and must list every redirect URI, so
+// that a client cannot claim another organisation's sector and correlate
+// its users. f may be nil when c has no sector_identifier_uri.
+func ResolveSector(ctx context.Context, c *Client, f Fetcher, dev bool) (string, error) {
 	if c == nil {
 		return "", errors.New("clients: sector: no client")
 	}
@@ -67,9 +64,12 @@ func ResolveSector(ctx context.Context, c *Client, httpClient *http.Client, dev 
 	if u.Fragment != "" {
 		return "", fmt.Errorf("clients: sector: client %q: sector_identifier_uri must not have a fragment", c.ID)
 	}
-	body, err := fetchDocument(ctx, httpClient, u.String(), "sector_identifier_uri", "application/json", maxSectorDocument, sectorFetchTimeout)
+	if f == nil {
+		return "", fmt.Errorf("clients: sector: client %q: no fetcher for its sector_identifier_uri", c.ID)
+	}
+	body, err := f.Fetch(ctx, u.String(), whitelist.FetchOptions{Accept: "application/json", MaxBytes: maxSectorDocument})
 	if err != nil {
-		return "", fmt.Errorf("clients: sector: client %q: %w", c.ID, err)
+		return "", fmt.Errorf("clients: sector: client %q: sector_identifier_uri: %w", c.ID, err)
 	}
 	var list []string
 	if err := json.Unmarshal(body, &list); err != nil {

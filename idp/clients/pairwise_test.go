@@ -97,11 +97,27 @@ func TestResolveSector(t *testing.T) {
 		{"ftp", Client{RedirectURIs: two, SectorIdentifierURI: "ftp://a.example/x"}, true, ""},
 		{"fragment", Client{RedirectURIs: two, SectorIdentifierURI: tlsSrv.URL + "/good#x"}, false, ""},
 		{"unreachable", Client{RedirectURIs: two, SectorIdentifierURI: "https://127.0.0.1:1/x"}, false, ""},
+		{"loopback without an exemption", Client{RedirectURIs: two, SectorIdentifierURI: tlsSrv.URL + "/good"}, false, "guarded"},
 	}
+	exempt := loopbackFetcher(tlsSrv)
+	dev := whitelist.NewFetcher(whitelist.FetcherOptions{Dev: true, TLS: tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig})
+	guarded := whitelist.NewFetcher(whitelist.FetcherOptions{TLS: tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.client.ID = "c1"
-			got, err := ResolveSector(context.Background(), &tc.client, tlsSrv.Client(), tc.dev)
+			var f Fetcher = exempt
+			if tc.dev {
+				f = dev
+			}
+			if tc.want == "guarded" {
+				// The production fetcher refuses the loopback server.
+				_, err := ResolveSector(context.Background(), &tc.client, guarded, false)
+				if !errors.Is(err, whitelist.ErrFetchURL) {
+					t.Fatalf("loopback sector document: %v", err)
+				}
+				return
+			}
+			got, err := ResolveSector(context.Background(), &tc.client, f, tc.dev)
 			if tc.want == "" {
 				if err == nil {
 					t.Fatalf("accepted: %q", got)

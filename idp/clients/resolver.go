@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -36,10 +35,11 @@ type Options struct {
 	PairwiseKey []byte
 	// Dev allows http sector and key documents.
 	Dev bool
-	// HTTPClient fetches sector documents and jwks_uri key sets.
-	HTTPClient *http.Client
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Fetcher gets sector documents and jwks_uri key sets (default:
+	// whitelist.NewFetcher with Dev).
+	Fetcher Fetcher
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Entry is a client that may act now, with what is precomputed for it.
@@ -66,7 +66,7 @@ type Resolver struct {
 	registry *whitelist.Registry
 	pairwise []byte
 	dev      bool
-	hc       *http.Client
+	fetcher  Fetcher
 	log      *slog.Logger
 	now      func() time.Time
 	secrets  secretVerifier
@@ -92,8 +92,11 @@ func New(ctx context.Context, o Options) (*Resolver, error) {
 	}
 	r := &Resolver{
 		static: make(map[string]*Entry, len(o.Static)), registry: o.Registry,
-		pairwise: slices.Clone(o.PairwiseKey), dev: o.Dev, hc: o.HTTPClient, log: o.Logger, now: o.Now,
+		pairwise: slices.Clone(o.PairwiseKey), dev: o.Dev, fetcher: o.Fetcher, log: o.Logger, now: o.Now,
 		secrets: newSecretVerifier(),
+	}
+	if r.fetcher == nil {
+		r.fetcher = whitelist.NewFetcher(whitelist.FetcherOptions{Dev: o.Dev})
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -120,7 +123,7 @@ func New(ctx context.Context, o Options) (*Resolver, error) {
 			return nil, fmt.Errorf("clients: client %q: %w", c.ID, err)
 		}
 		if c.Sector == "" {
-			if c.Sector, err = ResolveSector(ctx, c, o.HTTPClient, o.Dev); err != nil {
+			if c.Sector, err = ResolveSector(ctx, c, r.fetcher, o.Dev); err != nil {
 				return nil, err
 			}
 		}

@@ -10,10 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"slices"
-	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,11 +34,7 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 	if err := c.Validate(dev); err != nil {
 		return idp.Options{}, err
 	}
-	out := c.logOutput
-	if out == nil {
-		out = os.Stderr
-	}
-	logger := c.NewLogger(out)
+	logger := c.logger()
 	o := c.ttlOptions()
 	o.Issuer = c.Issuer
 	o.Dev = dev
@@ -74,7 +68,9 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 	}
 	o.Verifier = v
 
-	clients, err := c.clients(ctx, dev)
+	// One guarded fetcher for every URL an integrator controls.
+	o.Fetcher = whitelist.NewFetcher(whitelist.FetcherOptions{Dev: dev})
+	clients, err := c.clients(ctx, o.Fetcher, dev)
 	if err != nil {
 		return idp.Options{}, err
 	}
@@ -84,7 +80,7 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.Metrics, o.Gatherer = reg, reg
 
-	kv, err := c.store()
+	kv, err := c.store(logger)
 	if err != nil {
 		return idp.Options{}, err
 	}
@@ -127,7 +123,19 @@ func (c *Config) NewLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, ho))
 }
 
-func (c *Config) store() (store.KV, error) {
+// logger is NewLogger on the configured output (standard error unless
+// SetLogOutput said otherwise).
+func (c *Config) logger() *slog.Logger {
+	out := c.logOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	return c.NewLogger(out)
+}
+
+// store opens the configured store. The Redis client's own messages go to
+// logger, so that they keep the configured log format.
+func (c *Config) store(logger *slog.Logger) (store.KV, error) {
 	if c.Store.Type != "redis" {
 		return store.NewMemory(), nil
 	}
@@ -146,7 +154,7 @@ func (c *Config) store() (store.KV, error) {
 	}
 	kv, err := store.NewRedis(store.RedisOptions{
 		Addrs: r.Addrs, MasterName: r.MasterName, Username: r.Username, Password: pw,
-		DB: r.DB, TLS: tc, Prefix: r.Prefix, Timeout: r.Timeout,
+		DB: r.DB, TLS: tc, Prefix: r.Prefix, Timeout: r.Timeout, Logger: logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store.redis: %w", err)
@@ -278,8 +286,7 @@ func readIssuer(name string) (*x509.Certificate, error) {
 	return certs[0], nil
 }
 
-func (c *Config) clients(ctx context.Context, dev bool) ([]*clients.Client, error) {
-	hc := &http.Client{Timeout: 10 * time.Second}
+func (c *Config) clients(ctx context.Context, f clients.Fetcher, dev bool) ([]*clients.Client, error) {
 	var out []*clients.Client
 	for i, cc := range c.Clients {
 		path := fmt.Sprintf("clients[%d]", i)
@@ -306,7 +313,7 @@ func (c *Config) clients(ctx context.Context, dev bool) ([]*clients.Client, erro
 			}
 			cl.JWKS = b
 		}
-		sector, err := clients.ResolveSector(ctx, &cl, hc, dev)
+		sector, err := clients.ResolveSector(ctx, &cl, f, dev)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -346,7 +353,7 @@ func (c *Config) OpenStore(ctx context.Context, dev bool) (store.KV, error) {
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	kv, err := c.store()
+	kv, err := c.store(c.logger())
 	if err != nil {
 		return nil, err
 	}

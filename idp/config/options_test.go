@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +109,68 @@ func TestWhitelistAdminOff(t *testing.T) {
 		if l, h := c.WhitelistAdmin(); l != "" || h != "" {
 			t.Errorf("%+v: admin API on at %q with %q", w, l, h)
 		}
+	}
+}
+
+// TestRedisClientLogsAreJSON: go-redis writes its own messages ("failed
+// to dial after 5 attempts") through a process-wide logger that defaults
+// to text lines on standard error, which breaks log.format json. The
+// check runs in a child process, because only there is standard error
+// the real file descriptor the library writes to.
+func TestRedisClientLogsAreJSON(t *testing.T) {
+	if os.Getenv("WATASHI_REDIS_LOG_CHILD") == "1" {
+		redisLogChild()
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestRedisClientLogsAreJSON$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "WATASHI_REDIS_LOG_CHILD=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("child: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	routed := 0
+	for _, line := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("standard error holds a line that is not JSON: %q\nall of it:\n%s", line, stderr.String())
+		}
+		if m["msg"] == "redis client" && strings.Contains(fmt.Sprint(m["detail"]), "failed to dial") {
+			routed++
+		}
+	}
+	// Both the server's store (Options) and the commands' (OpenStore)
+	// tried to dial; the library's complaint must have come through slog,
+	// not been dropped.
+	if routed < 2 {
+		t.Fatalf("%d routed go-redis lines, want 2 or more:\n%s", routed, stderr.String())
+	}
+}
+
+// redisLogChild opens an unreachable Redis the two ways a process does
+// and uses it, with JSON logs on standard error.
+func redisLogChild() {
+	const yaml = "issuer: http://127.0.0.1:8080\ndev: true\npki:\n  revocation:\n    mode: \"off\"\n" +
+		"store: {type: redis, redis: {addrs: [127.0.0.1:1], timeout: 5s}}\nlog: {format: json}\n"
+	c, err := parseConfig([]byte(yaml), os.TempDir(), noEnv)
+	if err != nil {
+		fmt.Println("parse:", err)
+		os.Exit(3)
+	}
+	ctx := context.Background()
+	if _, err := c.OpenStore(ctx, true); err == nil {
+		fmt.Println("OpenStore reached a Redis on port 1")
+		os.Exit(3)
+	}
+	o, err := c.Options(ctx, true)
+	if err != nil {
+		fmt.Println("options:", err)
+		os.Exit(3)
+	}
+	defer o.Store.Close()
+	if _, err := o.Store.Get(ctx, "k"); err == nil {
+		fmt.Println("Get reached a Redis on port 1")
+		os.Exit(3)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -41,7 +43,12 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	if err := r.ParseForm(); err != nil {
+	limit := s.checkAuthorizeLimits(w, r)
+	if limit != nil && limit.BeforeClient() && !limit.Repeated {
+		s.errorPage(w, r, http.StatusRequestEntityTooLarge, "request_too_large")
+		return
+	}
+	if r.Form == nil || limit != nil && limit.BeforeClient() {
 		s.errorPage(w, r, http.StatusBadRequest, "bad_request")
 		return
 	}
@@ -60,6 +67,14 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := r.Form.Get("state")
+	if limit != nil {
+		if limit.Param == "state" {
+			state = "" // not echoed: it is what was refused
+		}
+		s.log.InfoContext(ctx, "authorization request refused", "client", e.Client.ID, "error", "invalid_request", "limit", limit.Param)
+		http.Redirect(w, r, authreq.ErrorURL(redirectURI, state, oidc.ErrInvalidRequest().WithDescription("%s", limit.Error())), http.StatusFound)
+		return
+	}
 	fail := func(oerr *oidc.Error) {
 		s.log.InfoContext(ctx, "authorization request refused", "client", e.Client.ID, "error", string(oerr.ErrorType))
 		http.Redirect(w, r, authreq.ErrorURL(redirectURI, state, oerr), http.StatusFound)
@@ -74,6 +89,15 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		fail(oerr)
 		return
 	}
+	if errors.Is(authreq.CheckSize(ar), authreq.ErrTooLarge) {
+		fail(oidc.ErrInvalidRequest().WithDescription("the request is too large to keep; shorten state, nonce, claims or the other parameters"))
+		return
+	}
+	if !s.web.Allow(ctx, "authorize", s.web.RateKey(r), authreq.CreatePerAddress, authreq.CreateWindow) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(authreq.CreateWindow/time.Second)))
+		s.errorPage(w, r, http.StatusTooManyRequests, "rate_limited")
+		return
+	}
 	if err := s.requests.Create(ctx, ar); err != nil {
 		s.log.ErrorContext(ctx, "store auth request", "error", err)
 		fail(oidc.ErrServerError().WithDescription("the request could not be stored; try again"))
@@ -81,6 +105,28 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.authRequests.Inc()
 	http.Redirect(w, r, authreq.LoginURL(ar.ID), http.StatusFound)
+}
+
+// checkAuthorizeLimits reads the request's parameters within the size
+// limits of an auth request (authreq.CheckParams): the whole request
+// first, before anything is parsed, then each parameter. r.Form stays
+// nil when the request could not be read.
+func (s *Server) checkAuthorizeLimits(w http.ResponseWriter, r *http.Request) *authreq.LimitError {
+	if e := authreq.CheckRequestSize(len(r.URL.RawQuery)); e != nil {
+		return e
+	}
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, authreq.MaxRequestBytes-int64(len(r.URL.RawQuery)))
+	}
+	if err := r.ParseForm(); err != nil {
+		r.Form = nil
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return authreq.CheckRequestSize(authreq.MaxRequestBytes + 1)
+		}
+		return nil
+	}
+	return authreq.CheckParams(r.Form)
 }
 
 // newAuthRequest validates a request of a known client to a registered

@@ -15,6 +15,8 @@ var errorMessages = map[string][2]string{ // code -> {ja, en}
 	"client_not_allowed":   {"このサービスは現在、このサインインを利用できません。サービスの提供者にお問い合わせください。", "This service is not currently allowed to use this sign-in. Please contact the service provider."},
 	"invalid_redirect_uri": {"このサービスの戻り先が登録と一致しません。", "This service's return address does not match its registration."},
 	"unknown_request":      {"サインイン要求が見つからないか、期限切れです。利用中のサービスからやり直してください。", "The sign-in request was not found or has expired. Please start again from the service you were using."},
+	"request_too_large":    {"リクエストが大きすぎます。利用中のサービスの提供者にお問い合わせください。", "The request is too large. Please contact the service provider."},
+	"rate_limited":         {"短時間に多くのリクエストがありました。しばらくしてからやり直してください。", "Too many requests in a short time. Please wait a minute and try again."},
 	"foreign_browser":      {"このサインインは別のブラウザで開始されました。そちらで続けるか、サービスからやり直してください。", "This sign-in was started in another browser. Continue there, or start again from the service."},
 }
 

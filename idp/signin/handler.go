@@ -76,6 +76,7 @@ type Handler struct {
 	kv         store.KV
 	txs        *transactions
 	txTTL      time.Duration
+	streams    streamLimiter
 	demoWallet string
 	log        *slog.Logger
 	metrics    signinMetrics

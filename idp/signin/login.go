@@ -82,7 +82,7 @@ func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if !slices.Contains(loginNotices, notice) {
 		notice = ""
 	}
-	if !h.web.Allow(ctx, "signin_tx", h.web.ClientIP(r).String(), txCreatePerIP, walletRateWindow) {
+	if !h.web.Allow(ctx, "signin_tx", h.web.RateKey(r), txCreatePerIP, walletRateWindow) {
 		h.web.ErrorPage(w, r, lang, http.StatusTooManyRequests, "rate_limited")
 		return
 	}
@@ -261,6 +261,44 @@ func (h *Handler) handleTxStatus(w http.ResponseWriter, r *http.Request) {
 // sseKeepAlive keeps proxies from closing an idle event stream.
 const sseKeepAlive = 15 * time.Second
 
+// Event streams open at once on one node: per client address (an IPv6
+// /64) and in all. A resident's page holds one, two for a moment across
+// a reload.
+const (
+	streamsPerAddress = 8
+	streamsPerNode    = 2000
+)
+
+// streamLimiter counts the open event streams of one node.
+type streamLimiter struct {
+	mu     sync.Mutex
+	byAddr map[string]int
+	total  int
+}
+
+func (l *streamLimiter) acquire(addr string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= streamsPerNode || l.byAddr[addr] >= streamsPerAddress {
+		return false
+	}
+	if l.byAddr == nil {
+		l.byAddr = make(map[string]int)
+	}
+	l.byAddr[addr]++
+	l.total++
+	return true
+}
+
+func (l *streamLimiter) release(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byAddr[addr]--; l.byAddr[addr] <= 0 {
+		delete(l.byAddr, addr)
+	}
+	l.total--
+}
+
 // handleTxEvents streams the transaction's state as server-sent events
 // ("event: state"). It subscribes before reading the state, so a change
 // in between is not lost, and it works across nodes because the change
@@ -270,6 +308,15 @@ func (h *Handler) handleTxEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// Each stream holds a subscription, which is a connection of its
+	// own to Redis and memory there, for minutes. The page falls back to
+	// polling when refused, so the bound can be tight.
+	addr := h.web.RateKey(r)
+	if !h.streams.acquire(addr) {
+		h.walletError(w, txBad(http.StatusServiceUnavailable, codeRateLimited, "too many event streams; poll the status"))
+		return
+	}
+	defer h.streams.release(addr)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	events, err := h.kv.Subscribe(ctx, txChannel(tx.ID))

@@ -1,11 +1,20 @@
 package signin
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/store"
 )
@@ -119,4 +128,43 @@ func FuzzParseSubmission(f *testing.F) {
 			t.Fatalf("envelopes %d for %d signatures", len(sub.envelopes), len(sub.Signatures))
 		}
 	})
+}
+
+// TestTxRecordBound: a transaction is opened by anyone who holds an auth
+// request, so its record must stay within maxTxRecordBytes whatever the
+// client's name (at most 200 characters, from the registry) does under
+// JSON escaping, with every catalogue claim asked for, and also once a
+// result is written into it.
+func TestTxRecordBound(t *testing.T) {
+	var all []string
+	for _, c := range consent.Catalogue() {
+		all = append(all, c.Name)
+	}
+	for _, name := range []string{strings.Repeat("<", 200), strings.Repeat("𝔸", 200), strings.Repeat("\u2028", 200)} {
+		kv := store.NewMemory()
+		h := newTestHandler(t, kv, time.Now)
+		r, err := clients.New(context.Background(), clients.Options{
+			PairwiseKey: bytes.Repeat([]byte{1}, 32),
+			Static: []*clients.Client{{ID: "c", DisplayName: name, Purpose: strings.Repeat("<", 200), AuthMethod: clients.AuthNone,
+				RedirectURIs: []string{"http://127.0.0.1/cb"}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.clients = r
+		h.metrics.transactions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "x"}, []string{"purpose"})
+		ar := &authreq.AuthRequest{ID: ids.Long(), ClientID: "c", Scopes: []string{"openid"}}
+		ar.Requested = consent.Resolve(append([]string{"openid"}, consent.ScopesSupported()...), nil, consent.ClientPolicy{Claims: all, Verified: true})
+		tx, err := h.createTx(context.Background(), ar, ids.Hash("b"), purposeProofing, ids.Long(), authreq.NoticeStaleFacts)
+		if err != nil {
+			t.Fatalf("%q: %v", name[:3], err)
+		}
+		tx.State, tx.Reason = txVerified, codeIdentityMismatch
+		tx.Result = &txResult{AccountID: ids.Long(), ACR: "aal3", AMR: []string{"hwk", "pin", "user", "sc"}, AuthTime: time.Now(), Created: true}
+		b, _ := json.Marshal(tx)
+		t.Logf("name %q…: %d bytes with a result", name[:3], len(b))
+		if len(b) > maxTxRecordBytes {
+			t.Fatalf("%d bytes, over %d", len(b), maxTxRecordBytes)
+		}
+	}
 }

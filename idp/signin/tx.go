@@ -74,6 +74,12 @@ const (
 
 	// casRetries bounds optimistic updates of one record.
 	casRetries = 8
+
+	// maxTxRecordBytes bounds a stored transaction. Nothing in it comes
+	// from the browser that opens it but a choice among fixed values; the
+	// largest parts are the client's name (at most 200 characters), twice, and
+	// its purpose.
+	maxTxRecordBytes = 6 << 10
 )
 
 // Transaction error codes (the wallet protocol's and the browser's).
@@ -354,6 +360,9 @@ func (h *Handler) createTx(ctx context.Context, ar *authreq.AuthRequest, binding
 	if err != nil {
 		return nil, err
 	}
+	if len(b) > maxTxRecordBytes {
+		return nil, fmt.Errorf("signin: transaction record of %d bytes, over %d", len(b), maxTxRecordBytes)
+	}
 	ok, err := h.kv.SetNX(ctx, txKey(tx.ID), b, h.txTTL+txGrace)
 	if err != nil {
 		return nil, fmt.Errorf("signin: store transaction: %w", err)
@@ -536,6 +545,9 @@ func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission
 	if len(sub.envelopes) != want {
 		return nil, txBad(http.StatusBadRequest, codeInvalidRequest,
 			fmt.Sprintf("purpose %s takes %d signature(s), got %d", tx.Purpose, want, len(sub.envelopes)))
+	}
+	if e := h.admitVerification(ctx, tx); e != nil {
+		return nil, e
 	}
 
 	start := time.Now()

@@ -2,6 +2,7 @@ package signin
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
@@ -36,7 +37,7 @@ const (
 	// once; these leave room for retries and NAT-shared addresses.
 	walletFetchPerIP   = 120 // per minute
 	walletSubmitPerIP  = 30  // per minute
-	walletSubmitPerTx  = 10  // per transaction lifetime
+	walletSubmitPerTx  = 10  // verified submissions per transaction lifetime
 	txCreatePerIP      = 30  // per minute
 	browserStatusPerTx = 600 // per transaction lifetime (polls every 2 s)
 	walletRateWindow   = time.Minute
@@ -192,6 +193,20 @@ func decodeSignature(s walletSignature) (*envelopeIn, *txError) {
 	return e, nil
 }
 
+// admitVerification charges the transaction's submission limit. It is
+// called only for a submission that is well formed and names the open
+// transaction with its QR token and comparison code, right before the
+// signatures are verified: anything less is refused without touching the
+// limit, so that a stranger's garbage cannot use up the attempts of the
+// resident's own wallet. What the limit bounds is the verifier's work
+// (chains, revocation look-ups) on one transaction.
+func (h *Handler) admitVerification(ctx context.Context, tx *signinTx) *txError {
+	if !h.web.Allow(ctx, "wallet_submit_tx", tx.ID, walletSubmitPerTx, h.txTTL+txGrace) {
+		return txBad(http.StatusTooManyRequests, codeRateLimited, "too many submissions for this transaction")
+	}
+	return nil
+}
+
 // walletError writes {"error": code, "error_description": message}; the
 // cause stays in the log.
 func (h *Handler) walletError(w http.ResponseWriter, e *txError) {
@@ -225,7 +240,7 @@ type walletSign struct {
 
 func (h *Handler) handleWalletGet(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !h.web.Allow(ctx, "wallet_fetch", h.web.ClientIP(r).String(), walletFetchPerIP, walletRateWindow) {
+	if !h.web.Allow(ctx, "wallet_fetch", h.web.RateKey(r), walletFetchPerIP, walletRateWindow) {
 		h.walletError(w, txBad(http.StatusTooManyRequests, codeRateLimited, "too many requests"))
 		return
 	}
@@ -279,8 +294,7 @@ func (h *Handler) handleWalletGet(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) handleWalletPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	if !h.web.Allow(ctx, "wallet_submit", h.web.ClientIP(r).String(), walletSubmitPerIP, walletRateWindow) ||
-		!h.web.Allow(ctx, "wallet_submit_tx", id, walletSubmitPerTx, h.txTTL+txGrace) {
+	if !h.web.Allow(ctx, "wallet_submit", h.web.RateKey(r), walletSubmitPerIP, walletRateWindow) {
 		h.walletError(w, txBad(http.StatusTooManyRequests, codeRateLimited, "too many submissions"))
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,6 +26,9 @@ type RedisOptions struct {
 	// Timeout bounds each command when the caller's context has no
 	// earlier deadline. Default 2s.
 	Timeout time.Duration
+	// Logger receives go-redis's own messages (SetRedisLogger); nil
+	// leaves the library's logger as it is.
+	Logger *slog.Logger
 }
 
 // Redis is the production backend.
@@ -42,6 +46,7 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Second
 	}
+	SetRedisLogger(o.Logger)
 	c := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:      o.Addrs,
 		MasterName: o.MasterName,

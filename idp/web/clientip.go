@@ -54,3 +54,17 @@ func ParseHostAddr(v string) netip.Addr {
 	}
 	return netip.Addr{}
 }
+
+// RateKey is the client as rate limits count it: its IPv4 address, or
+// the /64 of its IPv6 address. One IPv6 subscriber is routed a whole /64
+// (often more) and can pick any address in it, so counting addresses
+// would give one client 2^64 budgets.
+func (k *Kit) RateKey(r *http.Request) string {
+	a := k.ClientIP(r)
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
+}

@@ -107,3 +107,27 @@ func FuzzClientIP(f *testing.F) {
 		t.Fatalf("ClientIP %s is neither RemoteAddr nor a header hop", a)
 	})
 }
+
+// TestRateKey: an IPv6 client is counted by its /64, so that it cannot
+// multiply its rate limits by picking addresses; IPv4 by the address.
+func TestRateKey(t *testing.T) {
+	k, _, _ := newKit(t, Options{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	for _, tt := range []struct{ remote, xff, want string }{
+		{"203.0.113.5:1", "", "203.0.113.5"},
+		{"[2001:db8:1:2:aaaa::1]:443", "", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:ffff:ffff:ffff:ffff]:443", "", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:3::1]:443", "", "2001:db8:1:3::/64"},
+		{"[::ffff:198.51.100.7]:80", "", "198.51.100.7"},
+		{"10.1.1.1:80", "2001:db8:9:9:1::7", "2001:db8:9:9::/64"},
+		{"pipe", "", "invalid IP"},
+	} {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.RemoteAddr = tt.remote
+		if tt.xff != "" {
+			req.Header.Set("X-Forwarded-For", tt.xff)
+		}
+		if got := k.RateKey(req); got != tt.want {
+			t.Errorf("%s (%s): RateKey = %s, want %s", tt.remote, tt.xff, got, tt.want)
+		}
+	}
+}
