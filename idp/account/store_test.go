@@ -16,6 +16,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/store/storetest"
 	"github.com/watashi-id/watashi/pkibridge"
 )
 
@@ -457,5 +458,47 @@ func TestAddCertRefBounded(t *testing.T) {
 	list = addCertRef(list, CertRef{Link: string(rune('a' + maxCertRefs + 2))})
 	if len(list) != maxCertRefs || list[0].Link != string(rune('a'+3)) || list[len(list)-1].Link != string(rune('a'+maxCertRefs+2)) {
 		t.Fatalf("%+v", list)
+	}
+}
+
+// BenchmarkGet is one account read: with Redis, the record and its data
+// key (two round trips), the unwrap and the open; the same on the memory
+// store shows the crypto and decoding alone.
+func BenchmarkGet(b *testing.B) {
+	for _, bk := range []struct {
+		name string
+		kv   func(b *testing.B) KV
+	}{
+		{"memory", func(*testing.B) KV { return store.NewMemory() }},
+		{"redis", func(b *testing.B) KV {
+			kv, err := store.NewRedis(store.RedisOptions{Addrs: []string{storetest.StartRedis(b)}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { kv.Close() })
+			return kv
+		}},
+	} {
+		b.Run(bk.name, func(b *testing.B) {
+			ctx := context.Background()
+			s, err := New(bk.kv(b), Options{KEK: seal.GenerateRing()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			a := &Account{ID: "acct-bench", Facts: &pkibridge.Attributes{Name: "山田\u3000太郎", Birthdate: "1980-12-31",
+				Gender: "male", GenderCode: "1", Address: "東京都千代田区霞が関一丁目1番1号"},
+				FactsSource: &FactsSource{Issuer: "OU=JPKI for digital signature,O=JPKI,C=JP", Serial: "123456789",
+					Recheck: &RevocationRef{IssuerCert: make([]byte, 1100), RawIssuer: make([]byte, 120)}},
+				AuthCerts: []CertRef{{Link: "x"}}, SignCerts: []CertRef{{Link: "y"}}}
+			if err := s.Put(ctx, a); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Get(ctx, "acct-bench"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
