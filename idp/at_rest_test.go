@@ -246,3 +246,29 @@ func leaks(dump, secrets map[string][]byte, serials map[string]string) []string 
 	}
 	return out
 }
+
+// The provider does not start without a KEK, except under Dev on a
+// store that forgets everything anyway.
+func TestNewNeedsKEK(t *testing.T) {
+	fixtures(t)
+	redisKV := redisKV(t)
+	for _, tc := range []struct {
+		name string
+		dev  bool
+		kv   store.KV
+		ok   bool
+	}{
+		{"production", false, redisKV, false},
+		{"dev on redis", true, redisKV, false},
+		{"dev on memory", true, store.NewMemory(), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions(tc.kv, "https://op.example")
+			o.Dev, o.KEK = tc.dev, nil
+			_, err := New(context.Background(), o)
+			if tc.ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "Options.KEK must be set")) {
+				t.Fatalf("New: %v", err)
+			}
+		})
+	}
+}
