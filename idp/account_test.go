@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/store"
@@ -154,7 +153,7 @@ func TestAccountPage(t *testing.T) {
 		if code, loc, _ := b.post(action, v); code != http.StatusSeeOther || !strings.HasPrefix(loc, "/account") {
 			t.Errorf("revoke without a session: %d %q", code, loc)
 		}
-		id, err := o.s.accounts.Linked(ctx, account.Fingerprint(w.AuthCert))
+		id, err := o.s.accounts.LinkedTo(ctx, w.AuthCert)
 		if err != nil || id == "" {
 			t.Fatalf("no account for the wallet: %v", err)
 		}

@@ -1,16 +1,25 @@
 package idp
 
 import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/pkibridge"
 	"github.com/watashi-id/watashi/pkibridge/jpkisim"
 )
 
@@ -21,6 +30,12 @@ import (
 // default (which zitadel and the verifier fall back to) both write JSON
 // at debug level into buffers that are searched for every fact, in the
 // forms a certificate (EYYYYMMDD) and OIDC (ISO 8601) give them.
+//
+// Nor does any identifier that links the resident: the account ID, the
+// serial numbers and fingerprints of both certificates. The run goes on
+// through the lines that once carried them: the signature certificate is
+// revoked, the facts are found stale at the next consent, an old token
+// has its claims withheld, and the revoked card is refused at the wallet.
 //
 // Not parallel: it swaps slog's process default.
 func TestLogsCarryNoClaimValues(t *testing.T) {
@@ -35,12 +50,23 @@ func TestLogsCarryNoClaimValues(t *testing.T) {
 	secrets := []string{"渡辺\u3000精一郎", "渡辺", "精一郎", "1975-03-14", "319750314", "19750314",
 		"沖縄県那覇市泉崎一丁目2番2号", "那覇市泉崎"}
 
+	revURL := simulatorPKI(t).revURL
 	o := newConsentOP(t, store.NewMemory(), func(o *Options) {
 		o.Logger = slog.New(slog.NewJSONHandler(&own, debug))
 		o.Verifier.Logger = o.Logger
+		// The simulator's current answer on every question, so that the
+		// revocation below is seen.
+		checker, err := pkibridge.NewChecker(nil, []string{revURL + "/ocsp/0", revURL + "/ocsp/1"}, nil,
+			pkibridge.CheckerOptions{OCSP: pkibridge.OCSPOptions{NoCache: true}, Logger: o.Logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Verifier.Revocation = checker
+		o.AccessTokenTTL = 3 * time.Hour
 	})
 	w := o.pki.wallet(t, facts)
 	b := o.proofed(w)
+	acct := b.sessionAccount()
 
 	claims := `{"userinfo":{"name":{"essential":true},"birthdate":{"value":"1975-03-14"},"address":null,` +
 		`"verified_claims":{"verification":{"trust_framework":null,"evidence":[{"type":null,"issuer":null,"serial_number":null}]},` +
@@ -96,11 +122,35 @@ func TestLogsCarryNoClaimValues(t *testing.T) {
 		t.Fatalf("malformed claims: %q", res.Header.Get("Location"))
 	}
 
-	logs := map[string]string{"provider": own.String(), "default": def.String()}
-	if !strings.Contains(logs["provider"], `"msg":"http request"`) || !strings.Contains(logs["provider"], `"msg":"consent recorded"`) ||
-		!strings.Contains(logs["provider"], "access_denied") || logs["default"] == "" {
-		t.Fatalf("the capture missed the run's logs:\nprovider: %.500s\ndefault: %.500s", logs["provider"], logs["default"])
+	// The municipality revokes the signature certificate; an hour later
+	// the consent step finds the facts stale, an old token releases
+	// nothing, and the revoked card cannot prove again.
+	ar, conf, v = b.request("web", []string{"name"}, "")
+	_, loc = b.consentAll(ar)
+	tok = o.tokens(conf, v, b.callback(loc))
+	o.pki.sigCA.Revoke(w.SigCert.SerialNumber, time.Now(), 4)
+	o.clock.Advance(2 * time.Hour)
+	ar, _, _ = b.request("web", []string{"name"}, "")
+	if code, loc, _ := b.get(authreq.ConsentURL(ar)); code != http.StatusSeeOther || !strings.Contains(loc, "notice=") {
+		t.Fatalf("stale facts: %d %q", code, loc)
 	}
+	if st, ui := o.userinfo(tok.AccessToken); st != http.StatusOK || len(personal(ui)) != 0 {
+		t.Fatalf("old token after the revocation: %d %v", st, personal(ui))
+	}
+	ar, _, _ = o.authorizeClaims("web", []string{"name"}, "")
+	tx, _ := b.openTx(ar, authreq.PurposeProofing)
+	if err := w.Approve(context.Background(), o.ts.Client(), b.walletURL(tx), "jws"); err == nil {
+		t.Fatal("a revoked signature certificate proved again")
+	}
+
+	logs := map[string]string{"provider": own.String(), "default": def.String()}
+	for _, want := range []string{`"msg":"http request"`, `"msg":"consent recorded"`, "access_denied", `"msg":"facts marked stale`,
+		`"msg":"claims withheld`, `"msg":"wallet submission refused"`, `"msg":"sign-in transaction verified"`, `"account_ref":"`} {
+		if !strings.Contains(logs["provider"], want) || logs["default"] == "" {
+			t.Fatalf("the capture missed %s:\nprovider: %.500s\ndefault: %.500s", want, logs["provider"], logs["default"])
+		}
+	}
+	ids := linkingIdentifiers(acct, w.SigCert, w.AuthCert)
 	for name, all := range logs {
 		for _, line := range strings.Split(all, "\n") {
 			for _, s := range secrets {
@@ -108,6 +158,58 @@ func TestLogsCarryNoClaimValues(t *testing.T) {
 					t.Errorf("%s log line holds a claim value (%q): %.400s", name, s, line)
 				}
 			}
+			if what := ids.find(line); what != "" {
+				t.Errorf("%s log line holds %s: %.400s", name, what, line)
+			}
 		}
 	}
+}
+
+// identifiers are the values that link a resident across relying parties
+// or log lines, each with a name for the failure message.
+type identifiers struct {
+	substrings map[string]string // value -> what it is
+	serials    map[string]string // decimal serial -> what it is
+}
+
+// linkingIdentifiers lists, for an account and its certificates, the
+// account ID, and each certificate's serial (decimal and hex) and SHA-256
+// fingerprint (hex in both cases, base64, base64url).
+func linkingIdentifiers(account string, certs ...*x509.Certificate) identifiers {
+	ids := identifiers{substrings: map[string]string{account: "the account ID"}, serials: map[string]string{}}
+	for i, c := range certs {
+		what := fmt.Sprintf("certificate %d", i)
+		sum := sha256.Sum256(c.Raw)
+		for _, v := range []string{hex.EncodeToString(sum[:]), strings.ToUpper(hex.EncodeToString(sum[:])),
+			base64.StdEncoding.EncodeToString(sum[:]), base64.RawURLEncoding.EncodeToString(sum[:])} {
+			ids.substrings[v] = what + "'s fingerprint"
+		}
+		if hx := c.SerialNumber.Text(16); len(hx) >= 6 {
+			ids.substrings[hx] = what + "'s serial (hex)"
+		}
+		ids.serials[c.SerialNumber.String()] = what + "'s serial"
+	}
+	return ids
+}
+
+// reDigits finds numbers in a log line; a serial is refused wherever it
+// stands, except as the value of the access log's byte count and status.
+var reDigits = regexp.MustCompile(`("(bytes|status)":)?[0-9]+`)
+
+// find names the identifier a log line holds, or "".
+func (ids identifiers) find(line string) string {
+	for v, what := range ids.substrings {
+		if strings.Contains(line, v) {
+			return what
+		}
+	}
+	for _, m := range reDigits.FindAllStringSubmatch(line, -1) {
+		if m[1] != "" {
+			continue
+		}
+		if what, ok := ids.serials[m[0]]; ok {
+			return what
+		}
+	}
+	return ""
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/watashi-id/watashi/idp"
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
 )
@@ -186,7 +187,7 @@ func newBenchOP(b *testing.B, kv store.KV, mutate func(*idp.Options)) *benchOP {
 	pki := e2eSim(b)
 	const issuer = "http://op.bench"
 	o := idp.Options{Issuer: issuer, Dev: true, Store: kv, Verifier: pki.verifier(b), Clients: e2eClients(pki.secretHash),
-		PairwiseKey: randomBytes(b, 32), CookieKey: randomBytes(b, 32)}
+		PairwiseKey: randomBytes(b, 32), CookieKey: randomBytes(b, 32), KEK: seal.GenerateRing()}
 	copy(o.TokenKey[:], randomBytes(b, 32))
 	if mutate != nil {
 		mutate(&o)

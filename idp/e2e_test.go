@@ -35,6 +35,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp"
 	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/store/storetest"
 	"github.com/watashi-id/watashi/idp/walletsim"
@@ -196,7 +197,7 @@ func startOP(t testing.TB, s opSetup) *e2eOP {
 	}
 	issuer := scheme + "://" + ts.Listener.Addr().String()
 	o := idp.Options{Issuer: issuer, Dev: !s.tls, Store: s.kv, Verifier: pki.verifier(t), Clients: e2eClients(pki.secretHash),
-		PairwiseKey: randomBytes(t, 32), CookieKey: randomBytes(t, 32)}
+		PairwiseKey: randomBytes(t, 32), CookieKey: randomBytes(t, 32), KEK: seal.GenerateRing()}
 	copy(o.TokenKey[:], randomBytes(t, 32))
 	srv, err := idp.New(context.Background(), o)
 	if err != nil {

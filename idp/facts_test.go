@@ -2,7 +2,6 @@ package idp
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -47,7 +46,7 @@ func TestStaleFactsReproof(t *testing.T) {
 	b := o.proofed(w)
 	acct := b.sessionAccount()
 	a, err := o.s.accounts.Get(ctx, acct)
-	if err != nil || a.FactsSource == nil || len(a.FactsSource.Cert) == 0 || len(a.FactsSource.IssuerCert) == 0 ||
+	if err != nil || a.FactsSource == nil || a.FactsSource.Recheck == nil || len(a.FactsSource.Recheck.IssuerCert) == 0 ||
 		a.FactsSource.CheckedAt.IsZero() || a.FactsSource.Stale {
 		t.Fatalf("proofed account's facts source: %+v (%v)", a.FactsSource, err)
 	}
@@ -146,11 +145,7 @@ func TestStaleFactsReproof(t *testing.T) {
 // putAccountRecord stores an account as the sign-in layer would.
 func putAccountRecord(t testing.TB, o *testOP, a *account.Account) {
 	t.Helper()
-	b, err := json.Marshal(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.kv.Set(context.Background(), "acct:"+a.ID, b, 0); err != nil {
+	if err := o.s.accounts.Put(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -170,14 +165,14 @@ func TestRecheckFactsInconclusive(t *testing.T) {
 	ctx := context.Background()
 	w := o.pki.wallet(t, factsTaro)
 	old := time.Now().Add(-48 * time.Hour).UTC()
-	a := &account.Account{ID: "acct-x", Facts: testFacts, FactsSource: &account.FactsSource{Fingerprint: "f", Serial: "1", VerifiedAt: old,
-		CheckedAt: old, Cert: w.SigCert.Raw, IssuerCert: o.pki.sigCA.Cert.Raw}}
+	a := &account.Account{ID: "acct-x", Facts: testFacts, FactsSource: &account.FactsSource{Link: "f", Serial: w.SigCert.SerialNumber.String(), VerifiedAt: old,
+		CheckedAt: old, Recheck: &account.RevocationRef{RawIssuer: w.SigCert.RawIssuer, IssuerCert: o.pki.sigCA.Cert.Raw}}}
 	putAccountRecord(t, o.testOP, a)
 	got, err := o.s.accounts.RecheckFacts(ctx, a)
 	if err != nil || got.FactsSource.Stale || !got.FactsSource.CheckedAt.Equal(old) {
 		t.Fatalf("inconclusive check changed the facts: %+v %v", got.FactsSource, err)
 	}
-	b := &account.Account{ID: "acct-y", Facts: testFacts, FactsSource: &account.FactsSource{Fingerprint: "g", VerifiedAt: old}}
+	b := &account.Account{ID: "acct-y", Facts: testFacts, FactsSource: &account.FactsSource{Link: "g", VerifiedAt: old}}
 	putAccountRecord(t, o.testOP, b)
 	if got, err := o.s.accounts.RecheckFacts(ctx, b); err != nil || got.FactsSource.Stale {
 		t.Fatalf("record without certificates: %+v %v", got.FactsSource, err)

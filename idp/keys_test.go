@@ -171,7 +171,7 @@ func currentKID(t *testing.T, o *testOP, alg jose.SignatureAlgorithm) string {
 // listKeys lists the keys in kv as `watashi keys list` would.
 func listKeys(t testing.TB, kv store.KV) []keys.Info {
 	t.Helper()
-	m, err := keys.New(kv, keys.Options{})
+	m, err := keys.New(kv, keys.Options{KEK: testKEK})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,11 +29,7 @@ var testFacts = &pkibridge.Attributes{
 
 func putAccount(t testing.TB, o *testOP, id string, facts *pkibridge.Attributes) {
 	t.Helper()
-	b, err := json.Marshal(&account.Account{ID: id, Facts: facts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := o.kv.Set(context.Background(), "acct:"+id, b, 0); err != nil {
+	if err := o.s.accounts.Put(context.Background(), &account.Account{ID: id, Facts: facts}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -74,7 +74,7 @@ func fixtures(t testing.TB) {
 func seedKeys(t testing.TB, kv store.KV) {
 	t.Helper()
 	fixtures(t)
-	m, err := keys.New(kv, keys.Options{})
+	m, err := keys.New(kv, keys.Options{KEK: testKEK})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +144,7 @@ func testOptions(kv store.KV, issuer string) Options {
 		PairwiseKey: []byte("pairwise-key-for-tests-0123456789abcdef"),
 		TokenKey:    [32]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32},
 		CookieKey:   []byte("cookie-key-for-tests-0123456789abcdef"),
+		KEK:         testKEK,
 	}
 }
 

@@ -19,8 +19,10 @@ import (
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/consentflow"
+	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/provider"
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/signin"
 	"github.com/watashi-id/watashi/idp/store"
@@ -62,7 +64,13 @@ type Options struct {
 	// TokenKey encrypts opaque access tokens (AES-256-GCM).
 	TokenKey [32]byte
 	// CookieKey authenticates cookies, CSRF and QR tokens (>= 32 bytes).
+	// The keyed references that stand for account IDs in the logs are
+	// derived from it.
 	CookieKey []byte
+	// KEK wraps the data keys that encrypt accounts and signing keys at
+	// rest. Required, except under Dev with a store that is not durable,
+	// where one is generated for the process.
+	KEK *seal.Ring
 
 	AuthRequestTTL  time.Duration // default 10m
 	TransactionTTL  time.Duration // default 5m
@@ -172,10 +180,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Verifier == nil {
 		return nil, errors.New("idp: Options.Verifier is required")
 	}
-	log := web.NewLogger(o.Logger)
-	if err := secrets(&o, log); err != nil {
+	if err := secrets(&o, web.NewLogger(o.Logger)); err != nil {
 		return nil, err
 	}
+	log := web.NewLogger(slog.New(logref.Wrap(unwrapLog(o.Logger.Handler()), logref.Key(o.CookieKey))))
 	s := &Server{opts: o, log: log}
 	var err error
 	if s.clients, err = clients.New(ctx, clients.Options{
@@ -206,11 +214,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		checker = v.Revocation
 	}
 	if s.accounts, err = account.New(o.Store, account.Options{
-		Checker: checker, Recheck: o.FactsRecheck, Logger: log, Metrics: o.Metrics, Now: o.Now,
+		KEK: o.KEK, Checker: checker, Recheck: o.FactsRecheck, Logger: log, Metrics: o.Metrics, Now: o.Now,
 	}); err != nil {
 		return nil, fmt.Errorf("idp: %w", err)
 	}
-	if s.keys, err = keys.New(o.Store, keys.Options{Now: o.Now, Logger: log, Metrics: o.Metrics}); err != nil {
+	if s.keys, err = keys.New(o.Store, keys.Options{KEK: o.KEK, Now: o.Now, Logger: log, Metrics: o.Metrics}); err != nil {
 		return nil, fmt.Errorf("idp: %w", err)
 	}
 	if err := s.keys.Ensure(ctx); err != nil {
@@ -298,7 +306,23 @@ func secrets(o *Options, log *slog.Logger) error {
 	case len(o.CookieKey) < 32:
 		return errors.New("idp: Options.CookieKey must be at least 32 bytes")
 	}
+	if o.KEK == nil {
+		if !o.Dev || o.Store.Durable() {
+			return errors.New("idp: Options.KEK must be set: accounts and signing keys are stored encrypted")
+		}
+		o.KEK = seal.GenerateRing()
+		log.Warn("generated a random secret for this process (dev only)", "option", "KEK")
+	}
 	return nil
+}
+
+// unwrapLog strips the request-ID layer from a handler, so that it is
+// added once, outside the references.
+func unwrapLog(h slog.Handler) slog.Handler {
+	if lh, ok := h.(web.LogHandler); ok {
+		return lh.Handler
+	}
+	return h
 }
 
 // Handler is the public HTTP handler: the OIDC endpoints, login, consent,

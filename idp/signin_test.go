@@ -18,7 +18,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/watashi-id/watashi/consent"
-	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/signin"
 	"github.com/watashi-id/watashi/idp/store"
@@ -46,11 +45,11 @@ func TestSigninProofingThenSignin(t *testing.T) {
 
 		// The account: random ID, facts from the signature certificate,
 		// both certificates linked.
-		acctID, err := o.s.accounts.Linked(ctx, account.Fingerprint(w.AuthCert))
+		acctID, err := o.s.accounts.LinkedTo(ctx, w.AuthCert)
 		if err != nil || acctID == "" {
 			t.Fatalf("auth certificate not linked: %q %v", acctID, err)
 		}
-		if sigAcct, _ := o.s.accounts.Linked(ctx, account.Fingerprint(w.SigCert)); sigAcct != acctID {
+		if sigAcct, _ := o.s.accounts.LinkedTo(ctx, w.SigCert); sigAcct != acctID {
 			t.Fatalf("signature certificate linked to %q, want %q", sigAcct, acctID)
 		}
 		a, err := o.s.accounts.Get(ctx, acctID)
@@ -61,11 +60,11 @@ func TestSigninProofingThenSignin(t *testing.T) {
 			t.Fatalf("facts not taken from the certificate: %+v", a.Facts)
 		}
 		if a.FactsSource == nil || a.FactsSource.Serial != w.SigCert.SerialNumber.String() ||
-			a.FactsSource.Fingerprint != account.Fingerprint(w.SigCert) || a.FactsSource.Issuer != w.SigCert.Issuer.String() ||
+			a.FactsSource.Link != certLink(t, o.s, w.SigCert) || a.FactsSource.Issuer != w.SigCert.Issuer.String() ||
 			a.FactsSource.VerifiedAt.IsZero() || a.FactsSource.Revocation.Status != pkibridge.StatusGood {
 			t.Fatalf("facts source: %+v", a.FactsSource)
 		}
-		if len(a.AuthCerts) != 1 || a.AuthCerts[0].Fingerprint != account.Fingerprint(w.AuthCert) {
+		if len(a.AuthCerts) != 1 || a.AuthCerts[0].Link != certLink(t, o.s, w.AuthCert) {
 			t.Fatalf("auth certs: %+v", a.AuthCerts)
 		}
 		if strings.Contains(acctID, "山田") || len(acctID) != 22 {
@@ -77,8 +76,7 @@ func TestSigninProofingThenSignin(t *testing.T) {
 		if second.Query().Get("code") == "" {
 			t.Fatalf("sign-in did not reach the RP: %s", second.Redacted())
 		}
-		n, err := o.kv.Get(ctx, "acct:"+acctID)
-		if err != nil || !strings.Contains(string(n), acctID) {
+		if n, err := o.s.accounts.Get(ctx, acctID); err != nil || n.ID != acctID {
 			t.Fatalf("account gone: %v", err)
 		}
 	})
@@ -469,7 +467,7 @@ func TestRenewalRelink(t *testing.T) {
 	old := o.pki.wallet(t, factsTaro)
 	b := o.browser()
 	b.signIn(old, "web", authreq.PurposeProofing, "jws")
-	acct, _ := o.s.accounts.Linked(ctx, account.Fingerprint(old.AuthCert))
+	acct, _ := o.s.accounts.LinkedTo(ctx, old.AuthCert)
 
 	renewed := o.pki.wallet(t, factsTaroJP)
 	ar := o.authorize("web")
@@ -480,11 +478,11 @@ func TestRenewalRelink(t *testing.T) {
 	if err := renewed.Approve(ctx, o.ts.Client(), b.walletURL(txID), "raw"); err != nil {
 		t.Fatalf("renewal: %v", err)
 	}
-	if got, _ := o.s.accounts.Linked(ctx, account.Fingerprint(renewed.AuthCert)); got != acct {
+	if got, _ := o.s.accounts.LinkedTo(ctx, renewed.AuthCert); got != acct {
 		t.Fatalf("renewed auth cert linked to %q, want %q", got, acct)
 	}
 	a, _ := o.s.accounts.Get(ctx, acct)
-	if len(a.AuthCerts) != 2 || a.Facts.Address != factsTaroJP.Address || a.FactsSource.Fingerprint != account.Fingerprint(renewed.SigCert) {
+	if len(a.AuthCerts) != 2 || a.Facts.Address != factsTaroJP.Address || a.FactsSource.Link != certLink(t, o.s, renewed.SigCert) {
 		t.Fatalf("account after renewal: %+v %+v", a.AuthCerts, a.FactsSource)
 	}
 
@@ -494,7 +492,7 @@ func TestRenewalRelink(t *testing.T) {
 	if err := other.Approve(ctx, o.ts.Client(), b.walletURL(txID), "jws"); walletsim.ErrorCode(err) != codeIdentityMismatch {
 		t.Fatalf("other person's renewal: %v", err)
 	}
-	if got, _ := o.s.accounts.Linked(ctx, account.Fingerprint(other.AuthCert)); got != "" {
+	if got, _ := o.s.accounts.LinkedTo(ctx, other.AuthCert); got != "" {
 		t.Fatalf("refused certificate was linked to %q", got)
 	}
 
@@ -508,7 +506,7 @@ func TestRenewalRelink(t *testing.T) {
 	if err := moved.Approve(ctx, o.ts.Client(), b2.walletURL(txID), "jws"); err != nil {
 		t.Fatalf("new signature cert with linked auth cert: %v", err)
 	}
-	if got, _ := o.s.accounts.Linked(ctx, account.Fingerprint(fresh.SigCert)); got != acct {
+	if got, _ := o.s.accounts.LinkedTo(ctx, fresh.SigCert); got != acct {
 		t.Fatalf("new signature cert linked to %q, want %q", got, acct)
 	}
 	// Certificates of one account mixed with another's: refused.
@@ -526,7 +524,7 @@ func TestRenewalRelink(t *testing.T) {
 	newCard := o.pki.wallet(t, factsTaro)
 	b4 := o.browser()
 	b4.signIn(newCard, "web", authreq.PurposeProofing, "jws")
-	if got, _ := o.s.accounts.Linked(ctx, account.Fingerprint(newCard.AuthCert)); got == acct || got == "" {
+	if got, _ := o.s.accounts.LinkedTo(ctx, newCard.AuthCert); got == acct || got == "" {
 		t.Fatalf("sessionless proofing joined account %q", got)
 	}
 }

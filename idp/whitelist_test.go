@@ -21,6 +21,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/watashi-id/watashi/idp"
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
 	"github.com/watashi-id/watashi/whitelist"
@@ -50,7 +51,7 @@ func startRegistryOP(t testing.TB, kv store.KV, reg *whitelist.Registry) *e2eOP 
 	ts := httptest.NewUnstartedServer(nil)
 	issuer := "http://" + ts.Listener.Addr().String()
 	o := idp.Options{Issuer: issuer, Dev: true, Store: kv, Verifier: pki.verifier(t), Clients: e2eClients(pki.secretHash),
-		Registry: reg, PairwiseKey: randomBytes(t, 32), CookieKey: randomBytes(t, 32)}
+		Registry: reg, PairwiseKey: randomBytes(t, 32), CookieKey: randomBytes(t, 32), KEK: seal.GenerateRing()}
 	copy(o.TokenKey[:], randomBytes(t, 32))
 	srv, err := idp.New(context.Background(), o)
 	if err != nil {

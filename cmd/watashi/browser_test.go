@@ -1,16 +1,24 @@
 package main
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/watashi-id/watashi/idp/account"
+	"github.com/watashi-id/watashi/pkibridge/jpkisim"
 	"github.com/watashi-id/watashi/templates"
 )
 
@@ -98,12 +106,75 @@ type pageState struct {
 	Body string `json:"body"`
 }
 
+// probeSerial issues a throwaway certificate and returns its serial.
+func probeSerial(t *testing.T, ca *jpkisim.CA) int64 {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := ca.Issue(jpkisim.LeafOptions{Key: k, OmitFacts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf.Cert.SerialNumber.Int64()
+}
+
+var (
+	reLogNumber = regexp.MustCompile(`("(?:bytes|status|duration)":)?[0-9]+`)
+	reHex256    = regexp.MustCompile(`(?i)[0-9a-f]{64}`)
+)
+
+// linkingIdentifiers returns a function naming the identifier a demo log
+// line holds, or "". The account IDs come from the demo's store; the
+// serials after the probes were issued during the run.
+func linkingIdentifiers(t *testing.T, d *demo, sigFrom, authFrom int64) func(line string) string {
+	t.Helper()
+	accounts, err := account.New(d.store, account.Options{KEK: d.kek})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := accounts.IDs(context.Background())
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("no account after the run: %v", err)
+	}
+	serials := map[string]bool{}
+	for _, r := range []struct {
+		ca   *jpkisim.CA
+		from int64
+	}{{d.sigCA, sigFrom}, {d.authCA, authFrom}} {
+		to := probeSerial(t, r.ca)
+		for n := r.from + 1; n < to; n++ {
+			serials[strconv.FormatInt(n, 10)] = true
+		}
+	}
+	return func(line string) string {
+		for _, id := range ids {
+			if strings.Contains(line, id) {
+				return "an account ID"
+			}
+		}
+		if reHex256.MatchString(line) {
+			return "a SHA-256 fingerprint"
+		}
+		for _, m := range reLogNumber.FindAllStringSubmatch(line, -1) {
+			if m[1] == "" && serials[m[0]] {
+				return "a certificate serial"
+			}
+		}
+		return ""
+	}
+}
+
 const readPage = `({path: location.pathname, lang: document.documentElement.lang,
 	h1: (document.querySelector("h1") || {}).innerText || "", body: document.body.innerText})`
 
 func browserFlow(t *testing.T, chrome, shots string, deadline time.Time, l browserLang, msgs *templates.Set) {
 	logs := &syncBuffer{}
 	d := startLoggedDemo(t, logs)
+	// The serial numbers the simulator CAs give the phone's certificates
+	// lie between these probes and the ones after the run.
+	sigFrom, authFrom := probeSerial(t, d.sigCA), probeSerial(t, d.authCA)
 	b, main := startBrowser(t, t.Context(), chrome, l.acceptLang, l.lang, shots, deadline)
 	started := time.Now()
 
@@ -255,8 +326,17 @@ func browserFlow(t *testing.T, chrome, shots string, deadline time.Time, l brows
 	b.check(main, "RP result", rpProblems(rp))
 	b.screenshot(main, "rp-"+l.lang+".png")
 
-	// Nothing the resident typed reached a log line.
+	// Nothing the resident typed reached a log line, nor any identifier
+	// that links them: the account ID, the certificates' serial numbers
+	// (the phone's are those the CAs issued during the run) and
+	// fingerprints (a SHA-256 in hex: no log line has one).
 	all := logs.String()
+	linking := linkingIdentifiers(t, d, sigFrom, authFrom)
+	for _, line := range strings.Split(all, "\n") {
+		if what := linking(line); what != "" {
+			t.Errorf("a demo log line holds %s: %.300s", what, line)
+		}
+	}
 	for _, v := range []string{browserFamily, browserGiven, browserBirthdate, browserAddress} {
 		if strings.Contains(all, v) {
 			for _, line := range strings.Split(all, "\n") {

@@ -21,6 +21,7 @@ import (
 	"github.com/watashi-id/watashi/idp"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/demorp"
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
 	"github.com/watashi-id/watashi/idp/web"
@@ -72,7 +73,10 @@ type demo struct {
 	// tried with curl.
 	iat           string
 	sigCA, authCA *jpkisim.CA
-	logs          *slog.Logger
+	// kek seals the demo's accounts and keys; like everything else here it
+	// is forgotten at exit.
+	kek  *seal.Ring
+	logs *slog.Logger
 }
 
 // newDemoWith builds the demo for a browser reaching it at addr. The
@@ -145,7 +149,9 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 		AutoApprove: true, Note: "watashi demo", Change: whitelist.Change{Actor: "watashi demo", Via: "demo"}}); err != nil {
 		return nil, err
 	}
+	d.kek = seal.GenerateRing()
 	d.server, err = idp.New(context.Background(), idp.Options{
+		KEK:           d.kek,
 		Registry:      d.registry,
 		Issuer:        issuer,
 		Dev:           true,

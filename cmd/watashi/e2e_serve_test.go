@@ -66,6 +66,7 @@ func TestServeE2ERelyingParty(t *testing.T) {
 	opensslRand(t, dir, "pairwise.key")
 	opensslRand(t, dir, "token.key")
 	opensslRand(t, dir, "cookie.key")
+	opensslRand(t, dir, "kek.key")
 	const secret = "a client secret from a file, 32+"
 	writeFile(t, dir, "city.secret", []byte(secret+"\n"))
 	const redirect = "https://rp.example.test/cb"
@@ -83,6 +84,7 @@ secrets:
   pairwise_key_file: pairwise.key
   token_key_file: token.key
   cookie_key_file: cookie.key
+  kek_file: kek.key
 pki:
   anchors: [sig-ca.pem, auth-ca.pem]
   revocation:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/config"
 	"github.com/watashi-id/watashi/idp/keys"
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 )
 
@@ -57,32 +58,43 @@ func (f *keysFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON instead of a table")
 }
 
-// openStore builds the configured store. A memory store is refused: its
-// keys exist only inside the server process that made them.
-func (f *keysFlags) openStore(ctx context.Context, cmd *cobra.Command) (store.KV, error) {
-	if f.config == "" {
-		return nil, usageErr("--config is required")
+// openStore builds the configured store and the KEK ring that opens its
+// sealed records. A memory store is refused: its keys exist only inside
+// the server process that made them.
+func (f *keysFlags) openStore(ctx context.Context, cmd *cobra.Command) (store.KV, *seal.Ring, error) {
+	return openSealedStore(ctx, cmd, f.config, f.dev)
+}
+
+// openSealedStore is what every command on the stored records needs:
+// the store alone (building the whole provider would load anchors and
+// fetch relying parties' sector documents for nothing) and the KEKs.
+func openSealedStore(ctx context.Context, cmd *cobra.Command, cfgPath string, dev bool) (store.KV, *seal.Ring, error) {
+	if cfgPath == "" {
+		return nil, nil, usageErr("--config is required")
 	}
-	cfg, err := config.Load(f.config)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
-		return nil, usageErr("%v", err)
+		return nil, nil, usageErr("%v", err)
 	}
 	cfg.SetLogOutput(cmd.ErrOrStderr())
-	// Only the store: building the whole provider would load anchors and
-	// fetch relying parties' sector documents for nothing.
-	kv, err := cfg.OpenStore(ctx, f.dev)
+	kv, err := cfg.OpenStore(ctx, dev)
 	if err != nil {
-		return nil, usageErr("%v", err)
+		return nil, nil, usageErr("%v", err)
 	}
 	if !kv.Durable() {
 		kv.Close()
-		return nil, usageErr("the configured store is memory: signing keys exist only inside a running server")
+		return nil, nil, usageErr("the configured store is memory: its records exist only inside a running server")
 	}
 	if err := kv.Ping(ctx); err != nil {
 		kv.Close()
-		return nil, usageErr("store unreachable: %v", err)
+		return nil, nil, usageErr("store unreachable: %v", err)
 	}
-	return kv, nil
+	ring, err := cfg.RequireKEK(dev)
+	if err != nil {
+		kv.Close()
+		return nil, nil, usageErr("%v", err)
+	}
+	return kv, ring, nil
 }
 
 func newKeysListCmd() *cobra.Command {
@@ -94,12 +106,12 @@ func newKeysListCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), keysTimeout)
 			defer cancel()
-			kv, err := f.openStore(ctx, cmd)
+			kv, ring, err := f.openStore(ctx, cmd)
 			if err != nil {
 				return err
 			}
 			defer kv.Close()
-			m, err := keys.New(kv, keys.Options{})
+			m, err := keys.New(kv, keys.Options{KEK: ring})
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
@@ -124,12 +136,12 @@ func newKeysRotateCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), keysTimeout)
 			defer cancel()
-			kv, err := f.openStore(ctx, cmd)
+			kv, ring, err := f.openStore(ctx, cmd)
 			if err != nil {
 				return err
 			}
 			defer kv.Close()
-			m, err := keys.New(kv, keys.Options{})
+			m, err := keys.New(kv, keys.Options{KEK: ring})
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}

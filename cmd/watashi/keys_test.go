@@ -40,6 +40,7 @@ func writeConfig(t *testing.T, body string) string {
 // first rotation, and each rotation moves the ring one step.
 func TestKeysCommand(t *testing.T) {
 	addr := storetest.StartRedis(t)
+	kek, _ := opensslRand(t, t.TempDir(), "kek.key")
 	cfg := writeConfig(t, `issuer: http://127.0.0.1:8080
 dev: true
 store:
@@ -47,6 +48,8 @@ store:
   redis:
     addrs: ["`+addr+`"]
     prefix: "keys-cli:"
+secrets:
+  kek_file: `+kek+`
 pki:
   revocation:
     mode: "off"
@@ -105,6 +108,7 @@ pki:
 func TestKeysCommandErrors(t *testing.T) {
 	memory := writeConfig(t, "issuer: http://127.0.0.1:8080\ndev: true\nstore:\n  type: memory\npki:\n  revocation:\n    mode: \"off\"\n")
 	unreachable := writeConfig(t, "issuer: http://127.0.0.1:8080\ndev: true\nstore:\n  type: redis\n  redis:\n    addrs: [\"127.0.0.1:1\"]\n    timeout: 200ms\npki:\n  revocation:\n    mode: \"off\"\n")
+	noKEK := writeConfig(t, "issuer: http://127.0.0.1:8080\ndev: true\nstore:\n  type: redis\n  redis:\n    addrs: [\""+storetest.StartRedis(t)+"\"]\npki:\n  revocation:\n    mode: \"off\"\n")
 	tests := []struct {
 		name string
 		args []string
@@ -115,6 +119,7 @@ func TestKeysCommandErrors(t *testing.T) {
 		{"dev config without --dev", []string{"keys", "list", "--config", memory}, "--dev"},
 		{"memory store", []string{"keys", "rotate", "--config", memory, "--dev"}, "memory"},
 		{"unreachable store", []string{"keys", "list", "--config", unreachable, "--dev"}, "unreachable"},
+		{"no KEK", []string{"keys", "list", "--config", noKEK, "--dev"}, "secrets.kek_file: required"},
 		{"unknown subcommand", []string{"keys", "shred"}, "unknown command"},
 		{"extra argument", []string{"keys", "list", "x", "--config", memory}, "unknown command"},
 	}

@@ -60,7 +60,7 @@ log: {level: loud}
 	}{
 		{"every problem at once", []string{"serve", "--config", cfg}, []string{
 			"invalid configuration", "issuer: must be https outside --dev", "store.type: memory", "secrets.pairwise_key: required",
-			"secrets.token_key: required", "secrets.cookie_key: required", "pki.revocation.mode: off", "cors_allowed_origins[0]", "log.level",
+			"secrets.token_key: required", "secrets.cookie_key: required", "secrets.kek_file: required", "pki.revocation.mode: off", "cors_allowed_origins[0]", "log.level",
 		}},
 		{"dev still checks what dev cannot fix", []string{"serve", "--config", cfg, "--dev"}, []string{"log.level"}},
 		{"no config flag", []string{"serve"}, []string{"--config is required"}},
@@ -87,8 +87,8 @@ log: {level: loud}
 	// One problem per line, so that an operator can grep them.
 	var errb strings.Builder
 	run([]string{"serve", "--config", cfg}, io.Discard, &errb)
-	if n := strings.Count(errb.String(), "\n  "); n != 8 {
-		t.Fatalf("%d problem lines, want 8:\n%s", n, errb.String())
+	if n := strings.Count(errb.String(), "\n  "); n != 9 {
+		t.Fatalf("%d problem lines, want 9:\n%s", n, errb.String())
 	}
 }
 
@@ -100,6 +100,7 @@ func TestServeProductionWithRedis(t *testing.T) {
 	_, pairwise := opensslRand(t, dir, "pairwise.key")
 	_, token := opensslRand(t, dir, "token.key")
 	_, cookie := opensslRand(t, dir, "cookie.key")
+	_, kek := opensslRand(t, dir, "kek.key")
 	writeFile(t, dir, "rp.secret", []byte("a-client-secret-of-some-length\n"))
 	cfg := writeFile(t, dir, "watashi.yaml", []byte(`
 issuer: https://id.example.test
@@ -112,6 +113,7 @@ secrets:
   pairwise_key_file: pairwise.key
   token_key_file: token.key
   cookie_key_file: cookie.key
+  kek_file: kek.key
 pki:
   revocation:
     mode: require
@@ -193,7 +195,7 @@ clients:
 	if !sawAccess || !sawStop {
 		t.Fatalf("access log with request_id: %v, clean stop: %v\n%s", sawAccess, sawStop, out)
 	}
-	for _, secret := range []string{pairwise, token, cookie, "a-client-secret"} {
+	for _, secret := range []string{pairwise, token, cookie, kek, "a-client-secret"} {
 		if strings.Contains(out, secret) {
 			t.Fatalf("logs contain a secret")
 		}

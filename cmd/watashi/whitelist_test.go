@@ -39,6 +39,7 @@ func TestServeWhitelist(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // serve binds it again; the issuer must name it beforehand
 	issuer := "http://" + addr
+	kek, _ := opensslRand(t, dir, "kek.key")
 	cfg := writeConfig(t, `issuer: `+issuer+`
 dev: true
 listen: `+addr+`
@@ -46,6 +47,8 @@ telemetry_listen: 127.0.0.1:0
 store:
   type: redis
   redis: {addrs: ["`+redisAddr+`"], prefix: "wl:", timeout: 10s}
+secrets:
+  kek_file: `+kek+`
 pki:
   revocation:
     mode: "off"

@@ -2,28 +2,18 @@ package account
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
-	"encoding/json"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/watashi-id/watashi/idp/internal/ids"
+	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
 )
-
-// Store keys of the durable records. Accounts and links
-// have no TTL and need a durable backend (Redis with AOF in production).
-func accountKey(id string) string { return "acct:" + id }
-
-// certLinkKey maps a certificate (SHA-256 fingerprint of its DER, hex) to
-// the account it proves. Both the signature and the authentication
-// certificate of a proofing get one.
-func certLinkKey(fingerprint string) string { return "link:" + fingerprint }
 
 // maxCertRefs bounds the certificates remembered per account: a resident
 // renews every five years, so a handful covers a lifetime, and a bound
@@ -34,6 +24,13 @@ const maxCertRefs = 8
 // never by name or birth date: two residents may share both, and a name
 // changes on marriage. The facts come only from a verified signature
 // certificate, with that certificate recorded as their source.
+//
+// The record is stored sealed (see records.go). It keeps of each
+// certificate only what the provider uses: the facts, what the evidence
+// of verified_claims names (issuer and serial of the signature
+// certificate), what a revocation re-check needs, and the keyed link by
+// which a presented certificate is recognised; never a certificate
+// itself, which would repeat the facts.
 type Account struct {
 	ID          string                `json:"id"`
 	Facts       *pkibridge.Attributes `json:"facts,omitempty"`
@@ -53,89 +50,71 @@ type Account struct {
 // stands: a JPKI signature certificate is revoked when the resident moves
 // or changes name, which makes the facts it carried stale.
 type FactsSource struct {
-	Issuer      string                   `json:"issuer"`      // RFC 2253 DN of the issuing CA
-	Serial      string                   `json:"serial"`      // decimal
-	Fingerprint string                   `json:"fingerprint"` // SHA-256 of the certificate DER, hex
-	NotAfter    time.Time                `json:"not_after"`
-	VerifiedAt  time.Time                `json:"verified_at"`
-	Revocation  pkibridge.RevocationInfo `json:"revocation"`
-	// Cert and IssuerCert are the DER of the signature certificate and of
-	// its issuing CA certificate: what a revocation check needs.
-	// Certificates are public documents, but this one carries the basic
-	// four facts, so it is kept with them and never logged.
-	Cert       []byte `json:"cert,omitempty"`
-	IssuerCert []byte `json:"issuer_cert,omitempty"`
-	// CheckedAt is the last definitive revocation answer ("good") for
-	// Cert; proofing sets it. Consent checks again when it is older than
-	// Options.Recheck.
+	Issuer string `json:"issuer"` // RFC 2253 DN of the issuing CA
+	Serial string `json:"serial"` // decimal
+	// Link is the certificate's keyed link name (see CertLink).
+	Link       string                   `json:"link"`
+	NotAfter   time.Time                `json:"not_after"`
+	VerifiedAt time.Time                `json:"verified_at"`
+	Revocation pkibridge.RevocationInfo `json:"revocation"`
+	// Recheck is what a revocation check of the certificate needs; nil
+	// when the chain gave no issuer.
+	Recheck *RevocationRef `json:"recheck,omitempty"`
+	// CheckedAt is the last definitive revocation answer ("good") for the
+	// certificate; proofing sets it. Consent checks again when it is
+	// older than Options.Recheck.
 	CheckedAt time.Time `json:"checked_at,omitzero"`
-	// Stale is set, for good, once Cert is known revoked: the facts are
-	// withheld until the resident proves again, which replaces this
-	// record.
+	// Stale is set, for good, once the certificate is known revoked: the
+	// facts are withheld until the resident proves again, which replaces
+	// this record.
 	Stale   bool      `json:"stale,omitempty"`
 	StaleAt time.Time `json:"stale_at,omitzero"`
 }
 
-// CertRef identifies a linked certificate without keeping the whole DER.
+// RevocationRef is what an OCSP or CRL check asks about a certificate,
+// besides the serial: the issuer's name and key (OCSP's issuer name and
+// key hashes, the CRL's issuer and the signatures on both answers), the
+// authority key identifier and the CRL distribution points (which CRL
+// partition covers it). None of it is personal; the issuer certificate
+// is the CA's, the same for every resident it certified.
+type RevocationRef struct {
+	RawIssuer      []byte `json:"raw_issuer"` // the certificate's issuer Name, DER
+	AuthorityKeyID []byte `json:"authority_key_id,omitempty"`
+	// CRLDistributionPoints is the value of the extension, DER.
+	CRLDistributionPoints []byte `json:"crl_distribution_points,omitempty"`
+	IssuerCert            []byte `json:"issuer_cert"` // the issuing CA's certificate, DER
+}
+
+// CertRef is a linked certificate, known by its keyed link name.
 type CertRef struct {
-	Kind        pkibridge.Kind `json:"kind"`
-	Issuer      string         `json:"issuer"`
-	Serial      string         `json:"serial"`
-	Fingerprint string         `json:"fingerprint"`
-	NotAfter    time.Time      `json:"not_after"`
-	LinkedAt    time.Time      `json:"linked_at"`
+	Kind     pkibridge.Kind `json:"kind"`
+	Link     string         `json:"link"`
+	NotAfter time.Time      `json:"not_after"`
+	LinkedAt time.Time      `json:"linked_at"`
 }
 
-// account loads an account; the error wraps store.ErrNotFound when there
-// is none. The provider reads facts for claims through it.
+// Get loads an account; the error wraps store.ErrNotFound when there is
+// none. The provider reads facts for claims through it.
 func (s *Store) Get(ctx context.Context, id string) (*Account, error) {
-	a, _, err := s.loadAccount(ctx, id)
-	return a, err
-}
-
-func (s *Store) loadAccount(ctx context.Context, id string) (*Account, []byte, error) {
-	if id == "" {
-		return nil, nil, ErrNotFound
-	}
-	b, err := s.kv.Get(ctx, accountKey(id))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, ErrNotFound
-	}
+	l, err := s.load(ctx, id)
 	if err != nil {
-		return nil, nil, fmt.Errorf("account: load account: %w", err)
+		return nil, err
 	}
-	a := new(Account)
-	if err := json.Unmarshal(b, a); err != nil {
-		return nil, nil, fmt.Errorf("account: account record: %w", err)
-	}
-	return a, b, nil
+	return l.a, nil
 }
 
 // newAccountID is 128 random bits, base64url: unguessable and carrying
 // nothing about the person.
 func newAccountID() string { return ids.Short() }
 
-// certFingerprint is the SHA-256 of the certificate DER, lowercase hex.
-func Fingerprint(c *x509.Certificate) string {
-	h := sha256.Sum256(c.Raw)
-	return hex.EncodeToString(h[:])
-}
-
-func certRef(kind pkibridge.Kind, c *x509.Certificate, now time.Time) CertRef {
-	return CertRef{
-		Kind:        kind,
-		Issuer:      c.Issuer.String(),
-		Serial:      c.SerialNumber.String(),
-		Fingerprint: Fingerprint(c),
-		NotAfter:    c.NotAfter.UTC(),
-		LinkedAt:    now,
-	}
+func certRef(kind pkibridge.Kind, c *x509.Certificate, link string, now time.Time) CertRef {
+	return CertRef{Kind: kind, Link: link, NotAfter: c.NotAfter.UTC(), LinkedAt: now}
 }
 
 // addCertRef appends r unless its certificate is already listed, keeping
 // the newest maxCertRefs.
 func addCertRef(list []CertRef, r CertRef) []CertRef {
-	if slices.ContainsFunc(list, func(x CertRef) bool { return x.Fingerprint == r.Fingerprint }) {
+	if slices.ContainsFunc(list, func(x CertRef) bool { return x.Link == r.Link }) {
 		return list
 	}
 	list = append(list, r)
@@ -145,9 +124,18 @@ func addCertRef(list []CertRef, r CertRef) []CertRef {
 	return list
 }
 
-// linkedAccount returns the account a certificate is linked to, or "".
-func (s *Store) Linked(ctx context.Context, fingerprint string) (string, error) {
-	b, err := s.kv.Get(ctx, certLinkKey(fingerprint))
+// LinkedTo returns the account a certificate is linked to, or "".
+func (s *Store) LinkedTo(ctx context.Context, c *x509.Certificate) (string, error) {
+	link, err := s.CertLink(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	return s.linked(ctx, link)
+}
+
+// linked returns the account a certificate link points at, or "".
+func (s *Store) linked(ctx context.Context, link string) (string, error) {
+	b, err := s.kv.Get(ctx, certLinkKey(link))
 	if errors.Is(err, store.ErrNotFound) {
 		return "", nil
 	}
@@ -157,18 +145,34 @@ func (s *Store) Linked(ctx context.Context, fingerprint string) (string, error) 
 	return string(b), nil
 }
 
+// linkedLive is linked, dropping a link whose account no longer exists (a
+// deletion that stopped half-way), so that the certificate can prove a
+// new account.
+func (s *Store) linkedLive(ctx context.Context, link string) (string, error) {
+	id, err := s.linked(ctx, link)
+	if err != nil || id == "" {
+		return id, err
+	}
+	if _, err := s.load(ctx, id); errors.Is(err, ErrNotFound) {
+		return "", s.dropLink(ctx, link, id)
+	} else if err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
 // linkCert links a certificate to accountID. SetNX makes the first link
 // final: two proofings racing with one certificate cannot attach it to
 // two accounts. Linking again to the same account is a no-op.
-func (s *Store) linkCert(ctx context.Context, fingerprint, accountID string) error {
-	ok, err := s.kv.SetNX(ctx, certLinkKey(fingerprint), []byte(accountID), 0)
+func (s *Store) linkCert(ctx context.Context, link, accountID string) error {
+	ok, err := s.kv.SetNX(ctx, certLinkKey(link), []byte(accountID), 0)
 	if err != nil {
 		return fmt.Errorf("account: link certificate: %w", err)
 	}
 	if ok {
 		return nil
 	}
-	cur, err := s.Linked(ctx, fingerprint)
+	cur, err := s.linked(ctx, link)
 	if err != nil {
 		return err
 	}
@@ -186,12 +190,15 @@ func sameIdentity(a, b *pkibridge.Attributes) bool {
 	return a != nil && b != nil && a.Name == b.Name && a.Birthdate == b.Birthdate
 }
 
-// signinAccount resolves a verified authentication certificate to its
-// account. An unlinked certificate is not_enrolled: the resident must
-// prove their identity first.
+// SignIn resolves a verified authentication certificate to its account.
+// An unlinked certificate is not_enrolled: the resident must prove their
+// identity first.
 func (s *Store) SignIn(ctx context.Context, auth *pkibridge.Result) (string, error) {
-	fp := Fingerprint(auth.Leaf)
-	id, err := s.Linked(ctx, fp)
+	link, err := s.CertLink(ctx, auth.Leaf)
+	if err != nil {
+		return "", err
+	}
+	id, err := s.linked(ctx, link)
 	if err != nil {
 		return "", err
 	}
@@ -205,16 +212,22 @@ func (s *Store) SignIn(ctx context.Context, auth *pkibridge.Result) (string, err
 	if err != nil {
 		return "", err
 	}
-	if !slices.ContainsFunc(a.AuthCerts, func(r CertRef) bool { return r.Fingerprint == fp }) {
+	if !slices.ContainsFunc(a.AuthCerts, func(r CertRef) bool { return r.Link == link }) {
 		// A link to a signature certificate, or a stale link: never let
-		// the signature certificate's fingerprint sign anyone in.
+		// the signature certificate sign anyone in.
 		return "", fail(ErrNotEnrolled, "the certificate is not an authentication certificate of the account")
 	}
 	return id, nil
 }
 
-// proofAccount applies an identity proofing: sig and auth are the
-// verified signature and authentication certificates submitted together,
+// proofing is one identity proofing's certificates and their links.
+type proofing struct {
+	sig, auth         *pkibridge.Result
+	sigLink, authLink string
+}
+
+// Proof applies an identity proofing: sig and auth are the verified
+// signature and authentication certificates submitted together,
 // sessionAccount the account of the browser's SSO session when the
 // proofing was started while signed in ("" otherwise).
 //
@@ -224,15 +237,29 @@ func (s *Store) SignIn(ctx context.Context, auth *pkibridge.Result) (string, err
 // (account_conflict). If none exists a new account is created. An
 // existing account accepts the new facts only for the same person (name
 // and birth date), which covers a renewed card or an address change;
-// anything else is identity_mismatch.
+// anything else is identity_mismatch. A session of a deleted account
+// counts for nothing.
 func (s *Store) Proof(ctx context.Context, sig, auth *pkibridge.Result, sessionAccount string) (id string, created bool, err error) {
-	sigFP, authFP := Fingerprint(sig.Leaf), Fingerprint(auth.Leaf)
+	p := &proofing{sig: sig, auth: auth}
+	if p.sigLink, err = s.CertLink(ctx, sig.Leaf); err != nil {
+		return "", false, err
+	}
+	if p.authLink, err = s.CertLink(ctx, auth.Leaf); err != nil {
+		return "", false, err
+	}
+	if sessionAccount != "" {
+		if _, err := s.load(ctx, sessionAccount); errors.Is(err, ErrNotFound) {
+			sessionAccount = ""
+		} else if err != nil {
+			return "", false, err
+		}
+	}
 	for range casRetries {
-		sigAcct, err := s.Linked(ctx, sigFP)
+		sigAcct, err := s.linkedLive(ctx, p.sigLink)
 		if err != nil {
 			return "", false, err
 		}
-		authAcct, err := s.Linked(ctx, authFP)
+		authAcct, err := s.linkedLive(ctx, p.authLink)
 		if err != nil {
 			return "", false, err
 		}
@@ -247,12 +274,12 @@ func (s *Store) Proof(ctx context.Context, sig, auth *pkibridge.Result, sessionA
 			}
 		}
 		if target != "" {
-			if err := s.refreshAccount(ctx, target, sig, auth); err != nil {
+			if err := s.refreshAccount(ctx, target, p); err != nil {
 				return "", false, err
 			}
 			return target, false, nil
 		}
-		id, won, err := s.createAccount(ctx, sig, auth)
+		id, won, err := s.createAccount(ctx, p)
 		if err != nil {
 			return "", false, err
 		}
@@ -267,47 +294,44 @@ func (s *Store) Proof(ctx context.Context, sig, auth *pkibridge.Result, sessionA
 
 // createAccount writes a new account, then claims the signature
 // certificate's link. Losing that claim means a concurrent proofing of
-// the same certificate won; the new record is removed and won is false.
-func (s *Store) createAccount(ctx context.Context, sig, auth *pkibridge.Result) (id string, won bool, err error) {
+// the same certificate won; the new account is removed and won is false.
+func (s *Store) createAccount(ctx context.Context, p *proofing) (id string, won bool, err error) {
 	now := s.now().UTC()
 	id = newAccountID()
 	a := &Account{
 		ID:          id,
-		Facts:       sig.Attributes,
-		FactsSource: factsSource(sig, now),
-		AuthCerts:   []CertRef{certRef(pkibridge.KindAuthentication, auth.Leaf, now)},
-		SignCerts:   []CertRef{certRef(pkibridge.KindSignature, sig.Leaf, now)},
+		Facts:       p.sig.Attributes,
+		FactsSource: factsSource(p.sig, p.sigLink, now),
+		AuthCerts:   []CertRef{certRef(pkibridge.KindAuthentication, p.auth.Leaf, p.authLink, now)},
+		SignCerts:   []CertRef{certRef(pkibridge.KindSignature, p.sig.Leaf, p.sigLink, now)},
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
-	b, err := json.Marshal(a)
+	ok, err := s.insert(ctx, a)
 	if err != nil {
 		return "", false, err
-	}
-	ok, err := s.kv.SetNX(ctx, accountKey(id), b, 0)
-	if err != nil {
-		return "", false, fmt.Errorf("account: create account: %w", err)
 	}
 	if !ok {
 		return "", false, errors.New("account: account ID collision")
 	}
-	ok, err = s.kv.SetNX(ctx, certLinkKey(Fingerprint(sig.Leaf)), []byte(id), 0)
-	if err != nil || !ok {
-		if derr := s.kv.Delete(ctx, accountKey(id)); derr != nil {
-			s.log.WarnContext(ctx, "orphan account record not removed", "account", id, "error", derr)
+	undo := func(what string) {
+		if derr := s.Delete(context.WithoutCancel(ctx), id); derr != nil {
+			s.log.WarnContext(ctx, what+" not removed", logref.Account(id), "error", derr)
 		}
+	}
+	ok, err = s.kv.SetNX(ctx, certLinkKey(p.sigLink), []byte(id), 0)
+	if err != nil || !ok {
+		undo("orphan account")
 		if err != nil {
 			return "", false, fmt.Errorf("account: link certificate: %w", err)
 		}
 		return "", false, nil
 	}
-	if err := s.linkCert(ctx, Fingerprint(auth.Leaf), id); err != nil {
+	if err := s.linkCert(ctx, p.authLink, id); err != nil {
 		// The authentication certificate was linked elsewhere between our
-		// check and now. Undo the signature link so that a retry starts
-		// clean, and refuse.
-		if derr := s.kv.Delete(ctx, certLinkKey(Fingerprint(sig.Leaf)), accountKey(id)); derr != nil {
-			s.log.WarnContext(ctx, "half-created account not removed", "account", id, "error", derr)
-		}
+		// check and now. Undo the account and its signature link so that
+		// a retry starts clean, and refuse.
+		undo("half-created account")
 		return "", false, err
 	}
 	s.created.Inc()
@@ -316,55 +340,65 @@ func (s *Store) createAccount(ctx context.Context, sig, auth *pkibridge.Result) 
 
 // refreshAccount links both certificates to an existing account and, for
 // the same person, replaces the facts with the newly verified ones.
-func (s *Store) refreshAccount(ctx context.Context, id string, sig, auth *pkibridge.Result) error {
+func (s *Store) refreshAccount(ctx context.Context, id string, p *proofing) error {
 	now := s.now().UTC()
 	for range casRetries {
-		a, old, err := s.loadAccount(ctx, id)
+		l, err := s.load(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return fail(ErrConflict, "the account linked to these certificates no longer exists")
 		}
 		if err != nil {
 			return err
 		}
-		if a.Facts != nil && !sameIdentity(a.Facts, sig.Attributes) {
+		a := l.a
+		if a.Facts != nil && !sameIdentity(a.Facts, p.sig.Attributes) {
 			return fail(ErrIdentityMismatch, "the signature certificate names another person than the account")
 		}
-		a.Facts = sig.Attributes
-		a.FactsSource = factsSource(sig, now)
-		a.SignCerts = addCertRef(a.SignCerts, certRef(pkibridge.KindSignature, sig.Leaf, now))
-		a.AuthCerts = addCertRef(a.AuthCerts, certRef(pkibridge.KindAuthentication, auth.Leaf, now))
+		a.Facts = p.sig.Attributes
+		a.FactsSource = factsSource(p.sig, p.sigLink, now)
+		a.SignCerts = addCertRef(a.SignCerts, certRef(pkibridge.KindSignature, p.sig.Leaf, p.sigLink, now))
+		a.AuthCerts = addCertRef(a.AuthCerts, certRef(pkibridge.KindAuthentication, p.auth.Leaf, p.authLink, now))
 		a.UpdatedAt = now
-		b, err := json.Marshal(a)
+		ok, err := s.replace(ctx, l, a)
 		if err != nil {
 			return err
-		}
-		ok, err := s.kv.CompareAndSwap(ctx, accountKey(id), old, b)
-		if err != nil {
-			return fmt.Errorf("account: update account: %w", err)
 		}
 		if !ok {
 			continue
 		}
-		if err := s.linkCert(ctx, Fingerprint(sig.Leaf), id); err != nil {
+		if err := s.linkCert(ctx, p.sigLink, id); err != nil {
 			return err
 		}
-		return s.linkCert(ctx, Fingerprint(auth.Leaf), id)
+		return s.linkCert(ctx, p.authLink, id)
 	}
 	return ErrContention
 }
 
-func factsSource(sig *pkibridge.Result, now time.Time) *FactsSource {
+// oidExtCRLDistributionPoints is id-ce-cRLDistributionPoints.
+var oidExtCRLDistributionPoints = asn1.ObjectIdentifier{2, 5, 29, 31}
+
+func factsSource(sig *pkibridge.Result, link string, now time.Time) *FactsSource {
+	leaf := sig.Leaf
 	fs := &FactsSource{
-		Issuer:      sig.Leaf.Issuer.String(),
-		Serial:      sig.Leaf.SerialNumber.String(),
-		Fingerprint: Fingerprint(sig.Leaf),
-		NotAfter:    sig.Leaf.NotAfter.UTC(),
-		VerifiedAt:  now,
-		Revocation:  sig.Revocation,
-		Cert:        slices.Clone(sig.Leaf.Raw),
+		Issuer:     leaf.Issuer.String(),
+		Serial:     leaf.SerialNumber.String(),
+		Link:       link,
+		NotAfter:   leaf.NotAfter.UTC(),
+		VerifiedAt: now,
+		Revocation: sig.Revocation,
 	}
 	if len(sig.Chain) > 1 && sig.Chain[1] != nil {
-		fs.IssuerCert = slices.Clone(sig.Chain[1].Raw)
+		ref := &RevocationRef{
+			RawIssuer:      slices.Clone(leaf.RawIssuer),
+			AuthorityKeyID: slices.Clone(leaf.AuthorityKeyId),
+			IssuerCert:     slices.Clone(sig.Chain[1].Raw),
+		}
+		for _, ext := range leaf.Extensions {
+			if ext.Id.Equal(oidExtCRLDistributionPoints) {
+				ref.CRLDistributionPoints = slices.Clone(ext.Value)
+			}
+		}
+		fs.Recheck = ref
 	}
 	if sig.Revocation.Status == pkibridge.StatusGood {
 		fs.CheckedAt = now

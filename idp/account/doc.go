@@ -15,8 +15,17 @@
 //     configured period. A revoked certificate means the resident moved or
 //     changed name: the facts are marked stale, and nothing is released
 //     until the resident proves again.
+//   - Delete removes an account for good, destroying its data key first.
+//
+// Every account is sealed (package seal) under a data key of its own,
+// wrapped by the KEK; Rewrap re-wraps the data keys after a KEK change.
+// An account keeps no certificate, only what the provider uses of them,
+// and certificates are linked under a keyed hash of their DER, so a copy
+// of the store neither shows the facts nor tells whose certificate is
+// linked.
 //
 // It returns domain errors (ErrNotEnrolled, ErrConflict,
 // ErrIdentityMismatch); the sign-in maps them to the wallet protocol's
-// codes. Accounts and certificate links are durable records.
+// codes. Accounts, their data keys and certificate links are durable
+// records.
 package account

@@ -3,11 +3,13 @@ package account
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
 )
@@ -21,12 +23,11 @@ func (a *Account) FactsMeta() consent.FactsMeta {
 		return consent.FactsMeta{}
 	}
 	return consent.FactsMeta{
-		ProofedAt:       fs.VerifiedAt,
-		SignedAt:        fs.VerifiedAt, // the signature was made for this proofing's transaction, minutes before
-		CertIssuer:      fs.Issuer,
-		CertSerial:      fs.Serial,
-		CertFingerprint: fs.Fingerprint,
-		Stale:           fs.Stale,
+		ProofedAt:  fs.VerifiedAt,
+		SignedAt:   fs.VerifiedAt, // the signature was made for this proofing's transaction, minutes before
+		CertIssuer: fs.Issuer,
+		CertSerial: fs.Serial,
+		Stale:      fs.Stale,
 	}
 }
 
@@ -53,15 +54,13 @@ func (s *Store) RecheckFacts(ctx context.Context, a *Account) (*Account, error) 
 	if s.checker == nil {
 		return a, nil
 	}
-	if len(fs.Cert) == 0 || len(fs.IssuerCert) == 0 {
-		// Proofed before certificates were kept: nothing to ask about.
-		s.log.WarnContext(ctx, "facts source certificate not on record; revocation not rechecked", "account", a.ID)
+	if fs.Recheck == nil {
+		s.log.WarnContext(ctx, "facts source has no revocation reference; revocation not rechecked", logref.Account(a.ID))
 		return a, nil
 	}
-	leaf, err1 := x509.ParseCertificate(fs.Cert)
-	issuer, err2 := x509.ParseCertificate(fs.IssuerCert)
-	if err := errors.Join(err1, err2); err != nil {
-		s.log.ErrorContext(ctx, "facts source certificate does not parse; revocation not rechecked", "account", a.ID, "error", err)
+	leaf, issuer, err := fs.revocationSubject()
+	if err != nil {
+		s.log.ErrorContext(ctx, "facts source revocation reference unusable; revocation not rechecked", logref.Account(a.ID), "error", err)
 		return a, nil
 	}
 	info, err := s.checker.CheckRevocation(ctx, leaf, issuer)
@@ -74,20 +73,20 @@ func (s *Store) RecheckFacts(ctx context.Context, a *Account) (*Account, error) 
 	case err == nil && info.Status == pkibridge.StatusGood:
 		mark = func(f *FactsSource) { f.CheckedAt, f.Revocation = now, info }
 	default:
-		attrs := []any{"account", a.ID, "status", string(info.Status)}
+		attrs := []any{logref.Account(a.ID), "status", string(info.Status)}
 		if err != nil {
 			attrs = append(attrs, "error", err)
 		}
 		s.log.WarnContext(ctx, "facts revocation recheck inconclusive; facts kept", attrs...)
 		return a, nil
 	}
-	updated, err := s.updateFactsSource(ctx, a.ID, fs.Fingerprint, mark)
+	updated, err := s.updateFactsSource(ctx, a.ID, fs.Link, mark)
 	if err != nil {
 		return nil, err
 	}
 	if updated.FactsSource != nil && updated.FactsSource.Stale {
-		s.log.InfoContext(ctx, "facts marked stale: their signature certificate is revoked", "account", a.ID,
-			"cert_serial", fs.Serial, "revocation_source", info.Source)
+		s.log.InfoContext(ctx, "facts marked stale: their signature certificate is revoked", logref.Account(a.ID),
+			"revocation_source", info.Source)
 	}
 	return updated, nil
 }
@@ -95,30 +94,47 @@ func (s *Store) RecheckFacts(ctx context.Context, a *Account) (*Account, error) 
 // updateFactsSource applies mark to the account's FactsSource with
 // compare-and-swap, unless a proofing replaced the source meanwhile (then
 // the account is returned as the proofing left it).
-func (s *Store) updateFactsSource(ctx context.Context, id, fingerprint string, mark func(*FactsSource)) (*Account, error) {
+func (s *Store) updateFactsSource(ctx context.Context, id, link string, mark func(*FactsSource)) (*Account, error) {
 	for range casRetries {
-		a, old, err := s.loadAccount(ctx, id)
+		l, err := s.load(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		if a.FactsSource == nil || a.FactsSource.Fingerprint != fingerprint {
+		a := l.a
+		if a.FactsSource == nil || a.FactsSource.Link != link {
 			return a, nil
 		}
 		mark(a.FactsSource)
 		a.UpdatedAt = s.now().UTC()
-		b, err := json.Marshal(a)
+		ok, err := s.replace(ctx, l, a)
 		if err != nil {
 			return nil, err
-		}
-		ok, err := s.kv.CompareAndSwap(ctx, accountKey(id), old, b)
-		if err != nil {
-			return nil, fmt.Errorf("account: update account: %w", err)
 		}
 		if ok {
 			return a, nil
 		}
 	}
 	return nil, ErrContention
+}
+
+// revocationSubject rebuilds what a revocation check reads of the
+// certificate (serial, issuer name, authority key identifier, CRL
+// distribution points) and parses the issuer's certificate. The
+// certificate itself is not kept: it repeats the facts.
+func (fs *FactsSource) revocationSubject() (leaf, issuer *x509.Certificate, err error) {
+	serial, ok := new(big.Int).SetString(fs.Serial, 10)
+	if !ok || serial.Sign() < 0 {
+		return nil, nil, errors.New("serial number is not a decimal integer")
+	}
+	ref := fs.Recheck
+	if issuer, err = x509.ParseCertificate(ref.IssuerCert); err != nil {
+		return nil, nil, fmt.Errorf("issuer certificate: %w", err)
+	}
+	leaf = &x509.Certificate{SerialNumber: serial, RawIssuer: ref.RawIssuer, AuthorityKeyId: ref.AuthorityKeyID}
+	if len(ref.CRLDistributionPoints) > 0 {
+		leaf.Extensions = []pkix.Extension{{Id: oidExtCRLDistributionPoints, Value: ref.CRLDistributionPoints}}
+	}
+	return leaf, issuer, nil
 }
 
 // ForRelease loads an account for a release: a missing account releases

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/watashi-id/watashi/idp/internal/metrics"
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
 )
@@ -48,10 +50,15 @@ type KV interface {
 	SetNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error)
 	CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error)
 	Delete(ctx context.Context, keys ...string) error
+	SetAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error
+	SetMembers(ctx context.Context, key string) ([]string, error)
+	SetRemove(ctx context.Context, key string, members ...string) error
 }
 
 // Options configure a Store.
 type Options struct {
+	// KEK wraps the data keys the records are sealed with (required).
+	KEK *seal.Ring
 	// Checker re-checks the facts' certificate; nil never re-checks
 	// (revocation off).
 	Checker RevocationChecker
@@ -66,16 +73,23 @@ type Options struct {
 // Store reads and writes accounts and certificate links.
 type Store struct {
 	kv      KV
+	ring    *seal.Ring
 	checker RevocationChecker
 	recheck time.Duration
 	log     *slog.Logger
 	now     func() time.Time
 	created prometheus.Counter
+
+	linkMu  sync.Mutex
+	linkKey []byte // loaded on first use; see certLink
 }
 
 // New returns a Store on kv.
 func New(kv KV, o Options) (*Store, error) {
-	s := &Store{kv: kv, checker: o.Checker, recheck: o.Recheck, log: o.Logger, now: o.Now}
+	if o.KEK == nil {
+		return nil, errors.New("account: Options.KEK is required: accounts are stored encrypted")
+	}
+	s := &Store{kv: kv, ring: o.KEK, checker: o.Checker, recheck: o.Recheck, log: o.Logger, now: o.Now}
 	if s.recheck == 0 {
 		s.recheck = time.Hour
 	}

@@ -94,8 +94,8 @@ type RedisTLSConfig struct {
 	ServerName string `yaml:"server_name"`
 }
 
-// SecretsConfig holds the three keys, each inline or (better) from a
-// file, hex or base64 encoded.
+// SecretsConfig holds the keys, each inline or (better) from a file, hex
+// or base64 encoded; the key-encryption keys only from files.
 type SecretsConfig struct {
 	// PairwiseKey derives every pairwise sub: durable, never rotate it
 	// casually (>= 32 bytes).
@@ -107,6 +107,13 @@ type SecretsConfig struct {
 	// CookieKey authenticates cookies and CSRF tokens (>= 32 bytes).
 	CookieKey     string `yaml:"cookie_key"`
 	CookieKeyFile string `yaml:"cookie_key_file"`
+	// KEKFile holds the key-encryption key (exactly 32 bytes) that wraps
+	// the data keys of accounts and signing keys. File only: it is the
+	// one key that opens everything the store holds.
+	KEKFile string `yaml:"kek_file"`
+	// PreviousKEKFiles are former KEKs, still accepted for reading while
+	// `watashi kek rotate` re-wraps the store under KEKFile.
+	PreviousKEKFiles []string `yaml:"previous_kek_files"`
 }
 
 // PKIConfig is the certificate verification policy.

@@ -78,6 +78,8 @@ secrets:
   pairwise_key_file: pairwise.key
   token_key_file: secrets/token.key
   cookie_key: {{.CookieKey}}
+  kek_file: secrets/kek.key
+  previous_kek_files: [secrets/kek-old.key]
 pki:
   anchors: [ca.pem]
   signature_policy_oids: ["1.2.392.200149.8.5.1.1.20", "1.2.3.4"]
@@ -134,6 +136,8 @@ func newConfigFixture(t testing.TB) *configFixture {
 	writeFile(t, dir, "pairwise.key", openssl(t, dir, "rand", "-hex", "32"))
 	os.Mkdir(filepath.Join(dir, "secrets"), 0o700)
 	writeFile(t, dir, "secrets/token.key", openssl(t, dir, "rand", "-base64", "32"))
+	writeFile(t, dir, "secrets/kek.key", openssl(t, dir, "rand", "-hex", "32"))
+	writeFile(t, dir, "secrets/kek-old.key", openssl(t, dir, "rand", "-base64", "32"))
 	cookie := strings.TrimSpace(string(openssl(t, dir, "rand", "-hex", "48")))
 	writeFile(t, dir, "redis.pass", []byte("redis-password\n"))
 	writeFile(t, dir, "web.secret", []byte("a-long-enough-client-secret\n"))
@@ -267,6 +271,11 @@ func TestConfigValid(t *testing.T) {
 	if _, ok := o.Store.(*store.Redis); !ok {
 		t.Fatalf("store %T", o.Store)
 	}
+	cur, _ := loadKEK(filepath.Join(f.dir, "secrets/kek.key"))
+	prev, _ := loadKEK(filepath.Join(f.dir, "secrets/kek-old.key"))
+	if o.KEK == nil || o.KEK.CurrentID() != cur.ID() || !slices.Equal(o.KEK.IDs(), []string{cur.ID(), prev.ID()}) {
+		t.Fatalf("KEK ring %v", o.KEK)
+	}
 	if o.AuthRequestTTL != 15*time.Minute || o.TransactionTTL != 6*time.Minute || o.CodeTTL != 30*time.Second || o.KeyRotation != 240*time.Hour {
 		t.Fatalf("ttls %v %v %v %v", o.AuthRequestTTL, o.TransactionTTL, o.CodeTTL, o.KeyRotation)
 	}
@@ -333,7 +342,8 @@ func TestConfigDevDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := o.Store.(*store.Memory); !ok || !o.Dev || len(o.PairwiseKey) != 32 || len(o.CookieKey) != 32 || o.TokenKey == [32]byte{} {
+	// No KEK: the provider generates one for a memory store under --dev.
+	if _, ok := o.Store.(*store.Memory); !ok || !o.Dev || len(o.PairwiseKey) != 32 || len(o.CookieKey) != 32 || o.TokenKey == [32]byte{} || o.KEK != nil {
 		t.Fatalf("dev options: store %T dev %v keys %d/%d", o.Store, o.Dev, len(o.PairwiseKey), len(o.CookieKey))
 	}
 	if o.Verifier.Revocation != nil || o.Verifier.Mode != pkibridge.RevocationOff || o.Verifier.Anchors.Len() != pkibridge.DefaultAnchors().Len() {
@@ -347,7 +357,7 @@ func TestConfigDevDefaults(t *testing.T) {
 	}
 	// The same file without --dev lists everything production refuses.
 	errs := joined(c.Validate(false))
-	for _, want := range []string{"dev:", "issuer:", "store.type:", "secrets.pairwise_key:", "secrets.token_key:", "secrets.cookie_key:", "pki.revocation.mode:"} {
+	for _, want := range []string{"dev:", "issuer:", "store.type:", "secrets.pairwise_key:", "secrets.token_key:", "secrets.cookie_key:", "secrets.kek_file:", "pki.revocation.mode:"} {
 		if !slices.ContainsFunc(errs, func(e error) bool { return strings.HasPrefix(e.Error(), want) }) {
 			t.Errorf("missing %q in %v", want, errs)
 		}

@@ -79,6 +79,16 @@ var envOverrides = []envOverride{
 	{"WATASHI_TOKEN_KEY_FILE", envSecret(func(c *Config) *string { return &c.Secrets.TokenKeyFile }, func(c *Config) *string { return &c.Secrets.TokenKey })},
 	{"WATASHI_COOKIE_KEY", envSecret(func(c *Config) *string { return &c.Secrets.CookieKey }, func(c *Config) *string { return &c.Secrets.CookieKeyFile })},
 	{"WATASHI_COOKIE_KEY_FILE", envSecret(func(c *Config) *string { return &c.Secrets.CookieKeyFile }, func(c *Config) *string { return &c.Secrets.CookieKey })},
+	{"WATASHI_KEK_FILE", envString(func(c *Config) *string { return &c.Secrets.KEKFile })},
+	{"WATASHI_PREVIOUS_KEK_FILES", func(c *Config, v string) error {
+		c.Secrets.PreviousKEKFiles = nil
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				c.Secrets.PreviousKEKFiles = append(c.Secrets.PreviousKEKFiles, f)
+			}
+		}
+		return nil
+	}},
 	{"WATASHI_REVOCATION_MODE", envString(func(c *Config) *string { return &c.PKI.Revocation.Mode })},
 	{"WATASHI_REVOCATION_TIMEOUT", envDuration(func(c *Config) *time.Duration { return &c.PKI.Revocation.Timeout })},
 	{"WATASHI_KEY_ROTATION", envDuration(func(c *Config) *time.Duration { return &c.KeyRotation })},

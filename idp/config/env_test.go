@@ -51,6 +51,11 @@ func TestConfigEnvOverrides(t *testing.T) {
 				t.Fatalf("secrets %+v", c.Secrets)
 			}
 		}, ""},
+		{"kek files", map[string]string{"WATASHI_KEK_FILE": "/run/secrets/kek", "WATASHI_PREVIOUS_KEK_FILES": "/run/secrets/kek1, ,/run/secrets/kek0"}, func(t *testing.T, c *Config) {
+			if c.Secrets.KEKFile != "/run/secrets/kek" || !slices.Equal(c.Secrets.PreviousKEKFiles, []string{"/run/secrets/kek1", "/run/secrets/kek0"}) {
+				t.Fatalf("secrets %+v", c.Secrets)
+			}
+		}, ""},
 		{"empty variable ignored", map[string]string{"WATASHI_ISSUER": ""}, func(t *testing.T, c *Config) {
 			if c.Issuer != "https://id.example.jp" {
 				t.Fatalf("issuer %q", c.Issuer)

@@ -80,6 +80,10 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Secrets.PairwiseKeyFile)
 	abs(&c.Secrets.TokenKeyFile)
 	abs(&c.Secrets.CookieKeyFile)
+	abs(&c.Secrets.KEKFile)
+	for i := range c.Secrets.PreviousKEKFiles {
+		abs(&c.Secrets.PreviousKEKFiles[i])
+	}
 	for i := range c.PKI.Anchors {
 		abs(&c.PKI.Anchors[i])
 	}

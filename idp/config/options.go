@@ -44,6 +44,7 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 	o.ClientIPHeader = c.ClientIPHeader
 	o.TrustedProxies, _ = parsePrefixes(c.TrustedProxies)
 
+	var err error
 	keys := make([][]byte, 3)
 	for i, s := range c.secretSpecs() {
 		k, err := s.load()
@@ -61,6 +62,11 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 	}
 	o.PairwiseKey, o.CookieKey = keys[0], keys[2]
 	copy(o.TokenKey[:], keys[1])
+	// Without a KEK (a memory store under --dev) the provider makes one
+	// for the process.
+	if o.KEK, err = c.KEK(dev); err != nil {
+		return idp.Options{}, err
+	}
 
 	v, err := c.verifier(logger)
 	if err != nil {

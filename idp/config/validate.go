@@ -48,6 +48,7 @@ func (c *Config) Validate(dev bool) error {
 	c.validateListen(&p)
 	c.validateStore(&p, dev)
 	c.validateSecrets(&p, dev)
+	c.validateKEK(&p, dev)
 	c.validatePKI(&p, dev)
 	c.validateClients(&p, dev)
 	c.validateWhitelist(&p, dev)

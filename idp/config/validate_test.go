@@ -20,6 +20,34 @@ import (
 	"github.com/watashi-id/watashi/idp/store"
 )
 
+// Under --dev a memory store may go without a KEK (the provider makes one
+// for the process); a Redis store may not, as its records would be
+// unreadable after a restart.
+func TestConfigDevKEK(t *testing.T) {
+	for _, tc := range []struct {
+		store string
+		want  string
+	}{
+		{"type: memory", ""},
+		{"type: redis\n  redis: {addrs: [\"127.0.0.1:6379\"]}", "secrets.kek_file: required with a redis store, also under --dev"},
+	} {
+		c, err := parseConfig([]byte("issuer: http://127.0.0.1:8080\ndev: true\nstore:\n  "+tc.store+"\npki:\n  revocation:\n    mode: \"off\"\n"), t.TempDir(), noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Validate(true)
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.HasPrefix(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.store, err, tc.want)
+		}
+		if r, err := c.KEK(true); tc.want == "" && (r != nil || err != nil) {
+			t.Errorf("KEK of a dev memory config: %v %v", r, err)
+		}
+		if _, err := c.RequireKEK(true); err == nil {
+			t.Errorf("%s: RequireKEK without a KEK", tc.store)
+		}
+	}
+}
+
 // TestConfigProductionRefusals mutates the valid config one way at a time.
 func TestConfigProductionRefusals(t *testing.T) {
 	f := newConfigFixture(t)
@@ -51,6 +79,23 @@ func TestConfigProductionRefusals(t *testing.T) {
 		{name: "garbage key", mutate: func(c *Config) { c.Secrets.CookieKey = "not a key!" }, path: "secrets.cookie_key: is neither hex nor base64"},
 		{name: "key inline and file", mutate: func(c *Config) { c.Secrets.PairwiseKey = strings.Repeat("ab", 32) }, path: "secrets.pairwise_key: set the key or its _file"},
 		{name: "missing key file", mutate: func(c *Config) { c.Secrets.PairwiseKeyFile = filepath.Join(f.dir, "nope.key") }, path: "secrets.pairwise_key: open"},
+		{name: "missing kek", mutate: func(c *Config) { c.Secrets.KEKFile = ""; c.Secrets.PreviousKEKFiles = nil }, path: "secrets.kek_file: required outside --dev"},
+		{name: "previous kek without current", mutate: func(c *Config) { c.Secrets.KEKFile = "" }, path: "secrets.kek_file: required when previous_kek_files is set"},
+		{name: "kek file missing", mutate: func(c *Config) { c.Secrets.KEKFile = filepath.Join(f.dir, "nope.key") }, path: "secrets.kek_file: open"},
+		{name: "kek too short", mutate: func(c *Config) { c.Secrets.KEKFile = filepath.Join(f.dir, "short.kek") }, path: "secrets.kek_file: must be exactly 32 bytes, got 16",
+			setupFS: func(dir string) {
+				os.WriteFile(filepath.Join(dir, "short.kek"), []byte(strings.Repeat("ab", 16)), 0o600)
+			}},
+		{name: "kek not encoded", mutate: func(c *Config) { c.Secrets.KEKFile = filepath.Join(f.dir, "words.kek") }, path: "secrets.kek_file: is neither hex nor base64",
+			setupFS: func(dir string) {
+				os.WriteFile(filepath.Join(dir, "words.kek"), []byte("correct horse battery staple!"), 0o600)
+			}},
+		{name: "previous kek is the current", mutate: func(c *Config) { c.Secrets.PreviousKEKFiles = []string{c.Secrets.KEKFile} }, path: "secrets.previous_kek_files[0]: is the same key as secrets.kek_file"},
+		{name: "previous kek twice", mutate: func(c *Config) {
+			c.Secrets.PreviousKEKFiles = append(c.Secrets.PreviousKEKFiles, c.Secrets.PreviousKEKFiles[0])
+		},
+			path: "secrets.previous_kek_files[1]: is the same key as secrets.previous_kek_files[0]"},
+		{name: "previous kek missing", mutate: func(c *Config) { c.Secrets.PreviousKEKFiles = []string{filepath.Join(f.dir, "gone.key")} }, path: "secrets.previous_kek_files[0]: open"},
 		{name: "revocation off", mutate: func(c *Config) { c.PKI.Revocation.Mode = "off" }, path: "pki.revocation.mode: off", devOK: true},
 		{name: "revocation unknown mode", mutate: func(c *Config) { c.PKI.Revocation.Mode = "maybe" }, path: "pki.revocation.mode: \"maybe\""},
 		{name: "revocation without sources", mutate: func(c *Config) { c.PKI.Revocation.CRLs = nil; c.PKI.Revocation.OCSP = nil }, path: "pki.revocation: mode require needs"},

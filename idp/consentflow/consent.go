@@ -12,6 +12,7 @@ import (
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/web"
 )
@@ -121,7 +122,7 @@ func (h *Handler) reproof(w http.ResponseWriter, r *http.Request, st *consentSta
 	if errors.Is(cause, consent.ErrNoFacts) {
 		notice = authreq.NoticeNoFacts
 	}
-	h.log.InfoContext(r.Context(), "consent needs a new proofing", "account", st.sess.AccountID, "reason", notice)
+	h.log.InfoContext(r.Context(), "consent needs a new proofing", logref.Account(st.sess.AccountID), "reason", notice)
 	http.Redirect(w, r, authreq.LoginURL(st.ar.ID, "purpose", authreq.PurposeProofing, "notice", notice, web.LangParam, st.lang), http.StatusSeeOther)
 }
 

@@ -13,5 +13,8 @@
 //   - the ring is cached per node and reloaded when another node announces
 //     a rotation over pub/sub, or after 30 s should the message be lost.
 //
-// Key records are durable and need a persistent store.
+// Each private key is sealed (package seal) under a data key of its own,
+// wrapped by the KEK and bound to the kid and algorithm; Rewrap re-wraps
+// the data keys after a KEK change. Key records are durable and need a
+// persistent store.
 package keys

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/internal/metrics"
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -65,14 +66,81 @@ type Info struct {
 	Activated time.Time `json:"activated,omitzero"`
 }
 
-// Record is the stored form of a key ("key:<kid>").
+// Record is a key as the Manager handles it. The private key is sealed
+// before it is stored (see stored).
 type Record struct {
+	KID       string
+	Alg       string
+	State     string
+	Private   []byte // PKCS#8 DER; nil for a record loaded from the store
+	Created   time.Time
+	Activated time.Time
+
+	// sealed is the key material as loaded, reused when only the state
+	// changes.
+	sealed *stored
+}
+
+// stored is the form of a key in the store ("key:<kid>"): the private key
+// sealed under a data key of its own, the data key wrapped by the KEK,
+// each bound to the kid (and the key to its algorithm), so that key
+// material moved to another record, or relabelled, does not open.
+type stored struct {
 	KID       string    `json:"kid"`
 	Alg       string    `json:"alg"`
 	State     string    `json:"state"`
-	Private   string    `json:"private_pkcs8"` // base64 PKCS#8 DER
+	DataKey   []byte    `json:"data_key"`
+	Private   []byte    `json:"private_sealed"`
 	Created   time.Time `json:"created"`
 	Activated time.Time `json:"activated,omitzero"`
+}
+
+func dataKeyAAD(kid string) []byte      { return []byte("key:" + kid) }
+func privateAAD(kid, alg string) []byte { return []byte("key:" + kid + "\x00" + alg) }
+
+// seal makes the stored form of rec, with a fresh data key unless rec
+// was loaded and only its state or times changed.
+func (m *Manager) seal(rec *Record) (*stored, error) {
+	st := &stored{KID: rec.KID, Alg: rec.Alg, State: rec.State, Created: rec.Created, Activated: rec.Activated}
+	if old := rec.sealed; old != nil && old.KID == rec.KID && old.Alg == rec.Alg {
+		st.DataKey, st.Private = old.DataKey, old.Private
+		return st, nil
+	}
+	if len(rec.Private) == 0 {
+		return nil, fmt.Errorf("keys: %s: no private key to store", rec.KID)
+	}
+	sealer, w, err := m.kek.NewSealer(dataKeyAAD(rec.KID))
+	if err != nil {
+		return nil, err
+	}
+	st.DataKey = w
+	st.Private = sealer.Seal(rec.Private, privateAAD(rec.KID, rec.Alg))
+	return st, nil
+}
+
+// open returns the record of st with its private key (PKCS#8 DER).
+func (m *Manager) open(st *stored) (*Record, error) {
+	if len(st.DataKey) == 0 || len(st.Private) == 0 {
+		// A record from before encryption at rest carries the key in the
+		// clear: refused, as accepting it would let whoever can write the
+		// store choose the signing key.
+		return nil, fmt.Errorf("keys: %s: the private key is not sealed", st.KID)
+	}
+	sealer, err := m.kek.OpenSealer(st.DataKey, dataKeyAAD(st.KID))
+	if err != nil {
+		return nil, fmt.Errorf("keys: %s: data key: %w", st.KID, err)
+	}
+	der, err := sealer.Open(st.Private, privateAAD(st.KID, st.Alg))
+	if err != nil {
+		return nil, fmt.Errorf("keys: %s: private key: %w", st.KID, err)
+	}
+	rec := st.record()
+	rec.Private = der
+	return rec, nil
+}
+
+func (st *stored) record() *Record {
+	return &Record{KID: st.KID, Alg: st.Alg, State: st.State, Created: st.Created, Activated: st.Activated, sealed: st}
 }
 
 // SigningKey is a loaded key; it implements op.SigningKey.
@@ -122,6 +190,7 @@ func (r *keyring) complete() bool {
 // that `watashi keys` can use it without building a whole Server.
 type Manager struct {
 	kv  store.KV
+	kek *seal.Ring
 	now func() time.Time
 	log *slog.Logger
 	gen func(jose.SignatureAlgorithm) (crypto.Signer, error)
@@ -134,6 +203,8 @@ type Manager struct {
 
 // Options configure a Manager; every field may be left zero.
 type Options struct {
+	// KEK wraps the data keys that seal the private keys (required).
+	KEK    *seal.Ring
 	Now    func() time.Time
 	Logger *slog.Logger
 	// Metrics receives the rotation counter.
@@ -142,7 +213,10 @@ type Options struct {
 
 // New returns a Manager of the keys held in kv.
 func New(kv store.KV, o Options) (*Manager, error) {
-	m := &Manager{kv: kv, now: o.Now, log: o.Logger, gen: generateSigningKey}
+	if o.KEK == nil {
+		return nil, errors.New("keys: Options.KEK is required: private keys are stored encrypted")
+	}
+	m := &Manager{kv: kv, kek: o.KEK, now: o.Now, log: o.Logger, gen: generateSigningKey}
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -192,7 +266,7 @@ func (m *Manager) newRecord(alg jose.SignatureAlgorithm, state string) (*Record,
 		KID:     base64.RawURLEncoding.EncodeToString(tp),
 		Alg:     string(alg),
 		State:   state,
-		Private: base64.StdEncoding.EncodeToString(der),
+		Private: der,
 		Created: now,
 	}
 	if state == StateCurrent {
@@ -205,7 +279,11 @@ func (m *Manager) newRecord(alg jose.SignatureAlgorithm, state string) (*Record,
 // put writes the record before listing it, so that a reader never finds a
 // kid without its key.
 func (m *Manager) put(ctx context.Context, rec *Record) error {
-	b, err := json.Marshal(rec)
+	st, err := m.seal(rec)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
@@ -226,16 +304,19 @@ func (m *Manager) retire(ctx context.Context, kid string) error {
 	return m.kv.Delete(ctx, keyRecordKey(kid))
 }
 
-func (m *Manager) parse(rec *Record) (*SigningKey, error) {
-	alg := jose.SignatureAlgorithm(rec.Alg)
-	if v, ok := m.parsed.Load(rec.KID); ok {
+// parse returns the signing key of a stored record, unsealing and
+// parsing its private key unless this process already has.
+func (m *Manager) parse(st *stored) (*SigningKey, error) {
+	alg := jose.SignatureAlgorithm(st.Alg)
+	if v, ok := m.parsed.Load(st.KID); ok {
+		rec := st.record()
 		return &SigningKey{rec: *rec, alg: alg, priv: v.(crypto.Signer)}, nil
 	}
-	der, err := base64.StdEncoding.DecodeString(rec.Private)
+	rec, err := m.open(st)
 	if err != nil {
-		return nil, fmt.Errorf("keys: %s: private key is not base64", rec.KID)
+		return nil, err
 	}
-	k, err := x509.ParsePKCS8PrivateKey(der)
+	k, err := x509.ParsePKCS8PrivateKey(rec.Private)
 	if err != nil {
 		return nil, fmt.Errorf("keys: %s: private key is not PKCS#8", rec.KID)
 	}
@@ -257,6 +338,7 @@ func (m *Manager) parse(rec *Record) (*SigningKey, error) {
 		return nil, fmt.Errorf("keys: %s: unsupported algorithm %q", rec.KID, rec.Alg)
 	}
 	m.parsed.Store(rec.KID, priv)
+	rec.Private = nil // the parsed key is what signs; the DER need not stay around
 	return &SigningKey{rec: *rec, alg: alg, priv: priv}, nil
 }
 
@@ -284,14 +366,15 @@ func (m *Manager) load(ctx context.Context) (*keyring, error) {
 		if err != nil {
 			return nil, fmt.Errorf("keys: read %s: %w", kid, err)
 		}
-		var rec Record
-		if err := json.Unmarshal(b, &rec); err != nil {
+		var st stored
+		if err := json.Unmarshal(b, &st); err != nil || st.KID != kid {
 			return nil, fmt.Errorf("keys: %s: bad record", kid)
 		}
-		k, err := m.parse(&rec)
+		k, err := m.parse(&st)
 		if err != nil {
 			return nil, err
 		}
+		rec := k.rec
 		r.all = append(r.all, k)
 		switch rec.State {
 		case StateCurrent:
@@ -536,6 +619,61 @@ func (m *Manager) list(ctx context.Context) ([]Info, error) {
 		out = append(out, k.info())
 	}
 	return out, nil
+}
+
+// Rewrap re-wraps the data key of every signing key with the ring's
+// current KEK (with dryRun false), under the ring lock, and counts the
+// keys by the KEK that wrapped them before. The private keys and the
+// ring's states are untouched.
+func (m *Manager) Rewrap(ctx context.Context, dryRun bool) (seal.Census, error) {
+	var c seal.Census
+	err := m.withLock(ctx, func() error {
+		kids, err := m.kv.SetMembers(ctx, keySetKey)
+		if err != nil {
+			return fmt.Errorf("keys: list: %w", err)
+		}
+		for _, kid := range kids {
+			b, err := m.kv.Get(ctx, keyRecordKey(kid))
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("keys: read %s: %w", kid, err)
+			}
+			var st stored
+			if err := json.Unmarshal(b, &st); err != nil || st.KID != kid {
+				return fmt.Errorf("keys: %s: bad record", kid)
+			}
+			if len(st.DataKey) == 0 {
+				return fmt.Errorf("keys: %s: the private key is not sealed", kid)
+			}
+			w, changed, err := m.kek.Rewrap(st.DataKey, dataKeyAAD(kid))
+			if err != nil {
+				return fmt.Errorf("keys: %s: %w", kid, err)
+			}
+			c.Count(st.DataKey)
+			if dryRun || !changed {
+				continue
+			}
+			st.DataKey = w
+			nb, err := json.Marshal(&st)
+			if err != nil {
+				return err
+			}
+			// Under the lock nothing else writes key records; the swap
+			// still refuses to overwrite a record that changed.
+			ok, err := m.kv.CompareAndSwap(ctx, keyRecordKey(kid), b, nb)
+			if err != nil {
+				return fmt.Errorf("keys: write %s: %w", kid, err)
+			}
+			if !ok {
+				return fmt.Errorf("keys: %s changed during the rewrap; run it again", kid)
+			}
+			c.Rewrapped++
+		}
+		return nil
+	})
+	return c, err
 }
 
 // NewRecord makes a fresh key record in the given state, for seeding a

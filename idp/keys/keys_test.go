@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/store/storetest"
 )
@@ -65,9 +68,12 @@ func backends(t *testing.T, f func(t *testing.T, newKV func(testing.TB) store.KV
 	t.Run("redis", func(t *testing.T) { f(t, redisKV) })
 }
 
+// testKEK seals every test's keys: the fixtures are shared.
+var testKEK = seal.GenerateRing()
+
 func newManager(t testing.TB, kv store.KV, now func() time.Time) *Manager {
 	t.Helper()
-	m, err := New(kv, Options{Now: now})
+	m, err := New(kv, Options{KEK: testKEK, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +104,7 @@ func TestKeysEnsureConcurrent(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				m, err := New(kv, Options{})
+				m, err := New(kv, Options{KEK: testKEK})
 				if err == nil {
 					err = m.Ensure(ctx)
 				}
@@ -367,7 +373,10 @@ func TestKeysRingCache(t *testing.T) {
 	}
 }
 
-// Damaged key records stop the node rather than sign with a wrong key.
+// Damaged or foreign key records stop the node rather than sign with a
+// wrong key: a plaintext record from before encryption at rest, sealed
+// material moved to another kid or relabelled with another algorithm,
+// another deployment's KEK, keys of the wrong kind or size.
 func TestKeysLoadRejectsBadRecords(t *testing.T) {
 	fixtures(t)
 	es := fixtureKeys[0] // ES256
@@ -383,29 +392,63 @@ func TestKeysLoadRejectsBadRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := newManager(t, store.NewMemory(), nil)
+	// sealed stores r under the kid "bad" as the Manager would.
+	sealed := func(r Record, mutate func(*stored)) []byte {
+		r.KID = "bad"
+		st, err := m.seal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mutate != nil {
+			mutate(st)
+		}
+		b, _ := json.Marshal(st)
+		return b
+	}
+	other, err := New(store.NewMemory(), Options{KEK: seal.GenerateRing()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherES := es
+	otherES.KID = "bad"
+	otherSt, err := other.seal(&otherES)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
-		rec  func() []byte
+		rec  []byte
 	}{
-		{"not JSON", func() []byte { return []byte("{") }},
-		{"not base64", func() []byte { r := es; r.KID = "x1"; r.Private = "%%%"; b, _ := json.Marshal(r); return b }},
-		{"not PKCS#8", func() []byte { r := es; r.KID = "x2"; r.Private = "AAAA"; b, _ := json.Marshal(r); return b }},
-		{"RSA key as ES256", func() []byte { r := rs; r.KID = "x3"; r.Alg = "ES256"; b, _ := json.Marshal(r); return b }},
-		{"EC key as RS256", func() []byte { r := es; r.KID = "x4"; r.Alg = "RS256"; b, _ := json.Marshal(r); return b }},
-		{"unknown alg", func() []byte { r := es; r.KID = "x5"; r.Alg = "HS256"; b, _ := json.Marshal(r); return b }},
-		{"short RSA key", func() []byte {
-			r := rs
-			r.KID = "x6"
-			r.Private = base64.StdEncoding.EncodeToString(smallDER)
-			b, _ := json.Marshal(r)
+		{"not JSON", []byte("{")},
+		{"plaintext PKCS#8 of before", func() []byte {
+			b, _ := json.Marshal(map[string]any{"kid": "bad", "alg": "ES256", "state": "current",
+				"private_pkcs8": base64.StdEncoding.EncodeToString(es.Private)})
 			return b
-		}},
+		}()},
+		{"kid of another record", func() []byte { r := es; st, _ := m.seal(&r); b, _ := json.Marshal(st); return b }()},
+		{"sealed under another kid", sealed(es, func(st *stored) {
+			r := es
+			r.KID = "elsewhere"
+			o, _ := m.seal(&r)
+			st.DataKey, st.Private = o.DataKey, o.Private
+		})},
+		{"relabelled RS256", sealed(es, func(st *stored) { st.Alg = "RS256" })},
+		{"private key altered", sealed(es, func(st *stored) { st.Private[len(st.Private)-1] ^= 1 })},
+		{"data key altered", sealed(es, func(st *stored) { st.DataKey[len(st.DataKey)-1] ^= 1 })},
+		{"no data key", sealed(es, func(st *stored) { st.DataKey = nil })},
+		{"another deployment's KEK", func() []byte { b, _ := json.Marshal(otherSt); return b }()},
+		{"not PKCS#8", sealed(Record{Alg: "ES256", Private: []byte("AAAA")}, nil)},
+		{"RSA key as ES256", sealed(Record{Alg: "ES256", Private: rs.Private}, nil)},
+		{"EC key as RS256", sealed(Record{Alg: "RS256", Private: es.Private}, nil)},
+		{"unknown alg", sealed(Record{Alg: "HS256", Private: es.Private}, nil)},
+		{"short RSA key", sealed(Record{Alg: "RS256", Private: smallDER}, nil)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			kv := store.NewMemory()
 			ctx := context.Background()
-			_ = kv.Set(ctx, keyRecordKey("bad"), tc.rec(), 0)
+			_ = kv.Set(ctx, keyRecordKey("bad"), tc.rec, 0)
 			_ = kv.SetAdd(ctx, keySetKey, 0, "bad")
 			m := newManager(t, kv, time.Now)
 			if _, err := m.load(ctx); err == nil {
@@ -416,6 +459,110 @@ func TestKeysLoadRejectsBadRecords(t *testing.T) {
 			}
 		})
 	}
+	// The same record, well formed, loads: the refusals above are the
+	// damage, not the harness.
+	kv := store.NewMemory()
+	ctx := context.Background()
+	_ = kv.Set(ctx, keyRecordKey("bad"), sealed(es, nil), 0)
+	_ = kv.SetAdd(ctx, keySetKey, 0, "bad")
+	if _, err := newManager(t, kv, time.Now).load(ctx); err != nil {
+		t.Fatalf("the well-formed record: %v", err)
+	}
+}
+
+// The stored record holds no private key material in any readable form.
+func TestKeysStoredSealed(t *testing.T) {
+	ctx := context.Background()
+	kv := store.NewMemory()
+	m := newManager(t, kv, nil)
+	if err := m.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, alg := range Algs {
+		k, err := m.Current(ctx, alg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := kv.Get(ctx, keyRecordKey(k.ID()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var scalar []byte
+		switch p := k.Key().(type) {
+		case *ecdsa.PrivateKey:
+			scalar, _ = p.Bytes()
+		case *rsa.PrivateKey:
+			scalar = p.Primes[0].Bytes()
+		}
+		for name, secret := range map[string][]byte{
+			"PKCS#8": der, "PKCS#8 base64": []byte(base64.StdEncoding.EncodeToString(der)),
+			"private scalar or prime": scalar, "scalar base64": []byte(base64.StdEncoding.EncodeToString(scalar)),
+		} {
+			if bytes.Contains(raw, secret) || bytes.Contains(raw, secret[8:24]) {
+				t.Errorf("%s: %s visible in the stored record", alg, name)
+			}
+		}
+		if strings.Contains(string(raw), "private_pkcs8") {
+			t.Errorf("%s: old field in the stored record", alg)
+		}
+	}
+}
+
+// KEK rotation re-wraps the keys' data keys and nothing else: the ring
+// and the kids stay, and the node reads them with the new KEK alone.
+func TestKeysRewrap(t *testing.T) {
+	ctx := context.Background()
+	kv := store.NewMemory()
+	rotating, err := seal.NewRing(mustKEKOf(t, 2), mustKEKOf(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := seal.NewRing(mustKEKOf(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newOnly, _ := seal.NewRing(mustKEKOf(t, 2))
+	m1, _ := New(kv, Options{KEK: old})
+	if err := m1.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := m1.List(ctx)
+	m2, _ := New(kv, Options{KEK: rotating})
+	c, err := m2.Rewrap(ctx, true)
+	if err != nil || c.Rewrapped != 0 || c.ByKEK[mustKEKOf(t, 1).ID()] != 4 {
+		t.Fatalf("dry run %+v %v", c, err)
+	}
+	c, err = m2.Rewrap(ctx, false)
+	if err != nil || c.Rewrapped != 4 || c.ByKEK[mustKEKOf(t, 1).ID()] != 4 {
+		t.Fatalf("rewrap %+v %v", c, err)
+	}
+	m3, _ := New(kv, Options{KEK: newOnly})
+	after, err := m3.List(ctx)
+	if err != nil || fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("ring changed: %v %v / %v", err, before, after)
+	}
+	if c, err := m3.Rewrap(ctx, false); err != nil || c.Rewrapped != 0 || c.ByKEK[mustKEKOf(t, 2).ID()] != 4 {
+		t.Fatalf("second rewrap %+v %v", c, err)
+	}
+	if _, err := New(kv, Options{}); err == nil {
+		t.Fatal("a Manager without a KEK")
+	}
+	if _, err := m1.Rewrap(ctx, false); err == nil {
+		t.Fatal("rewrap with the old KEK alone")
+	}
+}
+
+func mustKEKOf(t *testing.T, b byte) *seal.KEK {
+	t.Helper()
+	k, err := seal.ParseKEK(bytes.Repeat([]byte{b}, seal.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
 
 func TestRotationCheckEvery(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/internal/logref"
 )
 
 // What leaves the provider about a resident is decided by package
@@ -44,7 +45,7 @@ func (s *Server) releaseClaims(ctx context.Context, clientID, accountID string, 
 	}
 	out, err := consent.Release(a.Facts, a.FactsMeta(), &consent.Grant{Claims: granted}, req, target, s.now())
 	if account.NeedsProofing(err) {
-		s.log.WarnContext(ctx, "claims withheld: the facts need a new proofing", "account", accountID,
+		s.log.WarnContext(ctx, "claims withheld: the facts need a new proofing", logref.Account(accountID),
 			"client", clientID, "target", string(target), "reason", string(consent.CodeOf(err)))
 		return nil, nil
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/internal/ids"
+	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
@@ -621,7 +622,7 @@ func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission
 	}
 	h.metrics.submissions.WithLabelValues("verified").Inc()
 	h.log.InfoContext(ctx, "sign-in transaction verified", "tx", tx.ID, "purpose", tx.Purpose,
-		"account", accountID, "account_created", created, "amr", done.Result.AMR)
+		logref.Account(accountID), "account_created", created, "amr", done.Result.AMR)
 	return &done, nil
 }
 
