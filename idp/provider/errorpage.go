@@ -3,6 +3,7 @@ package provider
 import (
 	"html/template"
 	"net/http"
+	"strconv"
 
 	"github.com/watashi-id/watashi/idp/web"
 )
@@ -16,6 +17,8 @@ var errorMessages = map[string][2]string{ // code -> {ja, en}
 	"invalid_redirect_uri": {"このサービスの戻り先が登録と一致しません。", "This service's return address does not match its registration."},
 	"unknown_request":      {"サインイン要求が見つからないか、期限切れです。利用中のサービスからやり直してください。", "The sign-in request was not found or has expired. Please start again from the service you were using."},
 	"foreign_browser":      {"このサインインは別のブラウザで開始されました。そちらで続けるか、サービスからやり直してください。", "This sign-in was started in another browser. Continue there, or start again from the service."},
+	"temporarily_unavailable": {"ただいま一時的にご利用いただけません。しばらくしてから、もう一度お試しください。",
+		"The service is temporarily unavailable. Please try again in a moment."},
 }
 
 var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
@@ -28,6 +31,14 @@ var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 {{if .RequestID}}<p><small>参照番号 / Reference: <code>{{.RequestID}}</code></small></p>{{end}}
 </main></body></html>
 `))
+
+// unavailablePage says that the provider cannot answer now, as a 503
+// with Retry-After: it knows nothing of the client or request (its store
+// is down), so it may neither refuse it nor redirect.
+func (s *Server) unavailablePage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	s.errorPage(w, r, http.StatusServiceUnavailable, "temporarily_unavailable")
+}
 
 // errorPage shows a protocol error that must not be redirected to the RP.
 // It never has a Location header.
