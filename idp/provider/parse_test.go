@@ -133,9 +133,11 @@ func FuzzTokenRequest(f *testing.F) {
 			if oerr.Description == "" || oerr.Parent != nil {
 				t.Fatalf("refusal %+v", oerr)
 			}
-			for k := range form {
-				if len(k) > 3 && safeName(k) != k && strings.Contains(oerr.Description, k) {
-					t.Fatalf("description %q echoes the client's parameter %q", oerr.Description, k)
+			// Only the parser's own texts: a parameter it names is one
+			// a client may send here.
+			for _, prefix := range []string{"a parameter is repeated: ", "a parameter is too long: "} {
+				if name, ok := strings.CutPrefix(oerr.Description, prefix); ok && name != "(unknown parameter)" && safeName(name) != name {
+					t.Fatalf("description %q names a parameter of the client's", oerr.Description)
 				}
 			}
 			return
@@ -253,9 +255,6 @@ func checkStoredRequest(t *testing.T, q string, ar *authreq.AuthRequest) {
 	}
 	if ar.ResponseMode != "" && ar.ResponseMode != string(oidc.ResponseModeQuery) {
 		t.Fatalf("%q: response_mode %q", q, ar.ResponseMode)
-	}
-	if ar.MaxAge != nil && *ar.MaxAge > 1<<31 {
-		t.Fatalf("%q: max_age %d", q, *ar.MaxAge)
 	}
 	if ar.Claims != nil {
 		b, err := json.Marshal(ar.Claims)
