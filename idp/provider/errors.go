@@ -9,6 +9,7 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
+	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/web"
 )
 
@@ -50,7 +51,7 @@ type apiError struct {
 // leave: a parent error never does (oidc.Error does not marshal it).
 func (s *Server) classify(ctx context.Context, err error) apiError {
 	var oe *oidc.Error
-	if !errors.As(err, &oe) {
+	if !errors.As(err, &oe) || errors.Is(err, errUnavailable) || errors.Is(err, clients.ErrUnavailable) {
 		s.log.ErrorContext(ctx, "request failed; answered temporarily_unavailable", "error", err)
 		return apiError{status: http.StatusServiceUnavailable, err: errTemporarilyUnavailable()}
 	}
@@ -63,6 +64,9 @@ func (s *Server) classify(ctx context.Context, err error) apiError {
 		s.log.ErrorContext(ctx, "request failed", "error", err)
 	case temporarilyUnavailable:
 		st = http.StatusServiceUnavailable
+	}
+	if st < http.StatusInternalServerError {
+		s.log.InfoContext(ctx, "request refused", "error", string(oe.ErrorType), "status", st)
 	}
 	return apiError{status: st, err: clean(oe)}
 }

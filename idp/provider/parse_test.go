@@ -244,7 +244,7 @@ func checkStoredRequest(t *testing.T, q string, ar *authreq.AuthRequest) {
 	if ar.ClientID != "web" || ar.RedirectURI != testRedirect || !validChallenge(ar.Challenge) {
 		t.Fatalf("%q: stored %+v", q, ar)
 	}
-	if len(ar.Scopes) == 0 || ar.Scopes[0] != oidc.ScopeOpenID && !slices.Contains(ar.Scopes, oidc.ScopeOpenID) {
+	if !slices.Contains(ar.Scopes, oidc.ScopeOpenID) {
 		t.Fatalf("%q: scopes %v", q, ar.Scopes)
 	}
 	allowed := []string{oidc.ScopeOpenID, "name", "birthdate", "gender", "address", "profile", "offline_access"}

@@ -1,0 +1,40 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/watashi-id/watashi/idp/clients"
+)
+
+// An API endpoint's failure is an OAuth error as written, or, for
+// anything else and for an outage however wrapped, 503
+// temporarily_unavailable; no parent's text is ever part of the answer.
+func TestClassify(t *testing.T) {
+	s := newTestServer(t)
+	storeDown := errors.New("dial tcp 10.0.0.7:6379: connect: connection refused")
+	for _, tc := range []struct {
+		name   string
+		err    error
+		status int
+		code   string
+		desc   string
+	}{
+		{"invalid_grant", oidc.ErrInvalidGrant().WithDescription("bad code"), http.StatusBadRequest, "invalid_grant", "bad code"},
+		{"invalid_client", invalidClient("who are you"), http.StatusUnauthorized, "invalid_client", "who are you"},
+		{"server_error", oidc.ErrServerError().WithParent(storeDown), http.StatusInternalServerError, "server_error", ""},
+		{"a store error", fmt.Errorf("provider: load grant: %w", storeDown), http.StatusServiceUnavailable, temporarilyUnavailable, errTemporarilyUnavailable().Description},
+		{"an outage inside an OAuth error", oidc.ErrInvalidClient().WithParent(fmt.Errorf("%w: jti: %w", errUnavailable, storeDown)), http.StatusServiceUnavailable, temporarilyUnavailable, errTemporarilyUnavailable().Description},
+		{"the registry down", fmt.Errorf("%w: %w", clients.ErrUnavailable, storeDown), http.StatusServiceUnavailable, temporarilyUnavailable, errTemporarilyUnavailable().Description},
+	} {
+		ae := s.classify(context.Background(), tc.err)
+		if ae.status != tc.status || string(ae.err.ErrorType) != tc.code || ae.err.Description != tc.desc || ae.err.Parent != nil {
+			t.Errorf("%s: %d %+v", tc.name, ae.status, ae.err)
+		}
+	}
+}
