@@ -3,11 +3,13 @@ package idp
 import (
 	"bufio"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -175,3 +177,66 @@ func TestStoreOutageIsTemporary(t *testing.T) {
 		t.Fatalf("no outage in the logs:\n%s", logs.String())
 	}
 }
+
+// faultKV is a real store that fails the next write of one kind, armed by
+// the test: the store failing in the middle of an exchange, which a real
+// server cannot be made to do at an exact step.
+type faultKV struct {
+	store.KV
+	prefix atomic.Pointer[string]
+}
+
+func (f *faultKV) failNextSet(prefix string) { f.prefix.Store(&prefix) }
+
+func (f *faultKV) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	if p := f.prefix.Load(); p != nil && strings.HasPrefix(key, *p) && f.prefix.CompareAndSwap(p, nil) {
+		return errors.New("injected: connection reset by peer")
+	}
+	return f.KV.Set(ctx, key, val, ttl)
+}
+
+// A store failing after a code or refresh token was spent, while the
+// tokens are minted: the RP hears 503 with Retry-After, and its retry of
+// the same request works. The failed attempt neither burns the code nor
+// reads as reuse of the refresh token (which would revoke the family).
+func TestFailureMidExchangeCanBeRetried(t *testing.T) {
+	kv := &faultKV{KV: store.NewMemory()}
+	o := newTestOP(t, kv, nil)
+	conf := o.oauth("web", "offline_access")
+	v := oauth2.GenerateVerifier()
+	code := o.login(conf, v, testAccount, nil)
+	basic := map[string]string{"Authorization": "Basic " + basicAuth("web", testSecret)}
+
+	kv.failNextSet("tok:") // the access token of the exchange
+	res, body := o.call(http.MethodPost, tokenPath, codeForm(code, conf.RedirectURL, v).Encode(), basic)
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || !strings.Contains(body, temporarilyUnavailableJSON) {
+		t.Fatalf("exchange with the store failing: %d %s", res.StatusCode, body)
+	}
+	checkNoInternals(t, "the failed exchange", body)
+	tok, err := conf.Exchange(o.ctx(), code, oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatalf("the retried exchange: %v", err)
+	}
+	if st, _ := o.userinfo(tok.AccessToken); st != http.StatusOK {
+		t.Fatalf("userinfo after the retried exchange: %d", st)
+	}
+
+	kv.failNextSet("tok:") // the access token of the rotation
+	res, body = o.call(http.MethodPost, tokenPath, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}.Encode(), basic)
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, temporarilyUnavailableJSON) {
+		t.Fatalf("refresh with the store failing: %d %s", res.StatusCode, body)
+	}
+	st, r := o.refresh("web", tok.RefreshToken)
+	if st != http.StatusOK {
+		t.Fatalf("the retried refresh: %d %v", st, r)
+	}
+	if in := o.introspect(r["access_token"].(string), "web"); in["active"] != true {
+		t.Fatalf("the family after a retried refresh: %v", in)
+	}
+	// The retried token is spent now, as any rotated token.
+	if st, _ := o.refresh("web", tok.RefreshToken); st == http.StatusOK {
+		t.Fatal("a rotated refresh token worked twice")
+	}
+}
+
+const temporarilyUnavailableJSON = `"error":"temporarily_unavailable"`

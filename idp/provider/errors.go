@@ -51,7 +51,7 @@ type apiError struct {
 // leave: a parent error never does (oidc.Error does not marshal it).
 func (s *Server) classify(ctx context.Context, err error) apiError {
 	var oe *oidc.Error
-	if !errors.As(err, &oe) || errors.Is(err, errUnavailable) || errors.Is(err, clients.ErrUnavailable) {
+	if temporary(err) || !errors.As(err, &oe) {
 		s.log.ErrorContext(ctx, "request failed; answered temporarily_unavailable", "error", err)
 		return apiError{status: http.StatusServiceUnavailable, err: errTemporarilyUnavailable()}
 	}
@@ -69,6 +69,13 @@ func (s *Server) classify(ctx context.Context, err error) apiError {
 		s.log.InfoContext(ctx, "request refused", "error", string(oe.ErrorType), "status", st)
 	}
 	return apiError{status: st, err: clean(oe)}
+}
+
+// temporary reports a failure that says nothing about the request: not
+// an OAuth error, or an outage however wrapped.
+func temporary(err error) bool {
+	var oe *oidc.Error
+	return !errors.As(err, &oe) || errors.Is(err, errUnavailable) || errors.Is(err, clients.ErrUnavailable)
 }
 
 // clean is a copy of e with only what the client may read.

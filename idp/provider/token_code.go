@@ -80,10 +80,35 @@ func (s *Server) exchangeCode(ctx context.Context, client *opClient, tr *tokenRe
 	}
 	resp, err := op.CreateTokenResponse(ctx, ar, client, s.creatorFor(client), true, tr.code, "")
 	if err != nil {
+		if temporary(err) {
+			s.unspend(ctx, h, ar)
+		}
 		return nil, err
 	}
 	resp.Scope = tokenScopes(ar.Scopes, ar.Granted)
 	return resp, nil
+}
+
+// unspend gives a code back when its exchange failed for a passing reason
+// after the code was spent (the store failing mid-exchange): the RP was
+// told 503, try again, and its retry must work. Whatever was minted goes
+// with the grant record (tokens without their grant are inactive), then
+// the code is live again, and last the tombstone goes. Each step leaves a
+// consistent state if the next fails: at worst the code stays spent.
+func (s *Server) unspend(ctx context.Context, h string, ar *authreq.AuthRequest) {
+	if err := s.kv.Delete(ctx, grantKey(ar.ID)); err != nil {
+		s.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
+		return
+	}
+	if err := s.kv.Set(ctx, codeKey(h), []byte(ar.ID), s.ttl.Code); err != nil {
+		s.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
+		return
+	}
+	if err := s.kv.Delete(ctx, usedCodeKey(h)); err != nil {
+		s.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
+		return
+	}
+	s.log.InfoContext(ctx, "failed exchange: the code was given back for a retry")
 }
 
 // peekCode reads a code without spending it: its completed auth request

@@ -24,6 +24,12 @@ func (s *Server) refresh(ctx context.Context, client *opClient, tr *tokenRequest
 	}
 	resp, err := op.CreateTokenResponse(ctx, req, client, s.creatorFor(client), true, "", tr.refreshToken)
 	if err != nil {
+		if temporary(err) {
+			// The RP is told 503, try again: its retry must not read as
+			// reuse, which would revoke the family. What this call
+			// minted stays unknown to anyone and expires with the family.
+			s.giveBack(ctx, req)
+		}
 		return nil, err
 	}
 	resp.Scope = tokenScopes(req.scopes, req.grant.Granted)
@@ -89,7 +95,19 @@ func (s *Server) takeRefresh(ctx context.Context, clientID, token string, scopes
 		// Another request consumed it first.
 		return nil, s.refreshReused(ctx, grant)
 	}
+	req.key, req.unused, req.used = key, old, b
 	return req, nil
+}
+
+// giveBack marks a refresh token unused again after its rotation failed
+// for a passing reason. Compare-and-swap: a token another request has
+// touched since is left as it is.
+func (s *Server) giveBack(ctx context.Context, req *refreshRequest) {
+	if ok, err := s.kv.CompareAndSwap(ctx, req.key, req.used, req.unused); err != nil || !ok {
+		s.log.WarnContext(ctx, "failed refresh: the token stays used", "error", err, "changed", err == nil)
+		return
+	}
+	s.log.InfoContext(ctx, "failed refresh: the token was given back for a retry")
 }
 
 func (s *Server) refreshReused(ctx context.Context, grant string) error {

@@ -23,6 +23,10 @@ type refreshRequest struct {
 	token  string
 	grant  *grantRecord
 	scopes []string
+	// key and the record before and after it was consumed, to give the
+	// token back if the rotation fails for a passing reason.
+	key          string
+	unused, used []byte
 }
 
 func (r *refreshRequest) GetAMR() []string { return r.grant.AMR }
