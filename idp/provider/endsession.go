@@ -57,11 +57,12 @@ func (s *Server) hintIsCurrent(ctx context.Context, r *http.Request, es *op.EndS
 }
 
 // endSessionError keeps every end_session refusal an OAuth error with a
-// description of ours: the library would put an internal error's text
-// into the answer.
+// description of ours (the library would put an internal error's text
+// into the answer), and an outage a 503: a hint the keys could not be
+// loaded to check is not an invalid hint.
 func endSessionError(err error) error {
 	var oe *oidc.Error
-	if errors.As(err, &oe) && oe.ErrorType != temporarilyUnavailable {
+	if !temporary(err) && errors.As(err, &oe) && oe.ErrorType != temporarilyUnavailable {
 		return clean(oe)
 	}
 	return op.NewStatusError(errTemporarilyUnavailable(), http.StatusServiceUnavailable)

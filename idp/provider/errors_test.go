@@ -2,12 +2,14 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"testing"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/watashi-id/watashi/idp/clients"
 )
@@ -35,6 +37,36 @@ func TestClassify(t *testing.T) {
 		ae := s.classify(context.Background(), tc.err)
 		if ae.status != tc.status || string(ae.err.ErrorType) != tc.code || ae.err.Description != tc.desc || ae.err.Parent != nil {
 			t.Errorf("%s: %d %+v", tc.name, ae.status, ae.err)
+		}
+	}
+}
+
+// end_session's refusals keep only our descriptions, and an outage behind
+// the library's hint check is a 503, not "id_token_hint invalid".
+func TestEndSessionError(t *testing.T) {
+	storeDown := errors.New("dial tcp 10.0.0.7:6379: connect: connection refused")
+	hintUnchecked := oidc.ErrInvalidRequest().WithDescription("id_token_hint invalid").WithParent(fmt.Errorf("%w: signing keys: %w", errUnavailable, storeDown))
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string // the error as the client sees it
+	}{
+		{"a bad hint", oidc.ErrInvalidRequest().WithDescription("id_token_hint invalid").WithParent(storeDown), `{"error":"invalid_request","error_description":"id_token_hint invalid"}`},
+		{"keys unavailable", hintUnchecked, "503"},
+		{"registry unavailable", oidc.DefaultToServerError(errTemporarilyUnavailable(), ""), "503"},
+		{"not an OAuth error", storeDown, "503"},
+	} {
+		got := endSessionError(tc.err)
+		var se op.StatusError
+		if errors.As(got, &se) {
+			if tc.want != "503" || se.Error() != "Service Unavailable: "+errTemporarilyUnavailable().Error() {
+				t.Errorf("%s: %v", tc.name, got)
+			}
+			continue
+		}
+		b, _ := json.Marshal(got)
+		if string(b) != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, b, tc.want)
 		}
 	}
 }
