@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,13 @@ import (
 
 	"github.com/watashi-id/watashi/idp/store"
 )
+
+// manualClock stands still unless the test moves it.
+type manualClock struct{ t atomic.Int64 }
+
+func (c *manualClock) set(t time.Time)         { c.t.Store(t.UnixNano()) }
+func (c *manualClock) Now() time.Time          { return time.Unix(0, c.t.Load()) }
+func (c *manualClock) Advance(d time.Duration) { c.t.Add(int64(d)) }
 
 // liveGrantsBound is the provider's bound on the live grants an account
 // gives one client (docs/rp-integration.md).
@@ -23,7 +31,8 @@ const liveGrantsBound = 32
 func TestGrantIndexHoldsLiveOnly(t *testing.T) {
 	backends(t, func(t *testing.T, newKV func(testing.TB) store.KV) {
 		ctx := context.Background()
-		clock := &testClock{}
+		clock := &manualClock{}
+		clock.set(time.Now())
 		o := newTestOP(t, newKV(t), func(o *Options) { o.Now = clock.Now })
 		key := "acctgrants:" + testAccount + ":web"
 		grantsIn := func() []string {
@@ -95,6 +104,16 @@ func TestGrantIndexHoldsLiveOnly(t *testing.T) {
 			after, err := o.kv.Get(ctx, "grant:{"+id+"}")
 			if err != nil || string(after) != string(before) {
 				t.Fatalf("expired grant %s rewritten by the withdrawal: %s", id, after)
+			}
+		}
+
+		// Many sign-ins at the very same instant (the clock stands
+		// still, so every family expires together): the grant being made
+		// is never the one the bound removes, whatever its ID.
+		for i := range 200 {
+			tok := o.loginTokens(o.oauth("web", "offline_access"), testAccount2, nil)
+			if in := o.introspect(tok.AccessToken, "web"); in["active"] != true {
+				t.Fatalf("sign-in %d: the new family was revoked by its own sign-in: %v", i, in)
 			}
 		}
 	})

@@ -134,12 +134,12 @@ func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline b
 // The index acctgrants:<account>:<client> lists an account's live grants
 // for one client, so that withdrawing the client revokes them. It holds
 // only live grants: each member carries its grant's expiry
-// ("<unix exp>:<grant>"), every new grant prunes the expired ones, and at
+// ("<unix ms exp>:<grant>"), every new grant prunes the expired ones, and at
 // most maxLiveGrants stay, the oldest beyond that being revoked. Its TTL
 // is the longest a grant lives, from the newest grant.
 const maxLiveGrants = 32
 
-func indexMember(g *grantRecord) string { return strconv.FormatInt(g.Exp.Unix(), 10) + ":" + g.ID }
+func indexMember(g *grantRecord) string { return strconv.FormatInt(g.Exp.UnixMilli(), 10) + ":" + g.ID }
 
 // indexed is one member of the index.
 type indexed struct {
@@ -154,7 +154,7 @@ func parseMember(m string) (indexed, bool) {
 	if !ok || err != nil || grant == "" || strings.ContainsAny(grant, ":{}") {
 		return indexed{}, false
 	}
-	return indexed{member: m, grant: grant, exp: time.Unix(unix, 0)}, true
+	return indexed{member: m, grant: grant, exp: time.UnixMilli(unix)}, true
 }
 
 // index adds g to its account's index for the client and prunes it.
@@ -169,9 +169,11 @@ func (gr *grants) index(ctx context.Context, g *grantRecord) error {
 	}
 	live, dead := gr.sortIndex(ctx, members)
 	if over := len(live) - maxLiveGrants; over > 0 {
-		// The oldest go: a resident who signed in this often at one RP
-		// has abandoned them (each sign-in is a new family).
-		for _, it := range live[:over] {
+		// The oldest go, never the one being made: a resident who signed
+		// in this often at one RP has abandoned them (each sign-in is a
+		// new family).
+		others := slices.DeleteFunc(live, func(it indexed) bool { return it.grant == g.ID })
+		for _, it := range others[:min(over, len(others))] {
 			if err := gr.revoke(ctx, it.grant); err != nil {
 				return err
 			}
