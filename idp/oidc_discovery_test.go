@@ -65,6 +65,11 @@ func TestDiscoveryGolden(t *testing.T) {
 		"subject_types_supported":          `["pairwise"]`,
 		"code_challenge_methods_supported": `["S256"]`,
 		"grant_types_supported":            `["authorization_code","refresh_token"]`,
+		// RFC 9207: every authorization response carries iss.
+		"authorization_response_iss_parameter_supported": `true`,
+		// RFC 8414 §2: introspection answers authenticated clients only.
+		"introspection_endpoint_auth_methods_supported": `["private_key_jwt","client_secret_basic"]`,
+		"revocation_endpoint_auth_methods_supported":    `["private_key_jwt","client_secret_basic","none"]`,
 	} {
 		if b, _ := json.Marshal(d[k]); string(b) != v {
 			t.Errorf("%s = %s, want %s", k, b, v)

@@ -3,6 +3,7 @@ package idp
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -223,7 +224,7 @@ func TestCodeReplayRevokes(t *testing.T) {
 		if err == nil || !asRetrieve(err, &re) || re.ErrorCode != "invalid_grant" {
 			t.Fatalf("replay: %v", err)
 		}
-		if st, body := o.userinfo(tok.AccessToken); st != http.StatusForbidden || body["error"] != "invalid_token" {
+		if st, body := o.userinfo(tok.AccessToken); st != http.StatusUnauthorized || body["error"] != "invalid_token" {
 			t.Fatalf("userinfo after replay: %d %v", st, body)
 		}
 		if in := o.introspect(tok.AccessToken, "web"); in["active"] != false {
@@ -243,6 +244,8 @@ func asRetrieve(err error, re **oauth2.RetrieveError) bool {
 	return ok
 }
 
+// Every failed exchange is refused with its error and changes nothing:
+// the code still works for its own client afterwards, once.
 func TestCodeExchangeFailures(t *testing.T) {
 	o := newTestOP(t, store.NewMemory(), nil)
 	conf := o.oauth("web")
@@ -291,11 +294,11 @@ func TestCodeExchangeFailures(t *testing.T) {
 			if err == nil || !asRetrieve(err, &re) || re.ErrorCode != tc.want {
 				t.Fatalf("got %v, want %s", err, tc.want)
 			}
-			// Whatever failed after the code was presented, it is spent;
-			// a client that failed to authenticate presented nothing.
-			_, err = conf.Exchange(o.ctx(), code, oauth2.VerifierOption(v))
-			if spent := err != nil; spent != (tc.name != "garbage code" && tc.name != "wrong secret") {
-				t.Fatalf("code spent=%v after %s", spent, tc.name)
+			if _, err := conf.Exchange(o.ctx(), code, oauth2.VerifierOption(v)); err != nil {
+				t.Fatalf("the code was spent by a failed exchange (%s): %v", tc.name, err)
+			}
+			if _, err := conf.Exchange(o.ctx(), code, oauth2.VerifierOption(v)); err == nil {
+				t.Fatal("the code worked twice")
 			}
 		})
 	}
@@ -377,15 +380,28 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 		if in := o.introspect(at2, "web"); in["active"] != true {
 			t.Fatalf("new access token inactive: %v", in)
 		}
-		// Another client presenting the token is refused by the library.
-		if st, _ := o.refresh("other", rt2); st == http.StatusOK {
-			t.Fatal("another client refreshed")
+		// Another client presenting the token is refused, and consumes
+		// nothing: neither the token nor the family suffers.
+		if st, body := o.refresh("other", rt2); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("another client refreshed: %d %v", st, body)
 		}
-		// rt2 was consumed by that attempt; its reuse now revokes all.
+		if in := o.introspect(at2, "web"); in["active"] != true {
+			t.Fatalf("another client's attempt revoked the family: %v", in)
+		}
+		// Nor does asking for a scope the family never had.
+		if st, body := o.postForm(tokenPath, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt2}, "scope": {"openid gender"}}, "web", testSecret); st != http.StatusBadRequest || body["error"] != "invalid_scope" {
+			t.Fatalf("widened refresh: %d %v", st, body)
+		}
+		st, r2 := o.refresh("web", rt2)
+		rt3, _ := r2["refresh_token"].(string)
+		if st != http.StatusOK || rt3 == "" {
+			t.Fatalf("refresh after refused attempts: %d %v", st, r2)
+		}
+		// The rotated token's reuse by its own client revokes all.
 		if st, body := o.refresh("web", tok.RefreshToken); st != http.StatusBadRequest || body["error"] != "invalid_grant" {
 			t.Fatalf("reuse of rotated token: %d %v", st, body)
 		}
-		if st, _ := o.refresh("web", rt2); st == http.StatusOK {
+		if st, _ := o.refresh("web", rt3); st == http.StatusOK {
 			t.Fatal("family survived reuse")
 		}
 		for _, at := range []string{tok.AccessToken, at2} {
@@ -593,39 +609,48 @@ func TestEndSession(t *testing.T) {
 	o := newTestOP(t, store.NewMemory(), nil)
 	tok := o.loginTokens(o.oauth("web"), testAccount, nil)
 	hint := tok.Extra("id_token").(string)
-	sub := clients.PairwiseSub(o.s.opts.PairwiseKey, "rp.example", testAccount)
-	if acct, err := o.kv.Get(context.Background(), "subidx:web:"+sub); err != nil || string(acct) != testAccount {
-		t.Fatalf("pairwise index: %q %v", acct, err)
-	}
+	noSession := httptest.NewRequest(http.MethodGet, session.LogoutPath, nil)
 
 	res := o.get(endSessionPath + "?" + url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {"https://rp.example/bye"}, "state": {"s9"}}.Encode())
 	loc, _ := url.Parse(res.Header.Get("Location"))
 	if res.StatusCode != http.StatusFound || loc.Path != session.LogoutPath {
 		t.Fatalf("end_session: %d %q", res.StatusCode, res.Header.Get("Location"))
 	}
-	next := loc.Query().Get("next")
-	dest, ok := o.s.sessions.VerifyNext(next)
-	if !ok || dest != "https://rp.example/bye?state=s9" {
-		t.Fatalf("next %q -> %q %v", next, dest, ok)
+	l, ok := o.s.sessions.VerifyLogout(noSession, loc.Query().Get("logout"))
+	if !ok || l.Dest != "https://rp.example/bye?state=s9" || l.ClientID != "web" || l.Confirmed {
+		t.Fatalf("logout %+v %v", l, ok)
 	}
 
 	tests := []struct {
 		name  string
 		query url.Values
 		code  int
-		loc   string
+		dest  string // "" with code 302: to /logout without destination
 	}{
 		{"unregistered destination", url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {"https://evil.example/"}}, http.StatusBadRequest, ""},
 		{"client mismatch", url.Values{"id_token_hint": {hint}, "client_id": {"other"}}, http.StatusBadRequest, ""},
 		{"bad hint", url.Values{"id_token_hint": {"eyJhbGciOiJub25lIn0.e30."}}, http.StatusBadRequest, ""},
-		{"no client: our page", url.Values{"post_logout_redirect_uri": {"https://evil.example/"}, "state": {"x"}}, http.StatusFound, session.LogoutPath},
-		{"hint without destination", url.Values{"id_token_hint": {hint}}, http.StatusFound, session.LogoutPath},
+		{"unknown client", url.Values{"client_id": {"nobody"}, "post_logout_redirect_uri": {"https://rp.example/bye"}}, http.StatusBadRequest, ""},
+		{"no client: our page", url.Values{"post_logout_redirect_uri": {"https://evil.example/"}, "state": {"x"}}, http.StatusFound, ""},
+		{"hint without destination", url.Values{"id_token_hint": {hint}}, http.StatusFound, ""},
+		{"client_id alone", url.Values{"client_id": {"web"}, "post_logout_redirect_uri": {"https://rp.example/bye"}}, http.StatusFound, "https://rp.example/bye"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			res := o.get(endSessionPath + "?" + tc.query.Encode())
-			if res.StatusCode != tc.code || res.Header.Get("Location") != tc.loc {
+			if res.StatusCode != tc.code {
 				t.Fatalf("%d %q", res.StatusCode, res.Header.Get("Location"))
+			}
+			if tc.code != http.StatusFound {
+				if res.Header.Get("Location") != "" {
+					t.Fatalf("refusal redirected to %q", res.Header.Get("Location"))
+				}
+				return
+			}
+			loc, _ := url.Parse(res.Header.Get("Location"))
+			l, ok := o.s.sessions.VerifyLogout(noSession, loc.Query().Get("logout"))
+			if loc.Path != session.LogoutPath || !ok || l.Dest != tc.dest {
+				t.Fatalf("to %q: %+v %v", res.Header.Get("Location"), l, ok)
 			}
 		})
 	}
@@ -647,7 +672,7 @@ func TestExpiry(t *testing.T) {
 	t.Run("access token", func(t *testing.T) {
 		o := newTestOP(t, store.NewMemory(), func(o *Options) { o.AccessTokenTTL = time.Nanosecond })
 		tok := o.loginTokens(o.oauth("web"), testAccount, nil)
-		if st, _ := o.userinfo(tok.AccessToken); st != http.StatusForbidden {
+		if st, _ := o.userinfo(tok.AccessToken); st != http.StatusUnauthorized {
 			t.Fatalf("expired access token at userinfo: %d", st)
 		}
 		if in := o.introspect(tok.AccessToken, "web"); in["active"] != false {

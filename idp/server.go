@@ -208,7 +208,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("idp: %w", err)
 	}
-	s.requests = authreq.New(o.Store, o.AuthRequestTTL, o.Now)
+	s.requests = authreq.New(o.Store, o.AuthRequestTTL, o.Now, s.web.Issuer())
 	var checker account.RevocationChecker
 	if v := o.Verifier; v.Revocation != nil && v.Mode != pkibridge.RevocationOff {
 		checker = v.Revocation

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/signin"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
@@ -629,18 +631,29 @@ func TestConsentDenyAndLogout(t *testing.T) {
 	if code, loc, _ := b.get(authreq.LoginURL(ar)); code != http.StatusSeeOther || loc != authreq.ConsentURL(ar) {
 		t.Fatalf("SSO: %d %q", code, loc)
 	}
-	// Logout with a forged next: signed-out page, no redirect.
-	code, loc, page := b.get("/logout?next=" + url.QueryEscape("https://evil.example/"))
-	if code != http.StatusOK || loc != "" || !strings.Contains(page, "サインアウト") {
-		t.Fatalf("logout with forged next: %d %q", code, loc)
+	// Logout with a forged value: the resident is asked, and the session
+	// lives until they answer.
+	code, loc, page := b.get("/logout?logout=" + url.QueryEscape("forged.value"))
+	if code != http.StatusOK || loc != "" || !strings.Contains(page, `id="logout-confirm"`) {
+		t.Fatalf("logout with a forged value: %d %q", code, loc)
+	}
+	if code, loc, _ := b.get(authreq.LoginURL(o.authorize("web"))); code != http.StatusSeeOther || strings.Contains(loc, "tx=") {
+		t.Fatalf("the question ended the session: %d %q", code, loc)
+	}
+	// Confirmed with the page's CSRF token: signed out, our page (no
+	// destination was signed).
+	code, loc, page = b.post("/logout", url.Values{web.CSRFField: {csrfFrom(t, page)}})
+	if code != http.StatusOK || loc != "" || !strings.Contains(page, "サインアウトしました") {
+		t.Fatalf("confirmed logout: %d %q", code, loc)
 	}
 	if code, loc, _ := b.get(authreq.LoginURL(ar)); code != http.StatusSeeOther || !strings.Contains(loc, "tx=") {
 		t.Fatalf("after logout the session still answers: %d %q", code, loc)
 	}
-	// A signed next redirects.
-	next := o.s.sessions.SignNext("https://rp.example/bye?state=s9")
-	if code, loc, _ := b.get("/logout?next=" + url.QueryEscape(next)); code != http.StatusSeeOther || loc != "https://rp.example/bye?state=s9" {
-		t.Fatalf("logout with signed next: %d %q", code, loc)
+	// Without a session there is nothing to ask: a signed destination is
+	// followed at once.
+	signed := o.s.sessions.SignLogout(httptest.NewRequest(http.MethodGet, "/", nil), session.Logout{Dest: "https://rp.example/bye?state=s9"})
+	if code, loc, _ := b.get("/logout?logout=" + url.QueryEscape(signed)); code != http.StatusSeeOther || loc != "https://rp.example/bye?state=s9" {
+		t.Fatalf("logout with a signed destination: %d %q", code, loc)
 	}
 }
 

@@ -101,26 +101,44 @@ func (r *Repo) Fail(w http.ResponseWriter, req *http.Request, ar *AuthRequest, e
 		http.Redirect(w, req, ar.AfterSignIn(), http.StatusSeeOther)
 		return
 	}
-	http.Redirect(w, req, ErrorURL(ar.RedirectURI, ar.State, e), http.StatusFound)
+	http.Redirect(w, req, ErrorURL(r.issuer, ar.RedirectURI, ar.State, e), http.StatusFound)
 }
 
-// ErrorURL is the authorization error response (RFC 6749 §4.1.2.1) at a
-// registered redirect URI.
-func ErrorURL(redirectURI, state string, e *oidc.Error) string {
+// ResponseURL is an authorization response (RFC 6749 §4.1.2, §4.1.2.1)
+// at a registered redirect URI: params, the RP's state, and iss, which
+// names the issuer in every response, success or error (RFC 9207), so that
+// an RP talking to several providers cannot be sent another's code. The
+// redirect URI's own query is kept.
+func ResponseURL(issuer, redirectURI, state string, params url.Values) (string, error) {
 	u, err := url.Parse(redirectURI)
 	if err != nil {
-		return redirectURI
+		return "", err
 	}
 	q := u.Query()
-	q.Set("error", string(e.ErrorType))
-	if e.Description != "" {
-		q.Set("error_description", e.Description)
+	for k, v := range params {
+		q[k] = v
 	}
 	if state != "" {
 		q.Set("state", state)
 	}
+	q.Set("iss", issuer)
 	u.RawQuery = q.Encode()
-	return u.String()
+	return u.String(), nil
+}
+
+// ErrorURL is the authorization error response (RFC 6749 §4.1.2.1) at a
+// registered redirect URI. A description goes as written: callers pass
+// texts meant for the RP, never an internal error's.
+func ErrorURL(issuer, redirectURI, state string, e *oidc.Error) string {
+	q := url.Values{"error": {string(e.ErrorType)}}
+	if e.Description != "" {
+		q.Set("error_description", e.Description)
+	}
+	u, err := ResponseURL(issuer, redirectURI, state, q)
+	if err != nil {
+		return redirectURI
+	}
+	return u
 }
 
 // LoadForPage loads the request a page works on and shows the error page

@@ -60,7 +60,7 @@ func TestCheckParams(t *testing.T) {
 func TestRecordCap(t *testing.T) {
 	stores(t, func(t *testing.T, kv store.KV) {
 		ctx := context.Background()
-		r := New(kv, time.Minute, nil)
+		r := New(kv, time.Minute, nil, "https://id.example")
 		big := &AuthRequest{ClientID: "web", State: strings.Repeat("<", MaxRecordBytes/6+1)}
 		if err := CheckSize(big); !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("CheckSize: %v", err)
@@ -128,7 +128,7 @@ func FuzzCheckParams(f *testing.F) {
 func TestRecordRoomForTheFlow(t *testing.T) {
 	stores(t, func(t *testing.T, kv store.KV) {
 		ctx := context.Background()
-		r := New(kv, time.Minute, nil)
+		r := New(kv, time.Minute, nil, "https://id.example")
 		ar := &AuthRequest{ClientID: "web", RedirectURI: "https://rp.example/cb", Scopes: []string{"openid"}, Challenge: strings.Repeat("c", 43)}
 		for CheckSize(ar) == nil {
 			ar.State += strings.Repeat("s", 16)

@@ -41,17 +41,19 @@ type KV interface {
 
 // Repo stores auth requests under "ar:<id>" with a TTL.
 type Repo struct {
-	kv  KV
-	ttl time.Duration
-	now func() time.Time
+	kv     KV
+	ttl    time.Duration
+	now    func() time.Time
+	issuer string
 }
 
-// New returns a repository whose records live for ttl.
-func New(kv KV, ttl time.Duration, now func() time.Time) *Repo {
+// New returns a repository whose records live for ttl. issuer goes into
+// the error responses Fail sends (RFC 9207).
+func New(kv KV, ttl time.Duration, now func() time.Time, issuer string) *Repo {
 	if now == nil {
 		now = time.Now
 	}
-	return &Repo{kv: kv, ttl: ttl, now: now}
+	return &Repo{kv: kv, ttl: ttl, now: now, issuer: issuer}
 }
 
 func key(id string) string { return "ar:" + id }

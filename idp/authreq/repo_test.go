@@ -37,7 +37,7 @@ func stores(t *testing.T, f func(t *testing.T, kv store.KV)) {
 func TestRepoLifecycle(t *testing.T) {
 	stores(t, func(t *testing.T, kv store.KV) {
 		ctx := context.Background()
-		r := New(kv, time.Minute, nil)
+		r := New(kv, time.Minute, nil, "https://id.example")
 		ar := &AuthRequest{ClientID: "web", RedirectURI: "https://rp.example/cb", Scopes: []string{"openid"}, Challenge: strings.Repeat("a", 43)}
 		if err := r.Create(ctx, ar); err != nil {
 			t.Fatal(err)
@@ -97,7 +97,7 @@ func TestRepoLifecycle(t *testing.T) {
 
 func TestRepoLoadRefuses(t *testing.T) {
 	kv := store.NewMemory()
-	r := New(kv, time.Minute, nil)
+	r := New(kv, time.Minute, nil, "https://id.example")
 	ctx := context.Background()
 	for _, id := range []string{"", strings.Repeat("x", 65), "missing"} {
 		if _, err := r.Load(ctx, id); !errors.Is(err, ErrNotFound) {
@@ -122,7 +122,7 @@ func TestRepoLoadRefuses(t *testing.T) {
 func TestRepoConcurrentComplete(t *testing.T) {
 	stores(t, func(t *testing.T, kv store.KV) {
 		ctx := context.Background()
-		r := New(kv, time.Minute, nil)
+		r := New(kv, time.Minute, nil, "https://id.example")
 		ar := &AuthRequest{ClientID: "web"}
 		if err := r.Create(ctx, ar); err != nil {
 			t.Fatal(err)
@@ -177,10 +177,12 @@ func TestURLs(t *testing.T) {
 		err             *oidc.Error
 		want            url.Values
 	}{
-		{"https://rp.example/cb", "s", oidc.ErrAccessDenied().WithDescription("no"), url.Values{"error": {"access_denied"}, "error_description": {"no"}, "state": {"s"}}},
-		{"https://rp.example/cb?keep=1", "", oidc.ErrLoginRequired(), url.Values{"error": {"login_required"}, "keep": {"1"}}},
+		{"https://rp.example/cb", "s", oidc.ErrAccessDenied().WithDescription("no"), url.Values{"error": {"access_denied"}, "error_description": {"no"}, "state": {"s"}, "iss": {"https://id.example"}}},
+		{"https://rp.example/cb?keep=1", "", oidc.ErrLoginRequired(), url.Values{"error": {"login_required"}, "keep": {"1"}, "iss": {"https://id.example"}}},
+		// The RP's query cannot forge the issuer or the state.
+		{"https://rp.example/cb?iss=https://evil.example&state=x", "s", oidc.ErrLoginRequired(), url.Values{"error": {"login_required"}, "state": {"s"}, "iss": {"https://id.example"}}},
 	} {
-		u, err := url.Parse(ErrorURL(c.redirect, c.state, c.err))
+		u, err := url.Parse(ErrorURL("https://id.example", c.redirect, c.state, c.err))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,7 +210,7 @@ func testKit(t *testing.T) *web.Kit {
 func TestFail(t *testing.T) {
 	ctx := context.Background()
 	k := testKit(t)
-	r := New(store.NewMemory(), time.Minute, nil)
+	r := New(store.NewMemory(), time.Minute, nil, "https://id.example")
 	rp := &AuthRequest{ClientID: "web", RedirectURI: "https://rp.example/cb", State: "st"}
 	own := &AuthRequest{ClientID: "watashi:account", Return: "/account"}
 	for _, ar := range []*AuthRequest{rp, own} {
@@ -237,7 +239,7 @@ func TestLoadForPage(t *testing.T) {
 	ctx := context.Background()
 	k := testKit(t)
 	kv := store.NewMemory()
-	r := New(kv, time.Minute, nil)
+	r := New(kv, time.Minute, nil, "https://id.example")
 	open := &AuthRequest{ClientID: "web"}
 	done := &AuthRequest{ClientID: "web", Completed: true}
 	for _, ar := range []*AuthRequest{open, done} {

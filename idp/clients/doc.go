@@ -8,7 +8,9 @@
 //     client is refused everywhere exactly as an unknown one is, and a
 //     suspension reaches every node within the registry's propagation time.
 //     A registry record is converted once per change (keys parsed, policy
-//     built) and memoised by its update time.
+//     built) and memoised by its update time. A registry that cannot be
+//     asked (its store is down) is ErrUnavailable, never a refusal: the
+//     endpoints answer "try again", not "unknown client".
 //   - A client authenticates with an Argon2id-hashed secret
 //     (VerifySecret, which remembers recent successes so that a busy RP pays
 //     the hash once) or with private_key_jwt, whose keys are inline or

@@ -19,9 +19,19 @@ import (
 	"github.com/watashi-id/watashi/whitelist"
 )
 
-// ErrUnknown is every refusal of Lookup: an unknown client, or one the
-// registry does not approve right now. The registry's reason is wrapped.
-var ErrUnknown = errors.New("clients: unknown client")
+// Lookup fails in one of two ways, which callers must keep apart: a
+// refusal is an answer about the client, an outage is not.
+var (
+	// ErrUnknown is every refusal of Lookup: an unknown client, or one the
+	// registry does not approve right now. The registry's reason is
+	// wrapped.
+	ErrUnknown = errors.New("clients: unknown client")
+	// ErrUnavailable is Lookup failing to get an answer: the registry's
+	// store failed, or its record of the client cannot be read. Nothing
+	// is known about the client; the request may succeed when retried.
+	// The cause is wrapped, for the log only.
+	ErrUnavailable = errors.New("clients: the client registry is unavailable")
+)
 
 // Options configure a Resolver.
 type Options struct {
@@ -176,7 +186,8 @@ func (r *Resolver) Static() []*Client { return slices.Clone(r.order) }
 func (r *Resolver) HasRegistry() bool { return r.registry != nil }
 
 // Lookup returns a client that may act now: a static one, or one the
-// registry approves. Every refusal wraps ErrUnknown.
+// registry approves. Every refusal wraps ErrUnknown; a registry that could
+// not be asked wraps ErrUnavailable.
 func (r *Resolver) Lookup(ctx context.Context, id string) (*Entry, error) {
 	if e, ok := r.static[id]; ok {
 		return e, nil
@@ -185,11 +196,19 @@ func (r *Resolver) Lookup(ctx context.Context, id string) (*Entry, error) {
 		return nil, ErrUnknown
 	}
 	wc, err := r.registry.Authorize(ctx, id)
-	if err != nil {
-		if !errors.Is(err, whitelist.ErrUnknownClient) {
-			r.log.InfoContext(ctx, "whitelist refused a client", "client_id", id, "reason", err.Error())
-		}
+	switch {
+	case err == nil:
+	case errors.Is(err, whitelist.ErrUnknownClient):
 		return nil, fmt.Errorf("%w: %w", ErrUnknown, err)
+	case Refused(err):
+		r.log.InfoContext(ctx, "whitelist refused a client", "client_id", id, "reason", err.Error())
+		return nil, fmt.Errorf("%w: %w", ErrUnknown, err)
+	default:
+		// The registry answers with the refusals above or not at all: a
+		// store failure, or a record it cannot read (which only the
+		// operator can mend). Neither says anything about the client.
+		r.log.ErrorContext(ctx, "client registry unavailable", "client_id", id, "error", err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	r.mu.Lock()
 	m, ok := r.memo[id]

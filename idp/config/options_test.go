@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -151,9 +152,20 @@ func TestRedisClientLogsAreJSON(t *testing.T) {
 // redisLogChild opens an unreachable Redis the two ways a process does
 // and uses it, with JSON logs on standard error.
 func redisLogChild() {
+	dir, err := os.MkdirTemp("", "watashi-redislog")
+	if err != nil {
+		fmt.Println("temp:", err)
+		os.Exit(3)
+	}
+	defer os.RemoveAll(dir)
+	// A Redis store needs a KEK, even under --dev.
+	if err := os.WriteFile(filepath.Join(dir, "kek.key"), []byte(strings.Repeat("ab", 32)), 0o600); err != nil {
+		fmt.Println("kek:", err)
+		os.Exit(3)
+	}
 	const yaml = "issuer: http://127.0.0.1:8080\ndev: true\npki:\n  revocation:\n    mode: \"off\"\n" +
-		"store: {type: redis, redis: {addrs: [127.0.0.1:1], timeout: 5s}}\nlog: {format: json}\n"
-	c, err := parseConfig([]byte(yaml), os.TempDir(), noEnv)
+		"store: {type: redis, redis: {addrs: [127.0.0.1:1], timeout: 5s}}\nlog: {format: json}\nsecrets: {kek_file: kek.key}\n"
+	c, err := parseConfig([]byte(yaml), dir, noEnv)
 	if err != nil {
 		fmt.Println("parse:", err)
 		os.Exit(3)

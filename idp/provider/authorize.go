@@ -54,11 +54,16 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	e, err := s.clients.Lookup(ctx, r.Form.Get("client_id"))
 	if err != nil {
-		code := "unknown_client"
-		if clients.Refused(err) {
-			code = "client_not_allowed"
+		switch {
+		case errors.Is(err, clients.ErrUnavailable):
+			// Nothing is known of the client: not "unknown", and no
+			// redirect to a URI nobody vouched for.
+			s.unavailablePage(w, r)
+		case clients.Refused(err):
+			s.errorPage(w, r, http.StatusBadRequest, "client_not_allowed")
+		default:
+			s.errorPage(w, r, http.StatusBadRequest, "unknown_client")
 		}
-		s.errorPage(w, r, http.StatusBadRequest, code)
 		return
 	}
 	redirectURI := r.Form.Get("redirect_uri")
@@ -72,12 +77,12 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			state = "" // not echoed: it is what was refused
 		}
 		s.log.InfoContext(ctx, "authorization request refused", "client", e.Client.ID, "error", "invalid_request", "limit", limit.Param)
-		http.Redirect(w, r, authreq.ErrorURL(redirectURI, state, oidc.ErrInvalidRequest().WithDescription("%s", limit.Error())), http.StatusFound)
+		http.Redirect(w, r, authreq.ErrorURL(s.web.Issuer(), redirectURI, state, oidc.ErrInvalidRequest().WithDescription("%s", limit.Error())), http.StatusFound)
 		return
 	}
 	fail := func(oerr *oidc.Error) {
 		s.log.InfoContext(ctx, "authorization request refused", "client", e.Client.ID, "error", string(oerr.ErrorType))
-		http.Redirect(w, r, authreq.ErrorURL(redirectURI, state, oerr), http.StatusFound)
+		http.Redirect(w, r, authreq.ErrorURL(s.web.Issuer(), redirectURI, state, oerr), http.StatusFound)
 	}
 	req := new(oidc.AuthRequest)
 	if err := authorizeDecoder.Decode(req, r.Form); err != nil {
@@ -100,7 +105,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.requests.Create(ctx, ar); err != nil {
 		s.log.ErrorContext(ctx, "store auth request", "error", err)
-		fail(oidc.ErrServerError().WithDescription("the request could not be stored; try again"))
+		fail(unavailableToRP())
 		return
 	}
 	s.metrics.authRequests.Inc()
@@ -297,12 +302,14 @@ func checkTier(e *clients.Entry, scope string) *oidc.Error {
 	return nil
 }
 
-// asOIDC is err as an OAuth error; anything else is a server_error whose
-// text stays here.
+// asOIDC is err as an OAuth error for the RP, with only the description
+// the library or we wrote for it. A failure to reach the store, wherever
+// the library hid it, is temporarily_unavailable, and so is anything that
+// is not an OAuth error: its text stays here.
 func asOIDC(err error) *oidc.Error {
 	var oerr *oidc.Error
-	if errors.As(err, &oerr) {
-		return oerr
+	if errors.As(err, &oerr) && !errors.Is(err, errUnavailable) {
+		return clean(oerr)
 	}
-	return oidc.ErrServerError()
+	return unavailableToRP()
 }

@@ -16,10 +16,9 @@ import (
 // for the exchange in flight when the code expires.
 const codeExchangeMargin = 30 * time.Second
 
-// Store keys of codes and of the pairwise index.
-func codeKey(hash string) string            { return "code:" + hash }
-func usedCodeKey(hash string) string        { return "usedcode:" + hash }
-func subIndexKey(client, sub string) string { return "subidx:" + client + ":" + sub }
+// Store keys of codes.
+func codeKey(hash string) string     { return "code:" + hash }
+func usedCodeKey(hash string) string { return "usedcode:" + hash }
 
 // handleCallback is where a completed request comes back from the consent
 // step: it mints the one code of the request and sends the browser to the
@@ -35,7 +34,11 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	ar, err := s.requests.Load(ctx, r.FormValue("id"))
 	if err != nil {
 		if !errors.Is(err, authreq.ErrNotFound) {
+			// Nothing is known of the request, not even where to send
+			// an answer: the resident may reload the page.
 			s.log.ErrorContext(ctx, "load auth request", "error", err)
+			s.unavailablePage(w, r)
+			return
 		}
 		s.errorPage(w, r, http.StatusBadRequest, "unknown_request")
 		return
@@ -45,20 +48,12 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	toRP := func(q url.Values) {
-		u, err := url.Parse(ar.RedirectURI)
+		u, err := authreq.ResponseURL(s.web.Issuer(), ar.RedirectURI, ar.State, q)
 		if err != nil {
 			s.errorPage(w, r, http.StatusBadRequest, "invalid_redirect_uri")
 			return
 		}
-		rq := u.Query()
-		for k, v := range q {
-			rq[k] = v
-		}
-		if ar.State != "" {
-			rq.Set("state", ar.State)
-		}
-		u.RawQuery = rq.Encode()
-		http.Redirect(w, r, u.String(), http.StatusFound)
+		http.Redirect(w, r, u, http.StatusFound)
 	}
 	fail := func(e *oidc.Error) {
 		q := url.Values{"error": {string(e.ErrorType)}}
@@ -89,26 +84,28 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		s.log.ErrorContext(ctx, "record code", "error", err)
-		fail(oidc.ErrServerError().WithDescription("the code could not be issued; try again"))
+		fail(unavailableToRP())
 		return
 	}
 	ar = minted
 	ok, err := s.kv.SetNX(ctx, codeKey(h), []byte(ar.ID), s.ttl.Code)
 	if err != nil || !ok {
 		s.log.ErrorContext(ctx, "store code", "error", err, "collision", err == nil)
-		fail(oidc.ErrServerError().WithDescription("the code could not be issued; try again"))
+		fail(unavailableToRP())
 		return
 	}
 	// From now on the request only has to outlive its code.
 	if err := s.requests.Keep(ctx, ar, s.ttl.Code+codeExchangeMargin); err != nil {
 		s.log.WarnContext(ctx, "auth request lifetime not shortened", "error", err)
 	}
-	// end_session maps the pairwise sub of an id_token_hint back to the
-	// account through this index.
-	if err := s.kv.Set(ctx, subIndexKey(ar.ClientID, ar.Subject), []byte(ar.AccountID), s.ttl.RefreshToken); err != nil {
-		s.log.WarnContext(ctx, "pairwise index not written; end_session cannot map this sub", "error", err)
-	}
 	toRP(url.Values{"code": {code}})
 }
 
 var errCodeMinted = errors.New("provider: the request already has its code")
+
+// unavailableToRP is what the RP hears when the provider could not finish
+// an authorization for a passing reason (RFC 6749 §4.1.2.1): the resident
+// may simply start again.
+func unavailableToRP() *oidc.Error {
+	return &oidc.Error{ErrorType: temporarilyUnavailable, Description: "the authorization could not be completed now; try again"}
+}

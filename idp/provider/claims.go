@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 )
 
@@ -35,6 +38,11 @@ func (s *Server) releaseClaims(ctx context.Context, clientID, accountID string, 
 		return nil, nil
 	}
 	c, err := s.clients.Get(ctx, clientID)
+	if errors.Is(err, clients.ErrUnavailable) {
+		// Not a verdict on the client: releasing nothing now would look
+		// like a refusal the resident never made.
+		return nil, err
+	}
 	if err != nil {
 		return nil, nil // a client no longer allowed to act receives nothing
 	}
@@ -81,8 +89,7 @@ func (st *storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo
 	ui.Subject = req.GetSubject()
 	released, err := st.s.releaseClaims(ctx, client, account, scopes, claims, granted, consent.TargetIDToken)
 	if err != nil {
-		st.s.log.ErrorContext(ctx, "ID token claims", "error", err)
-		return oidc.ErrServerError()
+		return fmt.Errorf("provider: ID token claims: %w", err)
 	}
 	putClaims(ui, released)
 	return nil

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -26,30 +26,44 @@ const (
 
 func jtiKey(client, jti string) string { return "jti:" + ids.Hash(client+"\x00"+jti) }
 
-// invalidClient is 401 invalid_client (RFC 6749 §5.2).
-func invalidClient(desc string) error {
-	return op.NewStatusError(oidc.ErrInvalidClient().WithDescription("%s", desc), http.StatusUnauthorized)
+// invalidClient is invalid_client, answered with a 401 and a Basic
+// challenge (RFC 6749 §5.2).
+func invalidClient(desc string) *oidc.Error {
+	return oidc.ErrInvalidClient().WithDescription("%s", desc)
 }
 
-// VerifyClient authenticates the client of the token and revocation
-// endpoints: client_secret_basic against the Argon2id hash,
-// private_key_jwt with our own assertion checks, or none for public
-// clients, each only for a client registered for that method.
-func (s *Server) VerifyClient(ctx context.Context, r *op.Request[op.ClientCredentials]) (op.Client, error) {
-	e, err := s.authenticate(ctx, r.Data)
-	if err != nil {
+// lookupClient is clients.Lookup as the API endpoints answer it: a client
+// the registry refuses is invalid_client, a registry that cannot be asked
+// is an outage (503), never a refusal.
+func (s *Server) lookupClient(ctx context.Context, id string) (*clients.Entry, error) {
+	e, err := s.clients.Lookup(ctx, id)
+	switch {
+	case err == nil:
+		return e, nil
+	case errors.Is(err, clients.ErrUnavailable):
 		return nil, err
 	}
-	return s.opClient(e), nil
+	return nil, invalidClient("unknown client, or one not approved to act now")
 }
 
-func (s *Server) authenticate(ctx context.Context, cc *op.ClientCredentials) (*clients.Entry, error) {
-	if cc.ClientAssertion != "" {
-		return s.verifyAssertion(ctx, cc.ClientAssertion)
+// authenticate authenticates the client of the token, introspection and
+// revocation endpoints: client_secret_basic against the Argon2id hash,
+// private_key_jwt with our own assertion checks, or none for public
+// clients, each only for a client registered for that method.
+func (s *Server) authenticate(ctx context.Context, cc credentials) (*clients.Entry, error) {
+	if cc.assertion != "" {
+		e, err := s.verifyAssertion(ctx, cc.assertion)
+		if err != nil {
+			return nil, err
+		}
+		if cc.clientID != "" && cc.clientID != e.Client.ID {
+			return nil, invalidClient("client_id does not match the client assertion")
+		}
+		return e, nil
 	}
-	e, err := s.clients.Lookup(ctx, cc.ClientID)
+	e, err := s.lookupClient(ctx, cc.clientID)
 	if err != nil {
-		return nil, invalidClient("unknown client, or one not approved to act now")
+		return nil, err
 	}
 	switch e.Client.AuthMethod {
 	case clients.AuthNone:
@@ -57,7 +71,7 @@ func (s *Server) authenticate(ctx context.Context, cc *op.ClientCredentials) (*c
 	case clients.AuthPrivateKeyJWT:
 		return nil, invalidClient("this client authenticates with private_key_jwt")
 	}
-	if cc.ClientSecret == "" || !s.clients.VerifySecret(ctx, e, cc.ClientSecret) {
+	if cc.secret == "" || !s.clients.VerifySecret(ctx, e, cc.secret) {
 		return nil, invalidClient("invalid client credentials")
 	}
 	return e, nil
@@ -75,23 +89,24 @@ func (s *Server) verifyAssertion(ctx context.Context, assertion string) (*client
 	}
 	issuer := s.web.Issuer()
 	aud := issuer
-	if tokenURL := s.Endpoints().Token.Absolute(issuer); !slices.Contains(unverified.Audience, issuer) && slices.Contains(unverified.Audience, tokenURL) {
+	if tokenURL := strings.TrimSuffix(issuer, "/") + tokenPath; !slices.Contains(unverified.Audience, issuer) && slices.Contains(unverified.Audience, tokenURL) {
 		aud = tokenURL
 	}
 	ks := assertionKeySet{s: s}
 	req, err := op.VerifyJWTAssertion(ctx, assertion, op.NewJWTProfileVerifierKeySet(ks, aud, assertionMaxAge, assertionLeeway))
 	if err != nil {
+		// The library turns every failure into a refusal; an outage
+		// behind it must stay one.
+		if errors.Is(err, errUnavailable) || errors.Is(err, clients.ErrUnavailable) {
+			return nil, err
+		}
 		var oerr *oidc.Error
 		if errors.As(err, &oerr) && oerr.ErrorType == oidc.InvalidClient {
-			return nil, op.NewStatusError(oerr, http.StatusUnauthorized)
+			return nil, clean(oerr)
 		}
 		return nil, invalidClient("the client assertion is not valid")
 	}
-	e, err := s.clients.Lookup(ctx, req.Issuer)
-	if err != nil {
-		return nil, invalidClient("unknown client, or one not approved to act now")
-	}
-	return e, nil
+	return s.lookupClient(ctx, req.Issuer)
 }
 
 // assertionKeySet verifies a client assertion with its client's keys and
@@ -107,6 +122,9 @@ func (k assertionKeySet) VerifySignature(ctx context.Context, jws *jose.JSONWebS
 		return nil, errors.New("client assertion payload is not JSON")
 	}
 	e, err := k.s.clients.Lookup(ctx, claims.Issuer)
+	if errors.Is(err, clients.ErrUnavailable) {
+		return nil, err
+	}
 	if err != nil || e.Client.AuthMethod != clients.AuthPrivateKeyJWT {
 		return nil, errors.New("client is not registered for private_key_jwt")
 	}
@@ -136,43 +154,10 @@ func (k assertionKeySet) VerifySignature(ctx context.Context, jws *jose.JSONWebS
 	}
 	fresh, err := k.s.kv.SetNX(ctx, jtiKey(e.Client.ID, claims.JTI), []byte("1"), assertionMaxAge+2*assertionLeeway)
 	if err != nil {
-		return nil, fmt.Errorf("provider: record jti: %w", err)
+		return nil, fmt.Errorf("%w: record jti: %w", errUnavailable, err)
 	}
 	if !fresh {
 		return nil, oidc.ErrInvalidClient().WithDescription("client assertion jti replayed")
 	}
 	return payload, nil
-}
-
-// Introspect answers RFC 7662 for an authenticated client only, and only
-// about its own tokens; anything else is {"active":false}.
-func (s *Server) Introspect(ctx context.Context, r *op.Request[op.IntrospectionRequest]) (*op.Response, error) {
-	cc := r.Data.ClientCredentials
-	if cc.ClientSecret == "" && cc.ClientAssertion == "" {
-		return nil, invalidClient("client must be authenticated")
-	}
-	e, err := s.authenticate(ctx, cc)
-	if err != nil {
-		return nil, err
-	}
-	resp := new(oidc.IntrospectionResponse)
-	tokenID, subject, ok := s.accessTokenID(r.Data.Token)
-	if !ok {
-		return op.NewResponse(resp), nil
-	}
-	if err := s.storage.SetIntrospectionFromToken(ctx, resp, tokenID, subject, e.Client.ID); err != nil {
-		return op.NewResponse(new(oidc.IntrospectionResponse)), nil
-	}
-	resp.Active = true
-	return op.NewResponse(resp), nil
-}
-
-// accessTokenID opens an opaque access token: JWE("tokenID:sub").
-func (s *Server) accessTokenID(token string) (tokenID, subject string, ok bool) {
-	plain, err := s.Provider().Crypto().Decrypt(token)
-	if err != nil {
-		return "", "", false
-	}
-	tokenID, subject, ok = cutToken(plain)
-	return tokenID, subject, ok
 }

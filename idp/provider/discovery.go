@@ -22,6 +22,8 @@ var (
 	claimsSupported = append([]string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp"},
 		consent.Discovery().ClaimsSupported...)
 	acrValuesSupported = []string{session.ACRJPKI}
+	// assertionAlgs sign private_key_jwt client assertions.
+	assertionAlgs = []string{string(jose.ES256), string(jose.RS256), string(jose.PS256)}
 )
 
 // discoveryDocument is our own metadata: the library's hard-codes
@@ -45,6 +47,13 @@ type discoveryDocument struct {
 	IDTokenSigningAlgValuesSupported           []string `json:"id_token_signing_alg_values_supported"`
 	TokenEndpointAuthMethodsSupported          []string `json:"token_endpoint_auth_methods_supported"`
 	TokenEndpointAuthSigningAlgValuesSupported []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+	// RFC 8414 §2: introspection serves authenticated clients only.
+	IntrospectionEndpointAuthMethodsSupported          []string `json:"introspection_endpoint_auth_methods_supported"`
+	IntrospectionEndpointAuthSigningAlgValuesSupported []string `json:"introspection_endpoint_auth_signing_alg_values_supported"`
+	RevocationEndpointAuthMethodsSupported             []string `json:"revocation_endpoint_auth_methods_supported"`
+	RevocationEndpointAuthSigningAlgValuesSupported    []string `json:"revocation_endpoint_auth_signing_alg_values_supported"`
+	// RFC 9207: every authorization response carries iss.
+	AuthorizationResponseIssParameterSupported bool     `json:"authorization_response_iss_parameter_supported"`
 	CodeChallengeMethodsSupported              []string `json:"code_challenge_methods_supported"`
 	ClaimsSupported                            []string `json:"claims_supported"`
 	ACRValuesSupported                         []string `json:"acr_values_supported"`
@@ -80,16 +89,21 @@ func (s *Server) discovery() *discoveryDocument {
 		SubjectTypesSupported:                      []string{"pairwise"},
 		IDTokenSigningAlgValuesSupported:           []string{string(jose.ES256), string(jose.RS256)},
 		TokenEndpointAuthMethodsSupported:          []string{clients.AuthPrivateKeyJWT, clients.AuthSecretBasic, clients.AuthNone},
-		TokenEndpointAuthSigningAlgValuesSupported: []string{string(jose.ES256), string(jose.RS256), string(jose.PS256)},
-		CodeChallengeMethodsSupported:              []string{string(oidc.CodeChallengeMethodS256)},
-		ClaimsSupported:                            claimsSupported,
-		ACRValuesSupported:                         acrValuesSupported,
-		UILocalesSupported:                         []string{"ja", "en"},
-		ClaimsParameterSupported:                   md.ClaimsParameterSupported,
-		VerifiedClaimsSupported:                    md.VerifiedClaimsSupported,
-		TrustFrameworksSupported:                   md.TrustFrameworksSupported,
-		EvidenceSupported:                          md.EvidenceSupported,
-		ClaimsInVerifiedClaimsSupported:            md.ClaimsInVerifiedClaimsSupported,
+		TokenEndpointAuthSigningAlgValuesSupported: assertionAlgs,
+		IntrospectionEndpointAuthMethodsSupported:  []string{clients.AuthPrivateKeyJWT, clients.AuthSecretBasic},
+		IntrospectionEndpointAuthSigningAlgValuesSupported: assertionAlgs,
+		RevocationEndpointAuthMethodsSupported:             []string{clients.AuthPrivateKeyJWT, clients.AuthSecretBasic, clients.AuthNone},
+		RevocationEndpointAuthSigningAlgValuesSupported:    assertionAlgs,
+		AuthorizationResponseIssParameterSupported:         true,
+		CodeChallengeMethodsSupported:                      []string{string(oidc.CodeChallengeMethodS256)},
+		ClaimsSupported:                                    claimsSupported,
+		ACRValuesSupported:                                 acrValuesSupported,
+		UILocalesSupported:                                 []string{"ja", "en"},
+		ClaimsParameterSupported:                           md.ClaimsParameterSupported,
+		VerifiedClaimsSupported:                            md.VerifiedClaimsSupported,
+		TrustFrameworksSupported:                           md.TrustFrameworksSupported,
+		EvidenceSupported:                                  md.EvidenceSupported,
+		ClaimsInVerifiedClaimsSupported:                    md.ClaimsInVerifiedClaimsSupported,
 	}
 }
 

@@ -1,34 +1,53 @@
 // Package provider is the OpenID provider's protocol side, on
-// zitadel/oidc's op.Server. The library's LegacyServer serves what it does
-// well (userinfo, revocation, end_session, the JWKS) through the storage
-// in storage.go; every endpoint whose library behaviour falls short is
-// overridden with one method in a file of its own, with no state passed
-// through the request context:
+// zitadel/oidc's op.Server. The library routes discovery, the JWKS and
+// end_session and mints tokens inside CreateTokenResponse through the
+// storage in storage.go; every endpoint whose library behaviour falls
+// short is Watashi's own, one file each, with no state passed through
+// the request context:
 //
-//	authorize.go     /authorize is Watashi's own: an unknown client or an
-//	                 unregistered redirect URI gets a page, never a
-//	                 redirect; PKCE S256 for every client; the claims
-//	                 parameter is parsed once and stored with the request,
-//	                 resolved under the client's policy; the tier is
-//	                 enforced; then the login page
-//	callback.go      the consent step's end: one code per request, for the
-//	                 browser that signed in only
+//	authorize.go     /authorize: an unknown client or an unregistered
+//	                 redirect URI gets a page, never a redirect; a
+//	                 registry that cannot be asked gets a "try again"
+//	                 page (503); PKCE S256 for every client; the claims
+//	                 parameter is parsed once and stored with the
+//	                 request, resolved under the client's policy; the
+//	                 tier is enforced; then the login page
+//	callback.go      the consent step's end: one code per request, for
+//	                 the browser that signed in only; every response to
+//	                 the RP carries iss (RFC 9207)
+//	token.go         /oauth/token: parse, authenticate the client, then
+//	                 the grant; a failed request changes nothing
 //	client_auth.go   client authentication (client_secret_basic against
-//	                 an Argon2id hash, private_key_jwt with replay-checked
-//	                 assertions, none for public clients), introspection
-//	token_code.go    the authorization_code grant; codes are single-use
-//	                 and a replay revokes what they minted
-//	token_refresh.go the refresh_token grant; families rotate and reuse
-//	                 revokes the family
-//	tokens.go        grants, opaque access tokens, refresh tokens, and the
-//	                 userinfo and introspection answers
+//	                 an Argon2id hash, private_key_jwt with
+//	                 replay-checked assertions, none for public clients)
+//	token_code.go    the authorization_code grant: the code must be the
+//	                 client's, then redirect_uri, then PKCE, and only
+//	                 then is it spent (single use by SetNX of its
+//	                 tombstone); the own client's replay revokes what it
+//	                 minted
+//	token_refresh.go the refresh_token grant, in the same order; families
+//	                 rotate and the own client's reuse revokes the family
+//	scope.go         the scope a token response reports: what was granted
+//	userinfo.go      /userinfo with RFC 6750 Bearer challenges
+//	introspection.go /oauth/introspect for authenticated clients, about
+//	                 their own tokens
+//	revocation.go    /revoke (RFC 7009)
+//	errors.go        how the API endpoints answer: OAuth errors as they
+//	                 are, anything else (a store outage) as 503
+//	                 temporarily_unavailable with Retry-After; no
+//	                 internal text ever leaves
+//	tokens.go        token minting for the library
+//	grants.go        grants, their tokens, and the bounded index of an
+//	                 account's live grants per client
 //	claims.go        what leaves about a resident: exactly consent.Release
 //	                 of the grant, at every release point
 //	discovery.go     Watashi's own metadata (pairwise subjects, S256 only,
 //	                 the claims and identity-assurance metadata)
-//	endsession.go    RP-initiated logout, handed to the /logout page
-//	guards.go        request shapes refused before the library parses
-//	                 them, and CORS
+//	endsession.go    RP-initiated logout, handed to the /logout page with
+//	                 a signed sign-out that says whether the RP's
+//	                 id_token_hint names the current session's resident
+//	guards.go        request shapes refused before anything is parsed,
+//	                 and CORS
 //
 // ID tokens are signed with the client's registered algorithm: the token
 // endpoints mint through a storage view bound to it (creatorFor).

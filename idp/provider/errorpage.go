@@ -3,6 +3,7 @@ package provider
 import (
 	"html/template"
 	"net/http"
+	"strconv"
 
 	"github.com/watashi-id/watashi/idp/web"
 )
@@ -18,6 +19,8 @@ var errorMessages = map[string][2]string{ // code -> {ja, en}
 	"request_too_large":    {"リクエストが大きすぎます。利用中のサービスの提供者にお問い合わせください。", "The request is too large. Please contact the service provider."},
 	"rate_limited":         {"短時間に多くのリクエストがありました。しばらくしてからやり直してください。", "Too many requests in a short time. Please wait a minute and try again."},
 	"foreign_browser":      {"このサインインは別のブラウザで開始されました。そちらで続けるか、サービスからやり直してください。", "This sign-in was started in another browser. Continue there, or start again from the service."},
+	"temporarily_unavailable": {"ただいま一時的にご利用いただけません。しばらくしてから、もう一度お試しください。",
+		"The service is temporarily unavailable. Please try again in a moment."},
 }
 
 var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
@@ -30,6 +33,14 @@ var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 {{if .RequestID}}<p><small>参照番号 / Reference: <code>{{.RequestID}}</code></small></p>{{end}}
 </main></body></html>
 `))
+
+// unavailablePage says that the provider cannot answer now, as a 503
+// with Retry-After: it knows nothing of the client or request (its store
+// is down), so it may neither refuse it nor redirect.
+func (s *Server) unavailablePage(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	s.errorPage(w, r, http.StatusServiceUnavailable, "temporarily_unavailable")
+}
 
 // errorPage shows a protocol error that must not be redirected to the RP.
 // It never has a Location header.

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,8 +98,11 @@ func ttlUntil(now, exp time.Time) time.Duration {
 	return max(exp.Sub(now), time.Second)
 }
 
-// newGrant creates the grant record of a code exchange. SetNX: if a
-// replay of the code already wrote a revoked record, minting stops here.
+// create writes the grant record of a code exchange. SetNX: if a replay
+// of the code already wrote a revoked record, minting stops here. The
+// grant joins its account's index for the client first, so that a
+// withdrawal running meanwhile sees it (and its revoked record then stops
+// this exchange).
 func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline bool) (*grantRecord, error) {
 	now := gr.now().UTC()
 	ttl := gr.ttl.AccessToken
@@ -113,6 +118,9 @@ func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline b
 	if err != nil {
 		return nil, err
 	}
+	if err := gr.index(ctx, g); err != nil {
+		return nil, err
+	}
 	ok, err := gr.kv.SetNX(ctx, grantKey(g.ID), b, ttl)
 	if err != nil {
 		return nil, fmt.Errorf("provider: store grant: %w", err)
@@ -120,10 +128,115 @@ func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline b
 	if !ok {
 		return nil, oidc.ErrInvalidGrant().WithDescription("grant revoked")
 	}
-	if err := gr.kv.SetAdd(ctx, accountGrantsKey(g.AccountID, g.ClientID), max(gr.ttl.RefreshToken, gr.ttl.AccessToken), g.ID); err != nil {
-		return nil, fmt.Errorf("provider: index grant: %w", err)
-	}
 	return g, nil
+}
+
+// The index acctgrants:<account>:<client> lists an account's live grants
+// for one client, so that withdrawing the client revokes them. It holds
+// only live grants: each member carries its grant's expiry
+// ("<unix ms exp>:<grant>"), every new grant prunes the expired ones, and at
+// most maxLiveGrants stay, the oldest beyond that being revoked. Its TTL
+// is the longest a grant lives, from the newest grant.
+const maxLiveGrants = 32
+
+func indexMember(g *grantRecord) string { return strconv.FormatInt(g.Exp.UnixMilli(), 10) + ":" + g.ID }
+
+// indexed is one member of the index.
+type indexed struct {
+	member, grant string
+	exp           time.Time
+}
+
+// parseMember reads a member; ok is false for one that is not ours.
+func parseMember(m string) (indexed, bool) {
+	exp, grant, ok := strings.Cut(m, ":")
+	unix, err := strconv.ParseInt(exp, 10, 64)
+	if !ok || err != nil || grant == "" || strings.ContainsAny(grant, ":{}") {
+		return indexed{}, false
+	}
+	return indexed{member: m, grant: grant, exp: time.UnixMilli(unix)}, true
+}
+
+// index adds g to its account's index for the client and prunes it.
+func (gr *grants) index(ctx context.Context, g *grantRecord) error {
+	key := accountGrantsKey(g.AccountID, g.ClientID)
+	if err := gr.kv.SetAdd(ctx, key, max(gr.ttl.RefreshToken, gr.ttl.AccessToken), indexMember(g)); err != nil {
+		return fmt.Errorf("provider: index grant: %w", err)
+	}
+	members, err := gr.kv.SetMembers(ctx, key)
+	if err != nil {
+		return fmt.Errorf("provider: list grants: %w", err)
+	}
+	live, dead := gr.sortIndex(ctx, members)
+	if over := len(live) - maxLiveGrants; over > 0 {
+		// The oldest go, never the one being made: a resident who signed
+		// in this often at one RP has abandoned them (each sign-in is a
+		// new family).
+		others := slices.DeleteFunc(live, func(it indexed) bool { return it.grant == g.ID })
+		for _, it := range others[:min(over, len(others))] {
+			if err := gr.revoke(ctx, it.grant); err != nil {
+				return err
+			}
+			dead = append(dead, it.member)
+		}
+	}
+	if len(dead) > 0 {
+		if err := gr.kv.SetRemove(ctx, key, dead...); err != nil {
+			// The next grant prunes them; nothing is wrong meanwhile.
+			gr.log.WarnContext(ctx, "expired grants not pruned from the index", "error", err)
+		}
+	}
+	return nil
+}
+
+// sortIndex splits members into live grants, oldest first, and members
+// to drop: expired, or not grants at all. A bare grant ID is a member
+// written before members carried their expiry: its record says whether
+// it still lives.
+func (gr *grants) sortIndex(ctx context.Context, members []string) (live []indexed, dead []string) {
+	now := gr.now()
+	for _, m := range members {
+		it, ok := parseMember(m)
+		if !ok {
+			if it, ok = gr.legacyMember(ctx, m); !ok {
+				dead = append(dead, m)
+				continue
+			}
+		}
+		if !now.Before(it.exp) {
+			dead = append(dead, m)
+			continue
+		}
+		live = append(live, it)
+	}
+	slices.SortFunc(live, func(a, b indexed) int {
+		if c := a.exp.Compare(b.exp); c != 0 {
+			return c
+		}
+		return strings.Compare(a.grant, b.grant)
+	})
+	return live, dead
+}
+
+// legacyMember reads the expiry of a bare grant ID from its record. A
+// record that cannot be read is taken to live as long as any grant may,
+// so that a withdrawal still revokes it.
+func (gr *grants) legacyMember(ctx context.Context, m string) (indexed, bool) {
+	if m == "" || strings.ContainsAny(m, ":{}") {
+		return indexed{}, false
+	}
+	b, err := gr.kv.Get(ctx, grantKey(m))
+	if errors.Is(err, store.ErrNotFound) {
+		return indexed{}, false
+	}
+	var g grantRecord
+	if err != nil || json.Unmarshal(b, &g) != nil {
+		return indexed{member: m, grant: m, exp: gr.now().Add(max(gr.ttl.RefreshToken, gr.ttl.AccessToken))}, true
+	}
+	if g.Revoked {
+		return indexed{}, false
+	}
+	return indexed{member: m, grant: m, exp: g.Exp}, true
 }
 
 // loadGrant returns a live grant: present, not revoked, not expired.
@@ -176,20 +289,29 @@ func (gr *grants) revoke(ctx context.Context, id string) error {
 	return nil
 }
 
-// revokeAccountClient revokes every grant an account gave a client,
-// e.g. when the resident withdraws consent for that RP.
+// revokeAccountClient revokes every live grant an account gave a client,
+// e.g. when the resident withdraws consent for that RP: at most
+// maxLiveGrants records are written, expired grants are only dropped from
+// the index.
 func (gr *grants) revokeAccountClient(ctx context.Context, accountID, clientID string) error {
 	key := accountGrantsKey(accountID, clientID)
-	grants, err := gr.kv.SetMembers(ctx, key)
+	members, err := gr.kv.SetMembers(ctx, key)
 	if err != nil {
 		return fmt.Errorf("provider: list grants: %w", err)
 	}
-	for _, g := range grants {
-		if err := gr.revoke(ctx, g); err != nil {
+	live, _ := gr.sortIndex(ctx, members)
+	for _, it := range live {
+		if err := gr.revoke(ctx, it.grant); err != nil {
 			return err
 		}
 	}
-	return gr.kv.SetRemove(ctx, key, grants...)
+	if len(members) == 0 {
+		return nil
+	}
+	if err := gr.kv.SetRemove(ctx, key, members...); err != nil {
+		return fmt.Errorf("provider: clear grant index: %w", err)
+	}
+	return nil
 }
 
 func (gr *grants) mintAccess(ctx context.Context, g *grantRecord, scopes []string) (string, time.Time, error) {

@@ -6,22 +6,20 @@ import (
 
 	"github.com/rs/cors"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
-	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/watashi-id/watashi/idp/web"
 )
 
-// backChannel refuses, before the library parses anything, the request
+// backChannel refuses, before anything is parsed further, the request
 // shapes the token, introspection and revocation endpoints do not take:
-// another method than POST, parameters in the query (they end up in
-// logs), a client secret in the body (RFC 6749 §2.3.1 lets us require
-// HTTP Basic), and grant types Watashi does not offer. Responses are
-// never cached.
+// another method than POST, and parameters in the query (they end up in
+// logs). Responses are never cached. The endpoints' own parsers
+// (parseTokenRequest, parseCredentials) do the rest.
 func backChannel(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		web.NoStore(w.Header())
 		if r.Method == http.MethodOptions {
-			next.ServeHTTP(w, r) // a CORS preflight, answered by the library's CORS layer
+			next.ServeHTTP(w, r) // a CORS preflight, answered by the CORS layer
 			return
 		}
 		if r.Method != http.MethodPost {
@@ -30,44 +28,11 @@ func backChannel(next http.Handler) http.Handler {
 			return
 		}
 		if r.URL.RawQuery != "" {
-			op.RequestError(w, r, oidc.ErrInvalidRequest().WithDescription("parameters belong in the request body"), nil)
+			web.WriteJSON(w, http.StatusBadRequest, oidc.ErrInvalidRequest().WithDescription("parameters belong in the request body"))
 			return
 		}
 		if err := r.ParseForm(); err != nil {
-			op.RequestError(w, r, oidc.ErrInvalidRequest().WithDescription("cannot parse the form body"), nil)
-			return
-		}
-		if r.PostForm.Get("client_secret") != "" {
-			op.RequestError(w, r, oidc.ErrInvalidClient().WithDescription("send the client secret with HTTP Basic authentication (client_secret_basic)"), nil)
-			return
-		}
-		if r.URL.Path == introspectPath {
-			// Introspection answers authenticated clients only (RFC 7662
-			// §2.1): a secret or an assertion, never a client_id alone.
-			if _, secret, ok := r.BasicAuth(); (!ok || secret == "") && r.PostForm.Get("client_assertion") == "" {
-				web.WriteJSON(w, http.StatusUnauthorized, oidc.ErrInvalidClient().WithDescription("client must be authenticated"))
-				return
-			}
-		}
-		if r.URL.Path == tokenPath {
-			switch oidc.GrantType(r.PostForm.Get("grant_type")) {
-			case oidc.GrantTypeCode, oidc.GrantTypeRefreshToken:
-			default:
-				op.RequestError(w, r, oidc.ErrUnsupportedGrantType().WithDescription("only authorization_code and refresh_token are supported"), nil)
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// userinfoGuard keeps the access token out of URLs, where it would reach
-// logs and Referer headers, and the answer out of caches.
-func (s *Server) userinfoGuard(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		web.NoStore(w.Header())
-		if r.URL.Query().Has("access_token") {
-			op.RequestError(w, r, oidc.ErrInvalidRequest().WithDescription("send the access token in the Authorization header"), nil)
+			web.WriteJSON(w, http.StatusBadRequest, oidc.ErrInvalidRequest().WithDescription("cannot parse the form body"))
 			return
 		}
 		next.ServeHTTP(w, r)

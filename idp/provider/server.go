@@ -10,6 +10,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/cors"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
@@ -122,6 +123,7 @@ type Server struct {
 	storage      *storage
 	grants       *grants
 	handler      http.Handler
+	cors         func(http.Handler) http.Handler
 	log          *slog.Logger
 	metrics      providerMetrics
 }
@@ -193,15 +195,16 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provider: %w", err)
 	}
+	// The token, userinfo, introspection and revocation endpoints are
+	// Watashi's own (token.go, userinfo.go, introspection.go,
+	// revocation.go): the library's cannot answer with the challenges and
+	// Retry-After their errors need. It routes the rest.
 	s.LegacyServer = op.NewLegacyServer(p, op.Endpoints{
-		Token:         op.NewEndpoint(tokenPath),
-		Introspection: op.NewEndpoint(introspectPath),
-		Userinfo:      op.NewEndpoint(userinfoPath),
-		Revocation:    op.NewEndpoint(revokePath),
-		EndSession:    op.NewEndpoint(endSessionPath),
-		JwksURI:       op.NewEndpoint(keysPath),
+		EndSession: op.NewEndpoint(endSessionPath),
+		JwksURI:    op.NewEndpoint(keysPath),
 	})
 	issuer := o.Web.Issuer()
+	s.cors = cors.New(*s.corsOptions()).Handler
 	s.handler = op.RegisterServer(s, s.Endpoints(),
 		op.WithServerCORSOptions(s.corsOptions()),
 		op.WithHTTPMiddleware(func(next http.Handler) http.Handler {
@@ -252,11 +255,11 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	mux.HandleFunc(authreq.CallbackPath, s.handleCallback)
 	mux.Handle(oidc.DiscoveryEndpoint, s.handler)
 	mux.Handle(keysPath, s.handler)
-	mux.Handle(userinfoPath, s.userinfoGuard(s.handler))
+	mux.Handle(userinfoPath, s.cors(http.HandlerFunc(s.handleUserinfo)))
 	mux.Handle(endSessionPath, s.handler)
-	for _, p := range []string{tokenPath, introspectPath, revokePath} {
-		mux.Handle(p, backChannel(s.handler))
-	}
+	mux.Handle(tokenPath, backChannel(s.cors(http.HandlerFunc(s.handleToken))))
+	mux.Handle(introspectPath, backChannel(s.cors(http.HandlerFunc(s.handleIntrospect))))
+	mux.Handle(revokePath, backChannel(s.cors(http.HandlerFunc(s.handleRevoke))))
 	if s.registration != nil {
 		mux.Handle(RegistrationPath, s.registration)
 		mux.Handle(RegistrationPath+"/", s.registration)
@@ -280,10 +283,12 @@ func (s *Server) Health(ctx context.Context, _ *op.Request[struct{}]) (*op.Respo
 // rotation period before they sign anything.
 func (s *Server) Keys(ctx context.Context, r *op.Request[struct{}]) (*op.Response, error) {
 	resp, err := s.LegacyServer.Keys(ctx, r)
-	if err == nil {
-		resp.Header.Set("Cache-Control", "public, max-age=300")
+	if err != nil {
+		s.log.ErrorContext(ctx, "JWKS unavailable", "error", err)
+		return nil, op.NewStatusError(errTemporarilyUnavailable(), http.StatusServiceUnavailable)
 	}
-	return resp, err
+	resp.Header.Set("Cache-Control", "public, max-age=300")
+	return resp, nil
 }
 
 func (s *Server) now() time.Time { return s.web.Now() }

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"time"
@@ -16,10 +17,10 @@ import (
 )
 
 // storage is op.Storage for the parts of the library Watashi still uses:
-// token minting inside CreateTokenResponse, userinfo, introspection,
-// revocation, end_session and the JWKS. Every record lives in the store
-// with a TTL, so that nodes share state and abandoned flows clean
-// themselves up.
+// token minting inside CreateTokenResponse, end_session's checks and the
+// JWKS. Calls of endpoints Watashi serves itself answer errOwnEndpoint.
+// Every record lives in the store with a TTL, so that nodes share state
+// and abandoned flows clean themselves up.
 type storage struct{ s *Server }
 
 var _ interface {
@@ -29,8 +30,9 @@ var _ interface {
 } = (*storage)(nil)
 
 // errOwnEndpoint answers the storage calls of endpoints Watashi serves
-// itself (/authorize and its callback): the library never makes them.
-var errOwnEndpoint = errors.New("provider: served by Watashi's own authorization endpoint")
+// itself (/authorize, its callback, token, userinfo, introspection,
+// revocation): the library never makes them.
+var errOwnEndpoint = errors.New("provider: served by Watashi's own endpoint")
 
 func (st *storage) CreateAuthRequest(context.Context, *oidc.AuthRequest, string) (op.AuthRequest, error) {
 	return nil, errOwnEndpoint
@@ -49,16 +51,6 @@ func (st *storage) DeleteAuthRequest(ctx context.Context, id string) error {
 }
 
 func (st *storage) Health(ctx context.Context) error { return st.s.kv.Ping(ctx) }
-
-// GetClientByClientID serves end_session's checks (the library's
-// post_logout_redirect_uri validation).
-func (st *storage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
-	e, err := st.s.clients.Lookup(ctx, id)
-	if err != nil {
-		return nil, oidc.ErrInvalidClient().WithDescription("unknown client, or one not approved to act now").WithParent(err)
-	}
-	return st.s.opClient(e), nil
-}
 
 // AuthorizeClientIDSecret refuses clients registered for another method.
 func (st *storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
@@ -112,8 +104,16 @@ func (st *storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorit
 	return slices.Clone(keys.Algs), nil
 }
 
-// KeySet is the JWKS: next, current and previous of every algorithm.
-func (st *storage) KeySet(ctx context.Context) ([]op.Key, error) { return st.s.keys.Published(ctx) }
+// KeySet is the JWKS: next, current and previous of every algorithm. It
+// also verifies id_token_hint inside the library, which would read a
+// failure to load the keys as a bad hint: the failure is marked.
+func (st *storage) KeySet(ctx context.Context) ([]op.Key, error) {
+	keys, err := st.s.keys.Published(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signing keys: %w", errUnavailable, err)
+	}
+	return keys, nil
+}
 
 // algStorage is the storage as one token request sees it: ID tokens are
 // signed with the algorithm its client registered.

@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,62 +17,172 @@ import (
 	"github.com/watashi-id/watashi/idp/store"
 )
 
-// CodeExchange is the authorization_code grant (RFC 6749 §4.1.3): the
-// client was authenticated by VerifyClient; the code is taken once, and
-// must belong to that client, its redirect_uri and its PKCE challenge.
-func (s *Server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.AccessTokenRequest]) (*op.Response, error) {
-	ar, err := s.takeCode(ctx, r.Data.Code)
-	if err != nil {
-		return nil, oidc.ErrInvalidGrant().WithDescription("invalid code").WithParent(err)
-	}
-	if err := op.AuthorizeCodeChallenge(r.Data.CodeVerifier, ar.GetCodeChallenge()); err != nil {
-		return nil, err
-	}
-	if r.Client.GetID() != ar.ClientID {
-		return nil, oidc.ErrInvalidGrant()
-	}
-	if r.Data.RedirectURI != ar.RedirectURI {
-		return nil, oidc.ErrInvalidGrant().WithDescription("redirect_uri does not correspond")
-	}
-	resp, err := op.CreateTokenResponse(ctx, ar, r.Client, s.creatorFor(r.Client), true, r.Data.Code, "")
-	if err != nil {
-		return nil, err
-	}
-	return op.NewResponse(resp), nil
+// A code is two records: code:<hash> names its auth request while it is
+// unspent, and usedcode:<hash> (the tombstone) says it was spent, by
+// whom, and what it minted, for as long as that may live. Writing the
+// tombstone with SetNX is the single-use point: of any number of
+// exchanges of one code, exactly one writes it. Everything before it only
+// reads, so that a request that fails a check changes nothing; a holder
+// of a stolen code without the client's credentials and verifier can
+// neither spend it nor revoke what it minted.
+
+// spentCode is the tombstone of a code: enough to check that a second
+// presentation comes from the code's own client, with its redirect URI
+// and its PKCE verifier, before that replay revokes the grant (RFC 6749
+// §4.1.2).
+type spentCode struct {
+	Grant       string `json:"grant"`
+	ClientID    string `json:"client_id"`
+	RedirectURI string `json:"redirect_uri"`
+	Challenge   string `json:"challenge"`
 }
 
-// takeCode is the single-use point of a code. Take (GETDEL) lets exactly
-// one exchange through; a tombstone remembers the code for as long as
-// what it minted may live, so that a replay revokes all of it (RFC 6749
-// §4.1.2).
-func (s *Server) takeCode(ctx context.Context, code string) (*authreq.AuthRequest, error) {
-	h := ids.Hash(code)
-	v, err := s.kv.Take(ctx, codeKey(h))
-	if errors.Is(err, store.ErrNotFound) {
-		if grant, err := s.kv.Get(ctx, usedCodeKey(h)); err == nil {
-			s.metrics.reuse.WithLabelValues("code").Inc()
-			s.log.WarnContext(ctx, "authorization code replayed; revoking its grant")
-			if err := s.grants.revoke(ctx, string(grant)); err != nil {
-				s.log.ErrorContext(ctx, "revoking a replayed code's grant failed", "error", err)
-			}
-			return nil, errors.New("authorization code already used; its tokens are revoked")
-		}
-		return nil, errors.New("unknown or expired authorization code")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("provider: take code: %w", err)
-	}
-	ar, err := s.requests.Load(ctx, string(v))
+// invalidCode is every refusal of a code that does not say whether it
+// exists: unknown, expired, or another client's.
+func invalidCode() *oidc.Error {
+	return oidc.ErrInvalidGrant().WithDescription("the authorization code is invalid, expired, or was issued to another client")
+}
+
+// exchangeCode is the authorization_code grant (RFC 6749 §4.1.3) for a
+// client authenticated already: the code must be this client's, then
+// redirect_uri must match, then PKCE; only then is the code spent.
+func (s *Server) exchangeCode(ctx context.Context, client *opClient, tr *tokenRequest) (*oidc.AccessTokenResponse, error) {
+	h := ids.Hash(tr.code)
+	ar, spent, err := s.peekCode(ctx, h)
 	if err != nil {
 		return nil, err
 	}
+	if spent != nil {
+		return nil, s.presentedAgain(ctx, client.GetID(), spent, tr)
+	}
+	tomb := spentCode{Grant: ar.ID, ClientID: ar.ClientID, RedirectURI: ar.RedirectURI, Challenge: ar.Challenge}
+	if err := checkCodeUse(tomb, client.GetID(), tr); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(tomb)
+	if err != nil {
+		return nil, err
+	}
+	// The tombstone outlives the code, whatever the TTLs, so that the code
+	// cannot be spent twice.
+	first, err := s.kv.SetNX(ctx, usedCodeKey(h), b, max(s.grantTTL(ar), s.ttl.Code+codeExchangeMargin))
+	if err != nil {
+		return nil, fmt.Errorf("provider: spend code: %w", err)
+	}
+	if !first {
+		// Another exchange of this code, which passed the same checks,
+		// spent it a moment ago: two parties hold code and verifier.
+		return nil, s.codeReplayed(ctx, ar.ID)
+	}
+	if err := s.kv.Delete(ctx, codeKey(h)); err != nil {
+		// The tombstone rules; the live record only expires later.
+		s.log.WarnContext(ctx, "spent code not deleted", "error", err)
+	}
+	resp, err := op.CreateTokenResponse(ctx, ar, client, s.creatorFor(client), true, tr.code, "")
+	if err != nil {
+		if temporary(err) {
+			s.unspend(ctx, h, ar)
+		}
+		return nil, err
+	}
+	resp.Scope = tokenScopes(ar.Scopes, ar.Granted)
+	return resp, nil
+}
+
+// unspend gives a code back when its exchange failed for a passing reason
+// after the code was spent (the store failing mid-exchange): the RP was
+// told 503, try again, and its retry must work. Whatever was minted goes
+// with the grant record (tokens without their grant are inactive), then
+// the code is live again, and last the tombstone goes. Each step leaves a
+// consistent state if the next fails: at worst the code stays spent.
+func (s *Server) unspend(ctx context.Context, h string, ar *authreq.AuthRequest) {
+	if err := s.kv.Delete(ctx, grantKey(ar.ID)); err != nil {
+		s.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
+		return
+	}
+	if err := s.kv.Set(ctx, codeKey(h), []byte(ar.ID), s.ttl.Code); err != nil {
+		s.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
+		return
+	}
+	if err := s.kv.Delete(ctx, usedCodeKey(h)); err != nil {
+		s.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
+		return
+	}
+	s.log.InfoContext(ctx, "failed exchange: the code was given back for a retry")
+}
+
+// peekCode reads a code without spending it: its completed auth request
+// while unspent, else its tombstone. A store failure is an error of its
+// own, never "invalid code".
+func (s *Server) peekCode(ctx context.Context, h string) (*authreq.AuthRequest, *spentCode, error) {
+	v, err := s.kv.Get(ctx, codeKey(h))
+	if errors.Is(err, store.ErrNotFound) {
+		b, err := s.kv.Get(ctx, usedCodeKey(h))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil, invalidCode()
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("provider: read code tombstone: %w", err)
+		}
+		spent := new(spentCode)
+		if err := json.Unmarshal(b, spent); err != nil {
+			return nil, nil, fmt.Errorf("provider: code tombstone: %w", err)
+		}
+		return nil, spent, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("provider: read code: %w", err)
+	}
+	ar, err := s.requests.Load(ctx, string(v))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, invalidCode()
+	}
+	if err != nil {
+		return nil, nil, err
+	}
 	if !ar.Completed || subtle.ConstantTimeCompare([]byte(ar.CodeHash), []byte(h)) != 1 {
-		return nil, errors.New("authorization code does not match its request")
+		return nil, nil, invalidCode()
 	}
-	if err := s.kv.Set(ctx, usedCodeKey(h), []byte(ar.ID), s.grantTTL(ar)); err != nil {
-		return nil, fmt.Errorf("provider: code tombstone: %w", err)
+	return ar, nil, nil
+}
+
+// checkCodeUse runs the checks of an exchange on a code, in order: its
+// client, its redirect URI, its PKCE challenge.
+func checkCodeUse(c spentCode, clientID string, tr *tokenRequest) error {
+	if subtle.ConstantTimeCompare([]byte(c.ClientID), []byte(clientID)) != 1 {
+		return invalidCode()
 	}
-	return ar, nil
+	if tr.redirectURI != c.RedirectURI {
+		return oidc.ErrInvalidGrant().WithDescription("redirect_uri does not match the authorization request")
+	}
+	if c.Challenge == "" {
+		// Every request was made with S256 (authorize.go); a code without
+		// a challenge is not ours to honour.
+		return invalidCode()
+	}
+	return op.AuthorizeCodeChallenge(tr.verifier, &oidc.CodeChallenge{Challenge: c.Challenge, Method: oidc.CodeChallengeMethodS256})
+}
+
+// presentedAgain answers a spent code. Only its own client, passing every
+// check an exchange would, is a replay that revokes what the code minted
+// (RFC 6749 §4.1.2); anyone else learns nothing and changes nothing.
+func (s *Server) presentedAgain(ctx context.Context, clientID string, spent *spentCode, tr *tokenRequest) error {
+	if err := checkCodeUse(*spent, clientID, tr); err != nil {
+		return err
+	}
+	return s.codeReplayed(ctx, spent.Grant)
+}
+
+// codeReplayed revokes a replayed code's grant. A grant not minted yet
+// (the first exchange is still running) gets a revoked record, which
+// makes that exchange fail too.
+func (s *Server) codeReplayed(ctx context.Context, grant string) error {
+	s.metrics.reuse.WithLabelValues("code").Inc()
+	s.log.WarnContext(ctx, "authorization code replayed; revoking its grant")
+	if err := s.grants.revoke(ctx, grant); err != nil {
+		return err
+	}
+	return oidc.ErrInvalidGrant().WithDescription("the authorization code was already used; the tokens it issued are revoked")
 }
 
 // AuthRequestByCode is never called: the code exchange is Watashi's own.

@@ -2,28 +2,125 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/watashi-id/watashi/idp/internal/ids"
+	"github.com/watashi-id/watashi/idp/store"
 )
 
-// RefreshToken is the refresh_token grant: the family rotates, and
-// presenting a used token revokes all of it (TokenRequestByRefreshToken).
-// The RP may narrow the scopes for this call only.
-func (s *Server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.RefreshTokenRequest]) (*op.Response, error) {
-	req, err := op.RefreshTokenRequestByRefreshToken(ctx, s.storage, r.Data.RefreshToken)
+// refresh is the refresh_token grant for a client authenticated already:
+// the family rotates, and presenting a used token revokes all of it. The
+// RP may narrow the scopes for this call only.
+func (s *Server) refresh(ctx context.Context, client *opClient, tr *tokenRequest) (*oidc.AccessTokenResponse, error) {
+	req, err := s.takeRefresh(ctx, client.GetID(), tr.refreshToken, tr.scopes)
 	if err != nil {
 		return nil, err
 	}
-	if r.Client.GetID() != req.GetClientID() {
-		return nil, oidc.ErrInvalidGrant()
-	}
-	if err := op.ValidateRefreshTokenScopes(r.Data.Scopes, req); err != nil {
+	resp, err := op.CreateTokenResponse(ctx, req, client, s.creatorFor(client), true, "", tr.refreshToken)
+	if err != nil {
+		if temporary(err) {
+			// The RP is told 503, try again: its retry must not read as
+			// reuse, which would revoke the family. What this call
+			// minted stays unknown to anyone and expires with the family.
+			s.giveBack(ctx, req)
+		}
 		return nil, err
 	}
-	resp, err := op.CreateTokenResponse(ctx, req, r.Client, s.creatorFor(r.Client), true, "", r.Data.RefreshToken)
+	resp.Scope = tokenScopes(req.scopes, req.grant.Granted)
+	return resp, nil
+}
+
+// invalidRefresh is every refusal of a refresh token that does not say
+// whether it exists.
+func invalidRefresh() *oidc.Error {
+	return oidc.ErrInvalidGrant().WithDescription("the refresh token is invalid, expired, revoked, or was issued to another client")
+}
+
+// takeRefresh checks a refresh token for the client and then consumes it
+// with compare-and-swap (the used mark keeps the record's TTL). The
+// checks only read: another client presenting the token, or the right
+// client asking for scopes the family does not have, spends nothing.
+// The token's own client presenting a used token means two parties hold
+// the family: all of it is revoked (RFC 9700 §4.14.2).
+func (s *Server) takeRefresh(ctx context.Context, clientID, token string, scopes []string) (*refreshRequest, error) {
+	grant, _, ok := splitToken(token)
+	if !ok {
+		return nil, invalidRefresh()
+	}
+	key := refreshKey(grant, ids.Hash(token))
+	old, err := s.kv.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, invalidRefresh()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("provider: load refresh token: %w", err)
+	}
+	var rec refreshRecord
+	if err := json.Unmarshal(old, &rec); err != nil {
+		return nil, fmt.Errorf("provider: refresh record: %w", err)
+	}
+	g, err := s.grants.load(ctx, grant)
+	if errors.Is(err, errTokenInactive) || errors.Is(err, errGrantRevoked) {
+		return nil, invalidRefresh()
+	}
 	if err != nil {
 		return nil, err
 	}
-	return op.NewResponse(resp), nil
+	if g.ClientID != clientID || rec.Grant != grant {
+		return nil, invalidRefresh()
+	}
+	if rec.Used {
+		return nil, s.refreshReused(ctx, grant)
+	}
+	req := &refreshRequest{token: token, grant: g, scopes: slices.Clone(g.Scopes)}
+	if err := op.ValidateRefreshTokenScopes(scopes, req); err != nil {
+		return nil, err
+	}
+	rec.Used = true
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	swapped, err := s.kv.CompareAndSwap(ctx, key, old, b)
+	if err != nil {
+		return nil, fmt.Errorf("provider: consume refresh token: %w", err)
+	}
+	if !swapped {
+		// Another request consumed it first.
+		return nil, s.refreshReused(ctx, grant)
+	}
+	req.key, req.unused, req.used = key, old, b
+	return req, nil
+}
+
+// giveBack marks a refresh token unused again after its rotation failed
+// for a passing reason. Compare-and-swap: a token another request has
+// touched since is left as it is.
+func (s *Server) giveBack(ctx context.Context, req *refreshRequest) {
+	if ok, err := s.kv.CompareAndSwap(ctx, req.key, req.used, req.unused); err != nil || !ok {
+		s.log.WarnContext(ctx, "failed refresh: the token stays used", "error", err, "changed", err == nil)
+		return
+	}
+	s.log.InfoContext(ctx, "failed refresh: the token was given back for a retry")
+}
+
+func (s *Server) refreshReused(ctx context.Context, grant string) error {
+	s.metrics.reuse.WithLabelValues("refresh").Inc()
+	s.log.WarnContext(ctx, "refresh token reused; revoking its family")
+	if err := s.grants.revoke(ctx, grant); err != nil {
+		return err
+	}
+	return oidc.ErrInvalidGrant().WithDescription("the refresh token was already used; its family is revoked")
+}
+
+// TokenRequestByRefreshToken is never called: the refresh grant is
+// Watashi's own (takeRefresh).
+func (st *storage) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
+	return nil, errOwnEndpoint
 }

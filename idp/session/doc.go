@@ -12,6 +12,9 @@
 // sent, which rules out session fixation.
 //
 // Signing out goes through /logout, which the end-session endpoint reaches
-// with a destination it validated; SignNext and VerifyNext make that
-// destination tamper-proof, so /logout is never an open redirect.
+// with a sign-out it validated (Logout): SignLogout and VerifyLogout make
+// the destination tamper-proof, so /logout is never an open redirect, and
+// say whether the RP proved with an id_token_hint that it speaks for the
+// resident of this very session. Only then does the session end without
+// a question; any other sign-out is confirmed by the resident.
 package session

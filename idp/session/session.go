@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -170,49 +169,93 @@ func Satisfies(ar *authreq.AuthRequest, sess *Session, now time.Time, subject fu
 	return true
 }
 
-// LogoutPath is the page that ends the browser's session, reached from
-// the end-session endpoint with a signed destination.
+// LogoutPath is the page that ends the browser's session: reached from
+// the end-session endpoint with a signed Logout, or from our own pages.
 const LogoutPath = "/logout"
 
-// nextTTL bounds how long a signed /logout?next= link works.
-const nextTTL = 10 * time.Minute
+// logoutTTL bounds how long a signed logout value works.
+const logoutTTL = 10 * time.Minute
 
-func (m *Manager) nextMAC(payload string) []byte {
+// Logout is a sign-out the end-session endpoint validated, carried to
+// /logout in a signed value (SignLogout), so that /logout is never an
+// open redirect and never ends a session on a stranger's word.
+type Logout struct {
+	// Dest is the validated post_logout_redirect_uri (with the RP's
+	// state), or "" for our own signed-out page.
+	Dest string
+	// ClientID is the relying party that asked, "" if none was named.
+	ClientID string
+	// Confirmed means the RP proved with its id_token_hint that it speaks
+	// for the resident of this browser's current session: the session
+	// ends without a question. Anyone else's sign-out is asked about
+	// (RP-Initiated Logout 1.0 §2).
+	Confirmed bool
+}
+
+type logoutPayload struct {
+	Exp    int64  `json:"e"`
+	Dest   string `json:"d,omitempty"`
+	Client string `json:"c,omitempty"`
+	// Session tags the session a confirmed sign-out is for; empty when
+	// the resident must be asked.
+	Session string `json:"s,omitempty"`
+}
+
+func (m *Manager) logoutMAC(payload []byte) []byte {
 	h := hmac.New(sha256.New, m.key)
-	h.Write([]byte("watashi logout next\x00"))
-	h.Write([]byte(payload))
+	h.Write([]byte("watashi logout\x00"))
+	h.Write(payload)
 	return h.Sum(nil)
 }
 
-// SignNext binds a validated post-logout destination and an expiry.
-func (m *Manager) SignNext(next string) string {
-	payload := strconv.FormatInt(m.now().Add(nextTTL).Unix(), 10) + "|" + next
-	return base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." +
-		base64.RawURLEncoding.EncodeToString(m.nextMAC(payload))
+// sessionTag names the browser's current session cookie in a signed
+// logout value, without putting the cookie or the store key in a URL.
+func (m *Manager) sessionTag(r *http.Request) string {
+	c, err := r.Cookie(m.name)
+	if err != nil || c.Value == "" || len(c.Value) > cookieMax {
+		return ""
+	}
+	h := hmac.New(sha256.New, m.key)
+	h.Write([]byte("watashi logout session\x00"))
+	h.Write([]byte(c.Value))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16])
 }
 
-// VerifyNext returns the destination signed by SignNext, or false when the
-// value was not made by us or has expired.
-func (m *Manager) VerifyNext(next string) (string, bool) {
-	p, mac64, ok := strings.Cut(next, ".")
-	if !ok || len(next) > 4096 {
-		return "", false
+// SignLogout signs l for /logout. A confirmed sign-out is bound to the
+// session r carries: in any other browser, or after the next sign-in, it
+// is asked about again.
+func (m *Manager) SignLogout(r *http.Request, l Logout) string {
+	p := logoutPayload{Exp: m.now().Add(logoutTTL).Unix(), Dest: l.Dest, Client: l.ClientID}
+	if l.Confirmed {
+		p.Session = m.sessionTag(r)
 	}
-	payload, err := base64.RawURLEncoding.Strict().DecodeString(p)
+	b, _ := json.Marshal(p) // strings and an integer: cannot fail
+	return base64.RawURLEncoding.EncodeToString(b) + "." + base64.RawURLEncoding.EncodeToString(m.logoutMAC(b))
+}
+
+// maxLogoutValue bounds what VerifyLogout decodes.
+const maxLogoutValue = 4096
+
+// VerifyLogout returns the sign-out SignLogout signed, or false when the
+// value was not made by us or has expired. Confirmed holds only in the
+// browser and session it was signed for.
+func (m *Manager) VerifyLogout(r *http.Request, v string) (Logout, bool) {
+	p64, mac64, ok := strings.Cut(v, ".")
+	if !ok || len(v) > maxLogoutValue {
+		return Logout{}, false
+	}
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(p64)
 	if err != nil {
-		return "", false
+		return Logout{}, false
 	}
 	mac, err := base64.RawURLEncoding.Strict().DecodeString(mac64)
-	if err != nil || !hmac.Equal(mac, m.nextMAC(string(payload))) {
-		return "", false
+	if err != nil || !hmac.Equal(mac, m.logoutMAC(payload)) {
+		return Logout{}, false
 	}
-	exp, dest, ok := strings.Cut(string(payload), "|")
-	if !ok {
-		return "", false
+	var p logoutPayload
+	if err := json.Unmarshal(payload, &p); err != nil || p.Exp == 0 || !m.now().Before(time.Unix(p.Exp, 0)) {
+		return Logout{}, false
 	}
-	unix, err := strconv.ParseInt(exp, 10, 64)
-	if err != nil || !m.now().Before(time.Unix(unix, 0)) {
-		return "", false
-	}
-	return dest, true
+	tag := m.sessionTag(r)
+	return Logout{Dest: p.Dest, ClientID: p.Client, Confirmed: p.Session != "" && tag != "" && hmac.Equal([]byte(p.Session), []byte(tag))}, true
 }

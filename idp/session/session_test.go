@@ -132,9 +132,11 @@ func TestACRSatisfies(t *testing.T) {
 	}
 }
 
-func TestVerifyLogoutNext(t *testing.T) {
+func TestVerifyLogout(t *testing.T) {
 	m, clk := newManager(t, store.NewMemory(), time.Hour)
-	good := m.SignNext("https://rp.example/bye")
+	r := httptest.NewRequest(http.MethodGet, "/logout", nil)
+	want := Logout{Dest: "https://rp.example/bye", ClientID: "web"}
+	good := m.SignLogout(r, want)
 	p, mac, _ := strings.Cut(good, ".")
 	other, _ := newManager(t, store.NewMemory(), time.Hour)
 	other.key = []byte("another-cookie-key-0123456789abcdef")
@@ -146,8 +148,8 @@ func TestVerifyLogoutNext(t *testing.T) {
 		{"good", good, true},
 		{"empty", "", false},
 		{"no mac", p, false},
-		{"mac of another", p + "." + strings.Split(m.SignNext("https://evil.example/"), ".")[1], false},
-		{"signed with another key", other.SignNext("https://rp.example/bye"), false},
+		{"mac of another", p + "." + strings.Split(m.SignLogout(r, Logout{Dest: "https://evil.example/"}), ".")[1], false},
+		{"signed with another key", other.SignLogout(r, want), false},
 		{"flipped mac", p + "." + flip(mac), false},
 		{"flipped payload", flip(p) + "." + mac, false},
 		{"not base64", "!!!.???", false},
@@ -155,28 +157,58 @@ func TestVerifyLogoutNext(t *testing.T) {
 		{"extra dot", p + "." + mac + ".", false},
 	}
 	for _, tc := range tests {
-		if _, ok := m.VerifyNext(tc.v); ok != tc.ok {
+		if _, ok := m.VerifyLogout(r, tc.v); ok != tc.ok {
 			t.Errorf("%s: ok=%v", tc.name, ok)
 		}
 	}
-	if dest, ok := m.VerifyNext(good); !ok || dest != "https://rp.example/bye" {
-		t.Fatalf("VerifyNext = %q, %v", dest, ok)
+	if got, ok := m.VerifyLogout(r, good); !ok || got != want {
+		t.Fatalf("VerifyLogout = %+v, %v", got, ok)
 	}
-	clk.Advance(nextTTL + time.Second)
-	if _, ok := m.VerifyNext(good); ok {
-		t.Error("expired link accepted")
+	clk.Advance(logoutTTL + time.Second)
+	if _, ok := m.VerifyLogout(r, good); ok {
+		t.Error("expired value accepted")
 	}
 }
 
-// A correctly MACed payload without the expiry separator or with a bad
-// expiry is refused: the MAC alone does not make a value valid.
-func TestVerifyLogoutNextMalformedPayload(t *testing.T) {
+// A confirmed sign-out holds only for the session it was signed for:
+// another browser, a browser without a session, or the same browser after
+// a new sign-in is asked again.
+func TestLogoutConfirmedBinding(t *testing.T) {
 	m, _ := newManager(t, store.NewMemory(), time.Hour)
-	sign := func(payload string) string {
-		return b64(payload) + "." + b64(string(m.nextMAC(payload)))
+	mine := withCookie(m.name, ids.Long())
+	v := m.SignLogout(mine, Logout{Dest: "https://rp.example/bye", Confirmed: true})
+	if l, ok := m.VerifyLogout(mine, v); !ok || !l.Confirmed || l.Dest != "https://rp.example/bye" {
+		t.Fatalf("own session: %+v %v", l, ok)
 	}
-	for _, payload := range []string{"https://rp.example/bye", "soon|https://rp.example/bye", "|https://rp.example/bye"} {
-		if _, ok := m.VerifyNext(sign(payload)); ok {
+	for name, r := range map[string]*http.Request{
+		"another session": withCookie(m.name, ids.Long()),
+		"no session":      httptest.NewRequest(http.MethodGet, "/logout", nil),
+	} {
+		if l, ok := m.VerifyLogout(r, v); !ok || l.Confirmed || l.Dest != "https://rp.example/bye" {
+			t.Errorf("%s: %+v %v, want the destination without confirmation", name, l, ok)
+		}
+	}
+	// Signed without a session, it confirms none.
+	bare := m.SignLogout(httptest.NewRequest(http.MethodGet, "/", nil), Logout{Confirmed: true})
+	if l, ok := m.VerifyLogout(mine, bare); !ok || l.Confirmed {
+		t.Fatalf("confirmed without a session: %+v %v", l, ok)
+	}
+	// An unconfirmed sign-out never becomes one.
+	if l, ok := m.VerifyLogout(mine, m.SignLogout(mine, Logout{})); !ok || l.Confirmed {
+		t.Fatalf("unconfirmed: %+v %v", l, ok)
+	}
+}
+
+// A correctly MACed payload that is not a logout record, or has no or a
+// past expiry, is refused: the MAC alone does not make a value valid.
+func TestVerifyLogoutMalformedPayload(t *testing.T) {
+	m, _ := newManager(t, store.NewMemory(), time.Hour)
+	r := httptest.NewRequest(http.MethodGet, "/logout", nil)
+	sign := func(payload string) string {
+		return b64(payload) + "." + b64(string(m.logoutMAC([]byte(payload))))
+	}
+	for _, payload := range []string{"https://rp.example/bye", `{"d":"https://rp.example/bye"}`, `{"e":"soon"}`, `{"e":1,"d":"x"}`, `[]`, ``} {
+		if _, ok := m.VerifyLogout(r, sign(payload)); ok {
 			t.Errorf("%q accepted", payload)
 		}
 	}

@@ -141,6 +141,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /login/tx/{id}/qr.png", h.handleTxQR)
 	mux.HandleFunc("POST /login/tx/{id}/finish", h.handleTxFinish)
 	mux.HandleFunc("GET "+session.LogoutPath, h.handleLogout)
+	mux.HandleFunc("POST "+session.LogoutPath, h.handleLogoutConfirm)
 	mux.HandleFunc("GET /wallet/open", h.handleWalletOpen)
 	mux.HandleFunc("GET "+WalletTxPath+"{id}", h.handleWalletGet)
 	mux.HandleFunc("POST "+WalletTxPath+"{id}", h.handleWalletPost)

@@ -18,6 +18,7 @@ import (
 	"rsc.io/qr"
 
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/web"
 )
@@ -517,26 +518,85 @@ func (h *Handler) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 
 type signedOutView struct{ Next string }
 
-// handleLogout ends the SSO session. next is a destination the provider
-// validated and signed at end_session; anything else is ignored, so this
-// page is no open redirect.
+// logoutView is the sign-out confirmation's data.
+type logoutView struct {
+	// RP is the name of the relying party that asked, "" if none did.
+	RP     string
+	Action string
+	CSRF   string
+	// Logout is the signed sign-out, posted back so that the destination
+	// survives the question.
+	Logout string
+	// Cancel is where "stay signed in" goes: back to the RP, which has
+	// signed the resident out on its side, or to the account page.
+	Cancel    string
+	Languages []web.LangLink
+}
+
+// handleLogout is where sign-outs arrive: from the end-session endpoint
+// with a signed session.Logout, or from our own pages. Only a sign-out
+// the RP proved with an id_token_hint for this very session ends the
+// session at once; any other is asked about (RP-Initiated Logout 1.0
+// §2), since any site can send a browser here. Without a session there
+// is nothing to end, and the browser goes on to the validated
+// destination. A destination is only ever one the provider validated and
+// signed, so this page is no open redirect.
 //
-// It is a GET because end_session redirects here. A browser marks
-// subresource loads (an <img> on another site) with a Sec-Fetch-Mode other
-// than "navigate"; those are refused, so another page cannot sign the
-// resident out behind their back.
+// A browser marks subresource loads (an <img> on another site) with a
+// Sec-Fetch-Mode other than "navigate"; those are refused.
 func (h *Handler) handleLogout(w http.ResponseWriter, r *http.Request) {
 	lang := h.web.Lang(w, r, nil)
 	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" && mode != "navigate" {
 		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "bad_request")
 		return
 	}
-	h.sessions.End(w, r)
-	if next := r.URL.Query().Get("next"); next != "" {
-		if dest, ok := h.sessions.VerifyNext(next); ok {
-			http.Redirect(w, r, dest, http.StatusSeeOther)
-			return
+	signed := r.URL.Query().Get("logout")
+	l, ok := h.sessions.VerifyLogout(r, signed)
+	if !ok {
+		signed = "" // forged or expired: a sign-out without destination
+	}
+	if _, has := h.sessions.Current(r); !has || l.Confirmed {
+		h.sessions.End(w, r)
+		h.leave(w, r, lang, l.Dest)
+		return
+	}
+	v := logoutView{Action: session.LogoutPath, Logout: signed, Cancel: accountPath, Languages: web.LangLinks(r.URL, lang)}
+	if l.Dest != "" {
+		v.Cancel = l.Dest
+	}
+	if l.ClientID != "" {
+		if e, err := h.clients.Display(r.Context(), l.ClientID); err == nil {
+			v.RP = e.Client.DisplayName
 		}
+	}
+	v.CSRF = h.web.CSRFToken(w, r)
+	h.web.Render(w, r, http.StatusOK, "logout.html", lang, v)
+}
+
+// accountPath is the resident's account page, where "stay signed in"
+// leads when no relying party is waiting.
+const accountPath = "/account"
+
+// handleLogoutConfirm is the resident's answer on the confirmation page:
+// a POST from our own page (CSRF), which ends the session and goes on to
+// the signed destination.
+func (h *Handler) handleLogoutConfirm(w http.ResponseWriter, r *http.Request) {
+	lang := h.web.Lang(w, r, nil)
+	if !h.web.CheckCSRF(r) {
+		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "csrf")
+		return
+	}
+	l, _ := h.sessions.VerifyLogout(r, r.PostFormValue("logout"))
+	h.sessions.End(w, r)
+	h.leave(w, r, lang, l.Dest)
+}
+
+// leave ends a sign-out: to the RP's validated destination, or our
+// signed-out page.
+func (h *Handler) leave(w http.ResponseWriter, r *http.Request, lang, dest string) {
+	if dest != "" {
+		http.Redirect(w, r, dest, http.StatusSeeOther)
+		return
 	}
 	h.web.Render(w, r, http.StatusOK, "signedout.html", lang, signedOutView{})
 }

@@ -1,0 +1,80 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/watashi-id/watashi/idp/authreq"
+)
+
+func TestParseMember(t *testing.T) {
+	for _, tc := range []struct {
+		m     string
+		grant string
+		ms    int64
+		ok    bool
+	}{
+		{"1700000000123:g1", "g1", 1700000000123, true},
+		{"0:g", "g", 0, true},
+		{"", "", 0, false},
+		{"g1", "", 0, false},
+		{":g1", "", 0, false},
+		{"12:", "", 0, false},
+		{"x:g1", "", 0, false},
+		{"12:g:1", "", 0, false},
+		{"12:{g}", "", 0, false},
+		{"99999999999999999999:g", "", 0, false},
+	} {
+		it, ok := parseMember(tc.m)
+		if ok != tc.ok || it.grant != tc.grant || (ok && it.exp.UnixMilli() != tc.ms) || (ok && it.member != tc.m) {
+			t.Errorf("parseMember(%q) = %+v, %v", tc.m, it, ok)
+		}
+	}
+}
+
+// Members written before they carried their expiry (a bare grant ID) are
+// read through their record: a live one stays and is revoked on
+// withdrawal, a gone or revoked one leaves the index.
+func TestGrantIndexLegacyMembers(t *testing.T) {
+	s := newTestServer(t)
+	ctx := context.Background()
+	gr := s.grants
+	now := gr.now()
+	put := func(id string, exp time.Time, revoked bool) {
+		t.Helper()
+		b, _ := json.Marshal(grantRecord{ID: id, ClientID: "web", AccountID: "a1", Created: now, Exp: exp, Revoked: revoked})
+		if err := s.kv.Set(ctx, grantKey(id), b, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("legacy-live", now.Add(time.Hour), false)
+	put("legacy-revoked", now.Add(time.Hour), true)
+	put("legacy-expired", now.Add(-time.Minute), false)
+	key := accountGrantsKey("a1", "web")
+	if err := s.kv.SetAdd(ctx, key, time.Hour, "legacy-live", "legacy-revoked", "legacy-expired", "legacy-gone"); err != nil {
+		t.Fatal(err)
+	}
+	g, err := gr.create(ctx, &authreq.AuthRequest{ID: "new", ClientID: "web", AccountID: "a1"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members, _ := s.kv.SetMembers(ctx, key)
+	slices.Sort(members)
+	if want := []string{indexMember(g), "legacy-live"}; !slices.Equal(members, want) {
+		t.Fatalf("index %v, want %v", members, want)
+	}
+	if err := gr.revokeAccountClient(ctx, "a1", "web"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"legacy-live", "new"} {
+		if _, err := gr.load(ctx, id); err != errGrantRevoked {
+			t.Errorf("%s after withdrawal: %v", id, err)
+		}
+	}
+	if members, _ := s.kv.SetMembers(ctx, key); len(members) != 0 {
+		t.Fatalf("index after withdrawal: %v", members)
+	}
+}
