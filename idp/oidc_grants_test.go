@@ -2,6 +2,9 @@ package idp
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -33,7 +36,14 @@ func TestGrantIndexHoldsLiveOnly(t *testing.T) {
 		ctx := context.Background()
 		clock := &manualClock{}
 		clock.set(time.Now())
-		o := newTestOP(t, newKV(t), func(o *Options) { o.Now = clock.Now })
+		// Hundreds of sign-ins of one test browser would hit the per-address
+		// limit on /authorize: each comes from its own address, as from
+		// residents behind the test's trusted proxy.
+		o := newTestOP(t, newKV(t), func(o *Options) {
+			o.Now = clock.Now
+			o.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+		})
+		o.hc.Transport = &spreadAddrs{next: http.DefaultTransport}
 		key := "acctgrants:" + testAccount + ":web"
 		grantsIn := func() []string {
 			t.Helper()
@@ -117,4 +127,18 @@ func TestGrantIndexHoldsLiveOnly(t *testing.T) {
 			}
 		}
 	})
+}
+
+// spreadAddrs gives every request its own client address behind a trusted
+// proxy.
+type spreadAddrs struct {
+	next http.RoundTripper
+	n    atomic.Uint32
+}
+
+func (t *spreadAddrs) RoundTrip(r *http.Request) (*http.Response, error) {
+	n := t.n.Add(1)
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Forwarded-For", fmt.Sprintf("198.18.%d.%d", n>>8&0xff, n&0xff))
+	return t.next.RoundTrip(r)
 }

@@ -98,6 +98,7 @@ func serveBehindTLS(t *testing.T, clientID, secret, redirect string) *servedOP {
 	opensslRand(t, dir, "pairwise.key")
 	opensslRand(t, dir, "token.key")
 	opensslRand(t, dir, "cookie.key")
+	opensslRand(t, dir, "kek.key")
 	writeFile(t, dir, "rp.secret", []byte(secret+"\n"))
 	cfg := writeFile(t, dir, "watashi.yaml", []byte(`
 issuer: `+issuer+`
@@ -111,6 +112,7 @@ secrets:
   pairwise_key_file: pairwise.key
   token_key_file: token.key
   cookie_key_file: cookie.key
+  kek_file: kek.key
 pki:
   anchors: [sig-ca.pem, auth-ca.pem]
   revocation:

@@ -117,25 +117,17 @@ func (s *Server) unspend(ctx context.Context, h string, ar *authreq.AuthRequest)
 func (s *Server) peekCode(ctx context.Context, h string) (*authreq.AuthRequest, *spentCode, error) {
 	v, err := s.kv.Get(ctx, codeKey(h))
 	if errors.Is(err, store.ErrNotFound) {
-		b, err := s.kv.Get(ctx, usedCodeKey(h))
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, nil, invalidCode()
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("provider: read code tombstone: %w", err)
-		}
-		spent := new(spentCode)
-		if err := json.Unmarshal(b, spent); err != nil {
-			return nil, nil, fmt.Errorf("provider: code tombstone: %w", err)
-		}
-		return nil, spent, nil
+		return s.tombstone(ctx, h)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("provider: read code: %w", err)
 	}
 	ar, err := s.requests.Load(ctx, string(v))
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, invalidCode()
+		// An exchange running at the same moment spent the code and
+		// deleted its request between our two reads: its tombstone says
+		// so, and this is a replay, not an unknown code.
+		return s.tombstone(ctx, h)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -144,6 +136,22 @@ func (s *Server) peekCode(ctx context.Context, h string) (*authreq.AuthRequest, 
 		return nil, nil, invalidCode()
 	}
 	return ar, nil, nil
+}
+
+// tombstone reads a spent code's record; no record is an unknown code.
+func (s *Server) tombstone(ctx context.Context, h string) (*authreq.AuthRequest, *spentCode, error) {
+	b, err := s.kv.Get(ctx, usedCodeKey(h))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, invalidCode()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("provider: read code tombstone: %w", err)
+	}
+	spent := new(spentCode)
+	if err := json.Unmarshal(b, spent); err != nil {
+		return nil, nil, fmt.Errorf("provider: code tombstone: %w", err)
+	}
+	return nil, spent, nil
 }
 
 // checkCodeUse runs the checks of an exchange on a code, in order: its
