@@ -11,6 +11,7 @@ import (
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/keys"
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/web"
@@ -47,11 +48,12 @@ func newTestServer(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc, err := account.New(kv, account.Options{})
+	kek := seal.GenerateRing()
+	acc, err := account.New(kv, account.Options{KEK: kek})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ks, err := keys.New(kv, keys.Options{})
+	ks, err := keys.New(kv, keys.Options{KEK: kek})
 	if err != nil {
 		t.Fatal(err)
 	}
