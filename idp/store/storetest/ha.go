@@ -58,11 +58,11 @@ func redisBinary(t testing.TB, name string) string {
 	return bin
 }
 
-// startNode starts redis-server on a free port with args (after the
+// StartNode starts redis-server on a free port with args (after the
 // port, so that a config file can come first) and waits for PING.
 // conf, when set, is written as the config file with "{port}" and
 // "{dir}" filled in (Sentinel needs a file it can rewrite).
-func startNode(t testing.TB, conf string, args ...string) *Node {
+func StartNode(t testing.TB, conf string, args ...string) *Node {
 	t.Helper()
 	bin := redisBinary(t, "redis-server")
 	for attempt := 0; attempt < 5; attempt++ {
@@ -124,10 +124,10 @@ var persistence = []string{"--appendonly", "yes", "--appendfsync", "everysec", "
 // the first node.
 func StartReplicated(t testing.TB, replicas int) []*Node {
 	t.Helper()
-	master := startNode(t, "", persistence...)
+	master := StartNode(t, "", persistence...)
 	nodes := []*Node{master}
 	for range replicas {
-		nodes = append(nodes, startNode(t, "", append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(master.Port)}, persistence...)...))
+		nodes = append(nodes, StartNode(t, "", append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(master.Port)}, persistence...)...))
 	}
 	waitFor(t, 20*time.Second, "replicas online", func() error {
 		info, err := master.Client().Info(context.Background(), "replication").Result()
@@ -183,7 +183,7 @@ sentinel failover-timeout %[1]s 10000
 sentinel parallel-syncs %[1]s 1
 `, s.MasterName, master.Port, quorum, s.DownAfter.Milliseconds())
 	for range sentinels {
-		n := startNode(t, conf, "--sentinel")
+		n := StartNode(t, conf, "--sentinel")
 		s.Sentinels = append(s.Sentinels, n)
 		s.SentinelAddrs = append(s.SentinelAddrs, n.Addr)
 	}
@@ -302,7 +302,7 @@ func StartCluster(t testing.TB, masters, replicasPerMaster int) *Cluster {
 	args := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 		"--cluster-node-timeout", "2000"}, persistence...)
 	for range masters * (1 + replicasPerMaster) {
-		c.Nodes = append(c.Nodes, startNode(t, "", args...))
+		c.Nodes = append(c.Nodes, StartNode(t, "", args...))
 	}
 	create := []string{"--cluster", "create"}
 	create = append(create, c.Addrs()...)
