@@ -21,7 +21,6 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download && go mod verify
 COPY . .
-ARG VERSION=dev
 ENV CGO_ENABLED=0 GOOS=linux GOFLAGS=-trimpath
 RUN go build -ldflags "-s -w -buildid=" -o /out/watashi ./cmd/watashi \
  && go version -m /out/watashi | grep -q 'CGO_ENABLED=0'
