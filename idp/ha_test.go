@@ -167,6 +167,11 @@ func (d *haDeployment) login(ctx context.Context, purpose string) (string, error
 		return "", err
 	}
 	loginURL := res.Header.Get("Location")
+	if !strings.HasPrefix(loginURL, "/") && !strings.HasPrefix(loginURL, d.issuer) {
+		// An error the provider sends back to the RP.
+		u, _ := url.Parse(loginURL)
+		return "", fmt.Errorf("authorize: back to the RP with %s: %s", u.Query().Get("error"), u.Query().Get("error_description"))
+	}
 	if purpose != "" {
 		loginURL += "&purpose=" + purpose
 	}
@@ -302,8 +307,10 @@ func (d *haDeployment) loadThrough(t *testing.T, workers int, lead, tail time.Du
 					if !start.IsZero() {
 						res.lastFailure = max(res.lastFailure, end.Sub(start))
 					}
-					if len(res.errs) < 5 {
-						res.errs = append(res.errs, err.Error())
+					// The first few, and a sample of late ones: a slow recovery
+					// is to be explained from the log alone.
+					if late := !start.IsZero() && end.Sub(start) > 3*time.Second; len(res.errs) < 5 || late && len(res.errs) < 25 {
+						res.errs = append(res.errs, fmt.Sprintf("%v: %v", end.Sub(start).Round(time.Millisecond), err))
 					}
 				} else {
 					res.ok++
@@ -322,16 +329,15 @@ func (d *haDeployment) loadThrough(t *testing.T, workers int, lead, tail time.Du
 	stop.Store(true)
 	wg.Wait()
 	if len(res.errs) > 0 {
-		t.Logf("first errors: %s", strings.Join(res.errs, " | "))
+		t.Logf("errors (time after the incident began): %s", strings.Join(res.errs, " | "))
 	}
 	return res
 }
 
-// haRecovery is the bound the tests hold recovery to. Sentinel needs
-// down-after (1 s here) plus an election to promote a replica; the rest
-// is the client noticing. On a loaded two-core CI machine this is
-// generous on purpose: the logged figures are the measurement, this
-// only catches a provider that does not recover at all.
+// haRecovery bounds how long logins may keep failing once the new
+// master is known. On a loaded two-core CI machine this is generous on
+// purpose: the logged figures are the measurement, this only catches a
+// provider that does not recover at all.
 const haRecovery = 15 * time.Second
 
 func (d *haDeployment) enrol(t *testing.T) {
@@ -371,13 +377,25 @@ func TestHASentinelLoginsThroughFailover(t *testing.T) {
 		if r.ok < 10 {
 			t.Errorf("%s: only %d logins succeeded", name, r.ok)
 		}
-		if r.lastFailure > haRecovery {
-			t.Errorf("%s: logins failed until %v after the incident", name, r.lastFailure)
+		// How long Sentinel takes to promote a replica is Sentinel's
+		// (down-after, elections: slower on a loaded machine); from then
+		// on, recovering is the provider's.
+		if after := r.lastFailure - r.took; after > haRecovery {
+			t.Errorf("%s: logins failed until %v after the new master was known", name, after)
+			for _, n := range append(slices.Clone(s.Data), s.Sentinels...) {
+				t.Logf("redis %s:\n%s", n.Addr, n.LogTail())
+			}
 		}
 	}
 	// The resident's account, certificate link and signing keys survived
 	// both: the same subject again (checked on every login above too).
-	if sub, err := d.login(context.Background(), ""); err != nil || sub != d.subject.Load() {
+	var sub string
+	for end := time.Now().Add(haRecovery); ; time.Sleep(100 * time.Millisecond) {
+		if sub, err = d.login(context.Background(), ""); err == nil || time.Now().After(end) {
+			break
+		}
+	}
+	if err != nil || sub != d.subject.Load() {
 		t.Fatalf("after both failovers: sub %q, %v", sub, err)
 	}
 }
