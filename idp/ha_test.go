@@ -380,7 +380,9 @@ func (d *haDeployment) storeErrors(t *testing.T) map[string]float64 {
 
 func TestHASentinelLoginsThroughFailover(t *testing.T) {
 	s := storetest.StartSentinel(t, 2, 3)
-	kv, err := store.NewRedis(store.RedisOptions{Addrs: s.SentinelAddrs, MasterName: s.MasterName, Prefix: "watashi:"})
+	// Room for the CI machine (see idp/store's haTimeouts).
+	kv, err := store.NewRedis(store.RedisOptions{Addrs: s.SentinelAddrs, MasterName: s.MasterName, Prefix: "watashi:",
+		Timeout: 5 * time.Second, WaitTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +430,7 @@ func TestHASentinelLoginsThroughFailover(t *testing.T) {
 
 func TestHAClusterLoginsThroughReshard(t *testing.T) {
 	c := storetest.StartCluster(t, 3, 1)
-	kv, err := store.NewRedis(store.RedisOptions{Addrs: c.Addrs(), Prefix: "watashi:"})
+	kv, err := store.NewRedis(store.RedisOptions{Addrs: c.Addrs(), Prefix: "watashi:", Timeout: 5 * time.Second, WaitTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ func newHAStore(t *testing.T, o store.RedisOptions) *store.Redis {
 	if o.Prefix == "" {
 		o.Prefix = fmt.Sprintf("ha%d:", prefixSeq.Add(1))
 	}
+	o = haTimeouts(o)
 	r, err := store.NewRedis(o)
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +141,20 @@ func TestCluster(t *testing.T) {
 			t.Errorf("reshard: %d durable and %d ephemeral operations failed: %v", res.durableErrs, res.ephemeralErrs, res.errs)
 		}
 	})
+}
+
+// haTimeouts gives the HA tests' clients room for the CI machine: two
+// cores shared by the test binaries and a dozen redis-server processes
+// writing AOF to one disk, where a replica has been seen to take more
+// than the production default of 500 ms to acknowledge.
+func haTimeouts(o store.RedisOptions) store.RedisOptions {
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = 2 * time.Second
+	}
+	return o
 }
 
 // throughResult is what writers saw while an incident happened.

@@ -32,8 +32,8 @@ type RedisOptions struct {
 	// Cluster (whose point is a replica to fail over to), none for a
 	// standalone server. Negative: never wait.
 	WaitReplicas int
-	// WaitTimeout bounds that wait (default 500ms). It must stay below
-	// Timeout.
+	// WaitTimeout bounds that wait (default 500ms, or half of Timeout
+	// when that is shorter). It must stay below Timeout.
 	WaitTimeout time.Duration
 }
 
@@ -60,20 +60,21 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Second
 	}
-	if o.WaitTimeout == 0 {
-		o.WaitTimeout = 500 * time.Millisecond
-	}
 	if o.Timeout < 0 || o.WaitTimeout < 0 {
 		return nil, errors.New("store: redis timeouts must not be negative")
 	}
-	if o.WaitTimeout >= o.Timeout {
-		return nil, fmt.Errorf("store: redis wait timeout %v must be below the command timeout %v", o.WaitTimeout, o.Timeout)
+	if o.WaitTimeout == 0 {
+		// The wait and the write share the command's deadline.
+		o.WaitTimeout = min(500*time.Millisecond, o.Timeout/2)
 	}
 	if o.WaitReplicas == 0 && (o.MasterName != "" || len(o.Addrs) > 1) {
 		o.WaitReplicas = 1
 	}
 	if o.WaitReplicas < 0 {
 		o.WaitReplicas = 0
+	}
+	if o.WaitReplicas > 0 && o.WaitTimeout >= o.Timeout {
+		return nil, fmt.Errorf("store: redis wait timeout %v must be below the command timeout %v", o.WaitTimeout, o.Timeout)
 	}
 	c := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:      o.Addrs,

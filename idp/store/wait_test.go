@@ -25,7 +25,9 @@ func TestRedisWaitOptions(t *testing.T) {
 		{"cluster waits for one", store.RedisOptions{Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}}, 1, ""},
 		{"explicit count", store.RedisOptions{Addrs: []string{"127.0.0.1:1"}, WaitReplicas: 2}, 2, ""},
 		{"negative turns it off", store.RedisOptions{Addrs: []string{"127.0.0.1:1"}, MasterName: "m", WaitReplicas: -1}, 0, ""},
-		{"wait not below timeout", store.RedisOptions{Addrs: []string{"127.0.0.1:1"}, Timeout: time.Second, WaitTimeout: time.Second}, 0, "must be below"},
+		{"wait not below timeout", store.RedisOptions{Addrs: []string{"127.0.0.1:1"}, MasterName: "m", Timeout: time.Second, WaitTimeout: time.Second}, 0, "must be below"},
+		{"short timeout, standalone", store.RedisOptions{Addrs: []string{"127.0.0.1:1"}, Timeout: 200 * time.Millisecond}, 0, ""},
+		{"short timeout, sentinel", store.RedisOptions{Addrs: []string{"127.0.0.1:1"}, MasterName: "m", Timeout: 200 * time.Millisecond}, 1, ""},
 		{"negative timeout", store.RedisOptions{Addrs: []string{"127.0.0.1:1"}, Timeout: -time.Second}, 0, "negative"},
 		{"negative wait timeout", store.RedisOptions{Addrs: []string{"127.0.0.1:1"}, WaitTimeout: -time.Second}, 0, "negative"},
 	} {
@@ -57,7 +59,7 @@ func TestRedisWaitForReplicas(t *testing.T) {
 	master, replica := nodes[0], nodes[1]
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	raw := newHAStore(t, store.RedisOptions{Addrs: []string{master.Addr}, Prefix: "wait:", WaitReplicas: 1, WaitTimeout: 200 * time.Millisecond})
+	raw := newHAStore(t, store.RedisOptions{Addrs: []string{master.Addr}, Prefix: "wait:", WaitReplicas: 1, WaitTimeout: 500 * time.Millisecond})
 	kv, err := store.Instrument(raw, reg)
 	if err != nil {
 		t.Fatal(err)

@@ -129,17 +129,29 @@ func StartReplicated(t testing.TB, replicas int) []*Node {
 	for range replicas {
 		nodes = append(nodes, StartNode(t, "", append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(master.Port)}, persistence...)...))
 	}
-	waitFor(t, 20*time.Second, "replicas online", func() error {
-		info, err := master.Client().Info(context.Background(), "replication").Result()
-		if err != nil {
+	waitAcks(t, master, replicas)
+	return nodes
+}
+
+// waitAcks waits until replicas replicas acknowledge a write to master
+// (WAIT), which is later than INFO's state=online: a replica that has
+// just loaded its first copy may still be busy (rewriting its AOF) and
+// slow to answer.
+func waitAcks(t testing.TB, master *Node, replicas int) {
+	t.Helper()
+	ctx := context.Background()
+	waitFor(t, 30*time.Second, "replicas acknowledging writes", func() error {
+		conn := master.Client().Conn()
+		defer conn.Close()
+		if err := conn.Set(ctx, "storetest:ready", "1", time.Minute).Err(); err != nil {
 			return err
 		}
-		if online := strings.Count(info, "state=online"); online < replicas {
-			return fmt.Errorf("%d of %d replicas online", online, replicas)
+		n, err := conn.Wait(ctx, replicas, 100*time.Millisecond).Result()
+		if err == nil && int(n) < replicas {
+			err = fmt.Errorf("%d of %d replicas acknowledged", n, replicas)
 		}
-		return nil
+		return err
 	})
-	return nodes
 }
 
 // Pause stops the process (SIGSTOP): it keeps its connections but
@@ -285,6 +297,53 @@ func (s *Sentinel) WaitNewMaster(t testing.TB, old string, within time.Duration)
 	return now
 }
 
+// waitAcksCluster is waitAcks for a cluster master, writing a key of a
+// slot it serves.
+func waitAcksCluster(t testing.TB, master *Node, replicas int) {
+	t.Helper()
+	ctx := context.Background()
+	waitFor(t, 30*time.Second, "cluster replicas acknowledging writes", func() error {
+		conn := master.Client().Conn()
+		defer conn.Close()
+		slots, err := conn.ClusterSlots(ctx).Result()
+		if err != nil {
+			return err
+		}
+		var own [][2]int64
+		for _, r := range slots {
+			if len(r.Nodes) > 0 && r.Nodes[0].Addr == master.Addr {
+				own = append(own, [2]int64{int64(r.Start), int64(r.End)})
+			}
+		}
+		if len(own) == 0 {
+			return fmt.Errorf("%s serves no slot yet", master.Addr)
+		}
+		// A key of a slot the master serves (a cluster node refuses the
+		// others): probe names until one hashes into its ranges.
+		key := ""
+		for i := 0; key == "" && i < 1000; i++ {
+			k := fmt.Sprintf("storetest:ready:%d", i)
+			s, err := conn.ClusterKeySlot(ctx, k).Result()
+			if err != nil {
+				return err
+			}
+			for _, r := range own {
+				if r[0] <= s && s <= r[1] {
+					key = k
+				}
+			}
+		}
+		if err := conn.Set(ctx, key, "1", time.Minute).Err(); err != nil {
+			return err
+		}
+		n, err := conn.Wait(ctx, replicas, 100*time.Millisecond).Result()
+		if err == nil && int(n) < replicas {
+			err = fmt.Errorf("%s: %d of %d replicas acknowledged", master.Addr, n, replicas)
+		}
+		return err
+	})
+}
+
 // Cluster is a Redis Cluster on loopback ports.
 type Cluster struct {
 	Nodes []*Node
@@ -292,8 +351,8 @@ type Cluster struct {
 
 // StartCluster starts masters*(1+replicasPerMaster) nodes with
 // --cluster-enabled, joins them with `redis-cli --cluster create` and
-// returns once every node reports cluster_state:ok and agrees on the
-// slots. It skips or fails like StartRedis when redis-server or
+// returns once every node reports cluster_state:ok, the nodes agree on
+// the slots and every master's replicas acknowledge writes. It skips or fails like StartRedis when redis-server or
 // redis-cli is absent.
 func StartCluster(t testing.TB, masters, replicasPerMaster int) *Cluster {
 	t.Helper()
@@ -311,6 +370,13 @@ func StartCluster(t testing.TB, masters, replicasPerMaster int) *Cluster {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	c.WaitConsistent(t, 30*time.Second)
+	// cluster_state:ok says nothing of replication: wait until every
+	// master's replicas are in sync, or the first durable write would
+	// wait for a replica still loading its first copy.
+	ms, _ := c.Masters(t)
+	for _, m := range ms {
+		waitAcksCluster(t, m, replicasPerMaster)
+	}
 	return c
 }
 
