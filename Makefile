@@ -3,15 +3,23 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 30s
 
-.PHONY: test vet fmt-check build bench fuzz demo
+IMAGE   ?= watashi:dev
+# docker, or podman (same build syntax).
+CONTAINER ?= docker
+
+.PHONY: test vet fmt-check build bench fuzz demo image
 
 ## test: vet, gofmt check, then every test (optional suites skip only when their tool is absent
 ##       and the matching WATASHI_REQUIRE_* is unset; .ci/run sets them all).
+##       deploy/test is a module of its own (Helm and Kubernetes stay out of go.mod): the
+##       Dockerfile, Compose file and Helm chart checks.
 test: fmt-check vet
 	WATASHI_SCREENSHOT_DIR=$(CURDIR)/out/screenshots $(GO) test -count=1 -timeout 25m $(PKGS)
+	cd deploy/test && $(GO) test -count=1 -timeout 10m ./...
 
 vet:
 	$(GO) vet $(PKGS)
+	cd deploy/test && $(GO) vet ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -34,3 +42,8 @@ fuzz:
 
 demo:
 	$(GO) run ./cmd/watashi demo
+
+## image: the container image (Dockerfile: static binary on scratch, non-root, no shell).
+image:
+	@command -v $(CONTAINER) >/dev/null || { echo "$(CONTAINER) not found (set CONTAINER=podman?)"; exit 1; }
+	$(CONTAINER) build -t $(IMAGE) .

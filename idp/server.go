@@ -177,6 +177,13 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Store == nil {
 		return nil, errors.New("idp: Options.Store is required")
 	}
+	// Every part below talks to the store through this one wrapper, so
+	// its latency and errors are measured in one place.
+	kv, err := store.Instrument(o.Store, o.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("idp: %w", err)
+	}
+	o.Store = kv
 	if o.Verifier == nil {
 		return nil, errors.New("idp: Options.Verifier is required")
 	}
@@ -185,7 +192,6 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	log := web.NewLogger(slog.New(logref.Wrap(unwrapLog(o.Logger.Handler()), logref.Key(o.CookieKey))))
 	s := &Server{opts: o, log: log}
-	var err error
 	if s.clients, err = clients.New(ctx, clients.Options{
 		Static: o.Clients, Registry: o.Registry, PairwiseKey: o.PairwiseKey,
 		Dev: o.Dev, Fetcher: o.Fetcher, Logger: log, Now: o.Now,

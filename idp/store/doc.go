@@ -18,11 +18,23 @@
 // are written with TTL 0 and need Redis persistence: run Redis with
 // appendonly yes (AOF), see docs/operator-guide.md.
 //
+// With replicas (Sentinel, Cluster), a write that creates, changes or
+// deletes a durable record waits until RedisOptions.WaitReplicas replicas
+// have it (WAIT on the connection that wrote, which in Cluster is pinned
+// to the key's master, following ASK and MOVED), so that a failover does
+// not lose it; when they do not confirm in time the write fails with
+// ErrNotReplicated. Ephemeral writes never wait.
+//
 // Atomicity is single-key: Take (GETDEL) makes authorization codes single
 // use, SetNX makes one-time markers, CompareAndSwap moves a record from one
-// state to the next exactly once. Keys that must live on one Cluster slot
-// carry a hash tag ({...}) chosen by the caller.
+// state to the next exactly once. No operation spans two keys, so none can
+// fail with CROSSSLOT in Cluster; keys of one family still carry a hash tag
+// ({...}) chosen by the caller.
+//
+// Instrument wraps any backend with latency and error metrics.
 //
 // The conformance suite in storetest runs against both backends; the Redis
-// run starts a real redis-server on a free port.
+// runs start real redis-server processes on free ports: standalone, a
+// Sentinel deployment and a Cluster (storetest.StartSentinel,
+// StartCluster).
 package store

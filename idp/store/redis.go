@@ -29,13 +29,31 @@ type RedisOptions struct {
 	// Logger receives go-redis's own messages (SetRedisLogger); nil
 	// leaves the library's logger as it is.
 	Logger *slog.Logger
+	// WaitReplicas is how many replicas must acknowledge a durable write
+	// (a record written without TTL, a durable record changed or deleted,
+	// an audit log entry) before it is reported done: Redis WAIT on the
+	// connection that wrote. 0 chooses by topology: 1 with Sentinel or
+	// Cluster (whose point is a replica to fail over to), none for a
+	// standalone server. Negative: never wait.
+	WaitReplicas int
+	// WaitTimeout bounds that wait (default 500ms, or half of Timeout
+	// when that is shorter). It must stay below Timeout.
+	WaitTimeout time.Duration
 }
+
+// ErrNotReplicated reports a durable write that the master applied but
+// fewer replicas than RedisOptions.WaitReplicas acknowledged in time: it
+// may or may not survive a failover, so callers treat it as a temporary
+// failure and the resident retries.
+var ErrNotReplicated = errors.New("store: durable write not acknowledged by enough replicas")
 
 // Redis is the production backend.
 type Redis struct {
 	c       redis.UniversalClient
 	prefix  string
 	timeout time.Duration
+	waitN   int
+	waitT   time.Duration
 }
 
 // NewRedis connects lazily; call Ping to check reachability.
@@ -47,6 +65,22 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 		o.Timeout = 2 * time.Second
 	}
 	SetRedisLogger(o.Logger)
+	if o.Timeout < 0 || o.WaitTimeout < 0 {
+		return nil, errors.New("store: redis timeouts must not be negative")
+	}
+	if o.WaitTimeout == 0 {
+		// The wait and the write share the command's deadline.
+		o.WaitTimeout = min(500*time.Millisecond, o.Timeout/2)
+	}
+	if o.WaitReplicas == 0 && (o.MasterName != "" || len(o.Addrs) > 1) {
+		o.WaitReplicas = 1
+	}
+	if o.WaitReplicas < 0 {
+		o.WaitReplicas = 0
+	}
+	if o.WaitReplicas > 0 && o.WaitTimeout >= o.Timeout {
+		return nil, fmt.Errorf("store: redis wait timeout %v must be below the command timeout %v", o.WaitTimeout, o.Timeout)
+	}
 	c := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:      o.Addrs,
 		MasterName: o.MasterName,
@@ -60,8 +94,12 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 		WriteTimeout:          o.Timeout,
 		DialTimeout:           o.Timeout,
 	})
-	return &Redis{c: c, prefix: o.Prefix, timeout: o.Timeout}, nil
+	return &Redis{c: c, prefix: o.Prefix, timeout: o.Timeout, waitN: o.WaitReplicas, waitT: o.WaitTimeout}, nil
 }
+
+// WaitReplicas is the number of replicas each durable write waits for
+// (0: none).
+func (r *Redis) WaitReplicas() int { return r.waitN }
 
 // Client exposes the underlying client for operators' tooling and tests.
 func (r *Redis) Client() redis.UniversalClient { return r.c }
@@ -92,17 +130,34 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
+	if ttl == 0 && r.waitN > 0 {
+		return r.durable(ctx, key, func(c redis.Cmdable) (bool, error) {
+			return true, c.Set(ctx, r.k(key), val, 0).Err()
+		})
+	}
 	return r.c.Set(ctx, r.k(key), val, ttl).Err()
 }
 
 func (r *Redis) SetNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
-	res, err := r.c.SetArgs(ctx, r.k(key), val, redis.SetArgs{Mode: "NX", TTL: ttl}).Result()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
+	setNX := func(c redis.Cmdable) (bool, error) {
+		res, err := c.SetArgs(ctx, r.k(key), val, redis.SetArgs{Mode: "NX", TTL: ttl}).Result()
+		if errors.Is(err, redis.Nil) {
+			return false, nil
+		}
+		return err == nil && res == "OK", err
 	}
-	return err == nil && res == "OK", err
+	if ttl == 0 && r.waitN > 0 {
+		var wrote bool
+		err := r.durable(ctx, key, func(c redis.Cmdable) (bool, error) {
+			var err error
+			wrote, err = setNX(c)
+			return wrote, err
+		})
+		return wrote && err == nil, err
+	}
+	return setNX(r.c)
 }
 
 func (r *Redis) Take(ctx context.Context, key string) ([]byte, error) {
@@ -118,6 +173,19 @@ func (r *Redis) Delete(ctx context.Context, keys ...string) error {
 	}
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
+	if r.waitN > 0 {
+		// A deleted consent or link that a failover brings back is a
+		// revocation undone, so deleting a durable record waits too.
+		for _, k := range keys {
+			if err := r.durable(ctx, k, func(c redis.Cmdable) (bool, error) {
+				ttl, err := delScript.Run(ctx, c, []string{r.k(k)}).Int64()
+				return ttl == -1, err
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	// One DEL per key: in Cluster the keys may live on different slots.
 	pipe := r.c.Pipeline()
 	for _, k := range keys {
@@ -127,9 +195,20 @@ func (r *Redis) Delete(ctx context.Context, keys ...string) error {
 	return err
 }
 
+// delScript deletes a key and returns its PTTL from before (-1: it was
+// durable, -2: it did not exist), so that only durable deletions wait.
+var delScript = redis.NewScript(`
+local t = redis.call('PTTL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return t`)
+
+// casScript returns 0 when nothing was swapped, 1 when a record with a
+// TTL was, 2 when a durable one was.
 var casScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
+  local t = redis.call('PTTL', KEYS[1])
   redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  if t == -1 then return 2 end
   return 1
 end
 return 0`)
@@ -137,8 +216,17 @@ return 0`)
 func (r *Redis) CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error) {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
+	if r.waitN > 0 {
+		var n int
+		err := r.durable(ctx, key, func(c redis.Cmdable) (bool, error) {
+			var err error
+			n, err = casScript.Run(ctx, c, []string{r.k(key)}, old, new).Int()
+			return n == 2, err
+		})
+		return n > 0 && err == nil, err
+	}
 	n, err := casScript.Run(ctx, r.c, []string{r.k(key)}, old, new).Int()
-	return n == 1, err
+	return n > 0, err
 }
 
 var incrScript = redis.NewScript(`
@@ -163,6 +251,11 @@ func (r *Redis) SetAdd(ctx context.Context, key string, ttl time.Duration, membe
 	args := make([]any, len(members))
 	for i, m := range members {
 		args[i] = m
+	}
+	if ttl <= 0 && r.waitN > 0 {
+		return r.durable(ctx, key, func(c redis.Cmdable) (bool, error) {
+			return true, c.SAdd(ctx, r.k(key), args...).Err()
+		})
 	}
 	pipe := r.c.TxPipeline()
 	pipe.SAdd(ctx, r.k(key), args...)
@@ -189,8 +282,20 @@ func (r *Redis) SetRemove(ctx context.Context, key string, members ...string) er
 	for i, m := range members {
 		args[i] = m
 	}
+	if r.waitN > 0 {
+		return r.durable(ctx, key, func(c redis.Cmdable) (bool, error) {
+			ttl, err := sremScript.Run(ctx, c, []string{r.k(key)}, args...).Int64()
+			return ttl == -1, err
+		})
+	}
 	return r.c.SRem(ctx, r.k(key), args...).Err()
 }
+
+// sremScript removes members and returns the set's PTTL (-1: durable).
+var sremScript = redis.NewScript(`
+local t = redis.call('PTTL', KEYS[1])
+redis.call('SREM', KEYS[1], unpack(ARGV))
+return t`)
 
 func (r *Redis) Publish(ctx context.Context, channel string, msg []byte) error {
 	ctx, cancel := r.ctx(ctx)
@@ -244,7 +349,18 @@ func (r *Redis) Durable() bool { return true }
 func (r *Redis) StreamAdd(ctx context.Context, key string, value []byte) (string, error) {
 	ctx, cancel := r.ctx(ctx)
 	defer cancel()
-	return r.c.XAdd(ctx, &redis.XAddArgs{Stream: r.k(key), Values: []any{"v", value}}).Result()
+	args := &redis.XAddArgs{Stream: r.k(key), Values: []any{"v", value}}
+	if r.waitN > 0 {
+		// Streams are append-only logs (the registry's audit log): durable.
+		var id string
+		err := r.durable(ctx, key, func(c redis.Cmdable) (bool, error) {
+			var err error
+			id, err = c.XAdd(ctx, args).Result()
+			return true, err
+		})
+		return id, err
+	}
+	return r.c.XAdd(ctx, args).Result()
 }
 
 func (r *Redis) StreamRange(ctx context.Context, key, after string, count int) ([]StreamEntry, error) {

@@ -78,7 +78,8 @@ func waitRedis(addr string, d time.Duration) bool {
 			_, _ = c.Write([]byte("PING\r\n"))
 			line, _ := bufio.NewReader(c).ReadString('\n')
 			c.Close()
-			if strings.HasPrefix(line, "+PONG") {
+			// A server with the default user off answers NOAUTH: it is up.
+			if strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH") {
 				return true
 			}
 		}

@@ -1,0 +1,191 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/watashi-id/watashi/idp/internal/metrics"
+)
+
+// Operation names, the values of the op label.
+var ops = []string{
+	"get", "set", "setnx", "take", "delete", "cas", "incr", "set_add", "set_members", "set_remove",
+	"publish", "subscribe", "stream_add", "stream_range", "ping",
+}
+
+// Instrumented is a KV that times every operation of the KV it wraps:
+//
+//	watashi_store_operation_duration_seconds{op}  histogram
+//	watashi_store_errors_total{op,kind}           counter; kind is timeout,
+//	                                              not_replicated or error
+//
+// A missing key (ErrNotFound) is an answer, not an error. Every op label
+// is created at zero so that dashboards and alerts see the series before
+// the first failure.
+type Instrumented struct {
+	kv       KV
+	duration *prometheus.HistogramVec
+	errors   *prometheus.CounterVec
+}
+
+// Instrument wraps kv; reg is the provider's registry (never the global
+// one). Wrapping twice on one registry shares the collectors.
+func Instrument(kv KV, reg prometheus.Registerer) (*Instrumented, error) {
+	d, err := metrics.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "watashi_store_operation_duration_seconds",
+		Help: "Latency of storage operations, by operation, including the wait for replicas on durable writes.",
+		// From a loopback Redis (~100 µs) to the default command timeout.
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"op"}))
+	if err != nil {
+		return nil, err
+	}
+	e, err := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "watashi_store_errors_total",
+		Help: "Storage operations that failed, by operation and kind (timeout, not_replicated, error).",
+	}, []string{"op", "kind"}))
+	if err != nil {
+		return nil, err
+	}
+	for _, op := range ops {
+		d.WithLabelValues(op)
+		for _, kind := range []string{"timeout", "not_replicated", "error"} {
+			e.WithLabelValues(op, kind)
+		}
+	}
+	return &Instrumented{kv: kv, duration: d, errors: e}, nil
+}
+
+// Unwrap returns the wrapped store.
+func (m *Instrumented) Unwrap() KV { return m.kv }
+
+func (m *Instrumented) observe(op string, start time.Time, err error) {
+	m.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, context.Canceled):
+		// A caller that went away is not the store failing.
+	case errors.Is(err, ErrNotReplicated):
+		m.errors.WithLabelValues(op, "not_replicated").Inc()
+	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+		m.errors.WithLabelValues(op, "timeout").Inc()
+	default:
+		m.errors.WithLabelValues(op, "error").Inc()
+	}
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+func (m *Instrumented) Get(ctx context.Context, key string) ([]byte, error) {
+	start := time.Now()
+	v, err := m.kv.Get(ctx, key)
+	m.observe("get", start, err)
+	return v, err
+}
+
+func (m *Instrumented) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	start := time.Now()
+	err := m.kv.Set(ctx, key, val, ttl)
+	m.observe("set", start, err)
+	return err
+}
+
+func (m *Instrumented) SetNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
+	start := time.Now()
+	ok, err := m.kv.SetNX(ctx, key, val, ttl)
+	m.observe("setnx", start, err)
+	return ok, err
+}
+
+func (m *Instrumented) Take(ctx context.Context, key string) ([]byte, error) {
+	start := time.Now()
+	v, err := m.kv.Take(ctx, key)
+	m.observe("take", start, err)
+	return v, err
+}
+
+func (m *Instrumented) Delete(ctx context.Context, keys ...string) error {
+	start := time.Now()
+	err := m.kv.Delete(ctx, keys...)
+	m.observe("delete", start, err)
+	return err
+}
+
+func (m *Instrumented) CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error) {
+	start := time.Now()
+	ok, err := m.kv.CompareAndSwap(ctx, key, old, new)
+	m.observe("cas", start, err)
+	return ok, err
+}
+
+func (m *Instrumented) Incr(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+	start := time.Now()
+	n, err := m.kv.Incr(ctx, key, ttl)
+	m.observe("incr", start, err)
+	return n, err
+}
+
+func (m *Instrumented) SetAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error {
+	start := time.Now()
+	err := m.kv.SetAdd(ctx, key, ttl, members...)
+	m.observe("set_add", start, err)
+	return err
+}
+
+func (m *Instrumented) SetMembers(ctx context.Context, key string) ([]string, error) {
+	start := time.Now()
+	v, err := m.kv.SetMembers(ctx, key)
+	m.observe("set_members", start, err)
+	return v, err
+}
+
+func (m *Instrumented) SetRemove(ctx context.Context, key string, members ...string) error {
+	start := time.Now()
+	err := m.kv.SetRemove(ctx, key, members...)
+	m.observe("set_remove", start, err)
+	return err
+}
+
+func (m *Instrumented) Publish(ctx context.Context, channel string, msg []byte) error {
+	start := time.Now()
+	err := m.kv.Publish(ctx, channel, msg)
+	m.observe("publish", start, err)
+	return err
+}
+
+// Subscribe times the subscription's set-up, not its lifetime.
+func (m *Instrumented) Subscribe(ctx context.Context, channel string) (<-chan []byte, error) {
+	start := time.Now()
+	ch, err := m.kv.Subscribe(ctx, channel)
+	m.observe("subscribe", start, err)
+	return ch, err
+}
+
+func (m *Instrumented) StreamAdd(ctx context.Context, key string, value []byte) (string, error) {
+	start := time.Now()
+	id, err := m.kv.StreamAdd(ctx, key, value)
+	m.observe("stream_add", start, err)
+	return id, err
+}
+
+func (m *Instrumented) StreamRange(ctx context.Context, key, after string, count int) ([]StreamEntry, error) {
+	start := time.Now()
+	v, err := m.kv.StreamRange(ctx, key, after, count)
+	m.observe("stream_range", start, err)
+	return v, err
+}
+
+func (m *Instrumented) Ping(ctx context.Context) error {
+	start := time.Now()
+	err := m.kv.Ping(ctx)
+	m.observe("ping", start, err)
+	return err
+}
+
+func (m *Instrumented) Close() error  { return m.kv.Close() }
+func (m *Instrumented) Durable() bool { return m.kv.Durable() }
