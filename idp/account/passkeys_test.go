@@ -259,3 +259,21 @@ func TestPasskeyConcurrency(t *testing.T) {
 		t.Fatalf("counter %d", q.SignCount)
 	}
 }
+
+func FuzzCleanPasskeyName(f *testing.F) {
+	for _, s := range []string{"iPhone", " 鍵 ", "", "a\x00", "\u202e", strings.Repeat("x", 65)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := CleanPasskeyName(s)
+		if err != nil {
+			return
+		}
+		if got == "" || got != strings.TrimSpace(got) || len([]rune(got)) > MaxPasskeyNameLen {
+			t.Fatalf("%q cleaned to %q", s, got)
+		}
+		if again, err := CleanPasskeyName(got); err != nil || again != got {
+			t.Fatalf("not idempotent: %q -> %q (%v)", got, again, err)
+		}
+	})
+}
