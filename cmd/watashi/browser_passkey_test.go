@@ -106,6 +106,25 @@ func amrOf(idt map[string]any) []string {
 	return out
 }
 
+// shootPage saves the page in Japanese and English, on a desktop and on a
+// 390x844 phone screen, and comes back to Japanese. ready is what the
+// page shows once its script ran.
+func shootPage(b *browserSession, tab *browserTab, base, ready string) {
+	b.t.Helper()
+	for _, lang := range []string{"ja", "en"} {
+		if lang == "en" {
+			b.arrive(tab, base+" in en", `html[lang="en"] `+ready, chromedp.Click(chromedp.CSS(`#lang-en`)))
+			b.do(tab, base+" ready in en", chromedp.WaitVisible(chromedp.CSS(ready)))
+		}
+		b.screenshot(tab, base+"-"+lang+".png")
+		b.do(tab, "phone screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(1)))
+		b.screenshot(tab, base+"-"+lang+"-390.png")
+		b.do(tab, "desktop screen", chromedp.EmulateReset())
+	}
+	b.arrive(tab, base+" back in ja", `html[lang="ja"] `+ready, chromedp.Click(chromedp.CSS(`#lang-ja`)))
+	b.do(tab, base+" ready in ja", chromedp.WaitVisible(chromedp.CSS(ready)))
+}
+
 // TestBrowserPasskey drives Chromium with its virtual authenticator
 // through the demo at localhost: JPKI proofing; the offer after it adds a
 // passkey; a new browser context holding the same credential signs in
@@ -128,7 +147,7 @@ func TestBrowserPasskey(t *testing.T) {
 	// No passkey yet, but the button is offered: it is the resident's
 	// browser that decides.
 	b.do(main, "see the passkey button", chromedp.WaitVisible(chromedp.CSS(`#passkey-signin`)))
-	b.screenshot(main, "passkey-login-ja.png")
+	shootPage(b, main, "passkey-login", `#passkey-signin`)
 	b.arrive(main, "follow the first-time link", `p.switch a[href*="purpose=signin"]`,
 		chromedp.Click(chromedp.CSS(`p.switch a[href*="purpose=proofing"]`)))
 	if browserRun(b, main, "no passkey while proving", chromedp.Evaluate[bool](`document.getElementById("passkey-login") !== null`)) {
@@ -162,7 +181,7 @@ func TestBrowserPasskey(t *testing.T) {
 	// 2. The login tab moves on by itself to the offer; add a passkey.
 	b.arrive(main, "reach the passkey offer", `#passkey-add`)
 	b.do(main, "the add button shows", chromedp.WaitVisible(chromedp.CSS(`#passkey-add`)))
-	b.screenshot(main, "passkey-offer-ja.png")
+	shootPage(b, main, "passkey-offer", `#passkey-add`)
 	allow := `form#consent button[name="action"][value="allow"]`
 	b.arrive(main, "add the passkey", allow, chromedp.Click(chromedp.CSS(`#passkey-add`)))
 	creds := browserRun(b, main, "read the authenticator", func(ctx context.Context, _ *chromedp.Target) ([]*webauthn.Credential, error) {
@@ -180,7 +199,7 @@ func TestBrowserPasskey(t *testing.T) {
 	if n := browserRun(b, main, "count passkeys", chromedp.Evaluate[int](`document.querySelectorAll("#passkey-list li").length`)); n != 1 {
 		b.fail(main, "account page", fmt.Errorf("%d passkeys listed, want 1", n))
 	}
-	b.screenshot(main, "passkey-account-ja.png")
+	shootPage(b, main, "passkey-account", `#passkey-list`)
 
 	// 3. Another browser context with the same authenticator's credential
 	// signs in with the passkey alone.

@@ -73,6 +73,12 @@
     el.className = bad ? "status error-text" : "status";
   }
 
+  // ourMessage is the message of our server's JSON error, never the
+  // browser's own (English, technical) exception text.
+  function ourMessage(err) {
+    return err && typeof err.error === "string" && typeof err.message === "string" ? err.message : "";
+  }
+
   // A failure of navigator.credentials itself: the resident cancelled,
   // or the browser refused. The page's own message is shown.
   function cancelledText(root) {
@@ -110,10 +116,15 @@
       });
     };
 
-    var fail = function (err) {
-      busy = false;
-      if (err && err.name === "AbortError") { return; }
-      say(status, (err && err.message) || cancelledText(login), true);
+    // An autofill request that fails said nothing to the resident, who
+    // did not ask; a pressed button hears why, in the page's language:
+    // our server's message, or ours for what the browser refused.
+    var fail = function (conditional) {
+      return function (err) {
+        busy = false;
+        if (conditional || (err && err.name === "AbortError")) { return; }
+        say(status, ourMessage(err) || cancelledText(login), true);
+      };
     };
 
     login.hidden = false;
@@ -121,14 +132,14 @@
       if (busy) { return; }
       if (pending) { pending.abort(); pending = null; }
       say(status, "");
-      signIn(false).catch(fail);
+      signIn(false).catch(fail(false));
     });
     if (PublicKeyCredential.isConditionalMediationAvailable) {
       PublicKeyCredential.isConditionalMediationAvailable().then(function (ok) {
         if (!ok) { return; }
         var field = document.getElementById("passkey-autofill");
         if (field) { field.hidden = false; }
-        signIn(true).catch(fail);
+        signIn(true).catch(fail(true));
       }).catch(function () {});
     }
   }
@@ -161,7 +172,7 @@
         window.location.assign(res.redirect);
       }).catch(function (err) {
         rBusy = false;
-        say(rStatus, (err && err.message) || cancelledText(reg), true);
+        say(rStatus, ourMessage(err) || cancelledText(reg), true);
       });
     });
   }
