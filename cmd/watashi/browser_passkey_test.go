@@ -129,7 +129,9 @@ func shootPage(b *browserSession, tab *browserTab, base, ready string) {
 // through the demo at localhost: JPKI proofing; the offer after it adds a
 // passkey; a new browser context holding the same credential signs in
 // with the passkey and the RP's ID token says acr aal2, amr user and hwk;
-// acr_values=aal3 then gets the JPKI sign-in, with no passkey offered.
+// acr_values=aal3 then gets the JPKI sign-in, with no passkey offered;
+// the first browser, whose copy of the key now lags behind, is taken for
+// a clone: the passkey is turned off and the account page says why.
 // The account page lists the passkey. Screenshots go to
 // $WATASHI_SCREENSHOT_DIR.
 func TestBrowserPasskey(t *testing.T) {
@@ -243,6 +245,24 @@ func TestBrowserPasskey(t *testing.T) {
 		b.fail(fresh, "aal3 login page", fmt.Errorf("a request for aal3 offers a passkey"))
 	}
 	b.screenshot(fresh, "passkey-aal3-login-ja.png")
+
+	// 5. The first browser's authenticator still holds the credential
+	// with its old signature counter: to the provider it is a clone of
+	// the key that just signed in. The passkey is turned off, the login
+	// page says so, and the account page tells the resident why.
+	b.arrive(main, "sign in again in the first browser", `#passkey-signin`, chromedp.Navigate(d.issuer+"/rp/login?prompt=login"))
+	b.do(main, "the cloned key is refused", chromedp.WaitVisible(chromedp.CSS(`#passkey-signin`)),
+		chromedp.Click(chromedp.CSS(`#passkey-signin`)), chromedp.WaitVisible(chromedp.CSS(`#passkey-status.error-text`)))
+	if got := browserRun(b, main, "read the refusal", chromedp.Text(chromedp.CSS(`#passkey-status`))); !strings.Contains(got, "停止") {
+		b.fail(main, "read the refusal", fmt.Errorf("the login page says %q, want the passkey-disabled message", got))
+	}
+	// (A reload would clear the message: this state is shot as it is.)
+	b.screenshot(main, "passkey-disabled-login-ja.png")
+	b.do(main, "phone screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(1)))
+	b.screenshot(main, "passkey-disabled-login-ja-390.png")
+	b.do(main, "desktop screen", chromedp.EmulateReset())
+	b.arrive(main, "open the account page again", `#passkey-disabled-notice`, chromedp.Navigate(d.issuer+"/account"))
+	shootPage(b, main, "passkey-disabled-account", `#pk-0-disabled`)
 
 	// No page hit a CSP violation or a script error.
 	var problems []string
