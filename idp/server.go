@@ -21,6 +21,7 @@ import (
 	"github.com/watashi-id/watashi/idp/consentflow"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/keys"
+	"github.com/watashi-id/watashi/idp/passkey"
 	"github.com/watashi-id/watashi/idp/provider"
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/session"
@@ -90,6 +91,9 @@ type Options struct {
 	// period costs little.
 	FactsRecheck time.Duration
 
+	// Passkeys are the passkey sign-in after identity proofing.
+	Passkeys PasskeyOptions
+
 	// AllowedOrigins are the browser origins allowed to call the token,
 	// userinfo and revocation endpoints cross-origin (SPAs). Empty: none.
 	AllowedOrigins []string
@@ -120,6 +124,21 @@ type Options struct {
 	// used when it is also a Gatherer, as a *prometheus.Registry is.
 	Gatherer prometheus.Gatherer
 	Now      func() time.Time
+}
+
+// PasskeyOptions configure passkeys (package passkey).
+type PasskeyOptions struct {
+	// Enabled offers passkeys; the issuer's host must then be a domain
+	// name.
+	Enabled bool
+	// RecentProofing: how recent the JPKI sign-in of a session that adds
+	// a passkey must be (default 5m).
+	RecentProofing time.Duration
+	// Attestation is "none" (default) or "direct".
+	Attestation string
+	Policy      passkey.AAGUIDPolicy
+	// Metadata is a verified FIDO metadata blob, or nil.
+	Metadata *passkey.Metadata
 }
 
 // SetDefaults fills every zero duration, the logger, the metrics registry,
@@ -244,10 +263,29 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}); err != nil {
 		return nil, err
 	}
+	var passkeys *passkey.Handler
+	var loginPasskeys *signin.PasskeyRoutes
+	var accountPasskeys *accountpage.PasskeyOptions
+	if o.Passkeys.Enabled {
+		if passkeys, err = passkey.New(passkey.Options{
+			Web: s.web, Requests: s.requests, Sessions: s.sessions, Accounts: s.accounts, Store: o.Store,
+			RecentProofing: o.Passkeys.RecentProofing, Attestation: o.Passkeys.Attestation,
+			Policy: o.Passkeys.Policy, Metadata: o.Passkeys.Metadata, Metrics: o.Metrics,
+		}); err != nil {
+			return nil, fmt.Errorf("idp: %w", err)
+		}
+		p := passkey.Paths()
+		loginPasskeys = &signin.PasskeyRoutes{LoginBegin: p.LoginBegin, LoginFinish: p.LoginFinish, Offer: passkey.OfferURL}
+		accountPasskeys = &accountpage.PasskeyOptions{Store: s.accounts, Begin: p.RegisterBegin, Finish: p.RegisterFinish,
+			RecentProofing: o.Passkeys.RecentProofing}
+		if accountPasskeys.RecentProofing == 0 {
+			accountPasskeys.RecentProofing = passkey.DefaultRecentProofing
+		}
+	}
 	login, err := signin.New(signin.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Accounts: s.accounts, Sessions: s.sessions,
 		Verifier: o.Verifier, Store: o.Store, TransactionTTL: o.TransactionTTL, CookieKey: o.CookieKey,
-		DemoWalletURL: o.DemoWalletURL, Metrics: o.Metrics,
+		DemoWalletURL: o.DemoWalletURL, Metrics: o.Metrics, Passkeys: loginPasskeys,
 	})
 	if err != nil {
 		return nil, err
@@ -260,6 +298,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	accountPage, err := accountpage.New(accountpage.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Sessions: s.sessions, Grants: s.grants, Tokens: s.provider,
+		Passkeys: accountPasskeys,
 	})
 	if err != nil {
 		return nil, err
@@ -270,6 +309,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	login.Mount(mux)
 	consentPage.Mount(mux)
 	accountPage.Mount(mux)
+	if passkeys != nil {
+		passkeys.Mount(mux)
+	}
 	s.provider.Mount(mux)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", s.web.Static()))
 	s.handler = s.web.Wrap(mux, provider.RouteNames())

@@ -21,6 +21,7 @@ import (
 	"github.com/watashi-id/watashi/idp"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/demorp"
+	"github.com/watashi-id/watashi/idp/passkey"
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
@@ -77,6 +78,8 @@ type demo struct {
 	// is forgotten at exit.
 	kek  *seal.Ring
 	logs *slog.Logger
+	// passkeys is whether the demo offers passkeys (its host is a name).
+	passkeys bool
 }
 
 // newDemoWith builds the demo for a browser reaching it at addr. The
@@ -150,6 +153,10 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 		return nil, err
 	}
 	d.kek = seal.GenerateRing()
+	// Browsers accept passkeys for a host name only: the demo at
+	// localhost has them, at 127.0.0.1 not.
+	_, rpErr := passkey.RPID(issuer)
+	d.passkeys = rpErr == nil
 	d.server, err = idp.New(context.Background(), idp.Options{
 		KEK:           d.kek,
 		Registry:      d.registry,
@@ -162,6 +169,7 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 		TokenKey:      tokenKey,
 		CookieKey:     randomKey(32),
 		DemoWalletURL: issuer + "/phone/",
+		Passkeys:      idp.PasskeyOptions{Enabled: d.passkeys},
 		Logger:        logger,
 		Metrics:       reg,
 		Gatherer:      reg,
@@ -216,7 +224,7 @@ func (d *demo) guide(w io.Writer) {
   4. Back on the login page, press Continue, then Allow: the relying party
      shows the ID token claims and userinfo it verified (pairwise sub included).
      Later sign-ins skip step 2 and use the authentication certificate alone.
-
+%[3]s
   Register your own RP (RFC 7591; approved at once in the demo):
     curl -s %[1]s/register -H 'Authorization: Bearer %[2]s' \
       -H 'Content-Type: application/json' \
@@ -226,7 +234,24 @@ func (d *demo) guide(w io.Writer) {
   Provider:  %[1]s/.well-known/openid-configuration
   Telemetry: %[1]s/telemetry/metrics, /telemetry/readyz (same port in the demo only)
   Stop with Ctrl-C.
-`, d.issuer, d.iat)
+`, d.issuer, d.iat, d.passkeyGuide())
+}
+
+// passkeyGuide is the guide's passkey step, or how to get one.
+func (d *demo) passkeyGuide() string {
+	if !d.passkeys {
+		return `
+  Passkeys need a host name: start with --addr localhost:8080 and open
+  http://localhost:8080/rp/ to add one after step 4 and sign in with it.
+`
+	}
+	return `  5. After the certificate sign-in, "Sign in faster next time" offers a
+     passkey (パスキーを追加): the browser asks for this device's screen lock.
+     Next time, "Sign in with a passkey" (パスキーでサインイン) on the login
+     page signs in without the phone (acr aal2); "Sign in with the
+     certificate (aal3)" on the RP still asks for the certificate. Your
+     passkeys are listed on ` + d.issuer + `/account.
+`
 }
 
 func runDemo(ctx context.Context, addr string, stdout, stderr io.Writer) error {

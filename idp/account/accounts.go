@@ -42,6 +42,12 @@ type Account struct {
 	SignCerts []CertRef `json:"sign_certs,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+
+	// PasskeyHandle is the WebAuthn user handle, random per account, and
+	// Passkeys the credentials that sign the resident in after proofing
+	// (passkeys.go).
+	PasskeyHandle []byte    `json:"passkey_handle,omitempty"`
+	Passkeys      []Passkey `json:"passkeys,omitempty"`
 }
 
 // FactsSource records which certificate vouched for the facts, so that an

@@ -169,10 +169,11 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if id == "" {
 		return ErrNotFound
 	}
-	var links []string
+	var links, passkeyIndexes []string
 	l, err := s.load(ctx, id)
 	switch {
 	case err == nil:
+		passkeyIndexes = l.a.passkeyIndexes()
 		for _, r := range append(l.a.AuthCerts, l.a.SignCerts...) {
 			links = append(links, r.Link)
 		}
@@ -193,6 +194,11 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	}
 	for _, link := range links {
 		if err := s.dropLink(ctx, link, id); err != nil {
+			return err
+		}
+	}
+	for _, key := range passkeyIndexes {
+		if err := s.dropPasskeyIndex(ctx, key, id); err != nil {
 			return err
 		}
 	}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/watashi-id/watashi/consent"
+	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/session"
@@ -23,6 +25,24 @@ type Tokens interface {
 	RevokeAccountClient(ctx context.Context, accountID, clientID string) error
 }
 
+// PasskeyStore lists, renames and removes a resident's passkeys
+// (account.Store).
+type PasskeyStore interface {
+	Get(ctx context.Context, id string) (*account.Account, error)
+	RenamePasskey(ctx context.Context, id string, cred []byte, name string) error
+	RemovePasskey(ctx context.Context, id string, cred []byte) error
+}
+
+// PasskeyOptions turn on the page's passkey section.
+type PasskeyOptions struct {
+	Store PasskeyStore
+	// Begin and Finish are the registration endpoints (package passkey).
+	Begin, Finish string
+	// RecentProofing is how recent the JPKI sign-in of a session that
+	// adds a passkey must be.
+	RecentProofing time.Duration
+}
+
 // Options are the page's dependencies.
 type Options struct {
 	Web      *web.Kit
@@ -31,6 +51,8 @@ type Options struct {
 	Sessions *session.Manager
 	Grants   *consent.Store
 	Tokens   Tokens
+	// Passkeys, when set, lists the resident's passkeys and adds one.
+	Passkeys *PasskeyOptions
 }
 
 // Handler serves the account page.
@@ -41,6 +63,7 @@ type Handler struct {
 	sessions *session.Manager
 	grants   *consent.Store
 	tokens   Tokens
+	passkeys *PasskeyOptions
 	log      *slog.Logger
 }
 
@@ -50,7 +73,7 @@ func New(o Options) (*Handler, error) {
 		return nil, errors.New("accountpage: a dependency is missing")
 	}
 	return &Handler{web: o.Web, requests: o.Requests, clients: o.Clients, sessions: o.Sessions,
-		grants: o.Grants, tokens: o.Tokens, log: o.Web.Logger()}, nil
+		grants: o.Grants, tokens: o.Tokens, passkeys: o.Passkeys, log: o.Web.Logger()}, nil
 }
 
 // Mount registers the routes.
@@ -58,4 +81,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+pagePath, h.handleAccount)
 	mux.HandleFunc("GET "+loginPath, h.handleAccountLogin)
 	mux.HandleFunc("POST "+revokePath, h.handleAccountRevoke)
+	if h.passkeys != nil {
+		mux.HandleFunc("POST "+passkeysPath, h.handlePasskeys)
+	}
 }

@@ -31,7 +31,9 @@ const (
 func (h *Handler) handleAccountLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	lang := h.web.Lang(w, r, nil)
-	if _, ok := h.sessions.Current(r); ok {
+	// reauth: signed in, but adding a passkey needs a fresh JPKI sign-in.
+	reauth := h.passkeys != nil && r.URL.Query().Get("reauth") != ""
+	if _, ok := h.sessions.Current(r); ok && !reauth {
 		http.Redirect(w, r, accountURL(lang, ""), http.StatusSeeOther)
 		return
 	}
@@ -46,6 +48,10 @@ func (h *Handler) handleAccountLogin(w http.ResponseWriter, r *http.Request) {
 		Challenge: "-", // never exchanged: a resident's own sign-in gets no code
 		Return:    pagePath,
 		Binding:   authreq.EnsureBinding(h.web, w, r),
+	}
+	if reauth {
+		// Only the JPKI certificate proves who adds a passkey.
+		ar.Prompt, ar.ACRValues = []string{"login"}, []string{session.ACRJPKI}
 	}
 	if err := h.requests.Create(ctx, ar); err != nil {
 		h.log.ErrorContext(ctx, "account sign-in request", "error", err)
@@ -84,6 +90,8 @@ type accountView struct {
 	Action    string
 	Languages []web.LangLink
 	LogoutURL string
+	// Passkeys is the passkey section; nil when passkeys are off.
+	Passkeys *passkeysView
 }
 
 // connectedRP is one line of the account page.
@@ -144,6 +152,13 @@ func (h *Handler) handleAccount(w http.ResponseWriter, r *http.Request) {
 	if rv := r.URL.Query().Get("revoked"); rv != "" {
 		if c, err := h.clients.Get(ctx, rv); err == nil {
 			v.Revoked = c.Name()
+		}
+	}
+	if h.passkeys != nil {
+		if v.Passkeys, err = h.passkeySection(ctx, r, sess, lang); err != nil {
+			h.log.ErrorContext(ctx, "list passkeys", "error", err)
+			h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+			return
 		}
 	}
 	v.CSRF = h.web.CSRFToken(w, r)

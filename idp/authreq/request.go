@@ -25,6 +25,9 @@ type AuthRequest struct {
 	ACRValues    []string `json:"acr_values,omitempty"`
 	UILocales    []string `json:"ui_locales,omitempty"`
 	LoginHint    string   `json:"login_hint,omitempty"`
+	// MinACR is the weakest sign-in the client's tier accepts ("" for no
+	// tier): unlike acr_values, the RP cannot waive it.
+	MinACR string `json:"min_acr,omitempty"`
 	// HintSubject is the sub the RP insists on (id_token_hint, or sub in
 	// the claims parameter): only that resident's session may answer.
 	HintSubject string `json:"hint_subject,omitempty"`

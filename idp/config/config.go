@@ -38,6 +38,8 @@ type Config struct {
 	// (docs/integrators.md); off by default.
 	Whitelist WhitelistConfig `yaml:"whitelist"`
 	TTLs      TTLConfig       `yaml:"ttls"`
+	// Passkeys sign residents in after identity proofing.
+	Passkeys PasskeysConfig `yaml:"passkeys"`
 	// KeyRotation is the signing key rotation period (default 720h;
 	// negative disables scheduled rotation).
 	KeyRotation time.Duration `yaml:"key_rotation"`

@@ -94,6 +94,18 @@ var envOverrides = []envOverride{
 	{"WATASHI_KEY_ROTATION", envDuration(func(c *Config) *time.Duration { return &c.KeyRotation })},
 	{"WATASHI_TEMPLATE_DIR", envString(func(c *Config) *string { return &c.TemplateDir })},
 	{"WATASHI_CLIENT_IP_HEADER", envString(func(c *Config) *string { return &c.ClientIPHeader })},
+	{"WATASHI_PASSKEYS_ENABLED", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("not a boolean (true or false)")
+		}
+		c.Passkeys.Enabled = &b
+		return nil
+	}},
+	{"WATASHI_PASSKEYS_RECENT_PROOFING", envDuration(func(c *Config) *time.Duration { return &c.Passkeys.RecentProofing })},
+	{"WATASHI_PASSKEYS_ATTESTATION", envString(func(c *Config) *string { return &c.Passkeys.Attestation })},
+	{"WATASHI_PASSKEYS_MDS_FILE", envString(func(c *Config) *string { return &c.Passkeys.MDSFile })},
+	{"WATASHI_PASSKEYS_MDS_ROOT_FILE", envString(func(c *Config) *string { return &c.Passkeys.MDSRootFile })},
 	{"WATASHI_LOG_LEVEL", envString(func(c *Config) *string { return &c.Log.Level })},
 	{"WATASHI_LOG_FORMAT", envString(func(c *Config) *string { return &c.Log.Format })},
 }

@@ -99,6 +99,8 @@ func (c *Config) resolvePaths(dir string) {
 		abs(&c.Clients[i].JWKSFile)
 	}
 	abs(&c.Whitelist.AdminTokenHashFile)
+	abs(&c.Passkeys.MDSFile)
+	abs(&c.Passkeys.MDSRootFile)
 	for i := range c.Whitelist.TrustedSoftwareStatementIssuers {
 		abs(&c.Whitelist.TrustedSoftwareStatementIssuers[i].JWKSFile)
 	}

@@ -74,6 +74,10 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 	}
 	o.Verifier = v
 
+	if o.Passkeys, err = c.passkeyOptions(); err != nil {
+		return idp.Options{}, err
+	}
+
 	// One guarded fetcher for every URL an integrator controls.
 	o.Fetcher = whitelist.NewFetcher(whitelist.FetcherOptions{Dev: dev})
 	clients, err := c.clients(ctx, o.Fetcher, dev)

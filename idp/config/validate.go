@@ -53,6 +53,7 @@ func (c *Config) Validate(dev bool) error {
 	c.validateClients(&p, dev)
 	c.validateWhitelist(&p, dev)
 	c.validateTTLs(&p)
+	c.validatePasskeys(&p)
 	c.validateWeb(&p, dev)
 	return p.err()
 }

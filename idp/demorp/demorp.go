@@ -221,6 +221,12 @@ func (rp *RP) login(w http.ResponseWriter, r *http.Request) {
 	case "login", "consent", "none":
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
 	}
+	// acr_values=aal3 asks for the JPKI certificate even when a passkey
+	// could answer.
+	switch acr := r.URL.Query().Get("acr_values"); acr {
+	case "aal2", "aal3":
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", acr))
+	}
 	http.Redirect(w, r, d.oauth.AuthCodeURL(p.state, opts...), http.StatusFound)
 }
 
@@ -425,7 +431,7 @@ pre{background:#0f1420;color:#d8e1f0;padding:.8rem;border-radius:.4rem;overflow:
 {{else if .SignedIn}}<div class="card"><h2>Signed in{{if .Name}} as {{.Name}}{{end}}</h2>
 <p>Your pairwise subject at this RP: <code>{{.Sub}}</code></p>
 {{if .GrantedScope}}<p>Granted scope: <code>{{.GrantedScope}}</code>{{if .Refresh}} · refresh token received{{end}}</p>{{end}}
-<p><a class="button secondary" href="{{.Base}}/logout">Log out</a> <a class="button secondary" href="{{.Base}}/login?prompt=login">Sign in again</a></p></div>
+<p><a class="button secondary" href="{{.Base}}/logout">Log out</a> <a class="button secondary" href="{{.Base}}/login?prompt=login">Sign in again</a> <a class="button secondary" id="rp-aal3" href="{{.Base}}/login?acr_values=aal3">Sign in with the certificate (aal3)</a></p></div>
 <div class="card"><h3>ID token claims (verified with go-oidc)</h3><pre>{{.IDClaims}}</pre></div>
 <div class="card"><h3>Userinfo</h3>{{if .UserinfoErr}}<p>{{.UserinfoErr}}</p>{{else}}<pre>{{.Userinfo}}</pre>{{end}}</div>
 {{else}}<div class="card"><p>This page is an ordinary OpenID Connect client (golang.org/x/oauth2 and coreos/go-oidc) registered at

@@ -190,6 +190,9 @@ func (s *Server) newAuthRequest(r *http.Request, e *clients.Entry, req *oidc.Aut
 		HintSubject:  hintSub,
 		Challenge:    req.CodeChallenge,
 	}
+	if e.Registry != nil {
+		ar.MinACR = e.Registry.MinACR
+	}
 	for _, t := range req.UILocales {
 		ar.UILocales = append(ar.UILocales, t.String())
 	}

@@ -21,7 +21,10 @@ import (
 var (
 	claimsSupported = append([]string{"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp"},
 		consent.Discovery().ClaimsSupported...)
-	acrValuesSupported = []string{session.ACRJPKI}
+	// acrValuesSupported: a JPKI sign-in is aal3, a passkey sign-in
+	// aal2 (docs/rp-integration.md). Asking for aal2 is always
+	// answerable, if need be by the JPKI sign-in.
+	acrValuesSupported = []string{session.ACRJPKI, session.ACRPasskey}
 	// assertionAlgs sign private_key_jwt client assertions.
 	assertionAlgs = []string{string(jose.ES256), string(jose.RS256), string(jose.PS256)}
 )

@@ -28,6 +28,18 @@ type Session struct {
 	AMR       []string  `json:"amr"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+
+	// JPKIAt is when this session's JPKI certificate sign-in happened;
+	// zero for a session a passkey started. Adding a passkey needs a
+	// recent one (JPKIRecent).
+	JPKIAt time.Time `json:"jpki_at,omitzero"`
+}
+
+// JPKIRecent reports whether the session signed in with the JPKI
+// certificate no longer than within ago: the proof of identity that
+// adding a passkey asks for.
+func (s *Session) JPKIRecent(now time.Time, within time.Duration) bool {
+	return !s.JPKIAt.IsZero() && !s.JPKIAt.After(now.Add(time.Minute)) && now.Sub(s.JPKIAt) <= within
 }
 
 // Authentication is the sign-in the session carries.
@@ -99,6 +111,9 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, a authreq.Au
 		CreatedAt: now,
 		ExpiresAt: now.Add(m.ttl),
 	}
+	if a.ACR == ACRJPKI {
+		sess.JPKIAt = a.Time
+	}
 	b, err := json.Marshal(sess)
 	if err != nil {
 		return nil, err
@@ -124,6 +139,28 @@ func (m *Manager) End(w http.ResponseWriter, r *http.Request) {
 // ACRJPKI is the acr of a JPKI certificate sign-in: "aal3", the Digital
 // Agency's value for a hardware-bound key unlocked by PIN or biometrics.
 const ACRJPKI = "aal3"
+
+// ACRPasskey is the acr of a passkey sign-in: "aal2". NIST SP 800-63B-4
+// puts a syncable authenticator at AAL2, and a device-bound one cannot be
+// told from it without attestation we do not ask for; only the JPKI
+// certificate, a key on a card or phone that no one can copy, is aal3.
+const ACRPasskey = "aal2"
+
+// AMR values of a passkey sign-in (RFC 8176): user verification always,
+// and hwk for a device-bound key or swk for one its backup flags say may
+// be synced.
+const (
+	AMRUser        = "user"
+	AMRHardwareKey = "hwk"
+	AMRSoftwareKey = "swk"
+)
+
+// NeedsJPKI reports whether only a JPKI sign-in can answer ar: the RP
+// asked for aal3 (acr_values) or its tier requires it (MinACR). The login
+// page then offers no passkey, and a passkey session does not answer.
+func NeedsJPKI(ar *authreq.AuthRequest) bool {
+	return !ACRSatisfies(ACRPasskey, ar.ACRValues) || (ar.MinACR != "" && !ACRSatisfies(ACRPasskey, []string{ar.MinACR}))
+}
 
 // acrLevels orders the acr values we understand; requested values we do
 // not know are ignored (OIDC Core §3.1.2.1: acr_values is voluntary).
@@ -158,6 +195,9 @@ func Satisfies(ar *authreq.AuthRequest, sess *Session, now time.Time, subject fu
 		}
 	}
 	if !ACRSatisfies(sess.ACR, ar.ACRValues) {
+		return false
+	}
+	if ar.MinACR != "" && !ACRSatisfies(sess.ACR, []string{ar.MinACR}) {
 		return false
 	}
 	if ar.HintSubject != "" {

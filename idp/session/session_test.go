@@ -93,6 +93,10 @@ func TestSessionRules(t *testing.T) {
 		{"hinted subject is the session's", authreq.AuthRequest{CreatedAt: created, HintSubject: "sub-of-a"}, fresh, true},
 		{"hinted subject is another's", authreq.AuthRequest{CreatedAt: created, HintSubject: "sub-of-z"}, fresh, false},
 		{"hinted subject, subject unknown", authreq.AuthRequest{CreatedAt: created, HintSubject: "sub-of-a"}, stranger, false},
+		{"tier needs aal3, passkey session", authreq.AuthRequest{CreatedAt: created, MinACR: "aal3"}, low, false},
+		{"tier needs aal3, JPKI session", authreq.AuthRequest{CreatedAt: created, MinACR: "aal3"}, fresh, true},
+		{"tier needs aal2, passkey session", authreq.AuthRequest{CreatedAt: created, MinACR: "aal2"}, low, true},
+		{"RP waives nothing of the tier", authreq.AuthRequest{CreatedAt: created, MinACR: "aal3", ACRValues: []string{"aal1"}}, low, false},
 	} {
 		if got := Satisfies(&c.ar, c.sess, time.Now(), subject); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
@@ -366,4 +370,72 @@ func flip(s string) string {
 		b[0] = 'A'
 	}
 	return string(b)
+}
+
+func TestNeedsJPKI(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ar   authreq.AuthRequest
+		want bool
+	}{
+		{"nothing asked", authreq.AuthRequest{}, false},
+		{"aal2 asked", authreq.AuthRequest{ACRValues: []string{"aal2"}}, false},
+		{"aal3 asked", authreq.AuthRequest{ACRValues: []string{"aal3"}}, true},
+		{"aal3 or aal2 asked", authreq.AuthRequest{ACRValues: []string{"aal3", "aal2"}}, false},
+		{"unknown asked", authreq.AuthRequest{ACRValues: []string{"urn:gold"}}, false},
+		{"tier aal3", authreq.AuthRequest{MinACR: "aal3"}, true},
+		{"tier aal2", authreq.AuthRequest{MinACR: "aal2"}, false},
+		{"tier aal3, RP asks aal2", authreq.AuthRequest{MinACR: "aal3", ACRValues: []string{"aal2"}}, true},
+	} {
+		if got := NeedsJPKI(&c.ar); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestJPKIRecent(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		name string
+		at   time.Time
+		want bool
+	}{
+		{"never", time.Time{}, false},
+		{"just now", now.Add(-10 * time.Second), true},
+		{"at the edge", now.Add(-5 * time.Minute), true},
+		{"too long ago", now.Add(-6 * time.Minute), false},
+		{"in the future", now.Add(time.Hour), false},
+	} {
+		s := &Session{JPKIAt: c.at}
+		if got := s.JPKIRecent(now, 5*time.Minute); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// A JPKI sign-in records its time; a passkey sign-in records none.
+func TestStartRecordsJPKI(t *testing.T) {
+	m, _ := newManager(t, store.NewMemory(), time.Hour)
+	at := time.Now().UTC().Truncate(time.Second)
+	for _, c := range []struct {
+		acr  string
+		want time.Time
+	}{{ACRJPKI, at}, {ACRPasskey, time.Time{}}} {
+		w := httptest.NewRecorder()
+		sess, err := m.Start(context.Background(), w, authreq.Authentication{AccountID: "a", ACR: c.acr, Time: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sess.JPKIAt.Equal(c.want) {
+			t.Errorf("%s: JPKIAt %v", c.acr, sess.JPKIAt)
+		}
+		r := httptest.NewRequest("GET", "/", nil)
+		for _, ck := range w.Result().Cookies() {
+			r.AddCookie(ck)
+		}
+		got, ok := m.Current(r)
+		if !ok || !got.JPKIAt.Equal(c.want) {
+			t.Errorf("%s: stored JPKIAt %v %v", c.acr, got, ok)
+		}
+	}
 }

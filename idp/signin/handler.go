@@ -62,6 +62,17 @@ type Options struct {
 	// that the demo can be clicked through in one browser.
 	DemoWalletURL string
 	Metrics       prometheus.Registerer
+	// Passkeys, when set, adds the passkey sign-in to the login page and
+	// the passkey offer after a JPKI sign-in.
+	Passkeys *PasskeyRoutes
+}
+
+// PasskeyRoutes are the passkey endpoints the login page links to (the
+// passkey package serves them).
+type PasskeyRoutes struct {
+	LoginBegin, LoginFinish string
+	// Offer is the page shown right after a JPKI sign-in for a request.
+	Offer func(requestID string) string
 }
 
 // Handler serves the resident's sign-in: the login page, its transaction
@@ -78,6 +89,7 @@ type Handler struct {
 	txTTL      time.Duration
 	streams    streamLimiter
 	demoWallet string
+	passkeys   *PasskeyRoutes
 	log        *slog.Logger
 	metrics    signinMetrics
 }
@@ -99,7 +111,7 @@ func New(o Options) (*Handler, error) {
 	h := &Handler{
 		web: o.Web, requests: o.Requests, clients: o.Clients, accounts: o.Accounts, sessions: o.Sessions,
 		verifier: o.Verifier, kv: o.Store, txTTL: o.TransactionTTL,
-		demoWallet: o.DemoWalletURL, log: o.Web.Logger(),
+		demoWallet: o.DemoWalletURL, passkeys: o.Passkeys, log: o.Web.Logger(),
 		txs: &transactions{kv: o.Store, issuer: o.Web.Issuer(), key: o.CookieKey, now: o.Web.Now, log: o.Web.Logger()},
 	}
 	if h.txTTL == 0 {

@@ -131,6 +131,13 @@ type loginView struct {
 	Notice string
 	// Languages is the language switch: this very page in each language.
 	Languages []web.LangLink
+	// Passkey, when set, offers a passkey sign-in for this request.
+	Passkey *passkeyView
+}
+
+// passkeyView is what the passkey sign-in button needs.
+type passkeyView struct {
+	Begin, Finish, Request, CSRF string
 }
 
 // loginNotices are the notices a redirect may ask the login page to show;
@@ -193,6 +200,9 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, ar *authre
 		v.SwitchURL = authreq.LoginURL(ar.ID, "purpose", purposeProofing)
 	} else {
 		v.SwitchURL = authreq.LoginURL(ar.ID, "purpose", purposeSignin)
+	}
+	if h.passkeys != nil && state == txPending && tx.Purpose == purposeSignin && !session.NeedsJPKI(ar) {
+		v.Passkey = &passkeyView{Begin: h.passkeys.LoginBegin, Finish: h.passkeys.LoginFinish, Request: ar.ID, CSRF: h.web.CSRFToken(w, r)}
 	}
 	switch state {
 	case txPending:
@@ -511,6 +521,12 @@ func (h *Handler) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 	if _, err := h.sessions.Start(ctx, w, tx.Result.authentication()); err != nil {
 		h.log.ErrorContext(ctx, "start session", "error", err)
 		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+		return
+	}
+	if h.passkeys != nil && h.passkeys.Offer != nil {
+		// "Sign in faster next time": the offer page steps aside by
+		// itself when there is nothing to offer.
+		http.Redirect(w, r, h.passkeys.Offer(ar.ID), http.StatusSeeOther)
 		return
 	}
 	h.signedIn(w, r, ar)
