@@ -34,7 +34,7 @@ import (
 func init() { subcommands = append(subcommands, newDemoCmd) }
 
 const (
-	defaultDemoAddr = "127.0.0.1:8080"
+	defaultDemoAddr = "localhost:8080"
 	demoClientID    = "demo-rp"
 )
 
@@ -92,7 +92,7 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 		return nil, usageErr("--addr %q: want HOST:PORT with a fixed port", addr)
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		return nil, usageErr("--addr %q: give the host your browser will use (e.g. 127.0.0.1:8080), not a wildcard: it becomes the issuer URL", addr)
+		return nil, usageErr("--addr %q: give the host your browser will use (e.g. localhost:8080), not a wildcard: it becomes the issuer URL", addr)
 	}
 	issuer := "http://" + net.JoinHostPort(host, port)
 	d := &demo{issuer: issuer, logs: logger}
