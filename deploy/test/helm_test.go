@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/common/util"
@@ -51,7 +52,8 @@ func full() map[string]any {
 	v := minimal()
 	v["secrets"] = map[string]any{"existingSecret": "watashi-keys"}
 	cfg := v["config"].(map[string]any)
-	cfg["store"] = map[string]any{"redis": map[string]any{"addrs": []any{"s1:26379", "s2:26379", "s3:26379"}, "master_name": "watashi"}}
+	cfg["store"] = map[string]any{"redis": map[string]any{"addrs": []any{"s1:26379", "s2:26379", "s3:26379"}, "master_name": "watashi",
+		"wait_replicas": 2, "wait_timeout": "800ms"}}
 	v["autoscaling"] = map[string]any{"enabled": true, "minReplicas": 3, "maxReplicas": 9}
 	v["ingress"] = map[string]any{"enabled": true, "className": "nginx",
 		"hosts": []any{map[string]any{"host": "id.example.jp", "paths": []any{map[string]any{"path": "/", "pathType": "Prefix"}}}},
@@ -342,7 +344,12 @@ func TestHelmDeployment(t *testing.T) {
 
 			// The configuration the pod reads is valid under the production
 			// rules, with the secrets it will find.
-			validateConfig(t, r, files)
+			cfg := validateConfig(t, r, files)
+			if rd := cfg.Store.Redis; name == "full" && (rd.WaitReplicas != 2 || rd.WaitTimeout != 800*time.Millisecond) {
+				t.Errorf("the wait settings did not reach the config: %d, %v", rd.WaitReplicas, rd.WaitTimeout)
+			} else if name != "full" && (rd.WaitReplicas != 0 || rd.WaitTimeout != 500*time.Millisecond) {
+				t.Errorf("the chart's wait defaults: %d, %v", rd.WaitReplicas, rd.WaitTimeout)
+			}
 
 			// Selectors agree.
 			sel := r.deploy.Spec.Selector.MatchLabels
@@ -442,7 +449,7 @@ func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy) {
 // validateConfig loads the rendered watashi.yaml with Watashi's own
 // loader and validates it as `watashi serve` would without --dev, with
 // secret files at the paths the pod gets them.
-func validateConfig(t *testing.T, r *rendered, files map[string]string) {
+func validateConfig(t *testing.T, r *rendered, files map[string]string) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "watashi.yaml")
@@ -467,6 +474,7 @@ func validateConfig(t *testing.T, r *rendered, files map[string]string) {
 	if pub != "0.0.0.0:8080" || tel != "0.0.0.0:9090" {
 		t.Errorf("listen %s, telemetry %s", pub, tel)
 	}
+	return cfg
 }
 
 func keys(m map[string]string) []string {

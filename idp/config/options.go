@@ -161,6 +161,7 @@ func (c *Config) store(logger *slog.Logger) (store.KV, error) {
 	kv, err := store.NewRedis(store.RedisOptions{
 		Addrs: r.Addrs, MasterName: r.MasterName, Username: r.Username, Password: pw,
 		DB: r.DB, TLS: tc, Prefix: r.Prefix, Timeout: r.Timeout, Logger: logger,
+		WaitReplicas: r.WaitReplicas, WaitTimeout: r.WaitTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store.redis: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/store/storetest"
 )
 
 // TestOpenStore: the store-only commands get the store rules and nothing
@@ -62,6 +64,38 @@ func TestOpenStore(t *testing.T) {
 				t.Fatalf("err %q, want one starting %q", errs, tt.err)
 			}
 		})
+	}
+}
+
+// The wait settings reach the store: a standalone server told to wait
+// for a replica it does not have fails every durable write as not
+// replicated, and writes nothing that waits when told -1.
+func TestOpenStoreWaits(t *testing.T) {
+	addr := storetest.StartRedis(t)
+	ctx := context.Background()
+	open := func(t *testing.T, extra string) *store.Redis {
+		t.Helper()
+		c, err := parseConfig([]byte("issuer: https://id.example.jp\npki: {revocation: {mode: \"off\"}}\n"+
+			"store: {type: redis, redis: {addrs: [\""+addr+"\"], prefix: \"wait:\""+extra+"}}\n"), t.TempDir(), noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, err := c.OpenStore(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { kv.Close() })
+		return kv.(*store.Redis)
+	}
+	if r := open(t, ""); r.WaitReplicas() != 0 {
+		t.Fatalf("standalone waits for %d replicas by default", r.WaitReplicas())
+	}
+	r := open(t, ", wait_replicas: 1, wait_timeout: 50ms")
+	if err := r.Set(ctx, "acct", []byte("x"), 0); !errors.Is(err, store.ErrNotReplicated) {
+		t.Fatalf("durable write waiting for a replica that is not there = %v", err)
+	}
+	if err := open(t, ", wait_replicas: -1").Set(ctx, "acct", []byte("x"), 0); err != nil {
+		t.Fatal(err)
 	}
 }
 
