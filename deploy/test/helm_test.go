@@ -1,8 +1,10 @@
 package deploytest
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -59,6 +61,7 @@ func full() map[string]any {
 		"hosts": []any{map[string]any{"host": "id.example.jp", "paths": []any{map[string]any{"path": "/", "pathType": "Prefix"}}}},
 		"tls":   []any{map[string]any{"secretName": "id-tls", "hosts": []any{"id.example.jp"}}}}
 	v["serviceMonitor"] = map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}}
+	v["prometheusRule"] = map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}}
 	np := v["networkPolicy"].(map[string]any)["egress"].(map[string]any)
 	np["relyingParties"] = map[string]any{"cidrs": []any{"0.0.0.0/0"}}
 	np["redis"] = map[string]any{"cidrs": []any{"10.20.0.0/16"}}
@@ -79,7 +82,33 @@ type rendered struct {
 	np       *networkingv1.NetworkPolicy
 	ingress  *networkingv1.Ingress
 	monitor  *serviceMonitor
+	rules    *prometheusRule
 	manifest map[string]string
+}
+
+// prometheusRule is the Prometheus Operator's PrometheusRule, decoded
+// strictly: a field the rules do not have is an error.
+type prometheusRule struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec ruleGroups `json:"spec"`
+}
+
+type ruleGroups struct {
+	Groups []struct {
+		Name  string `json:"name"`
+		Rules []struct {
+			Alert       string            `json:"alert"`
+			Expr        string            `json:"expr"`
+			For         string            `json:"for,omitempty"`
+			Labels      map[string]string `json:"labels"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"rules"`
+	} `json:"groups"`
 }
 
 // serviceMonitor is the Prometheus Operator's CRD, the fields the chart
@@ -164,6 +193,9 @@ func render(t *testing.T, vals map[string]any) (*rendered, error) {
 			case "ServiceMonitor":
 				r.monitor = &serviceMonitor{}
 				target = r.monitor
+			case "PrometheusRule":
+				r.rules = &prometheusRule{}
+				target = r.rules
 			default:
 				t.Fatalf("%s: unexpected kind %q", name, meta.Kind)
 			}
@@ -379,7 +411,7 @@ func TestHelmDeployment(t *testing.T) {
 					t.Errorf("image %s, want the digest", img)
 				}
 			} else {
-				if r.hpa != nil || r.ingress != nil || r.monitor != nil {
+				if r.hpa != nil || r.ingress != nil || r.monitor != nil || r.rules != nil {
 					t.Error("optional resources rendered by default")
 				}
 				if r.deploy.Spec.Replicas == nil || *r.deploy.Spec.Replicas != 2 {
@@ -387,6 +419,74 @@ func TestHelmDeployment(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The chart carries the monitoring kit's alert rules as a PrometheusRule,
+// off by default: the same rules, their job selector following the name
+// the ServiceMonitor gives the scrape job.
+func TestHelmPrometheusRule(t *testing.T) {
+	kit, err := os.ReadFile("../monitoring/watashi-alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chartCopy, err := os.ReadFile(chartDir + "/files/watashi-alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(kit, chartCopy) {
+		t.Fatal("deploy/helm/watashi/files/watashi-alerts.yaml differs from deploy/monitoring/watashi-alerts.yaml: copy the kit's rules into the chart")
+	}
+	var want ruleGroups
+	if err := yaml.UnmarshalStrict(kit, &want); err != nil {
+		t.Fatal(err)
+	}
+	if len(want.Groups) == 0 || len(want.Groups[0].Rules) < 10 {
+		t.Fatalf("the kit has %d groups", len(want.Groups))
+	}
+	for _, tc := range []struct {
+		name, nameOverride, job, wantJob string
+	}{
+		{"chart name", "", "", "watashi"},
+		{"name override", "idp", "", "idp"},
+		{"job of its own", "", "prometheus-watashi", "prometheus-watashi"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := full()
+			v["nameOverride"] = tc.nameOverride
+			v["prometheusRule"].(map[string]any)["job"] = tc.job
+			r := mustRender(t, v)
+			if r.rules == nil || r.rules.Kind != "PrometheusRule" || r.rules.APIVersion != "monitoring.coreos.com/v1" || r.rules.Metadata.Labels["release"] != "prom" {
+				t.Fatalf("PrometheusRule %+v", r.rules)
+			}
+			// The ServiceMonitor names the job after this label.
+			if tc.job == "" && r.svc.Labels[r.monitor.Spec.JobLabel] != tc.wantJob {
+				t.Errorf("the scrape job is %q, the rules select %q", r.svc.Labels[r.monitor.Spec.JobLabel], tc.wantJob)
+			}
+			got := r.rules.Spec
+			jobs := 0
+			for gi, g := range got.Groups {
+				for ri, rule := range g.Rules {
+					if strings.Contains(rule.Expr, `job="`) {
+						jobs++
+						if !strings.Contains(rule.Expr, `job="`+tc.wantJob+`"`) {
+							t.Errorf("%s selects another job: %s", rule.Alert, rule.Expr)
+						}
+					}
+					w := want.Groups[gi].Rules[ri]
+					if rule.Alert != w.Alert || rule.Expr != strings.ReplaceAll(w.Expr, `job="watashi"`, `job="`+tc.wantJob+`"`) ||
+						rule.For != w.For || !reflect.DeepEqual(rule.Labels, w.Labels) || !reflect.DeepEqual(rule.Annotations, w.Annotations) {
+						t.Errorf("rule %s differs from the kit's", rule.Alert)
+					}
+				}
+			}
+			if len(got.Groups) != len(want.Groups) || len(got.Groups[0].Rules) != len(want.Groups[0].Rules) || jobs == 0 {
+				t.Fatalf("%d groups, %d job selectors", len(got.Groups), jobs)
+			}
+		})
+	}
+	if r := mustRender(t, minimal()); r.rules != nil {
+		t.Error("a PrometheusRule by default: it needs the Prometheus Operator")
 	}
 }
 
