@@ -64,8 +64,10 @@ are not copied.
 
 The snapshot is optimistic: it never blocks the servers, and when a durable
 record changes while it reads, it starts again (--attempts times, waiting a
-little longer each time). --out - writes to standard output, holding the
-file in memory until it is complete; the report then goes to standard error.
+little longer each time). --out - writes to standard output and the report
+to standard error; the first 32 MiB are held in memory so that a snapshot
+can start again, beyond that the file streams and a change ends the backup
+(what was streamed lacks its end, and restore refuses it).
 
 Exit status: 0 success, 1 the records kept changing (nothing written: try
 again at a quieter time), 2 usage, configuration or store failure.`,
@@ -98,9 +100,53 @@ type backupSink interface {
 	reset() error
 }
 
-type memSink struct{ bytes.Buffer }
+// streamSink holds the start of a backup in memory, so that a snapshot
+// that has to start again can; past streamHold it streams, and a restart
+// is no longer possible. A backup cut short lacks its last frame, and
+// restore refuses it: what was streamed of a failed attempt is harmless.
+type streamSink struct {
+	w         io.Writer
+	buf       bytes.Buffer
+	streaming bool
+	n         int64
+}
 
-func (m *memSink) reset() error { m.Reset(); return nil }
+// streamHold bounds what a backup to standard output holds in memory:
+// it may run inside a serving pod, whose memory is the servers'. (A
+// variable for the tests.)
+var streamHold = 32 << 20
+
+var errStreamed = errors.New("records changed after the backup had begun to stream; what was written lacks its end, and restore refuses it: run the backup again, or write it to a file")
+
+func (s *streamSink) Write(p []byte) (int, error) {
+	s.n += int64(len(p))
+	if s.streaming {
+		return s.w.Write(p)
+	}
+	s.buf.Write(p)
+	if s.buf.Len() > streamHold {
+		s.streaming = true
+		if _, err := s.buf.WriteTo(s.w); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (s *streamSink) reset() error {
+	if s.streaming {
+		return errStreamed
+	}
+	s.buf.Reset()
+	s.n = 0
+	return nil
+}
+
+// flush writes what is still held.
+func (s *streamSink) flush() error {
+	_, err := s.buf.WriteTo(s.w)
+	return err
+}
 
 type fileSink struct{ *os.File }
 
@@ -118,7 +164,7 @@ func runBackup(ctx context.Context, cmd *cobra.Command, kv store.KV, ring *seal.
 	var partial *os.File
 	report := cmd.OutOrStdout()
 	if out == "-" {
-		sink, report = &memSink{}, cmd.ErrOrStderr()
+		sink, report = &streamSink{w: cmd.OutOrStdout()}, cmd.ErrOrStderr()
 	} else {
 		if _, err := os.Lstat(out); err == nil {
 			return usageErr("%s exists: a backup never replaces a file", out)
@@ -143,7 +189,9 @@ func runBackup(ctx context.Context, cmd *cobra.Command, kv store.KV, ring *seal.
 	var hdr time.Time
 	done := 0
 	for attempt := 1; attempt <= attempts; attempt++ {
-		if err := sink.reset(); err != nil {
+		if err := sink.reset(); errors.Is(err, errStreamed) {
+			return &exitError{code: exitRefused, err: err}
+		} else if err != nil {
 			return &exitError{code: exitUsage, err: err}
 		}
 		now := time.Now()
@@ -178,9 +226,9 @@ func runBackup(ctx context.Context, cmd *cobra.Command, kv store.KV, ring *seal.
 
 	rep := &backupReport{File: out, Created: hdr.UTC().Truncate(time.Second), FileKEK: ring.CurrentID(), Records: tr.Records,
 		Families: tr.Families, DataKEKs: tr.DataKEKs, Attempts: done}
-	if m, ok := sink.(*memSink); ok {
-		rep.Bytes = int64(m.Len())
-		if _, err := cmd.OutOrStdout().Write(m.Bytes()); err != nil {
+	if m, ok := sink.(*streamSink); ok {
+		rep.Bytes = m.n
+		if err := m.flush(); err != nil {
 			return &exitError{code: exitUsage, err: err}
 		}
 	} else {

@@ -501,6 +501,26 @@ func TestBackupRetriesWhileRecordsChange(t *testing.T) {
 		t.Fatal("the backup is not the state after the writes")
 	}
 
+	// To standard output: a change once the file has begun to stream ends
+	// the backup, and what was streamed does not restore.
+	defer func(h int) { streamHold = h }(streamHold)
+	streamHold = 16 // the header alone starts the stream
+	code, out, errs = run(1, 3, "-")
+	if code != 1 || !strings.Contains(errs, "begun to stream") || len(out) <= streamHold {
+		t.Fatalf("a change while streaming: %d, %d bytes out, %s", code, len(out), errs)
+	}
+	cut := storeConfig(t, []string{addr}, "", "busy-cut:", kek)
+	if code, _, errs := runCmd(t, []byte(out), "restore", "--config", cut, "--dev", "--in", "-"); code != 1 || !strings.Contains(errs, "truncated") {
+		t.Fatalf("restore of a cut stream: %d %s", code, errs)
+	}
+	code, out, errs = run(0, 3, "-")
+	if code != 0 || !strings.HasPrefix(out, "WTSH-BKP") {
+		t.Fatalf("streamed backup: %d %s", code, errs)
+	}
+	if code, _, errs := runCmd(t, []byte(out), "restore", "--config", cut, "--dev", "--in", "-"); code != 0 {
+		t.Fatalf("restore of a streamed backup: %d %s", code, errs)
+	}
+
 	gaveUp := filepath.Join(dir, "gave-up.wbk")
 	code, _, errs = run(5, 2, gaveUp)
 	if code != 1 || !strings.Contains(errs, "kept changing") {
