@@ -357,6 +357,8 @@ func runRestore(ctx context.Context, cmd *cobra.Command, kv store.KV, ring *seal
 	if err != nil {
 		return err
 	}
+	// The backup's keys, for what --force deletes: only then are they
+	// worth their memory.
 	keys := map[string]struct{}{}
 	for {
 		rec, err := r.Next()
@@ -366,7 +368,9 @@ func runRestore(ctx context.Context, cmd *cobra.Command, kv store.KV, ring *seal
 		if err != nil {
 			return restoreRefused("%s: %v", name, err)
 		}
-		keys[rec.Key] = struct{}{}
+		if o.force {
+			keys[rec.Key] = struct{}{}
+		}
 	}
 	tr, _ := r.Trailer()
 	h := r.Header()
