@@ -18,13 +18,29 @@ type Checker struct {
 	OCSP   []*OCSPClient
 	CRLs   []*CRLSource
 	Logger *slog.Logger
+	// SourceError, when set, is called with the kind of a source
+	// (SourceOCSP or SourceCRL) each time one asked during a check gives
+	// no deciding answer: unreachable, too slow, stale, unverifiable, or
+	// not knowing the certificate. A check that the caller abandoned is
+	// not the source's failure and is not reported. It is called from
+	// concurrent checks: it is how a metrics counter learns of failing
+	// sources without this package knowing of metrics.
+	SourceError func(kind string)
 }
+
+// The kinds of revocation source, as SourceError reports them.
+const (
+	SourceOCSP = "ocsp"
+	SourceCRL  = "crl"
+)
 
 // CheckerOptions configure the sources NewChecker builds.
 type CheckerOptions struct {
 	CRL    CRLOptions
 	OCSP   OCSPOptions
 	Logger *slog.Logger
+	// SourceError becomes the Checker's SourceError.
+	SourceError func(kind string)
 }
 
 // NewChecker builds a Checker from the unpaired locations a command line
@@ -51,7 +67,7 @@ func NewChecker(crlLocations, ocspURLs []string, issuers []*x509.Certificate, op
 	if opts.OCSP.Logger == nil {
 		opts.OCSP.Logger = logger
 	}
-	c := &Checker{Logger: logger}
+	c := &Checker{Logger: logger, SourceError: opts.SourceError}
 	for _, u := range ocspURLs {
 		oc, err := NewOCSPClient(u, opts.OCSP)
 		if err != nil {
@@ -92,7 +108,7 @@ func (c *Checker) CheckRevocation(ctx context.Context, leaf, issuer *x509.Certif
 		logger = discardLogger
 	}
 	var errs []error
-	try := func(rc RevocationChecker) (RevocationInfo, bool) {
+	try := func(rc RevocationChecker, kind string) (RevocationInfo, bool) {
 		info, err := rc.CheckRevocation(ctx, leaf, issuer)
 		if err == nil && (info.Status == StatusGood || info.Status == StatusRevoked) {
 			return info, true
@@ -102,15 +118,18 @@ func (c *Checker) CheckRevocation(ctx context.Context, leaf, issuer *x509.Certif
 		}
 		errs = append(errs, err)
 		logger.Debug("revocation source undecided", "source", info.Source, "error", err)
+		if c.SourceError != nil && !errors.Is(ctx.Err(), context.Canceled) {
+			c.SourceError(kind)
+		}
 		return info, false
 	}
 	for _, o := range c.OCSP {
-		if info, ok := try(o); ok {
+		if info, ok := try(o, SourceOCSP); ok {
 			return info, nil
 		}
 	}
 	for _, s := range c.CRLs {
-		if info, ok := try(s); ok {
+		if info, ok := try(s, SourceCRL); ok {
 			return info, nil
 		}
 	}

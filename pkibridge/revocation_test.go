@@ -3,7 +3,9 @@ package pkibridge
 import (
 	"context"
 	"crypto/x509"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -25,22 +27,44 @@ func TestCheckerOrder(t *testing.T) {
 		crls       []string
 		want       RevocationStatus
 		wantSource string
+		// The source errors reported, in order.
+		failed []string
 	}{
-		{"OCSP before CRL", []string{responder}, []string{crlPath}, StatusRevoked, "ocsp:" + responder},
-		{"OCSP down, CRL decides", []string{down}, []string{crlPath}, StatusGood, "crl:" + crlPath},
-		{"first OCSP down, second decides", []string{down, responder}, nil, StatusRevoked, "ocsp:" + responder},
-		{"CRL only", nil, []string{crlPath}, StatusGood, "crl:" + crlPath},
+		{"OCSP before CRL", []string{responder}, []string{crlPath}, StatusRevoked, "ocsp:" + responder, nil},
+		{"OCSP down, CRL decides", []string{down}, []string{crlPath}, StatusGood, "crl:" + crlPath, []string{SourceOCSP}},
+		{"first OCSP down, second decides", []string{down, responder}, nil, StatusRevoked, "ocsp:" + responder, []string{SourceOCSP}},
+		{"CRL only", nil, []string{crlPath}, StatusGood, "crl:" + crlPath, nil},
+		{"nothing decides", []string{down}, []string{revWriteFile(t, []byte("not a CRL"))}, StatusUnknown, "", []string{SourceOCSP, SourceCRL}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := NewChecker(tc.crls, tc.ocsp, []*x509.Certificate{ca.cert}, CheckerOptions{})
+			var mu sync.Mutex
+			var failed []string
+			c, err := NewChecker(tc.crls, tc.ocsp, []*x509.Certificate{ca.cert}, CheckerOptions{SourceError: func(kind string) {
+				mu.Lock()
+				failed = append(failed, kind)
+				mu.Unlock()
+			}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			info, err := c.CheckRevocation(context.Background(), leaf, ca.cert)
-			if err != nil || info.Status != tc.want || info.Source != tc.wantSource {
+			if (err != nil) != (tc.want == StatusUnknown) || info.Status != tc.want || info.Source != tc.wantSource {
 				t.Fatalf("got %+v, %v; want %s from %s", info, err, tc.want, tc.wantSource)
 			}
+			if !slices.Equal(failed, tc.failed) {
+				t.Fatalf("source errors reported %v, want %v", failed, tc.failed)
+			}
 		})
+	}
+	// A check the caller gave up on is not the sources' failure.
+	c, err := NewChecker(nil, []string{down}, nil, CheckerOptions{SourceError: func(kind string) { t.Errorf("reported %s for a canceled check", kind) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.CheckRevocation(ctx, leaf, ca.cert); err == nil {
+		t.Fatal("a canceled check decided")
 	}
 }
 

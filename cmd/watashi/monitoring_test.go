@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -84,8 +85,10 @@ func TestComposeStackAndMonitoring(t *testing.T) {
 	// The ACL user can do everything Watashi does, inside its prefix,
 	// and nothing outside it.
 	t.Run("StoreUnderACL", func(t *testing.T) {
+		n := 0
 		storetest.RunKV(t, func(t *testing.T) store.KV {
-			kv, err := store.NewRedis(store.RedisOptions{Addrs: []string{redis.Addr}, Username: "watashi", Password: password, Prefix: "watashi:acl:"})
+			n++ // a fresh prefix each: the suite wants an empty store
+			kv, err := store.NewRedis(store.RedisOptions{Addrs: []string{redis.Addr}, Username: "watashi", Password: password, Prefix: fmt.Sprintf("watashi:acl%d:", n)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -291,6 +294,25 @@ func TestComposeStackAndMonitoring(t *testing.T) {
 		if !strings.Contains(metrics, series) {
 			t.Errorf("/metrics lacks %s", series)
 		}
+	}
+
+	// The guide's backup and restore, as the ACL user, while the server
+	// runs: every command they send is allowed inside the prefix.
+	backupFile := filepath.Join(dir, "watashi.wbk")
+	if code, out, errs := runKeys(t, "backup", "--config", cfgPath, "--out", backupFile); code != 0 {
+		t.Fatalf("backup under the Compose ACL: %d\n%s\n%s", code, out, errs)
+	}
+	if code, _, errs := runKeys(t, "restore", "--config", cfgPath, "--in", backupFile); code != 1 || !strings.Contains(errs, "--force") {
+		t.Fatalf("restore over the live store: %d %s", code, errs)
+	}
+	cfg["store"].(map[string]any)["redis"].(map[string]any)["prefix"] = "watashi:copy:"
+	copyCfg, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, out, errs := runKeys(t, "restore", "--config", writeFile(t, dir, "copy.yaml", copyCfg), "--in", backupFile, "--json")
+	if r := decodeReport(t, out); rc != 0 || r.Restored == 0 || r.Families["acct"] != 1 || len(r.Readable) != 1 {
+		t.Fatalf("restore under the Compose ACL: %d %+v\n%s", rc, r, errs)
 	}
 
 	cancel()

@@ -1,11 +1,14 @@
 package deploytest
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"helm.sh/helm/v4/pkg/chart/common"
 	"helm.sh/helm/v4/pkg/chart/common/util"
@@ -51,12 +54,14 @@ func full() map[string]any {
 	v := minimal()
 	v["secrets"] = map[string]any{"existingSecret": "watashi-keys"}
 	cfg := v["config"].(map[string]any)
-	cfg["store"] = map[string]any{"redis": map[string]any{"addrs": []any{"s1:26379", "s2:26379", "s3:26379"}, "master_name": "watashi"}}
+	cfg["store"] = map[string]any{"redis": map[string]any{"addrs": []any{"s1:26379", "s2:26379", "s3:26379"}, "master_name": "watashi",
+		"wait_replicas": 2, "wait_timeout": "800ms"}}
 	v["autoscaling"] = map[string]any{"enabled": true, "minReplicas": 3, "maxReplicas": 9}
 	v["ingress"] = map[string]any{"enabled": true, "className": "nginx",
 		"hosts": []any{map[string]any{"host": "id.example.jp", "paths": []any{map[string]any{"path": "/", "pathType": "Prefix"}}}},
 		"tls":   []any{map[string]any{"secretName": "id-tls", "hosts": []any{"id.example.jp"}}}}
 	v["serviceMonitor"] = map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}}
+	v["prometheusRule"] = map[string]any{"enabled": true, "labels": map[string]any{"release": "prom"}}
 	np := v["networkPolicy"].(map[string]any)["egress"].(map[string]any)
 	np["relyingParties"] = map[string]any{"cidrs": []any{"0.0.0.0/0"}}
 	np["redis"] = map[string]any{"cidrs": []any{"10.20.0.0/16"}}
@@ -77,7 +82,33 @@ type rendered struct {
 	np       *networkingv1.NetworkPolicy
 	ingress  *networkingv1.Ingress
 	monitor  *serviceMonitor
+	rules    *prometheusRule
 	manifest map[string]string
+}
+
+// prometheusRule is the Prometheus Operator's PrometheusRule, decoded
+// strictly: a field the rules do not have is an error.
+type prometheusRule struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name   string            `json:"name"`
+		Labels map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec ruleGroups `json:"spec"`
+}
+
+type ruleGroups struct {
+	Groups []struct {
+		Name  string `json:"name"`
+		Rules []struct {
+			Alert       string            `json:"alert"`
+			Expr        string            `json:"expr"`
+			For         string            `json:"for,omitempty"`
+			Labels      map[string]string `json:"labels"`
+			Annotations map[string]string `json:"annotations"`
+		} `json:"rules"`
+	} `json:"groups"`
 }
 
 // serviceMonitor is the Prometheus Operator's CRD, the fields the chart
@@ -162,6 +193,9 @@ func render(t *testing.T, vals map[string]any) (*rendered, error) {
 			case "ServiceMonitor":
 				r.monitor = &serviceMonitor{}
 				target = r.monitor
+			case "PrometheusRule":
+				r.rules = &prometheusRule{}
+				target = r.rules
 			default:
 				t.Fatalf("%s: unexpected kind %q", name, meta.Kind)
 			}
@@ -342,7 +376,12 @@ func TestHelmDeployment(t *testing.T) {
 
 			// The configuration the pod reads is valid under the production
 			// rules, with the secrets it will find.
-			validateConfig(t, r, files)
+			cfg := validateConfig(t, r, files)
+			if rd := cfg.Store.Redis; name == "full" && (rd.WaitReplicas != 2 || rd.WaitTimeout != 800*time.Millisecond) {
+				t.Errorf("the wait settings did not reach the config: %d, %v", rd.WaitReplicas, rd.WaitTimeout)
+			} else if name != "full" && (rd.WaitReplicas != 0 || rd.WaitTimeout != 500*time.Millisecond) {
+				t.Errorf("the chart's wait defaults: %d, %v", rd.WaitReplicas, rd.WaitTimeout)
+			}
 
 			// Selectors agree.
 			sel := r.deploy.Spec.Selector.MatchLabels
@@ -372,7 +411,7 @@ func TestHelmDeployment(t *testing.T) {
 					t.Errorf("image %s, want the digest", img)
 				}
 			} else {
-				if r.hpa != nil || r.ingress != nil || r.monitor != nil {
+				if r.hpa != nil || r.ingress != nil || r.monitor != nil || r.rules != nil {
 					t.Error("optional resources rendered by default")
 				}
 				if r.deploy.Spec.Replicas == nil || *r.deploy.Spec.Replicas != 2 {
@@ -380,6 +419,74 @@ func TestHelmDeployment(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The chart carries the monitoring kit's alert rules as a PrometheusRule,
+// off by default: the same rules, their job selector following the name
+// the ServiceMonitor gives the scrape job.
+func TestHelmPrometheusRule(t *testing.T) {
+	kit, err := os.ReadFile("../monitoring/watashi-alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chartCopy, err := os.ReadFile(chartDir + "/files/watashi-alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(kit, chartCopy) {
+		t.Fatal("deploy/helm/watashi/files/watashi-alerts.yaml differs from deploy/monitoring/watashi-alerts.yaml: copy the kit's rules into the chart")
+	}
+	var want ruleGroups
+	if err := yaml.UnmarshalStrict(kit, &want); err != nil {
+		t.Fatal(err)
+	}
+	if len(want.Groups) == 0 || len(want.Groups[0].Rules) < 10 {
+		t.Fatalf("the kit has %d groups", len(want.Groups))
+	}
+	for _, tc := range []struct {
+		name, nameOverride, job, wantJob string
+	}{
+		{"chart name", "", "", "watashi"},
+		{"name override", "idp", "", "idp"},
+		{"job of its own", "", "prometheus-watashi", "prometheus-watashi"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := full()
+			v["nameOverride"] = tc.nameOverride
+			v["prometheusRule"].(map[string]any)["job"] = tc.job
+			r := mustRender(t, v)
+			if r.rules == nil || r.rules.Kind != "PrometheusRule" || r.rules.APIVersion != "monitoring.coreos.com/v1" || r.rules.Metadata.Labels["release"] != "prom" {
+				t.Fatalf("PrometheusRule %+v", r.rules)
+			}
+			// The ServiceMonitor names the job after this label.
+			if tc.job == "" && r.svc.Labels[r.monitor.Spec.JobLabel] != tc.wantJob {
+				t.Errorf("the scrape job is %q, the rules select %q", r.svc.Labels[r.monitor.Spec.JobLabel], tc.wantJob)
+			}
+			got := r.rules.Spec
+			jobs := 0
+			for gi, g := range got.Groups {
+				for ri, rule := range g.Rules {
+					if strings.Contains(rule.Expr, `job="`) {
+						jobs++
+						if !strings.Contains(rule.Expr, `job="`+tc.wantJob+`"`) {
+							t.Errorf("%s selects another job: %s", rule.Alert, rule.Expr)
+						}
+					}
+					w := want.Groups[gi].Rules[ri]
+					if rule.Alert != w.Alert || rule.Expr != strings.ReplaceAll(w.Expr, `job="watashi"`, `job="`+tc.wantJob+`"`) ||
+						rule.For != w.For || !reflect.DeepEqual(rule.Labels, w.Labels) || !reflect.DeepEqual(rule.Annotations, w.Annotations) {
+						t.Errorf("rule %s differs from the kit's", rule.Alert)
+					}
+				}
+			}
+			if len(got.Groups) != len(want.Groups) || len(got.Groups[0].Rules) != len(want.Groups[0].Rules) || jobs == 0 {
+				t.Fatalf("%d groups, %d job selectors", len(got.Groups), jobs)
+			}
+		})
+	}
+	if r := mustRender(t, minimal()); r.rules != nil {
+		t.Error("a PrometheusRule by default: it needs the Prometheus Operator")
 	}
 }
 
@@ -442,7 +549,7 @@ func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy) {
 // validateConfig loads the rendered watashi.yaml with Watashi's own
 // loader and validates it as `watashi serve` would without --dev, with
 // secret files at the paths the pod gets them.
-func validateConfig(t *testing.T, r *rendered, files map[string]string) {
+func validateConfig(t *testing.T, r *rendered, files map[string]string) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "watashi.yaml")
@@ -467,6 +574,7 @@ func validateConfig(t *testing.T, r *rendered, files map[string]string) {
 	if pub != "0.0.0.0:8080" || tel != "0.0.0.0:9090" {
 		t.Errorf("listen %s, telemetry %s", pub, tel)
 	}
+	return cfg
 }
 
 func keys(m map[string]string) []string {

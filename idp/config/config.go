@@ -84,6 +84,15 @@ type RedisConfig struct {
 	Prefix       string         `yaml:"prefix"`
 	// Timeout bounds each command (default 2s).
 	Timeout time.Duration `yaml:"timeout"`
+	// WaitReplicas is how many replicas must acknowledge each write of a
+	// durable record before it counts as done (Redis WAIT). 0, the
+	// default, chooses by topology: 1 with Sentinel or Cluster, none for
+	// a single address; -1 never waits.
+	WaitReplicas int `yaml:"wait_replicas"`
+	// WaitTimeout bounds that wait (default 500ms, or half of timeout
+	// when that is shorter); a write not confirmed in time fails as a
+	// temporary error. It must stay below timeout.
+	WaitTimeout time.Duration `yaml:"wait_timeout"`
 }
 
 // RedisTLSConfig enables TLS to Redis, optionally with a private CA and a

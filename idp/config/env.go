@@ -65,6 +65,15 @@ var envOverrides = []envOverride{
 		return nil
 	}},
 	{"WATASHI_REDIS_PREFIX", envString(func(c *Config) *string { return &c.Store.Redis.Prefix })},
+	{"WATASHI_REDIS_WAIT_REPLICAS", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errors.New("not an integer")
+		}
+		c.Store.Redis.WaitReplicas = n
+		return nil
+	}},
+	{"WATASHI_REDIS_WAIT_TIMEOUT", envDuration(func(c *Config) *time.Duration { return &c.Store.Redis.WaitTimeout })},
 	{"WATASHI_REDIS_TLS", func(c *Config, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

@@ -23,8 +23,12 @@ func TestConfigEnvOverrides(t *testing.T) {
 			"WATASHI_REVOCATION_MODE": "prefer", "WATASHI_REVOCATION_TIMEOUT": "7s", "WATASHI_KEY_ROTATION": "48h",
 			"WATASHI_TEMPLATE_DIR": "/srv/theme", "WATASHI_CLIENT_IP_HEADER": "X-Real-IP",
 			"WATASHI_LOG_LEVEL": "warn", "WATASHI_LOG_FORMAT": "json",
+			"WATASHI_REDIS_WAIT_REPLICAS": "2", "WATASHI_REDIS_WAIT_TIMEOUT": "300ms",
 		}, func(t *testing.T, c *Config) {
 			r := c.Store.Redis
+			if r.WaitReplicas != 2 || r.WaitTimeout != 300*time.Millisecond {
+				t.Fatalf("wait overrides not applied: %+v", r)
+			}
 			if c.Issuer != "https://login.example.jp" || c.Listen != ":9443" || c.TelemetryListen != "127.0.0.1:9200" ||
 				r.MasterName != "mymaster" || r.Username != "watashi" || r.DB != 3 || r.Prefix != "w2:" || !r.TLS.Enabled ||
 				c.PKI.Revocation.Mode != "prefer" || c.PKI.Revocation.Timeout != 7*time.Second || c.KeyRotation != 48*time.Hour ||
@@ -99,6 +103,8 @@ func TestConfigEnvOverrideErrors(t *testing.T) {
 		{"db with a space", "WATASHI_REDIS_DB", " 2", "not an integer"},
 		{"yaml-style boolean", "WATASHI_REDIS_TLS", "yes", "not a boolean"},
 		{"secret-looking value", "WATASHI_REDIS_DB", "s3cr3t-p4ssw0rd", "not an integer"},
+		{"replicas in words", "WATASHI_REDIS_WAIT_REPLICAS", "one", "not an integer"},
+		{"wait without unit", "WATASHI_REDIS_WAIT_TIMEOUT", "500", "not a duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp"
 	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/internal/metrics"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
 	"github.com/watashi-id/watashi/whitelist"
@@ -68,7 +69,21 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 		return idp.Options{}, err
 	}
 
-	v, err := c.verifier(logger)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.Metrics, o.Gatherer = reg, reg
+
+	sourceErrors, err := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "watashi_revocation_source_errors_total",
+		Help: "Revocation sources (OCSP responders, CRLs) that gave no deciding answer when asked, by kind of source.",
+	}, []string{"kind"}))
+	if err != nil {
+		return idp.Options{}, err
+	}
+	for _, k := range []string{pkibridge.SourceOCSP, pkibridge.SourceCRL} {
+		sourceErrors.WithLabelValues(k)
+	}
+	v, err := c.verifier(logger, func(kind string) { sourceErrors.WithLabelValues(kind).Inc() })
 	if err != nil {
 		return idp.Options{}, err
 	}
@@ -85,10 +100,6 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 		return idp.Options{}, err
 	}
 	o.Clients = clients
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	o.Metrics, o.Gatherer = reg, reg
 
 	kv, err := c.store(logger)
 	if err != nil {
@@ -165,6 +176,7 @@ func (c *Config) store(logger *slog.Logger) (store.KV, error) {
 	kv, err := store.NewRedis(store.RedisOptions{
 		Addrs: r.Addrs, MasterName: r.MasterName, Username: r.Username, Password: pw,
 		DB: r.DB, TLS: tc, Prefix: r.Prefix, Timeout: r.Timeout, Logger: logger,
+		WaitReplicas: r.WaitReplicas, WaitTimeout: r.WaitTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store.redis: %w", err)
@@ -200,7 +212,9 @@ func (r RedisConfig) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-func (c *Config) verifier(logger *slog.Logger) (*pkibridge.Verifier, error) {
+// verifier builds the certificate verifier; sourceError counts the
+// revocation sources that fail (see pkibridge.Checker.SourceError).
+func (c *Config) verifier(logger *slog.Logger, sourceError func(kind string)) (*pkibridge.Verifier, error) {
 	k := c.PKI
 	anchors := pkibridge.DefaultAnchors()
 	if len(k.Anchors) > 0 {
@@ -234,7 +248,7 @@ func (c *Config) verifier(logger *slog.Logger) (*pkibridge.Verifier, error) {
 		Leeway: k.Leeway, Logger: logger,
 	}
 	if mode != pkibridge.RevocationOff {
-		chk, err := c.revocationChecker(anchors, logger)
+		chk, err := c.revocationChecker(anchors, logger, sourceError)
 		if err != nil {
 			return nil, err
 		}
@@ -243,12 +257,13 @@ func (c *Config) verifier(logger *slog.Logger) (*pkibridge.Verifier, error) {
 	return v, nil
 }
 
-func (c *Config) revocationChecker(anchors *pkibridge.Anchors, logger *slog.Logger) (*pkibridge.Checker, error) {
+func (c *Config) revocationChecker(anchors *pkibridge.Anchors, logger *slog.Logger, sourceError func(kind string)) (*pkibridge.Checker, error) {
 	r := c.PKI.Revocation
 	copts := pkibridge.CheckerOptions{
-		CRL:    pkibridge.CRLOptions{Timeout: r.Timeout, Logger: logger},
-		OCSP:   pkibridge.OCSPOptions{Timeout: r.Timeout, Logger: logger},
-		Logger: logger,
+		CRL:         pkibridge.CRLOptions{Timeout: r.Timeout, Logger: logger},
+		OCSP:        pkibridge.OCSPOptions{Timeout: r.Timeout, Logger: logger},
+		Logger:      logger,
+		SourceError: sourceError,
 	}
 	var unpaired []string
 	for _, crl := range r.CRLs {

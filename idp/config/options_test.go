@@ -3,8 +3,12 @@ package config
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +17,8 @@ import (
 	"time"
 
 	"github.com/watashi-id/watashi/idp/store"
+	"github.com/watashi-id/watashi/idp/store/storetest"
+	"github.com/watashi-id/watashi/pkibridge"
 )
 
 // TestOpenStore: the store-only commands get the store rules and nothing
@@ -62,6 +68,38 @@ func TestOpenStore(t *testing.T) {
 				t.Fatalf("err %q, want one starting %q", errs, tt.err)
 			}
 		})
+	}
+}
+
+// The wait settings reach the store: a standalone server told to wait
+// for a replica it does not have fails every durable write as not
+// replicated, and writes nothing that waits when told -1.
+func TestOpenStoreWaits(t *testing.T) {
+	addr := storetest.StartRedis(t)
+	ctx := context.Background()
+	open := func(t *testing.T, extra string) *store.Redis {
+		t.Helper()
+		c, err := parseConfig([]byte("issuer: https://id.example.jp\npki: {revocation: {mode: \"off\"}}\n"+
+			"store: {type: redis, redis: {addrs: [\""+addr+"\"], prefix: \"wait:\""+extra+"}}\n"), t.TempDir(), noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, err := c.OpenStore(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { kv.Close() })
+		return kv.(*store.Redis)
+	}
+	if r := open(t, ""); r.WaitReplicas() != 0 {
+		t.Fatalf("standalone waits for %d replicas by default", r.WaitReplicas())
+	}
+	r := open(t, ", wait_replicas: 1, wait_timeout: 50ms")
+	if err := r.Set(ctx, "acct", []byte("x"), 0); !errors.Is(err, store.ErrNotReplicated) {
+		t.Fatalf("durable write waiting for a replica that is not there = %v", err)
+	}
+	if err := open(t, ", wait_replicas: -1").Set(ctx, "acct", []byte("x"), 0); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -184,5 +222,58 @@ func redisLogChild() {
 	if _, err := o.Store.Get(ctx, "k"); err == nil {
 		fmt.Println("Get reached a Redis on port 1")
 		os.Exit(3)
+	}
+}
+
+// The revocation checker the configuration builds counts its failing
+// sources in the provider's registry, by kind, from zero.
+func TestRevocationSourceErrorsCounted(t *testing.T) {
+	// Nothing listens here: every OCSP query fails at once.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + l.Addr().String() + "/ocsp"
+	l.Close()
+	c, err := parseConfig([]byte("issuer: http://127.0.0.1:8080\ndev: true\npki:\n  revocation:\n    mode: require\n    timeout: 2s\n    ocsp: [\""+down+"\"]\n"), t.TempDir(), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.Options(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Store.Close()
+	count := func(kind string) float64 {
+		t.Helper()
+		mfs, err := o.Gatherer.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "watashi_revocation_source_errors_total" {
+				for _, m := range mf.GetMetric() {
+					if m.GetLabel()[0].GetValue() == kind {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		t.Fatalf("no watashi_revocation_source_errors_total{kind=%q}", kind)
+		return 0
+	}
+	if count("ocsp") != 0 || count("crl") != 0 {
+		t.Fatal("counters do not start at zero")
+	}
+	chk := o.Verifier.Revocation.(*pkibridge.Checker)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(1), RawIssuer: []byte{0x30, 0}}
+	issuer := &x509.Certificate{RawSubject: []byte{0x30, 0}, RawSubjectPublicKeyInfo: []byte{0x30, 0}}
+	for range 2 {
+		if _, err := chk.CheckRevocation(context.Background(), leaf, issuer); err == nil {
+			t.Fatal("a responder that is down decided")
+		}
+	}
+	if got := count("ocsp"); got != 2 {
+		t.Fatalf("ocsp errors = %v, want 2", got)
 	}
 }

@@ -88,6 +88,14 @@ func (c *Config) validateListen(p *problems) {
 	}
 }
 
+// defaultRedisTimeout is store.NewRedis's command timeout when none is
+// configured.
+const defaultRedisTimeout = 2 * time.Second
+
+// maxWaitReplicas bounds store.redis.wait_replicas: more replicas per
+// master than this is a typing slip, and every durable write would fail.
+const maxWaitReplicas = 16
+
 func (c *Config) validateStore(p *problems, dev bool) {
 	switch c.Store.Type {
 	case "", "memory":
@@ -125,6 +133,23 @@ func (c *Config) validateStore(p *problems, dev bool) {
 	}
 	if r.Timeout < 0 {
 		p.add("store.redis.timeout", "must not be negative")
+	}
+	switch {
+	case r.WaitReplicas < -1:
+		p.add("store.redis.wait_replicas", "must be -1 (never wait), 0 (by topology) or a number of replicas")
+	case r.WaitReplicas > maxWaitReplicas:
+		p.add("store.redis.wait_replicas", "%d replicas: at most %d", r.WaitReplicas, maxWaitReplicas)
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = defaultRedisTimeout
+	}
+	waits := r.WaitReplicas > 0 || (r.WaitReplicas == 0 && (r.MasterName != "" || len(r.Addrs) > 1))
+	switch {
+	case r.WaitTimeout < 0:
+		p.add("store.redis.wait_timeout", "must not be negative")
+	case waits && r.WaitTimeout >= timeout:
+		p.add("store.redis.wait_timeout", "%v must be below store.redis.timeout (%v): the wait shares the write's deadline", r.WaitTimeout, timeout)
 	}
 	t := r.TLS
 	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "") {

@@ -70,6 +70,13 @@ func TestConfigProductionRefusals(t *testing.T) {
 		{name: "redis bad addr", mutate: func(c *Config) { c.Store.Redis.Addrs = []string{"redis"} }, path: "store.redis.addrs[0]:"},
 		{name: "redis password twice", mutate: func(c *Config) { c.Store.Redis.Password = "x" }, path: "store.redis.password: set password or password_file"},
 		{name: "redis cluster db", mutate: func(c *Config) { c.Store.Redis.Addrs = []string{"a:1", "b:1"}; c.Store.Redis.DB = 2 }, path: "store.redis.db: Redis Cluster"},
+		{name: "wait replicas below -1", mutate: func(c *Config) { c.Store.Redis.WaitReplicas = -2 }, path: "store.redis.wait_replicas: must be -1"},
+		{name: "wait replicas absurd", mutate: func(c *Config) { c.Store.Redis.WaitReplicas = 17 }, path: "store.redis.wait_replicas: 17 replicas: at most 16"},
+		{name: "wait timeout negative", mutate: func(c *Config) { c.Store.Redis.WaitTimeout = -time.Second }, path: "store.redis.wait_timeout: must not be negative"},
+		{name: "wait timeout not below timeout", mutate: func(c *Config) { c.Store.Redis.WaitReplicas = 1; c.Store.Redis.WaitTimeout = 3 * time.Second }, path: "store.redis.wait_timeout: 3s must be below store.redis.timeout (3s)"},
+		{name: "sentinel waits past the default timeout", mutate: func(c *Config) {
+			c.Store.Redis.MasterName, c.Store.Redis.Timeout, c.Store.Redis.WaitTimeout = "mymaster", 0, 2*time.Second
+		}, path: "store.redis.wait_timeout: 2s must be below store.redis.timeout (2s)"},
 		{name: "redis tls settings while disabled", mutate: func(c *Config) { c.Store.Redis.TLS.CAFile = "/x" }, path: "store.redis.tls.enabled:"},
 		{name: "redis tls missing ca", mutate: func(c *Config) { c.Store.Redis.TLS = RedisTLSConfig{Enabled: true, CAFile: "/nonexistent/ca.pem"} }, path: "store.redis.tls: ca_file:"},
 		{name: "missing pairwise key", mutate: func(c *Config) { c.Secrets.PairwiseKeyFile = "" }, path: "secrets.pairwise_key: required outside --dev", devOK: true},
@@ -285,6 +292,11 @@ func TestConfigBoundariesAccepted(t *testing.T) {
 			c.Store.Redis.MasterName = "mymaster"
 			c.Store.Redis.DB = 3
 		}},
+		{"cluster that never waits", func(c *Config) { c.Store.Redis.Addrs = []string{"a:1", "b:1"}; c.Store.Redis.WaitReplicas = -1 }},
+		{"two replicas, wait just below the timeout", func(c *Config) {
+			c.Store.Redis.WaitReplicas, c.Store.Redis.WaitTimeout = 2, 3*time.Second-time.Millisecond
+		}},
+		{"standalone: a wait timeout that is never used", func(c *Config) { c.Store.Redis.WaitTimeout = time.Minute }},
 		{"secret by hash", func(c *Config) {
 			h, err := clients.HashSecret("a-long-enough-client-secret")
 			if err != nil {

@@ -199,6 +199,9 @@ type Manager struct {
 	parsed sync.Map // kid -> crypto.Signer; key material never changes
 	// rotated counts rotations (nil without a metrics registry).
 	rotated *prometheus.CounterVec
+	// activated is when each algorithm's current key began signing, as
+	// this node last read the ring (nil without a metrics registry).
+	activated *prometheus.GaugeVec
 }
 
 // Options configure a Manager; every field may be left zero.
@@ -207,7 +210,8 @@ type Options struct {
 	KEK    *seal.Ring
 	Now    func() time.Time
 	Logger *slog.Logger
-	// Metrics receives the rotation counter.
+	// Metrics receives the rotation counter and the activation time of
+	// the current keys.
 	Metrics prometheus.Registerer
 }
 
@@ -232,6 +236,14 @@ func New(kv store.KV, o Options) (*Manager, error) {
 			return nil, err
 		}
 		m.rotated = rot
+		act, err := metrics.Register(o.Metrics, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "watashi_signing_key_activated_timestamp_seconds",
+			Help: "When the current signing key of each algorithm began signing (Unix time), as this node last read the keys: time() minus it is the key's age.",
+		}, []string{"alg"}))
+		if err != nil {
+			return nil, err
+		}
+		m.activated = act
 	}
 	return m, nil
 }
@@ -402,6 +414,13 @@ func (m *Manager) load(ctx context.Context) (*keyring, error) {
 	})
 	for _, k := range r.all {
 		r.published = append(r.published, publicKey{k})
+	}
+	if m.activated != nil {
+		for alg, k := range r.current {
+			if !k.rec.Activated.IsZero() {
+				m.activated.WithLabelValues(string(alg)).Set(float64(k.rec.Activated.UnixMilli()) / 1e3)
+			}
+		}
 	}
 	return r, nil
 }

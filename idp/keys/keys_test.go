@@ -17,6 +17,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
@@ -575,5 +576,84 @@ func TestRotationCheckEvery(t *testing.T) {
 		if got := RotationCheckEvery(tc.period); got != tc.want {
 			t.Errorf("%v: %v, want %v", tc.period, got, tc.want)
 		}
+	}
+}
+
+// gaugeValues reads watashi_signing_key_activated_timestamp_seconds by
+// algorithm.
+func gaugeValues(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "watashi_signing_key_activated_timestamp_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+// The activation time of every algorithm's current key is a gauge, so
+// that an alert can tell a rotation that stopped happening; a node learns
+// of another's rotation when it next reads the keys.
+func TestKeysActivatedGauge(t *testing.T) {
+	kv := store.NewMemory()
+	ctx := context.Background()
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	reg, other := prometheus.NewRegistry(), prometheus.NewRegistry()
+	m, err := New(kv, Options{KEK: testKEK, Now: clock, Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := gaugeValues(t, reg); len(got) != 0 {
+		t.Fatalf("gauge before any key: %v", got)
+	}
+	if err := m.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := float64(now.Unix())
+	if got := gaugeValues(t, reg); got["ES256"] != first || got["RS256"] != first || len(got) != 2 {
+		t.Fatalf("gauge after the first keys: %v, want %v for both", got, first)
+	}
+	n2, err := New(kv, Options{KEK: testKEK, Now: clock, Metrics: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	now = now.Add(31 * 24 * time.Hour)
+	if _, err := m.RotateIfDue(ctx, 30*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := float64(now.Unix())
+	if got := gaugeValues(t, reg); got["ES256"] != second || got["RS256"] != second {
+		t.Fatalf("gauge after a rotation: %v, want %v", got, second)
+	}
+	// The other node reads the ring again (a rotation message, or its
+	// cache period): its gauge follows.
+	if got := gaugeValues(t, other); got["ES256"] != first {
+		t.Fatalf("the other node's gauge before it reads again: %v", got)
+	}
+	n2.invalidate()
+	if err := n2.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := gaugeValues(t, other); got["ES256"] != second || got["RS256"] != second {
+		t.Fatalf("the other node's gauge after it reads again: %v", got)
 	}
 }

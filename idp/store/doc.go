@@ -31,6 +31,15 @@
 // fail with CROSSSLOT in Cluster; keys of one family still carry a hash tag
 // ({...}) chosen by the caller.
 //
+// Backups stand on three more operations. Scan lists keys by prefix.
+// Snapshot reads every durable record as they all stood at one instant,
+// without blocking anyone: the Redis backend reads each master on a
+// connection that Redis tells of every write under the prefix (CLIENT
+// TRACKING in broadcast mode), and reports ErrSnapshotChanged when a
+// durable record was written meanwhile, for the caller to try again.
+// Restore writes a record whole, replacing its key, with stream IDs kept
+// and the durable wait for replicas.
+//
 // Instrument wraps any backend with latency and error metrics.
 //
 // The conformance suite in storetest runs against both backends; the Redis

@@ -125,6 +125,78 @@ func TestCluster(t *testing.T) {
 			t.Errorf("target holds %d of the 2 keys", n)
 		}
 	})
+	t.Run("SnapshotSpansMasters", func(t *testing.T) {
+		const prefix = "snapall:"
+		kv := newHAStore(t, store.RedisOptions{Addrs: c.Addrs(), Prefix: prefix})
+		ctx := context.Background()
+		for i := range 200 {
+			must(t, kv.Set(ctx, fmt.Sprintf("k:%d", i), fmt.Appendf(nil, "v%d", i), 0))
+		}
+		got := map[string]string{}
+		must(t, kv.Snapshot(ctx, "", func(r store.Record) error {
+			if _, dup := got[r.Key]; dup {
+				t.Errorf("%s delivered twice", r.Key)
+			}
+			got[r.Key] = string(r.Value)
+			return nil
+		}))
+		for i := range 200 {
+			if v := got[fmt.Sprintf("k:%d", i)]; v != fmt.Sprintf("v%d", i) {
+				t.Fatalf("k:%d = %q in the snapshot of %d records", i, v, len(got))
+			}
+		}
+		masters, _ := c.Masters(t)
+		for _, m := range masters {
+			if n, _ := m.Client().Keys(ctx, prefix+"*").Result(); len(n) == 0 {
+				t.Errorf("master %s holds none of the keys: the test proves nothing about spanning masters", m.Addr)
+			}
+		}
+	})
+	t.Run("SnapshotDuringMigration", func(t *testing.T) {
+		// A key already moved to a master that does not own its slot yet
+		// answers MOVED there: the snapshot reports a change, and
+		// succeeds, whole, once the slot has moved.
+		const prefix = "snapmig:"
+		kv := newHAStore(t, store.RedisOptions{Addrs: c.Addrs(), Prefix: prefix})
+		ctx := context.Background()
+		must(t, kv.Set(ctx, "{m}moved", []byte("1"), 0))
+		must(t, kv.Set(ctx, "{m}stays", []byte("2"), 0))
+		must(t, kv.Set(ctx, "elsewhere", []byte("3"), 0))
+		slot, err := c.Nodes[0].Client().ClusterKeySlot(ctx, prefix+"{m}moved").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := c.Owner(t, int(slot))
+		masters, _ := c.Masters(t)
+		to := masters[0]
+		if to == from {
+			to = masters[1]
+		}
+		m := c.BeginMigration(t, int(slot), from, to)
+		if err := from.Client().Do(ctx, "migrate", "127.0.0.1", to.Port, "", 0, 5000, "keys", prefix+"{m}moved").Err(); err != nil {
+			t.Fatalf("MIGRATE: %v", err)
+		}
+		err = kv.Snapshot(ctx, "", func(store.Record) error { return nil })
+		if !errors.Is(err, store.ErrSnapshotChanged) {
+			t.Fatalf("Snapshot during a migration = %v, want ErrSnapshotChanged", err)
+		}
+		m.Finish(t)
+		var keys []string
+		for attempt := 0; ; attempt++ {
+			keys = keys[:0]
+			err := kv.Snapshot(ctx, "", func(r store.Record) error { keys = append(keys, r.Key); return nil })
+			if errors.Is(err, store.ErrSnapshotChanged) && attempt < 10 {
+				time.Sleep(100 * time.Millisecond) // the client learns the new layout
+				continue
+			}
+			must(t, err)
+			break
+		}
+		sort.Strings(keys)
+		if strings.Join(keys, ",") != "elsewhere,{m}moved,{m}stays" {
+			t.Fatalf("snapshot after the migration: %v", keys)
+		}
+	})
 	t.Run("DurableWritesThroughReshard", func(t *testing.T) {
 		kv := newHAStore(t, o)
 		res := writeThrough(t, kv, func() {

@@ -146,6 +146,7 @@ func (m *Memory) Delete(ctx context.Context, keys ...string) error {
 	for _, k := range keys {
 		delete(m.items, k)
 		delete(m.sets, k)
+		delete(m.logs, k)
 	}
 	return nil
 }
@@ -284,8 +285,17 @@ func (m *Memory) StreamAdd(ctx context.Context, key string, value []byte) (strin
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.seq++
-	// Same shape as Redis stream IDs (ms-seq) and ordered the same way.
-	id := fmt.Sprintf("%d-%d", m.now().UnixMilli(), m.seq)
+	// Same shape as Redis stream IDs (ms-seq) and ordered the same way:
+	// after the stream's last entry even when that came from a Restore
+	// or a clock that has since gone back.
+	ms := uint64(m.now().UnixMilli())
+	if log := m.logs[key]; len(log) > 0 {
+		lms, lseq, _ := ParseStreamID(log[len(log)-1].ID)
+		if ms <= lms {
+			ms, m.seq = lms, max(m.seq, lseq+1)
+		}
+	}
+	id := fmt.Sprintf("%d-%d", ms, m.seq)
 	m.logs[key] = append(m.logs[key], StreamEntry{ID: id, Value: clone(value)})
 	return id, nil
 }

@@ -14,6 +14,7 @@ import (
 var ops = []string{
 	"get", "set", "setnx", "take", "delete", "cas", "incr", "set_add", "set_members", "set_remove",
 	"publish", "subscribe", "stream_add", "stream_range", "ping",
+	"scan", "snapshot", "restore",
 }
 
 // Instrumented is a KV that times every operation of the KV it wraps:
@@ -65,8 +66,9 @@ func (m *Instrumented) Unwrap() KV { return m.kv }
 func (m *Instrumented) observe(op string, start time.Time, err error) {
 	m.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
 	switch {
-	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, context.Canceled):
-		// A caller that went away is not the store failing.
+	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, context.Canceled), errors.Is(err, ErrSnapshotChanged):
+		// A caller that went away is not the store failing, nor are
+		// writers that kept a snapshot from holding still.
 	case errors.Is(err, ErrNotReplicated):
 		m.errors.WithLabelValues(op, "not_replicated").Inc()
 	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
@@ -189,3 +191,26 @@ func (m *Instrumented) Ping(ctx context.Context) error {
 
 func (m *Instrumented) Close() error  { return m.kv.Close() }
 func (m *Instrumented) Durable() bool { return m.kv.Durable() }
+
+// Scan times the whole scan, fn included.
+func (m *Instrumented) Scan(ctx context.Context, prefix string, fn func(key string) error) error {
+	start := time.Now()
+	err := m.kv.Scan(ctx, prefix, fn)
+	m.observe("scan", start, err)
+	return err
+}
+
+// Snapshot times the whole snapshot, fn included.
+func (m *Instrumented) Snapshot(ctx context.Context, prefix string, fn func(Record) error) error {
+	start := time.Now()
+	err := m.kv.Snapshot(ctx, prefix, fn)
+	m.observe("snapshot", start, err)
+	return err
+}
+
+func (m *Instrumented) Restore(ctx context.Context, rec Record) error {
+	start := time.Now()
+	err := m.kv.Restore(ctx, rec)
+	m.observe("restore", start, err)
+	return err
+}

@@ -45,6 +45,26 @@ type KV interface {
 	// StreamRange returns up to count entries with IDs greater than after
 	// ("" for the beginning), oldest first.
 	StreamRange(ctx context.Context, key, after string, count int) ([]StreamEntry, error)
+
+	// Scan calls fn with the key of every record, durable or not, whose
+	// key begins with prefix: each key present throughout the scan at
+	// least once (possibly more), keys written or deleted meanwhile
+	// perhaps. An error from fn ends the scan and is returned.
+	Scan(ctx context.Context, prefix string, fn func(key string) error) error
+	// Snapshot calls fn with every durable record (written without TTL)
+	// whose key begins with prefix, in no order, as they all stood at
+	// one instant. Readers and writers are never blocked: when a record
+	// changes while Snapshot reads, it returns ErrSnapshotChanged, and
+	// whatever fn received must be discarded (fn may be called before
+	// Snapshot knows). fn must not write to the store.
+	Snapshot(ctx context.Context, prefix string, fn func(Record) error) error
+	// Restore writes rec (Validate must pass) as a durable record,
+	// replacing whatever its key held, atomically and with the wait for
+	// replicas of every durable write. Stream entries keep their IDs,
+	// and later StreamAdd IDs follow them; a stream without entries
+	// leaves the key absent.
+	Restore(ctx context.Context, rec Record) error
+
 	// Ping reports whether the backend answers (readiness).
 	Ping(ctx context.Context) error
 	// Close releases connections.

@@ -75,6 +75,10 @@ func TestRedisWaitForReplicas(t *testing.T) {
 	must(t, kv.SetAdd(ctx, "eph-set", time.Minute, "a", "b"))
 	must(t, kv.Set(ctx, "gone-eph", []byte("x"), time.Minute))
 	must(t, kv.Set(ctx, "gone-durable", []byte("x"), 0))
+	must(t, kv.Restore(ctx, store.Record{Key: "restored", Kind: store.KindSet, Members: []string{"a"}}))
+	if n, err := replica.Client().SCard(ctx, "wait:restored").Result(); err != nil || n != 1 {
+		t.Fatalf("replica after a Restore: %d members, %v", n, err)
+	}
 
 	replica.Pause()
 	defer replica.Resume()
@@ -94,6 +98,7 @@ func TestRedisWaitForReplicas(t *testing.T) {
 	notReplicated("Delete of a durable record", kv.Delete(ctx, "gone-durable"))
 	_, err = kv.StreamAdd(ctx, "audit", []byte("entry"))
 	notReplicated("StreamAdd", err)
+	notReplicated("Restore", kv.Restore(ctx, store.Record{Key: "restored", Kind: store.KindStream, Entries: []store.StreamEntry{{ID: "1-1", Value: []byte("e")}}}))
 
 	for what, err := range map[string]error{
 		"ephemeral Set":                 kv.Set(ctx, "code", []byte("x"), time.Minute),

@@ -236,6 +236,7 @@ func RunKV(t *testing.T, newKV func(t *testing.T) store.KV) {
 			t.Fatal(err)
 		}
 	})
+	runSnapshot(t, newKV)
 }
 
 func must(t *testing.T, err error) {
