@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/watashi-id/watashi/pkibridge/jpkisim"
 	"math/big"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/watashi-id/watashi/pkibridge/jpkisim"
 
 	"github.com/spf13/cobra"
 

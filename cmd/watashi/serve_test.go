@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/watashi-id/watashi/pkibridge/jpkisim"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/watashi-id/watashi/pkibridge/jpkisim"
 
 	"github.com/watashi-id/watashi/idp/store/storetest"
 )
