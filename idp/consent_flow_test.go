@@ -109,8 +109,14 @@ func TestConsentScreen(t *testing.T) {
 	ar2, _, _ := b.request("web", []string{"name"}, "", oauth2.SetAuthURLParam("prompt", "consent"))
 	_, _, page2 := b.get(authreq.ConsentURL(ar2))
 	_, f2 := pageForm(t, page2, "consent")
-	if f, _ := fieldByID(f2, "claim-family_name"); !f.Checked || f.Disabled {
-		t.Errorf("optional family_name: %+v", f)
+	if f, _ := fieldByID(f2, "claim-name"); !f.Checked || f.Disabled {
+		t.Errorf("optional name: %+v", f)
+	}
+	// The name is one choice: its parts have no boxes of their own.
+	for _, part := range []string{"claim-family_name", "claim-given_name"} {
+		if f, ok := fieldByID(f2, part); ok {
+			t.Errorf("the name's part has a box of its own: %+v", f)
+		}
 	}
 
 	// English: by ui_locales, by Accept-Language, and by the switch.
