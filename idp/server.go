@@ -23,6 +23,7 @@ import (
 	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/passkey"
 	"github.com/watashi-id/watashi/idp/provider"
+	"github.com/watashi-id/watashi/idp/rplogo"
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/signin"
@@ -303,9 +304,14 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	logos, err := rplogo.New(rplogo.Options{Clients: s.clients, Fetcher: o.Fetcher, Logger: log, Now: o.Now})
+	if err != nil {
+		return nil, err
+	}
 	// The one place that wires the routes. Handler packages register
 	// their own, method-qualified where they can be.
 	mux := http.NewServeMux()
+	logos.Mount(mux)
 	login.Mount(mux)
 	consentPage.Mount(mux)
 	accountPage.Mount(mux)
