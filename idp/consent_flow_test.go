@@ -337,8 +337,18 @@ func TestConsentRefusals(t *testing.T) {
 	if g := o.grantOf(acct, "ida"); !sameJSON(g, before) {
 		t.Errorf("deny changed the grant: %+v", g)
 	}
-	if code, _, _ := b.get(authreq.ConsentURL(ar)); code != http.StatusBadRequest {
-		t.Errorf("the denied request is still open: %d", code)
+	// Back to the screen after answering: the resident, still signed
+	// in, is told the request is over; the request stays closed.
+	if code, _, page := b.get(authreq.ConsentURL(ar)); code != http.StatusOK || !strings.Contains(page, `id="done"`) || strings.Contains(page, `id="consent"`) {
+		t.Errorf("the denied request, seen again: %d\n%s", code, page)
+	}
+	v.Set("action", "allow")
+	if code, _, page := b.post(action, v); code != http.StatusOK || !strings.Contains(page, `id="done"`) {
+		t.Errorf("the denied request, answered again: %d\n%s", code, page)
+	}
+	// Without a session it is an error, as any unknown request is.
+	if code, _, _ := o.browser().get(authreq.ConsentURL(ar)); code != http.StatusBadRequest {
+		t.Errorf("the denied request in another browser: %d", code)
 	}
 }
 

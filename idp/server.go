@@ -299,7 +299,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	accountPage, err := accountpage.New(accountpage.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Sessions: s.sessions, Grants: s.grants, Tokens: s.provider,
-		Passkeys: accountPasskeys,
+		Accounts: s.accounts, Passkeys: accountPasskeys,
 	})
 	if err != nil {
 		return nil, err

@@ -1017,7 +1017,8 @@ func TestDemoWalletLinks(t *testing.T) {
 	so := &signinOP{testOP: o, pki: pki, clock: &testClock{}}
 	b := so.browser()
 	txID, page := b.openTx(so.authorize("web"), "")
-	if !strings.Contains(page, `href="http://demo.example/phone/?tx=http`) {
+	// The phone simulator is opened as a same-device app would be.
+	if !strings.Contains(page, `href="http://demo.example/phone/?link=1&amp;tx=http`) {
 		t.Fatalf("demo link missing:\n%s", page)
 	}
 	// The https fallback page accepts only our own transaction URLs.

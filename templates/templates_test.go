@@ -142,13 +142,22 @@ func TestOverrideDirectory(t *testing.T) {
 	}
 }
 
+// errorData is the shape of the error page's data (web.ErrorView).
+type errorData struct {
+	Code, RequestID string
+	Languages       []struct {
+		Lang, URL string
+		Current   bool
+	}
+}
+
 func TestRender(t *testing.T) {
 	s, err := New("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	if err := s.Render(rec, "error.html", "en", struct{ Code, RequestID string }{"csrf", "req-123456"}); err != nil {
+	if err := s.Render(rec, "error.html", "en", errorData{Code: "csrf", RequestID: "req-123456"}); err != nil {
 		t.Fatal(err)
 	}
 	body := rec.Body.String()
@@ -170,7 +179,7 @@ func TestRender(t *testing.T) {
 	}
 	// Values are escaped.
 	b.Reset()
-	if err := s.Render(&b, "error.html", "ja", struct{ Code, RequestID string }{"csrf", `<script>x</script>`}); err != nil {
+	if err := s.Render(&b, "error.html", "ja", errorData{Code: "csrf", RequestID: `<script>x</script>`}); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(b.String(), "<script>x") {
