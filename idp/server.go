@@ -320,6 +320,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.provider.Mount(mux)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", s.web.Static()))
+	// Browsers ask for /favicon.ico whatever a page links to.
+	mux.Handle("GET /favicon.ico", s.web.Static())
 	s.handler = s.web.Wrap(mux, provider.RouteNames())
 	return s, nil
 }

@@ -142,8 +142,10 @@ type loginView struct {
 	// TTL is how long a transaction lasts, in words of the page
 	// language: the page states it, and the expired page repeats it.
 	TTL string
-	// DemoTools shows the transaction URL for the command-line wallet:
-	// a developer's aid that residents of a real deployment never see.
+	// DemoTools shows the transaction URL, for the demo's phone
+	// simulator and the command-line wallet: a developer's aid, shown only
+	// in the demo and in development mode, which residents of a real
+	// deployment never see.
 	DemoTools bool
 }
 
@@ -197,7 +199,7 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, ar *authre
 		SelfService:    tx.ClientID == clients.SelfServiceID,
 		RPLogo:         clients.LogoPath(tx.ClientID),
 		TTL:            h.duration(h.txTTL, lang),
-		DemoTools:      h.demoWallet != "",
+		DemoTools:      h.demoWallet != "" || h.web.Dev(),
 		RPPurpose:      tx.ClientPurpose,
 		Purpose:        tx.Purpose,
 		Claims:         tx.Claims,
