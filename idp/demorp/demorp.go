@@ -375,7 +375,8 @@ func (rp *RP) home(w http.ResponseWriter, r *http.Request) {
 // the resident.
 var protocolClaims = map[string]bool{
 	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true, "jti": true, "nonce": true,
-	"auth_time": true, "acr": true, "amr": true, "azp": true, "at_hash": true, "c_hash": true, "sid": true,
+	"auth_time": true, "acr": true, "amr": true, "azp": true, "at_hash": true, "c_hash": true, "s_hash": true, "sid": true,
+	"client_id": true,
 }
 
 // receivedClaim is one claim the RP received, and where.
@@ -500,8 +501,8 @@ pre{background:#0f1420;color:#d8e1f0;padding:.8rem;border-radius:.4rem;overflow:
 {{else}}<p>None: only the pairwise subject.</p>{{end}}
 <p class="note">What the resident shared, as this RP received it. The scope of the token response says what was asked for, which can be more.{{if .Refresh}} A refresh token was received.{{end}}</p></div>
 <p><a class="button secondary" href="{{.Base}}/logout">Log out</a> <a class="button secondary" href="{{.Base}}/login?prompt=login">Sign in again</a> <a class="button secondary" id="rp-aal3" href="{{.Base}}/login?acr_values=aal3">Sign in with the certificate (aal3)</a></p></div>
-<div class="card"><h3>ID token claims (verified with go-oidc)</h3><pre>{{.IDClaims}}</pre></div>
-<div class="card"><h3>Userinfo</h3>{{if .UserinfoErr}}<p>{{.UserinfoErr}}</p>{{else}}<pre>{{.Userinfo}}</pre>{{end}}</div>
+<div class="card"><h3 id="idt-h">ID token claims (verified with go-oidc)</h3><pre tabindex="0" role="region" aria-labelledby="idt-h">{{.IDClaims}}</pre></div>
+<div class="card"><h3 id="ui-h">Userinfo</h3>{{if .UserinfoErr}}<p>{{.UserinfoErr}}</p>{{else}}<pre tabindex="0" role="region" aria-labelledby="ui-h">{{.Userinfo}}</pre>{{end}}</div>
 {{else}}<div class="card"><p>This page is an ordinary OpenID Connect client (golang.org/x/oauth2 and coreos/go-oidc) registered at
 <code>{{.Issuer}}</code> as <code>{{.ClientID}}</code>. It asks for <code>{{.Scopes}}</code> with PKCE (S256), state and nonce.</p>
 <p><a class="button" href="{{.Base}}/login">Sign in with Watashi</a></p></div>

@@ -106,7 +106,7 @@ func TestBoundedMap(t *testing.T) {
 
 func TestReceivedClaims(t *testing.T) {
 	id := map[string]any{"iss": "x", "sub": "s", "aud": "rp", "exp": 1, "iat": 1, "nonce": "n", "acr": "aal3", "amr": []any{"hwk"},
-		"auth_time": 1, "at_hash": "h", "azp": "rp", "sid": "x", "name": "渡志　花子"}
+		"auth_time": 1, "at_hash": "h", "c_hash": "h", "azp": "rp", "client_id": "rp", "sid": "x", "name": "渡志　花子"}
 	ui := map[string]any{"sub": "s", "address": map[string]any{"formatted": "x"}, "birthdate": "2000-01-01", "name": "渡志　花子", "zz_custom": 1}
 	got := received(id, ui)
 	want := []receivedClaim{{Name: "name", IDToken: true, Userinfo: true}, {Name: "birthdate", Userinfo: true}, {Name: "address", Userinfo: true}, {Name: "zz_custom", Userinfo: true}}
