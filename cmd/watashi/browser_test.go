@@ -468,6 +468,12 @@ func browserFlow(t *testing.T, chrome, shots string, deadline time.Time, l brows
 	p = browserRun(b, main, "read the error page", chromedp.Evaluate[pageState](readPage))
 	b.check(main, "error page", textCheck(msgs, l, "error.unknown_request", p.Body, p.Body))
 	b.audit(main, "error", `#error-account`, nil)
+	// The authorization endpoint's own error page, for a request it may
+	// not send back to any RP, is bilingual: it cannot know the language.
+	b.do(main, "an authorization error", chromedp.Navigate(d.issuer+"/authorize?"+url.Values{"client_id": {"nobody"},
+		"redirect_uri": {"https://rp.example/cb"}, "response_type": {"code"}, "scope": {"openid"}}.Encode()),
+		chromedp.WaitVisible(chromedp.CSS(`#error-card`)))
+	b.audit(main, "authorize-error", `#error-card`, nil)
 	b.arrive(main, "back to the account page", `#account-logout`, chromedp.Navigate(d.issuer+"/account"))
 	b.arrive(main, "sign out", `#logout-confirm`, chromedp.Click(chromedp.CSS(`#account-logout`)))
 	b.audit(main, "logout", `#logout-confirm`, nil)
