@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
@@ -98,8 +99,13 @@ func (b *browserSession) setViewport(tab *browserTab, v viewport) {
 			Width: v.width, Height: v.height, DeviceScaleFactor: 1, Mobile: false})
 		return chromedp.Void{}, err
 	})
-	if w := browserRun(b, tab, "read the viewport", chromedp.Evaluate[int64](`window.innerWidth`)); w != v.width {
-		b.fail(tab, "viewport "+v.name, fmt.Errorf("the page is %d px wide, want %d", w, v.width))
+	// The new size reaches the page with its next layout: wait for it.
+	limit, cancel := context.WithTimeout(tab.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := chromedp.Run(limit, chromedp.Poll[bool](fmt.Sprintf(`window.innerWidth === %d`, v.width),
+		chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		w := browserRun(b, tab, "read the viewport", chromedp.Evaluate[int64](`window.innerWidth`))
+		b.fail(tab, "viewport "+v.name, fmt.Errorf("the page is %d px wide, want %d: %v", w, v.width, err))
 	}
 }
 
