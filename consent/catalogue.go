@@ -50,14 +50,19 @@ type ClaimInfo struct {
 	NarrowerOf string
 	// AgeThreshold is N for age_over_N.
 	AgeThreshold int
+	// PartOf names the claim this one is a part of (name for family_name
+	// and given_name). The whole reveals its parts, so a resident who
+	// withholds the whole withholds the parts asked for with it: the
+	// screen shows them as one choice (Item.Parts).
+	PartOf string
 }
 
 // catalogue is in display order; Grant.Claims and every list this package
 // returns follow it, so screens and golden files are stable.
 var catalogue = []ClaimInfo{
 	{Name: ClaimName, Kind: KindString},
-	{Name: ClaimFamilyName, Kind: KindString},
-	{Name: ClaimGivenName, Kind: KindString},
+	{Name: ClaimFamilyName, Kind: KindString, PartOf: ClaimName},
+	{Name: ClaimGivenName, Kind: KindString, PartOf: ClaimName},
 	{Name: ClaimBirthdate, Kind: KindString, Sensitive: true},
 	{Name: ClaimAgeOver18, Kind: KindBool, NarrowerOf: ClaimBirthdate, AgeThreshold: 18},
 	{Name: ClaimAgeOver20, Kind: KindBool, NarrowerOf: ClaimBirthdate, AgeThreshold: 20},

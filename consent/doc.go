@@ -53,10 +53,19 @@
 //     certificate has since been revoked are stale: Release refuses them
 //     with ErrStaleFacts so that the resident proves again.
 //
+// One fact, one choice. The name contains the family and the given name,
+// so when an RP asks for the name, the parts it asks for next to it are
+// folded into the name's line (Item.Parts): ticking the name shares them,
+// unticking it withholds them and remembers the "no" for the whole. A
+// part the RP marks essential stays its own locked line, and a part asked
+// without the name is a line of its own. The birth date and the age checks
+// asked next to it follow the same rule (Item.Includes).
+//
 // The invariant the tests check as a property, over random requests and
 // random choices: nothing leaves without consent. Release's output for any
 // target is a subset of the granted, requested and allowed claims, and
-// contains each of them that the facts can supply.
+// contains each of them that the facts can supply; and a whole the
+// resident withheld is withheld with its parts.
 //
 // Age checks follow Japanese law (see AgeReachedDate): the age goes up at
 // the end of the day before the birthday, computed in Japan time.

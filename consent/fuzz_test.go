@@ -135,6 +135,7 @@ func FuzzApplyForm(f *testing.F) {
 			offered = append(offered, it.Claim)
 			offered = append(offered, it.Alternatives...)
 			offered = append(offered, it.Includes...)
+			offered = append(offered, it.Parts...)
 		}
 		for _, cl := range g.Claims {
 			if !slices.Contains(offered, cl) {

@@ -92,13 +92,24 @@ func answered(g *Grant, it Item) bool {
 	if g == nil {
 		return false
 	}
-	if g.Has(it.Claim) && !slices.ContainsFunc(it.Includes, func(c string) bool { return !g.Has(c) }) {
+	with := it.with()
+	if g.Has(it.Claim) && !slices.ContainsFunc(with, func(c string) bool { return !g.Has(c) }) {
 		return true
 	}
 	if a := g.Narrowed[it.Claim]; a != "" && !g.Has(it.Claim) && slices.Contains(it.Alternatives, a) && g.Has(a) {
 		return true
 	}
-	return !it.Essential && slices.Contains(g.Declined, it.Claim)
+	// A "no" to the whole answers for its parts only if none of them is
+	// still granted: a grant that withholds the name but shares its parts
+	// (as the screen once allowed, with a box per part) is asked again
+	// rather than read either way.
+	return !it.Essential && slices.Contains(g.Declined, it.Claim) && !slices.ContainsFunc(it.Parts, g.Has)
+}
+
+// with lists what sharing the item in full also shares: the age checks
+// it includes and the parts of it that were asked for.
+func (it Item) with() []string {
+	return append(slices.Clone(it.Includes), it.Parts...)
 }
 
 // Outcome is what the consent step does.
@@ -215,9 +226,11 @@ func ChoiceFromForm(v url.Values) (Choice, error) {
 // (CodeEssentialRefused) — see CodeEssentialRefused for why that is not
 // treated as a denial.
 //
-// Sharing in full grants the item and what it includes; narrowing grants
-// only the alternative and withdraws the item and its other
-// alternatives; unticking withdraws all of them and remembers the "no".
+// Sharing in full grants the item, what it includes and its parts;
+// narrowing grants only the alternative and withdraws the item and its
+// other alternatives; unticking withdraws all of them, parts included, and
+// remembers the "no". So a withheld name is never released through its
+// family or given name, whatever was granted before.
 func Apply(existing *Grant, req Requested, d Decision, c Choice, now time.Time) (*Grant, error) {
 	if len(c.Allow) > maxChoice || len(c.Narrow) > maxChoice {
 		return nil, fail(CodeInvalidChoice, "too many fields")
@@ -258,7 +271,7 @@ func Apply(existing *Grant, req Requested, d Decision, c Choice, now time.Time) 
 			if it.Essential {
 				return nil, fail(CodeEssentialRefused, "%q is essential", it.Claim)
 			}
-			g.remove(append(append([]string{it.Claim}, it.Alternatives...), it.Includes...)...)
+			g.remove(append(append([]string{it.Claim}, it.Alternatives...), it.with()...)...)
 			delete(g.Narrowed, it.Claim)
 			if !slices.Contains(g.Declined, it.Claim) {
 				g.Declined = append(g.Declined, it.Claim)
@@ -267,7 +280,7 @@ func Apply(existing *Grant, req Requested, d Decision, c Choice, now time.Time) 
 		}
 		if alt := c.Narrow[it.Claim]; alt != "" && alt != it.Claim {
 			var others []string
-			for _, o := range append(append([]string{it.Claim}, it.Alternatives...), it.Includes...) {
+			for _, o := range append(append([]string{it.Claim}, it.Alternatives...), it.with()...) {
 				if o != alt {
 					others = append(others, o)
 				}
@@ -282,7 +295,7 @@ func Apply(existing *Grant, req Requested, d Decision, c Choice, now time.Time) 
 			continue
 		}
 		g.add(it.Claim, now)
-		for _, inc := range it.Includes {
+		for _, inc := range it.with() {
 			g.add(inc, now)
 		}
 		delete(g.Narrowed, it.Claim)

@@ -39,7 +39,14 @@ func TestDecide(t *testing.T) {
 	bd18Req := resolveT(t, []string{"birthdate"}, "", ClientPolicy{Claims: allClaims, AgeAlternatives: []string{ClaimAgeOver18}})
 	verReq := resolveT(t, []string{"name"}, `{"userinfo":{"verified_claims":{"verification":{},"claims":{"name":null}}}}`, pol)
 
+	familyReq := resolveT(t, nil, `{"userinfo":{"family_name":null}}`, pol)
+	essFamily := resolveT(t, []string{"name"}, `{"userinfo":{"family_name":{"essential":true}}}`, pol)
+
 	nameGrant := &Grant{Claims: []string{ClaimName, ClaimFamilyName, ClaimGivenName}}
+	nameDeclined := &Grant{Declined: []string{ClaimName}}
+	// A grant from the screen that had a box per part: the name
+	// unticked, its parts left ticked.
+	legacyParts := &Grant{Claims: []string{ClaimFamilyName, ClaimGivenName}, Declined: []string{ClaimName}}
 	genderDeclined := &Grant{Claims: []string{ClaimName, ClaimFamilyName, ClaimGivenName}, Declined: []string{ClaimGender}}
 	narrowed := &Grant{Claims: []string{ClaimAgeOver20}, Narrowed: map[string]string{ClaimBirthdate: ClaimAgeOver20}}
 	bdOnly := &Grant{Claims: []string{ClaimBirthdate}}
@@ -53,9 +60,14 @@ func TestDecide(t *testing.T) {
 		ask      []string
 		claims   []string
 	}{
-		{"no grant asks everything", nil, nameReq, false, AskNew, []string{"name", "family_name", "given_name"}, nil},
+		{"no grant asks everything", nil, nameReq, false, AskNew, []string{"name"}, nil},
 		{"covered skips", nameGrant, nameReq, false, Skip, nil, []string{"name", "family_name", "given_name"}},
-		{"prompt=consent asks all", nameGrant, nameReq, true, AskAll, []string{"name", "family_name", "given_name"}, nil},
+		{"prompt=consent asks all", nameGrant, nameReq, true, AskAll, []string{"name"}, nil},
+		{"name without its parts asks again", &Grant{Claims: []string{ClaimName}}, nameReq, false, AskNew, []string{"name"}, nil},
+		{"withheld name answers for its parts", nameDeclined, nameReq, false, Skip, nil, nil},
+		{"withheld name with parts still granted asks", legacyParts, nameReq, false, AskNew, []string{"name"}, nil},
+		{"a part alone is its own line", nameDeclined, familyReq, false, AskNew, []string{"family_name"}, nil},
+		{"an essential part is its own line", nameDeclined, essFamily, false, AskNew, []string{"family_name"}, nil},
 		{"more asks the difference", nameGrant, moreReq, false, AskNew, []string{"gender"}, nil},
 		{"declined optional is answered", genderDeclined, moreReq, false, Skip, nil, []string{"name", "family_name", "given_name"}},
 		{"declined then essential asks", genderDeclined, essGender, false, AskNew, []string{"gender"}, nil},
@@ -91,8 +103,8 @@ func TestDecide(t *testing.T) {
 func TestApply(t *testing.T) {
 	pol := ClientPolicy{Claims: allClaims, Verified: true, AgeAlternatives: []string{ClaimAgeOver18}}
 	req := resolveT(t, []string{"name", "gender", "address"}, `{"userinfo":{"birthdate":{"essential":true},"age_over_20":null,"name":{"essential":true}}}`, pol)
-	// Items: name(E) family_name given_name birthdate(E; alt 18 by policy;
-	// includes 20) gender address
+	// Items: name(E; parts family_name given_name) birthdate(E; alt 18 by
+	// policy; includes 20) gender address
 	for _, tc := range []struct {
 		name     string
 		existing *Grant
@@ -103,18 +115,19 @@ func TestApply(t *testing.T) {
 		narrowed map[string]string
 		code     Code
 	}{
-		{"all in full", nil, false, Choice{Allow: []string{"name", "family_name", "given_name", "birthdate", "gender", "address"}},
+		{"all in full", nil, false, Choice{Allow: []string{"name", "birthdate", "gender", "address"}},
 			[]string{"name", "family_name", "given_name", "birthdate", "age_over_20", "gender", "address"}, nil, nil, ""},
 		{"optional unticked", nil, false, Choice{Allow: []string{"name", "birthdate"}},
-			[]string{"name", "birthdate", "age_over_20"}, []string{"family_name", "given_name", "gender", "address"}, nil, ""},
+			[]string{"name", "family_name", "given_name", "birthdate", "age_over_20"}, []string{"gender", "address"}, nil, ""},
+		{"a part is no line of its own", nil, false, Choice{Allow: []string{"name", "family_name", "birthdate"}}, nil, nil, nil, CodeInvalidChoice},
 		{"narrow essential birthdate", nil, false, Choice{Allow: []string{"name", "birthdate"}, Narrow: map[string]string{"birthdate": "age_over_18"}},
-			[]string{"name", "age_over_18"}, []string{"family_name", "given_name", "gender", "address"}, map[string]string{"birthdate": "age_over_18"}, ""},
+			[]string{"name", "family_name", "given_name", "age_over_18"}, []string{"gender", "address"}, map[string]string{"birthdate": "age_over_18"}, ""},
 		{"narrow to itself is full", nil, false, Choice{Allow: []string{"name", "birthdate"}, Narrow: map[string]string{"birthdate": "birthdate"}},
-			[]string{"name", "birthdate", "age_over_20"}, []string{"family_name", "given_name", "gender", "address"}, nil, ""},
+			[]string{"name", "family_name", "given_name", "birthdate", "age_over_20"}, []string{"gender", "address"}, nil, ""},
 		{"optional age is no alternative to an essential birthdate", nil, false, Choice{Allow: []string{"name", "birthdate"}, Narrow: map[string]string{"birthdate": "age_over_20"}},
 			nil, nil, nil, CodeInvalidChoice},
-		{"narrowing an unticked line is ignored", nil, false, Choice{Allow: []string{"name", "birthdate"}, Narrow: map[string]string{"family_name": "family_name"}},
-			[]string{"name", "birthdate", "age_over_20"}, []string{"family_name", "given_name", "gender", "address"}, nil, ""},
+		{"narrowing an unticked line is ignored", nil, false, Choice{Allow: []string{"name", "birthdate"}, Narrow: map[string]string{"gender": "gender"}},
+			[]string{"name", "family_name", "given_name", "birthdate", "age_over_20"}, []string{"gender", "address"}, nil, ""},
 		{"essential missing", nil, false, Choice{Allow: []string{"birthdate"}}, nil, nil, nil, CodeEssentialRefused},
 		{"essential birthdate missing", nil, false, Choice{Allow: []string{"name"}}, nil, nil, nil, CodeEssentialRefused},
 		{"unknown claim", nil, false, Choice{Allow: []string{"name", "birthdate", "email"}}, nil, nil, nil, CodeInvalidChoice},
@@ -129,10 +142,10 @@ func TestApply(t *testing.T) {
 			[]string{"name", "family_name", "given_name", "birthdate", "age_over_20", "gender"}, []string{"address"}, nil, ""},
 		{"prompt=consent withdraws", &Grant{Claims: []string{"name", "family_name", "given_name", "birthdate", "age_over_20", "gender", "address"}, At: t0, CreatedAt: t0},
 			true, Choice{Allow: []string{"name", "birthdate", "address"}, Narrow: map[string]string{"birthdate": "age_over_18"}},
-			[]string{"name", "age_over_18", "address"}, []string{"family_name", "given_name", "gender"}, map[string]string{"birthdate": "age_over_18"}, ""},
-		{"full again clears narrowing", &Grant{Claims: []string{"name", "age_over_18"}, Narrowed: map[string]string{"birthdate": "age_over_18"}, Declined: []string{"family_name", "given_name", "gender", "address"}},
+			[]string{"name", "family_name", "given_name", "age_over_18", "address"}, []string{"gender"}, map[string]string{"birthdate": "age_over_18"}, ""},
+		{"full again clears narrowing", &Grant{Claims: []string{"name", "age_over_18"}, Narrowed: map[string]string{"birthdate": "age_over_18"}, Declined: []string{"gender", "address"}},
 			true, Choice{Allow: []string{"name", "birthdate", "gender"}},
-			[]string{"name", "birthdate", "age_over_18", "age_over_20", "gender"}, []string{"family_name", "given_name", "address"}, nil, ""},
+			[]string{"name", "family_name", "given_name", "birthdate", "age_over_18", "age_over_20", "gender"}, []string{"address"}, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var before []string

@@ -16,6 +16,14 @@ import (
 // target and allowed, and every such claim the facts can supply (and the
 // RP's value constraint admits) is released. The model below recomputes
 // "requested" from the generated inputs, not from Resolve.
+//
+// It also checks what the resident meant, which no grant bookkeeping can
+// define: a whole withheld is withheld with its parts. The name holds the
+// family and the given name; a resident who unticks the name's line has
+// said "not my name", and neither part may leave unless the resident
+// ticked that part on a line of its own (an essential part the RP asks for
+// separately), on that screen or a later one, or sees it listed there as
+// shared before on a line of its own.
 
 // genSpec is the generator's own record of one claim request.
 type genSpec struct {
@@ -354,12 +362,64 @@ func randomChoice(r *rand.Rand, d Decision) Choice {
 
 // propStats counts what the scenarios reached, so that a generator that
 // stopped producing releases cannot make the property pass vacuously.
-type propStats struct{ applied, released, verified, implied int }
+type propStats struct{ applied, released, verified, implied, nameWithheld, partsAsked int }
+
+// wholeOf maps each part to the whole that contains it. It is the
+// test's own statement of the fact, not read from the catalogue.
+var wholeOf = map[string]string{ClaimFamilyName: ClaimName, ClaimGivenName: ClaimName}
+
+// screenAnswer is what one consent screen tells about the name: whether
+// it was on the screen and withheld, and which parts the resident ticked
+// on lines of their own.
+type screenAnswer struct {
+	nameShown, nameWithheld bool
+	ownPartsAllowed         []string
+}
+
+func answerOf(d Decision, c Choice) screenAnswer {
+	var a screenAnswer
+	for _, it := range d.Items {
+		if it.Claim == ClaimName {
+			a.nameShown, a.nameWithheld = true, !slices.Contains(c.Allow, it.Claim)
+		}
+	}
+	for _, it := range d.Items {
+		// A ticked part says "share it" only where it cannot be read as
+		// part of the name's answer: locked because the RP needs it, or
+		// asked without the name.
+		if wholeOf[it.Claim] != "" && slices.Contains(c.Allow, it.Claim) && (it.Essential || !a.nameShown) {
+			a.ownPartsAllowed = append(a.ownPartsAllowed, it.Claim)
+		}
+	}
+	// A part shared earlier on a line of its own is listed as already
+	// shared: the resident sees it go.
+	for _, it := range d.Kept {
+		if wholeOf[it.Claim] != "" {
+			a.ownPartsAllowed = append(a.ownPartsAllowed, it.Claim)
+		}
+	}
+	return a
+}
+
+// checkOneChoice fails when a screen shows the name and an optional part
+// of it as separate boxes: two boxes for one fact undo each other.
+func checkOneChoice(t testing.TB, d Decision, raw string) {
+	t.Helper()
+	if !slices.ContainsFunc(d.Items, func(it Item) bool { return it.Claim == ClaimName }) {
+		return
+	}
+	for _, it := range d.Items {
+		if wholeOf[it.Claim] != "" && !it.Essential {
+			t.Fatalf("the screen shows the name and its part %s as separate choices: %v\nrequest %s", it.Claim, itemNames(d.Items), raw)
+		}
+	}
+}
 
 // checkReleaseProperty runs one random scenario.
 func checkReleaseProperty(t testing.TB, r *rand.Rand, st *propStats) {
 	// History: an earlier consent to a different random request.
 	var existing *Grant
+	var before screenAnswer
 	if r.IntN(2) == 0 {
 		h := genRequest(r)
 		hr, err := ParseClaimsRequest([]byte(h.claimsJSON()))
@@ -368,7 +428,11 @@ func checkReleaseProperty(t testing.TB, r *rand.Rand, st *propStats) {
 		}
 		hreq := Resolve(h.scopes, hr, h.policy)
 		hd := Decide(nil, hreq, false)
-		existing, _ = Apply(nil, hreq, hd, randomChoice(r, hd), t0)
+		checkOneChoice(t, hd, h.claimsJSON())
+		hc := randomChoice(r, hd)
+		if existing, _ = Apply(nil, hreq, hd, hc, t0); existing != nil {
+			before = answerOf(hd, hc)
+		}
 	}
 	c := genRequest(r)
 	raw := c.claimsJSON()
@@ -379,6 +443,7 @@ func checkReleaseProperty(t testing.TB, r *rand.Rand, st *propStats) {
 	req := Resolve(c.scopes, cr, c.policy)
 	prompt := r.IntN(4) == 0
 	d := Decide(existing, req, prompt)
+	checkOneChoice(t, d, raw)
 	choice := randomChoice(r, d)
 	g, err := Apply(existing, req, d, choice, t1)
 	if err != nil {
@@ -400,6 +465,31 @@ func checkReleaseProperty(t testing.TB, r *rand.Rand, st *propStats) {
 			refusedNow = append(refusedNow, append(append([]string{it.Claim}, it.Alternatives...), it.Includes...)...)
 		} else if a := choice.Narrow[it.Claim]; a != "" && a != it.Claim {
 			refusedNow = append(refusedNow, it.Claim)
+		}
+	}
+	// A withheld name withholds its parts: the latest screen that showed
+	// the name decides, and a part may leave only if the resident ticked
+	// it on a line of its own on that screen or the one after.
+	now := answerOf(d, choice)
+	var partsAllowed []string
+	nameWithheld := false
+	switch {
+	case now.nameShown:
+		nameWithheld, partsAllowed = now.nameWithheld, now.ownPartsAllowed
+	case before.nameShown:
+		nameWithheld, partsAllowed = before.nameWithheld, append(slices.Clone(before.ownPartsAllowed), now.ownPartsAllowed...)
+	}
+	if nameWithheld {
+		st.nameWithheld++
+		for part := range wholeOf {
+			if !slices.Contains(partsAllowed, part) {
+				refusedNow = append(refusedNow, part)
+			}
+		}
+	}
+	for _, it := range d.Items {
+		if it.Claim == ClaimName && len(it.Parts) > 0 {
+			st.partsAsked++
 		}
 	}
 	snapshot := &Grant{Claims: Effective(g, req)}
@@ -434,7 +524,8 @@ func checkReleaseProperty(t testing.TB, r *rand.Rand, st *propStats) {
 				t.Fatalf("Release(%s) has %s, which the policy does not allow", target, k)
 			}
 			if slices.Contains(refusedNow, k) {
-				t.Fatalf("Release(%s) has %s, which the resident just refused", target, k)
+				t.Fatalf("Release(%s) has %s, which the resident refused\nrequest %s scopes %v\nscreen %+v\nchoice %+v\nbefore %+v now %+v\nearlier grant %+v\ngrant %+v",
+					target, k, raw, c.scopes, d.Items, choice, before, now, existing, g)
 			}
 		}
 		snap, err := Release(facts, meta, snapshot, req, target, c.now)
@@ -460,7 +551,7 @@ func TestReleaseProperty(t *testing.T) {
 	}
 	// The generator must reach every kind of release, or the property
 	// holds vacuously.
-	if st.applied < n*3/4 || st.released < n/2 || st.verified < n/50 || st.implied < n/100 {
+	if st.applied < n*3/4 || st.released < n/2 || st.verified < n/50 || st.implied < n/100 || st.nameWithheld < n/20 || st.partsAsked < n/10 {
 		t.Fatalf("scenarios too weak: %+v of %d", st, n)
 	}
 	t.Logf("%+v of %d scenarios", st, n)

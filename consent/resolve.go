@@ -234,6 +234,11 @@ type Item struct {
 	// also shares: the age checks asked for next to birthdate, which the
 	// birth date reveals anyway. The screen says so.
 	Includes []string `json:"includes,omitempty"`
+	// Parts are the parts of this claim the RP asked for next to it
+	// (family_name and given_name with name). They are one choice with
+	// the whole: shared with it, withheld with it, because the whole
+	// contains them and two boxes for one fact would undo each other.
+	Parts []string `json:"parts,omitempty"`
 	// Targets are where the claim goes (id_token, userinfo).
 	Targets []Target `json:"targets,omitempty"`
 	// Verified is set when the RP asked for this claim as verified data.
@@ -249,6 +254,12 @@ type Item struct {
 // anyway), and offered instead of it when the birth date is optional too.
 // An essential age check stays its own locked line: the RP needs it
 // whatever happens to the birth date.
+//
+// Likewise the parts of the name (family_name, given_name) asked next to
+// the name are folded into its line as Parts: the name is one fact, and
+// the resident shares or withholds it whole. A part the RP marks
+// essential stays its own locked line, like an essential age check; a
+// part asked without the name is a line of its own.
 func (r Requested) Items() []Item {
 	var names []string
 	for _, t := range []Target{TargetIDToken, TargetUserinfo} {
@@ -270,7 +281,7 @@ func (r Requested) Items() []Item {
 		}
 		return ""
 	}
-	var folded []string
+	var folded, parts []string
 	if slices.Contains(names, ClaimBirthdate) {
 		for _, n := range names {
 			if info, _ := Lookup(n); info.NarrowerOf == ClaimBirthdate && !essential(n) {
@@ -278,9 +289,16 @@ func (r Requested) Items() []Item {
 			}
 		}
 	}
+	if slices.Contains(names, ClaimName) {
+		for _, n := range names {
+			if info, _ := Lookup(n); info.PartOf == ClaimName && !essential(n) {
+				parts = append(parts, n)
+			}
+		}
+	}
 	var items []Item
 	for _, n := range names {
-		if slices.Contains(folded, n) {
+		if slices.Contains(folded, n) || slices.Contains(parts, n) {
 			continue
 		}
 		info, ok := Lookup(n)
@@ -294,6 +312,15 @@ func (r Requested) Items() []Item {
 			Targets:   r.targets(n),
 			Verified:  r.verifiedAsks(n),
 			Purpose:   purpose(r.specs(n)),
+		}
+		if n == ClaimName {
+			it.Parts = slices.Clone(parts)
+			for _, p := range parts {
+				it.Verified = it.Verified || r.verifiedAsks(p)
+				if it.Purpose == "" {
+					it.Purpose = purpose(r.specs(p))
+				}
+			}
 		}
 		if n == ClaimBirthdate {
 			it.Includes = slices.Clone(folded)

@@ -133,11 +133,21 @@ func TestItems(t *testing.T) {
 		want   []Item
 	}{
 		{"nothing", []string{"openid"}, ``, nil},
-		{"scope items in order", []string{"address", "name"}, ``, []Item{
-			{Claim: ClaimName, Targets: []Target{TargetUserinfo}},
+		{"scope items in order, the name one line with its parts", []string{"address", "name"}, ``, []Item{
+			{Claim: ClaimName, Targets: []Target{TargetUserinfo}, Parts: []string{ClaimFamilyName, ClaimGivenName}},
+			{Claim: ClaimAddress, Sensitive: true, Targets: []Target{TargetUserinfo}},
+		}},
+		{"an essential part stays its own line", []string{"name"}, `{"id_token":{"given_name":{"essential":true}}}`, []Item{
+			{Claim: ClaimName, Targets: []Target{TargetUserinfo}, Parts: []string{ClaimFamilyName}},
+			{Claim: ClaimGivenName, Essential: true, Targets: []Target{TargetIDToken, TargetUserinfo}},
+		}},
+		{"parts without the name are lines of their own", nil, `{"userinfo":{"family_name":null,"given_name":null}}`, []Item{
 			{Claim: ClaimFamilyName, Targets: []Target{TargetUserinfo}},
 			{Claim: ClaimGivenName, Targets: []Target{TargetUserinfo}},
-			{Claim: ClaimAddress, Sensitive: true, Targets: []Target{TargetUserinfo}},
+		}},
+		{"a part asked as verified marks the name's line", nil, `{"userinfo":{"name":null,"verified_claims":{"verification":{},"claims":{"family_name":{"purpose":"口座開設のため"}}}}}`, []Item{
+			{Claim: ClaimName, Targets: []Target{TargetUserinfo}, Parts: []string{ClaimFamilyName}, Verified: true, Purpose: "口座開設のため"},
+			{Claim: ClaimVerifiedClaims, Sensitive: true, Targets: []Target{TargetUserinfo}, Verified: true},
 		}},
 		{"optional age folded into birthdate", nil, `{"id_token":{"birthdate":{"essential":true,"purpose":"本人確認のため"}},"userinfo":{"age_over_20":null}}`, []Item{
 			{Claim: ClaimBirthdate, Essential: true, Sensitive: true, Targets: []Target{TargetIDToken}, Purpose: "本人確認のため",

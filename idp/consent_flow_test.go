@@ -109,8 +109,14 @@ func TestConsentScreen(t *testing.T) {
 	ar2, _, _ := b.request("web", []string{"name"}, "", oauth2.SetAuthURLParam("prompt", "consent"))
 	_, _, page2 := b.get(authreq.ConsentURL(ar2))
 	_, f2 := pageForm(t, page2, "consent")
-	if f, _ := fieldByID(f2, "claim-family_name"); !f.Checked || f.Disabled {
-		t.Errorf("optional family_name: %+v", f)
+	if f, _ := fieldByID(f2, "claim-name"); !f.Checked || f.Disabled {
+		t.Errorf("optional name: %+v", f)
+	}
+	// The name is one choice: its parts have no boxes of their own.
+	for _, part := range []string{"claim-family_name", "claim-given_name"} {
+		if f, ok := fieldByID(f2, part); ok {
+			t.Errorf("the name's part has a box of its own: %+v", f)
+		}
 	}
 
 	// English: by ui_locales, by Accept-Language, and by the switch.
@@ -331,8 +337,18 @@ func TestConsentRefusals(t *testing.T) {
 	if g := o.grantOf(acct, "ida"); !sameJSON(g, before) {
 		t.Errorf("deny changed the grant: %+v", g)
 	}
-	if code, _, _ := b.get(authreq.ConsentURL(ar)); code != http.StatusBadRequest {
-		t.Errorf("the denied request is still open: %d", code)
+	// Back to the screen after answering: the resident, still signed
+	// in, is told the request is over; the request stays closed.
+	if code, _, page := b.get(authreq.ConsentURL(ar)); code != http.StatusOK || !strings.Contains(page, `id="done"`) || strings.Contains(page, `id="consent"`) {
+		t.Errorf("the denied request, seen again: %d\n%s", code, page)
+	}
+	v.Set("action", "allow")
+	if code, _, page := b.post(action, v); code != http.StatusOK || !strings.Contains(page, `id="done"`) {
+		t.Errorf("the denied request, answered again: %d\n%s", code, page)
+	}
+	// Without a session it is an error, as any unknown request is.
+	if code, _, _ := o.browser().get(authreq.ConsentURL(ar)); code != http.StatusBadRequest {
+		t.Errorf("the denied request in another browser: %d", code)
 	}
 }
 

@@ -69,13 +69,26 @@ func TestConsentProperty(t *testing.T) {
 			stats.screens++
 			action, fields := pageForm(t, page, "consent")
 			fields = randomChoice(r, fields)
+			locked := map[string]bool{}
 			for _, f := range fields {
 				if f.Type == "checkbox" && !f.Disabled && !f.Checked {
 					unticked = append(unticked, f.Value)
 				}
+				if f.Type == "checkbox" && f.Disabled {
+					locked[f.Value] = true
+				}
+			}
+			// An unticked name withholds its parts, unless the RP needs a
+			// part and the screen showed it locked on its own line.
+			if slices.Contains(unticked, consent.ClaimName) {
+				for _, part := range []string{consent.ClaimFamilyName, consent.ClaimGivenName} {
+					if !locked[part] {
+						unticked = append(unticked, part)
+					}
+				}
 			}
 			v := submission(fields)
-			if r.IntN(10) == 0 {
+			if r.IntN(6) == 0 {
 				v.Set("action", "deny")
 				code, loc, _ = b.post(action, v)
 				u, _ := url.Parse(loc)

@@ -150,8 +150,10 @@ func (a *benchAgent) post(target string, form url.Values, what string) *httptest
 }
 
 var (
-	reBenchCSRF  = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
-	reBenchTxURL = regexp.MustCompile(`id="txurl"[^>]*value="([^"]+)"`)
+	reBenchCSRF = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+	// The same-device app link carries the transaction URL; a wallet
+	// accepts either.
+	reBenchTxURL = regexp.MustCompile(`id="applink" href="([^"]+)"`)
 )
 
 var reBenchClaim = regexp.MustCompile(`name="claim" value="([^"]+)"`)

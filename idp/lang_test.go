@@ -152,7 +152,7 @@ func TestLanguageChoiceCarriesThroughFlow(t *testing.T) {
 					t.Errorf("consent aria-current on %v", cur)
 				}
 				// Error pages follow the pick too.
-				code, _, page = b.get(authreq.ConsentURL("no-such-request"), "Accept-Language", c.accept)
+				code, _, page = b.get(authreq.LoginURL("no-such-request"), "Accept-Language", c.accept)
 				if code != http.StatusBadRequest || !strings.Contains(page, `<html lang="`+c.want+`">`) {
 					t.Errorf("error page: %d, want lang %s", code, c.want)
 				}

@@ -190,7 +190,8 @@ func TestRequestedClaims(t *testing.T) {
 	}{
 		{"web", []string{"openid"}, "", nil},
 		{"web", []string{"openid", "birthdate"}, "", []string{"birthdate"}},
-		{"web", []string{"openid", "profile", "name"}, "", []string{"name", "family_name", "given_name", "birthdate", "gender"}},
+		// The parts of the name are one line with it.
+		{"web", []string{"openid", "profile", "name"}, "", []string{"name", "birthdate", "gender"}},
 		{"web", []string{"openid"}, `{"id_token":{"address":{"essential":true}},"userinfo":{"name":null}}`, []string{"name", "address"}},
 		{"web", []string{"openid"}, `{"userinfo":{"email":null,"sub":null}}`, nil}, // unknown and protocol claims
 		{"narrow", []string{"openid", "name"}, `{"userinfo":{"name":null}}`, nil},  // not allowed for the client

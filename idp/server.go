@@ -23,6 +23,7 @@ import (
 	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/passkey"
 	"github.com/watashi-id/watashi/idp/provider"
+	"github.com/watashi-id/watashi/idp/rplogo"
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/signin"
@@ -298,14 +299,19 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	accountPage, err := accountpage.New(accountpage.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Sessions: s.sessions, Grants: s.grants, Tokens: s.provider,
-		Passkeys: accountPasskeys,
+		Accounts: s.accounts, Passkeys: accountPasskeys,
 	})
+	if err != nil {
+		return nil, err
+	}
+	logos, err := rplogo.New(rplogo.Options{Clients: s.clients, Fetcher: o.Fetcher, Logger: log, Now: o.Now})
 	if err != nil {
 		return nil, err
 	}
 	// The one place that wires the routes. Handler packages register
 	// their own, method-qualified where they can be.
 	mux := http.NewServeMux()
+	logos.Mount(mux)
 	login.Mount(mux)
 	consentPage.Mount(mux)
 	accountPage.Mount(mux)
@@ -314,6 +320,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.provider.Mount(mux)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", s.web.Static()))
+	// Browsers ask for /favicon.ico whatever a page links to.
+	mux.Handle("GET /favicon.ico", s.web.Static())
 	s.handler = s.web.Wrap(mux, provider.RouteNames())
 	return s, nil
 }

@@ -930,9 +930,12 @@ func TestWalletTransactionDocument(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	want := []string{"certificates", "comparison_code", "expires_at", "issuer", "purpose", "requested_claims", "rp", "sign", "transaction"}
+	want := []string{"certificates", "comparison_code", "expires_at", "issuer", "purpose", "requested_claims", "return_url", "rp", "sign", "transaction"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("keys %v, want %v", keys, want)
+	}
+	if doc["return_url"] != o.issuer+"/login/tx/"+txID+"/return" {
+		t.Fatalf("return_url %v", doc["return_url"])
 	}
 	rp := doc["rp"].(map[string]any)
 	if rp["client_id"] != "web" || rp["display_name"] != "Web RP" || rp["whitelisted"] != true {
@@ -1017,7 +1020,8 @@ func TestDemoWalletLinks(t *testing.T) {
 	so := &signinOP{testOP: o, pki: pki, clock: &testClock{}}
 	b := so.browser()
 	txID, page := b.openTx(so.authorize("web"), "")
-	if !strings.Contains(page, `href="http://demo.example/phone/?tx=http`) {
+	// The phone simulator is opened as a same-device app would be.
+	if !strings.Contains(page, `href="http://demo.example/phone/?link=1&amp;tx=http`) {
 		t.Fatalf("demo link missing:\n%s", page)
 	}
 	// The https fallback page accepts only our own transaction URLs.

@@ -22,6 +22,18 @@
 // so a template that fails at run time produces an error the handler can
 // turn into an error page instead of half a page.
 //
+// The layout gives every page the same frame: the logo and the language
+// switch in the header (pages fill the "langs" block with the layout's
+// "langswitch" template over their Data.Languages), the page's "main"
+// block, and a "bodyclass" block for pages that need the wide frame (the
+// login page's QR code beside this device's ways). The look is one
+// stylesheet, static/watashi.css: cards on a quiet background, phone first,
+// with colour pairs that keep WCAG AA contrast (the browser test runs
+// axe-core over every page). No page needs a script to be read or
+// answered; scripts only enhance (login.js, passkey.js). static/ also holds
+// the logo (logo.svg) and the icons served at /favicon.ico and
+// /static/apple-touch-icon.png.
+//
 // Which language is for the handler to decide; Negotiate is the fallback
 // when the resident has not picked one. An RP's ui_locales come before the
 // browser's Accept-Language because the RP asked explicitly, and anything

@@ -27,7 +27,7 @@ var embedded embed.FS
 const Layout = "layout.html"
 
 // Pages are the templates a Set must hold. Handlers render them by name.
-var Pages = []string{"login.html", "consent.html", "account.html", "error.html", "signedout.html", "logout.html", "openapp.html", "passkey_offer.html"}
+var Pages = []string{"login.html", "consent.html", "account.html", "error.html", "signedout.html", "logout.html", "openapp.html", "passkey_offer.html", "message.html"}
 
 // Languages are the supported UI languages, the default first: residents
 // are in Japan, so Japanese unless they ask for English.

@@ -1,7 +1,10 @@
 package templates
 
 import (
+	"bytes"
+	"encoding/binary"
 	"html/template"
+	"image/png"
 	"io"
 	"io/fs"
 	"net/http"
@@ -142,13 +145,22 @@ func TestOverrideDirectory(t *testing.T) {
 	}
 }
 
+// errorData is the shape of the error page's data (web.ErrorView).
+type errorData struct {
+	Code, RequestID string
+	Languages       []struct {
+		Lang, URL string
+		Current   bool
+	}
+}
+
 func TestRender(t *testing.T) {
 	s, err := New("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
-	if err := s.Render(rec, "error.html", "en", struct{ Code, RequestID string }{"csrf", "req-123456"}); err != nil {
+	if err := s.Render(rec, "error.html", "en", errorData{Code: "csrf", RequestID: "req-123456"}); err != nil {
 		t.Fatal(err)
 	}
 	body := rec.Body.String()
@@ -170,7 +182,7 @@ func TestRender(t *testing.T) {
 	}
 	// Values are escaped.
 	b.Reset()
-	if err := s.Render(&b, "error.html", "ja", struct{ Code, RequestID string }{"csrf", `<script>x</script>`}); err != nil {
+	if err := s.Render(&b, "error.html", "ja", errorData{Code: "csrf", RequestID: `<script>x</script>`}); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(b.String(), "<script>x") {
@@ -455,5 +467,49 @@ func BenchmarkRender(b *testing.B) {
 		if err := s.Render(io.Discard, "login.html", "ja", data); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestIcons: the favicon is an ICO of PNG images (16, 32 and 48 pixels)
+// of the logo, and the logo is an SVG with no script.
+func TestIcons(t *testing.T) {
+	s, err := New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(name string) []byte {
+		rec := httptest.NewRecorder()
+		s.Static().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/"+name, nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: %d", name, rec.Code)
+		}
+		return rec.Body.Bytes()
+	}
+	ico := get("favicon.ico")
+	if len(ico) < 6 || binary.LittleEndian.Uint16(ico[0:]) != 0 || binary.LittleEndian.Uint16(ico[2:]) != 1 {
+		t.Fatalf("favicon.ico is not an icon file")
+	}
+	n := int(binary.LittleEndian.Uint16(ico[4:]))
+	var sizes []int
+	for i := range n {
+		e := ico[6+16*i:]
+		size, off := binary.LittleEndian.Uint32(e[8:]), binary.LittleEndian.Uint32(e[12:])
+		if int(off+size) > len(ico) {
+			t.Fatalf("entry %d outside the file", i)
+		}
+		cfg, err := png.DecodeConfig(bytes.NewReader(ico[off : off+size]))
+		if err != nil || cfg.Width != int(e[0]) || cfg.Height != int(e[1]) {
+			t.Fatalf("entry %d: %+v %v", i, cfg, err)
+		}
+		sizes = append(sizes, cfg.Width)
+	}
+	if !slices.Equal(sizes, []int{16, 32, 48}) {
+		t.Errorf("favicon sizes %v", sizes)
+	}
+	if cfg, err := png.DecodeConfig(bytes.NewReader(get("apple-touch-icon.png"))); err != nil || cfg.Width != 180 {
+		t.Errorf("apple-touch-icon: %+v %v", cfg, err)
+	}
+	if logo := string(get("logo.svg")); !strings.HasPrefix(logo, "<svg ") || strings.Contains(logo, "script") {
+		t.Errorf("logo.svg: %q", logo)
 	}
 }

@@ -27,9 +27,10 @@ import (
 const (
 	// chromiumPath is where Debian's chromium package installs it.
 	chromiumPath = "/usr/bin/chromium"
-	// browserBudget bounds the whole test, both languages and both
-	// browser starts included.
-	browserBudget = 90 * time.Second
+	// browserBudget bounds one browser test, both languages and both
+	// browser starts included: every page is checked with axe-core and
+	// shot at two sizes.
+	browserBudget = 240 * time.Second
 	// browserStepLimit bounds one step (a click and the page it leads to).
 	browserStepLimit = 30 * time.Second
 )
@@ -118,6 +119,10 @@ type browserSession struct {
 	out      *syncBuffer // chromium's stdout and stderr
 	ctx      context.Context
 	tabs     []*browserTab
+	// audited counts the axe-core checks run; axeProblems are the
+	// violations found, reported together at the end (reportAxe).
+	audited     int
+	axeProblems []string
 }
 
 // browserTab is one tab and the console messages it printed.

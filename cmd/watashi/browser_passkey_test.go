@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -106,20 +105,16 @@ func amrOf(idt map[string]any) []string {
 	return out
 }
 
-// shootPage saves the page in Japanese and English, on a desktop and on a
-// 390x844 phone screen, and comes back to Japanese. ready is what the
-// page shows once its script ran.
+// shootPage checks the page with axe-core and saves it, in Japanese and
+// English, on a desktop and on a 390x844 phone screen, and comes back to
+// Japanese. ready is what the page shows once its script ran.
 func shootPage(b *browserSession, tab *browserTab, base, ready string) {
 	b.t.Helper()
 	for _, lang := range []string{"ja", "en"} {
 		if lang == "en" {
 			b.arrive(tab, base+" in en", `html[lang="en"] `+ready, chromedp.Click(chromedp.CSS(`#lang-en`)))
-			b.do(tab, base+" ready in en", chromedp.WaitVisible(chromedp.CSS(ready)))
 		}
-		b.screenshot(tab, base+"-"+lang+".png")
-		b.do(tab, "phone screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(1)))
-		b.screenshot(tab, base+"-"+lang+"-390.png")
-		b.do(tab, "desktop screen", chromedp.EmulateReset())
+		b.audit(tab, base, ready, nil)
 	}
 	b.arrive(tab, base+" back in ja", `html[lang="ja"] `+ready, chromedp.Click(chromedp.CSS(`#lang-ja`)))
 	b.do(tab, base+" ready in ja", chromedp.WaitVisible(chromedp.CSS(ready)))
@@ -150,35 +145,21 @@ func TestBrowserPasskey(t *testing.T) {
 	// browser that decides.
 	b.do(main, "see the passkey button", chromedp.WaitVisible(chromedp.CSS(`#passkey-signin`)))
 	shootPage(b, main, "passkey-login", `#passkey-signin`)
-	b.arrive(main, "follow the first-time link", `p.switch a[href*="purpose=signin"]`,
-		chromedp.Click(chromedp.CSS(`p.switch a[href*="purpose=proofing"]`)))
+	b.arrive(main, "choose first time", `#mode-proofing[aria-current="page"]`,
+		chromedp.Click(chromedp.CSS(`#mode-proofing`)))
 	if browserRun(b, main, "no passkey while proving", chromedp.Evaluate[bool](`document.getElementById("passkey-login") !== null`)) {
 		b.fail(main, "proofing page", fmt.Errorf("the proofing page offers a passkey sign-in"))
 	}
 	b.do(main, "find the app link", chromedp.WaitVisible(chromedp.CSS(`#applink`)))
 	code := strings.TrimSpace(browserRun(b, main, "read the confirmation code", chromedp.Text(chromedp.CSS(`#code`))))
-	app := browserRun(b, main, "read the app link", chromedp.AttributeValue(chromedp.CSS(`#applink`), "href"))
-	phoneURL, err := url.Parse(d.issuer + "/")
-	if err == nil {
-		phoneURL, err = phoneURL.Parse(app.Value)
+	// Another phone scans the QR code, enrols and approves.
+	phoneTab := b.newTab("phone")
+	scan(b, phoneTab, d.issuer, qrURL(b, main), `#family`)
+	enrol(b, phoneTab)
+	if got := strings.TrimSpace(browserRun(b, phoneTab, "read the phone's code", chromedp.Text(chromedp.CSS(`#phone-tx .code`)))); got != code {
+		b.fail(phoneTab, "compare confirmation codes", fmt.Errorf("phone shows %q, login page %q", got, code))
 	}
-	if err != nil {
-		b.fail(main, "proofing page", err)
-	}
-	phone := b.newTab("phone")
-	b.arrive(phone, "open the phone simulator", `#family`, chromedp.Navigate(phoneURL.String()))
-	b.do(phone, "type the basic four facts",
-		chromedp.SendKeys(chromedp.CSS(`#family`), browserFamily),
-		chromedp.SendKeys(chromedp.CSS(`#given`), browserGiven),
-		chromedp.SetValue(chromedp.CSS(`#birthdate`), browserBirthdate),
-		chromedp.Click(chromedp.CSS(`input[name="gender"][value="male"]`)),
-		chromedp.SendKeys(chromedp.CSS(`#address`), browserAddress))
-	approve := `form[action="approve"] button[type="submit"]:not([formaction])`
-	b.arrive(phone, "enrol", approve, chromedp.Click(chromedp.CSS(`form[action="enroll"] button[type="submit"]`)))
-	if got := strings.TrimSpace(browserRun(b, phone, "read the phone's code", chromedp.Text(chromedp.CSS(`dd.code`)))); got != code {
-		b.fail(phone, "compare confirmation codes", fmt.Errorf("phone shows %q, login page %q", got, code))
-	}
-	b.arrive(phone, "approve", `p.ok[role="status"]`, chromedp.Click(chromedp.CSS(approve)))
+	b.arrive(phoneTab, "approve", `#phone-done`, chromedp.Click(chromedp.CSS(`#phone-approve`)))
 
 	// 2. The login tab moves on by itself to the offer; add a passkey.
 	b.arrive(main, "reach the passkey offer", `#passkey-add`)
@@ -258,9 +239,9 @@ func TestBrowserPasskey(t *testing.T) {
 	}
 	// (A reload would clear the message: this state is shot as it is.)
 	b.screenshot(main, "passkey-disabled-login-ja.png")
-	b.do(main, "phone screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(1)))
+	b.setViewport(main, phone)
 	b.screenshot(main, "passkey-disabled-login-ja-390.png")
-	b.do(main, "desktop screen", chromedp.EmulateReset())
+	b.setViewport(main, desktop)
 	b.arrive(main, "open the account page again", `#passkey-disabled-notice`, chromedp.Navigate(d.issuer+"/account"))
 	shootPage(b, main, "passkey-disabled-account", `#pk-0-disabled`)
 
@@ -279,4 +260,5 @@ func TestBrowserPasskey(t *testing.T) {
 			t.Errorf("the logs carry %q", v)
 		}
 	}
+	b.reportAxe()
 }

@@ -31,39 +31,65 @@ const (
 	browserName      = browserFamily + "\u3000" + browserGiven
 	browserBirthdate = "1980-12-31"
 	browserAddress   = "東京都千代田区霞が関一丁目1番1号"
-	// browserUntick is the claim the resident unticks although the
-	// screen offers it ticked, and browserLeave the one left unticked
-	// although the RP asks for it. The demo client asks for every claim
-	// by scope only, which makes them voluntary (OIDC Core §5.4), so the
-	// resident may refuse any of them.
-	browserUntick = "given_name"
-	browserLeave  = "gender"
+)
+
+// The resident's choice on the consent screen. The demo client asks for
+// every claim by scope only, which makes them voluntary (OIDC Core §5.4):
+// the resident withholds the whole name (its parts with it), shares the
+// birth date and the address (sensitive, so unticked at first) and leaves
+// the gender unticked.
+var (
+	browserShare    = []string{"birthdate", "address"}
+	browserWithhold = []string{"name", "family_name", "given_name", "gender"}
 )
 
 // browserLang is one pass of the test in one UI language.
 type browserLang struct {
 	lang, other string // the page language and the one whose texts must not show
 	acceptLang  string // what the browser sends
+	// oneDevice approves on the browser's own device: the login tab
+	// follows the app link to the wallet and comes back by the return
+	// URL. Otherwise a second tab plays another phone that scanned the
+	// QR code, and the login tab learns the outcome by itself.
+	oneDevice bool
+	// decline is the phone's button that ends the first attempt, and
+	// declineKey the message the login page then shows.
+	decline, declineKey string
 }
 
 // TestBrowserSignInConsent drives Debian's Chromium through `watashi demo`
 // as a resident would, once in Japanese and once in English, each with a
-// fresh demo and a fresh browser profile: the RP's button, the login page,
-// "first time" (identity proofing), the phone simulator in a second tab
-// (enrol with typed facts, compare the confirmation code, approve), the
-// login tab advancing by itself, the consent screen (language switch there
-// and back; one offered claim unticked, one left unticked, the rest ticked,
-// all with the keyboard), and the RP showing what it verified. It checks
-// that the RP received the name and not the refused claims, in the ID
-// token and in userinfo, that no claim value reached the demo's logs and
-// that no page hit a CSP violation or a script error. Screenshots of the
-// login and consent screens go to $WATASHI_SCREENSHOT_DIR.
+// fresh demo and a fresh browser profile, on a desktop and at 390×844:
+//
+//   - the RP's button, the login page (the wallet button and "first time"
+//     above the fold on a phone), "first time" (identity proofing);
+//   - another phone (a second tab) scans the QR code, enrols with typed
+//     facts, and declines ("the codes differ" in Japanese, "decline" in
+//     English): the login page says so within 2 s and offers a retry;
+//   - the retry is approved: in Japanese on this one device (the app link
+//     opens the wallet in the login tab, which comes back by the return
+//     URL and carries on), in English on the other phone while the login
+//     tab waits;
+//   - the consent screen, with the keyboard alone: the whole name
+//     unticked, the birth date and the address ticked, the gender left;
+//     the language switch there and back;
+//   - the RP receives no part of the name, nor the gender, in the ID
+//     token or userinfo, and lists the claims it received;
+//   - Back to the consent screen says "you're done"; the account page,
+//     its withdrawal confirmation, the error, wallet-link, return, sign-out
+//     and signed-out pages.
+//
+// axe-core checks every page at both sizes and must find nothing; every
+// page is saved as a screenshot in $WATASHI_SCREENSHOT_DIR. No claim value
+// and no linking identifier may reach the demo's logs, and no page may hit
+// a CSP violation or a script error.
 //
 // Only form posts made by a real browser show some failures: Chromium
 // sends "Origin: null" from a page under Referrer-Policy: no-referrer,
 // which the Go client tests never do.
 func TestBrowserSignInConsent(t *testing.T) {
 	chrome := findChromium(t)
+	axeScript(t)
 	shots := screenshotDir(t)
 	msgs, err := templates.New("")
 	if err != nil {
@@ -72,8 +98,8 @@ func TestBrowserSignInConsent(t *testing.T) {
 	deadline := time.Now().Add(browserBudget)
 	for _, l := range []browserLang{
 		// A browser preferring a language Watashi lacks gets the default.
-		{lang: "ja", other: "en", acceptLang: "fr-FR,fr"},
-		{lang: "en", other: "ja", acceptLang: "en-US,en"},
+		{lang: "ja", other: "en", acceptLang: "fr-FR,fr", oneDevice: true, decline: "phone-differ", declineKey: "reason.comparison_mismatch"},
+		{lang: "en", other: "ja", acceptLang: "en-US,en", decline: "phone-deny", declineKey: "reason.declined"},
 	} {
 		t.Run(l.lang, func(t *testing.T) {
 			browserFlow(t, chrome, shots, deadline, l, msgs)
@@ -105,6 +131,9 @@ type pageState struct {
 	H1   string `json:"h1"`
 	Body string `json:"body"`
 }
+
+const readPage = `({path: location.pathname, lang: document.documentElement.lang,
+	h1: (document.querySelector("h1") || {}).innerText || "", body: document.body.innerText})`
 
 // probeSerial issues a throwaway certificate and returns its serial.
 func probeSerial(t *testing.T, ca *jpkisim.CA) int64 {
@@ -166,8 +195,62 @@ func linkingIdentifiers(t *testing.T, d *demo, sigFrom, authFrom int64) func(lin
 	}
 }
 
-const readPage = `({path: location.pathname, lang: document.documentElement.lang,
-	h1: (document.querySelector("h1") || {}).innerText || "", body: document.body.innerText})`
+// qrURL is what the login page's QR code holds now: the transaction URL
+// a phone that scans it opens (read as the page's own script does).
+func qrURL(b *browserSession, tab *browserTab) string {
+	b.t.Helper()
+	u := browserRun(b, tab, "read the QR code's URL", chromedp.Evaluate[string](
+		`fetch(document.getElementById("signin").getAttribute("data-status-url"), {headers: {Accept: "application/json"}})
+			.then(function (r) { return r.json(); }).then(function (s) { return s.qr.tx_url; })`, chromedp.EvalAwaitPromise))
+	if !strings.Contains(u, "/wallet/v1/transactions/") {
+		b.fail(tab, "read the QR code's URL", fmt.Errorf("the QR code holds %q", u))
+	}
+	return u
+}
+
+// scan opens the phone simulator in tab as a phone that scanned the QR
+// code would: with the transaction URL, not the same-device link.
+func scan(b *browserSession, tab *browserTab, issuer, txURL, want string) {
+	b.t.Helper()
+	b.arrive(tab, "scan the QR code", want, chromedp.Navigate(issuer+"/phone/?tx="+url.QueryEscape(txURL)))
+}
+
+// enrol types the resident's facts into the phone simulator.
+func enrol(b *browserSession, tab *browserTab) {
+	b.t.Helper()
+	b.do(tab, "type the basic four facts",
+		chromedp.SendKeys(chromedp.CSS(`#family`), browserFamily),
+		chromedp.SendKeys(chromedp.CSS(`#given`), browserGiven),
+		// A date input's keyboard format follows the browser's locale
+		// (YYYY/MM/DD in ja, MM/DD/YYYY in en); its value is ISO either way.
+		chromedp.SetValue(chromedp.CSS(`#birthdate`), browserBirthdate),
+		chromedp.Click(chromedp.CSS(`input[name="gender"][value="male"]`)),
+		chromedp.SendKeys(chromedp.CSS(`#address`), browserAddress))
+	var problems []string
+	for id, want := range map[string]string{"family": browserFamily, "given": browserGiven, "birthdate": browserBirthdate, "address": browserAddress} {
+		if got := browserRun(b, tab, "read back "+id, chromedp.Value(chromedp.CSS("#"+id))); got != want {
+			problems = append(problems, fmt.Sprintf("#%s holds %q after typing %q", id, got, want))
+		}
+	}
+	b.check(tab, "enrolment form", problems)
+	b.arrive(tab, "enrol", `#phone-approve`, chromedp.Click(chromedp.CSS(`form[action="enroll"] button[type="submit"]`)))
+}
+
+// tabTo moves the focus with the Tab key alone until the element of sel
+// has it, as a keyboard user does; it fails when the element cannot be
+// reached that way.
+func tabTo(b *browserSession, tab *browserTab, sel string) {
+	b.t.Helper()
+	is := fmt.Sprintf(`document.activeElement === document.querySelector(%q)`, sel)
+	for range 80 {
+		if browserRun(b, tab, "is "+sel+" focused", chromedp.Evaluate[bool](is)) {
+			return
+		}
+		b.do(tab, "press Tab", chromedp.KeyEvent("\t"))
+	}
+	b.fail(tab, "reach "+sel+" with Tab", fmt.Errorf("80 presses of Tab did not reach it; focus is on %s",
+		browserRun(b, tab, "what has focus", chromedp.Evaluate[string](`document.activeElement ? document.activeElement.outerHTML.slice(0, 120) : ""`))))
+}
 
 func browserFlow(t *testing.T, chrome, shots string, deadline time.Time, l browserLang, msgs *templates.Set) {
 	logs := &syncBuffer{}
@@ -177,13 +260,22 @@ func browserFlow(t *testing.T, chrome, shots string, deadline time.Time, l brows
 	sigFrom, authFrom := probeSerial(t, d.sigCA), probeSerial(t, d.authCA)
 	b, main := startBrowser(t, t.Context(), chrome, l.acceptLang, l.lang, shots, deadline)
 	started := time.Now()
+	onPhone := func(step string) func(v viewport) {
+		return func(v viewport) {
+			if v == phone {
+				b.check(main, step+" on a phone", b.aboveTheFold(main, "#applink", "#mode-proofing"))
+			}
+		}
+	}
 
 	// 1. The RP's home page and its button.
 	signIn := chromedp.CSS(`a[href="/rp/login"]`)
 	b.arrive(main, "open the RP", `a[href="/rp/login"]`, chromedp.Navigate(d.issuer+"/rp/"))
+	b.audit(main, "rp-home", `a[href="/rp/login"]`, nil)
 	b.arrive(main, "press sign in", `#signin #code`, chromedp.Click(signIn))
 
-	// 2. The provider's login page, in the browser's language.
+	// 2. The provider's login page, in the browser's language; on a
+	// phone the wallet button and "first time" are on the first screen.
 	p := browserRun(b, main, "read the login page", chromedp.Evaluate[pageState](readPage))
 	var problems []string
 	if p.Path != "/login" || p.Lang != l.lang {
@@ -191,109 +283,105 @@ func browserFlow(t *testing.T, chrome, shots string, deadline time.Time, l brows
 	}
 	problems = append(problems, textCheck(msgs, l, "login.title", p.H1, p.Body)...)
 	b.check(main, "login page", problems)
-	b.screenshot(main, "login-"+l.lang+".png")
+	b.audit(main, "login", `#applink`, onPhone("login page"))
 
 	// 3. No account yet: "first time" switches to identity proofing.
-	// The proofing page links back to the sign-in: only it has this.
-	b.arrive(main, "follow the first-time link", `p.switch a[href*="purpose=signin"]`,
-		chromedp.Click(chromedp.CSS(`p.switch a[href*="purpose=proofing"]`)))
-	b.do(main, "find the app link", chromedp.WaitVisible(chromedp.CSS(`#applink`)))
+	b.arrive(main, "choose first time", `#mode-proofing[aria-current="page"]`, chromedp.Click(chromedp.CSS(`#mode-proofing`)))
 	p = browserRun(b, main, "read the proofing page", chromedp.Evaluate[pageState](readPage))
 	b.check(main, "proofing page", textCheck(msgs, l, "login.title_proofing", p.H1, p.Body))
+	b.audit(main, "login-proofing", `#applink`, onPhone("proofing page"))
 	code := strings.TrimSpace(browserRun(b, main, "read the confirmation code", chromedp.Text(chromedp.CSS(`#code`))))
-	app := browserRun(b, main, "read the app link", chromedp.AttributeValue(chromedp.CSS(`#applink`), "href"))
-	if code == "" || !strings.HasPrefix(app.Value, "/phone/?tx=") && !strings.HasPrefix(app.Value, d.issuer+"/phone/?tx=") {
-		b.fail(main, "proofing page", fmt.Errorf("confirmation code %q, app link %q: want a code and a link to the phone simulator", code, app.Value))
-	}
-	phoneURL, err := url.Parse(d.issuer + "/")
-	if err == nil {
-		phoneURL, err = phoneURL.Parse(app.Value)
-	}
-	if err != nil {
-		b.fail(main, "proofing page", err)
-	}
 
-	// 4. The phone simulator in a second tab: enrol with typed facts.
-	phone := b.newTab("phone")
-	b.arrive(phone, "open the phone simulator", `#family`, chromedp.Navigate(phoneURL.String()))
-	b.do(phone, "type the basic four facts",
-		chromedp.SendKeys(chromedp.CSS(`#family`), browserFamily),
-		chromedp.SendKeys(chromedp.CSS(`#given`), browserGiven),
-		// A date input's keyboard format follows the browser's locale
-		// (YYYY/MM/DD in ja, MM/DD/YYYY in en); its value is ISO either way.
-		chromedp.SetValue(chromedp.CSS(`#birthdate`), browserBirthdate),
-		chromedp.Click(chromedp.CSS(`input[name="gender"][value="male"]`)),
-		chromedp.SendKeys(chromedp.CSS(`#address`), browserAddress))
-	problems = nil
-	for id, want := range map[string]string{"family": browserFamily, "given": browserGiven, "birthdate": browserBirthdate, "address": browserAddress} {
-		if got := browserRun(b, phone, "read back "+id, chromedp.Value(chromedp.CSS("#"+id))); got != want {
-			problems = append(problems, fmt.Sprintf("#%s holds %q after typing %q", id, got, want))
+	// 4. Another phone (a second tab) scans the QR code and enrols.
+	phoneTab := b.newTab("phone")
+	scan(b, phoneTab, d.issuer, qrURL(b, main), `#family`)
+	b.audit(phoneTab, "phone-enroll", `#family`, nil)
+	enrol(b, phoneTab)
+	if got := strings.TrimSpace(browserRun(b, phoneTab, "read the phone's code", chromedp.Text(chromedp.CSS(`#phone-tx .code`)))); got != code {
+		b.fail(phoneTab, "compare confirmation codes", fmt.Errorf("phone shows %q, login page %q", got, code))
+	}
+	b.audit(phoneTab, "phone-tx", `#phone-approve`, nil)
+
+	// 5. The phone declines: the login page stops waiting within 2 s,
+	// says why and offers to try again.
+	clicked := time.Now()
+	b.do(phoneTab, "decline on the phone", chromedp.Click(chromedp.CSS("#"+l.decline)))
+	b.do(main, "the login page learns the decline", chromedp.WaitVisible(chromedp.CSS(`#login-outcome`)))
+	if waited := time.Since(clicked); waited > 2*time.Second {
+		b.fail(main, "decline", fmt.Errorf("the login page took %s to show the decline, want at most 2 s", waited.Round(time.Millisecond)))
+	} else {
+		t.Logf("%s: the decline reached the login page in %s", l.lang, waited.Round(time.Millisecond))
+	}
+	p = browserRun(b, main, "read the declined page", chromedp.Evaluate[pageState](readPage))
+	b.check(main, "declined page", textCheck(msgs, l, l.declineKey, p.Body, p.Body))
+	b.audit(main, "login-declined", `#retry`, nil)
+	b.audit(phoneTab, "phone-declined", `#phone-done`, nil)
+
+	// 6. Try again, and approve.
+	b.arrive(main, "try again", `#applink`, chromedp.Click(chromedp.CSS(`#retry`)))
+	if l.oneDevice {
+		// One device: the app link opens the wallet in this very tab;
+		// after the approval it comes back by the return URL, and the
+		// login page carries on to the consent screen by itself.
+		b.arrive(main, "open the wallet app on this device", `#phone-approve`, chromedp.Click(chromedp.CSS(`#applink`)))
+		b.arrive(main, "approve on this device", `form#consent`, chromedp.Click(chromedp.CSS(`#phone-approve`)))
+	} else {
+		code = strings.TrimSpace(browserRun(b, main, "read the new confirmation code", chromedp.Text(chromedp.CSS(`#code`))))
+		scan(b, phoneTab, d.issuer, qrURL(b, main), `#phone-approve`)
+		if got := strings.TrimSpace(browserRun(b, phoneTab, "read the phone's code", chromedp.Text(chromedp.CSS(`#phone-tx .code`)))); got != code {
+			b.fail(phoneTab, "compare confirmation codes", fmt.Errorf("phone shows %q, login page %q", got, code))
 		}
+		b.arrive(phoneTab, "approve on the other phone", `#phone-done`, chromedp.Click(chromedp.CSS(`#phone-approve`)))
+		// Another device has no way back to this browser: it says where
+		// to look instead.
+		if browserRun(b, phoneTab, "no return link", chromedp.Evaluate[bool](`document.getElementById("phone-return") !== null`)) {
+			b.fail(phoneTab, "approved on another phone", fmt.Errorf("the other phone offers the return link"))
+		}
+		b.audit(phoneTab, "phone-approved", `#phone-done`, nil)
+		b.arrive(main, "reach the consent screen", `form#consent`)
 	}
-	b.check(phone, "enrolment form", problems)
-	approve := `form[action="approve"] button[type="submit"]:not([formaction])`
-	b.arrive(phone, "enrol", approve, chromedp.Click(chromedp.CSS(`form[action="enroll"] button[type="submit"]`)))
-	// The resident approves only when both screens show the same code.
-	if got := strings.TrimSpace(browserRun(b, phone, "read the phone's code", chromedp.Text(chromedp.CSS(`dd.code`)))); got != code {
-		b.fail(phone, "compare confirmation codes", fmt.Errorf("phone shows %q, login page %q", got, code))
-	}
-	b.screenshot(phone, "phone-"+l.lang+".png")
-	b.arrive(phone, "approve", `p.ok[role="status"]`, chromedp.Click(chromedp.CSS(approve)))
 
-	// 5. The login tab learns the outcome by itself (SSE, or polling) and
-	// continues to the consent screen.
-	allow := chromedp.CSS(`form#consent button[name="action"][value="allow"]`)
-	b.arrive(main, "reach the consent screen", `form#consent`)
-	b.do(main, "find the allow button", chromedp.WaitVisible(allow))
+	// 7. The consent screen.
+	allow := `form#consent button[name="action"][value="allow"]`
+	b.do(main, "find the allow button", chromedp.WaitVisible(chromedp.CSS(allow)))
+	consentURL := browserRun(b, main, "where is the consent screen", chromedp.Location())
 	p = browserRun(b, main, "read the consent page", chromedp.Evaluate[pageState](readPage))
 	problems = textCheck(msgs, l, "consent.title", p.H1, p.Body)
 	if p.Path != "/consent" || p.Lang != l.lang {
 		problems = append(problems, fmt.Sprintf("consent page at %s in %q, want /consent in %q", p.Path, p.Lang, l.lang))
 	}
-	for _, key := range []string{"consent.allow", "consent.deny"} {
+	for _, key := range []string{"consent.allow", "consent.deny", "consent.sensitive"} {
 		problems = append(problems, textCheck(msgs, l, key, p.Body, p.Body)...)
 	}
-	// Claim labels only need to be there: some Japanese ones are a single
-	// character (名) that a value could contain.
-	for _, key := range []string{"claim.name", "claim." + browserUntick, "claim." + browserLeave} {
-		if want := msgs.Message(l.lang, key); !strings.Contains(p.Body, want) {
-			problems = append(problems, fmt.Sprintf("the consent screen lacks the label %q (%s)", want, key))
+	// The name is one line that lists its parts; the values shown are
+	// those the RP would receive.
+	parts := browserRun(b, main, "read the name's parts", chromedp.Evaluate[string](`(document.getElementById("claim-name-parts") || {}).innerText || ""`))
+	for _, key := range []string{"claim.family_name", "claim.given_name"} {
+		if want := msgs.Message(l.lang, key); !strings.Contains(parts, want) {
+			problems = append(problems, fmt.Sprintf("the name's line does not list %q: %q", want, parts))
 		}
 	}
-	// The screen shows the values the RP would receive.
 	for _, v := range []string{browserName, browserBirthdate, browserAddress} {
 		if !strings.Contains(p.Body, v) {
 			problems = append(problems, fmt.Sprintf("the consent screen does not show the value %q", v))
 		}
 	}
-	// The resident's choice: everything the RP asks for except
-	// browserUntick and browserLeave. Every box must be labelled and,
-	// the demo asking for nothing essential, enabled.
 	boxes := browserRun(b, main, "read the claim checkboxes", chromedp.Evaluate[[]claimBox](readClaimBoxes))
-	want := map[string]bool{}
-	var toggle []string
+	var offered []string
 	for _, box := range boxes {
-		want[box.Value] = box.Value != browserUntick && box.Value != browserLeave
+		offered = append(offered, box.Value)
 		if !box.Labelled {
 			problems = append(problems, fmt.Sprintf("checkbox %q has no label", box.Value))
 		}
 		if box.Disabled || !box.Named {
 			problems = append(problems, fmt.Sprintf("checkbox %q is locked (disabled=%v), but the demo RP asks for it only by scope", box.Value, box.Disabled))
 		}
-		if box.Checked != want[box.Value] {
-			toggle = append(toggle, box.Value)
-		}
 	}
-	for _, c := range []string{"name", "family_name", browserUntick, "birthdate", browserLeave, "address"} {
-		if _, ok := want[c]; !ok {
-			problems = append(problems, fmt.Sprintf("no checkbox for %s among %+v", c, boxes))
-		}
-	}
-	if !slices.Contains(toggle, browserUntick) {
-		problems = append(problems, fmt.Sprintf("%s is not ticked on arrival, so the test would not untick anything: %+v", browserUntick, boxes))
+	if !slices.Equal(offered, []string{"name", "birthdate", "gender", "address"}) {
+		problems = append(problems, fmt.Sprintf("the screen offers %v, want one box each for the name, the birth date, the gender and the address", offered))
 	}
 	b.check(main, "consent page", problems)
-	b.screenshot(main, "consent-"+l.lang+".png")
+	b.audit(main, "consent", allow, nil)
 	// The language switch reloads the same step in the other language and
 	// back, keeping the resident's place in the flow.
 	for _, hop := range []browserLang{{lang: l.other, other: l.lang}, l} {
@@ -302,29 +390,97 @@ func browserFlow(t *testing.T, chrome, shots string, deadline time.Time, l brows
 		p = browserRun(b, main, "read the consent page in "+hop.lang, chromedp.Evaluate[pageState](readPage))
 		b.check(main, "consent page in "+hop.lang, textCheck(msgs, hop, "consent.title", p.H1, p.Body))
 	}
-	t.Logf("%s: consent screen offers %+v; toggling %v", l.lang, boxes, toggle)
 
-	// 6. Choose with the keyboard (a real checkbox toggles with Space on
-	// focus), check the form says what was chosen, then allow (Enter on
-	// the focused button).
-	for _, c := range toggle {
-		box := chromedp.CSS(fmt.Sprintf(`form#consent input[type="checkbox"][name="claim"][value=%q]`, c))
-		b.do(main, "toggle "+c, chromedp.Focus(box), chromedp.KeyEvent(" "))
+	// 8. Choose with the keyboard alone, from the top of the page: Tab to
+	// each box and Space to toggle it, then Tab to Allow and Enter.
+	browserRun(b, main, "start at the top of the page", chromedp.Evaluate[bool](`window.scrollTo(0, 0); document.activeElement && document.activeElement.blur(); true`))
+	boxes = browserRun(b, main, "read the claim checkboxes", chromedp.Evaluate[[]claimBox](readClaimBoxes))
+	for _, box := range boxes {
+		want := slices.Contains(browserShare, box.Value)
+		if box.Checked == want {
+			continue
+		}
+		tabTo(b, main, fmt.Sprintf(`#claim-%s`, box.Value))
+		b.do(main, "toggle "+box.Value, chromedp.KeyEvent(" "))
 	}
 	boxes = browserRun(b, main, "read the choices", chromedp.Evaluate[[]claimBox](readClaimBoxes))
 	problems = nil
 	for _, box := range boxes {
-		if box.Checked != want[box.Value] {
-			problems = append(problems, fmt.Sprintf("%s: checked=%v after Space, want %v", box.Value, box.Checked, want[box.Value]))
+		if want := slices.Contains(browserShare, box.Value); box.Checked != want {
+			problems = append(problems, fmt.Sprintf("%s: checked=%v after the keyboard, want %v", box.Value, box.Checked, want))
 		}
 	}
+	// An unticked line no longer says what "they receive".
+	label := browserRun(b, main, "read the name's value label", chromedp.Evaluate[string](`document.querySelector("#claim-name-value .value-label").innerText`))
+	if want := msgs.Message(l.lang, "consent.value_if_ticked"); strings.TrimSpace(label) != want {
+		problems = append(problems, fmt.Sprintf("the unticked name's value is labelled %q, want %q", label, want))
+	}
+	label = browserRun(b, main, "read the birth date's value label", chromedp.Evaluate[string](`document.querySelector("#claim-birthdate-value .value-label").innerText`))
+	if want := msgs.Message(l.lang, "consent.value"); strings.TrimSpace(label) != want {
+		problems = append(problems, fmt.Sprintf("the ticked birth date's value is labelled %q, want %q", label, want))
+	}
 	b.check(main, "choose claims", problems)
-	b.arrive(main, "allow", `a[href="/rp/logout"]`, chromedp.Focus(allow), chromedp.KeyEvent("\r"))
+	b.screenshot(main, "consent-chosen-"+l.lang+".png")
+	t.Logf("%s: consent screen offers %v; shares %v", l.lang, offered, browserShare)
+	tabTo(b, main, `#consent-allow`)
+	b.arrive(main, "allow", `a[href="/rp/logout"]`, chromedp.KeyEvent("\r"))
 
-	// 7. Back at the RP: what it verified and what userinfo said.
+	// 9. Back at the RP: nothing of the name, nor the gender; the birth
+	// date and the address; and the list of claims received.
 	rp := browserRun(b, main, "read the RP page", chromedp.Evaluate[rpState](readRP))
 	b.check(main, "RP result", rpProblems(rp))
-	b.screenshot(main, "rp-"+l.lang+".png")
+	b.audit(main, "rp-result", `#rp-received`, nil)
+
+	// 10. Back to the consent screen after finishing: "you're done".
+	b.arrive(main, "the consent screen again", `#done`, chromedp.Navigate(consentURL))
+	p = browserRun(b, main, "read the done page", chromedp.Evaluate[pageState](readPage))
+	b.check(main, "done page", textCheck(msgs, l, "done.title", p.H1, p.Body))
+	b.audit(main, "done", `#done`, nil)
+
+	// 11. The account page: who is signed in, times with their zone, and
+	// a withdrawal that asks first.
+	b.arrive(main, "open the account page", `#account-who`, chromedp.Navigate(d.issuer+"/account"))
+	p = browserRun(b, main, "read the account page", chromedp.Evaluate[pageState](readPage))
+	problems = textCheck(msgs, l, "account.title", p.H1, p.Body)
+	if who := fmt.Sprintf(msgs.Message(l.lang, "account.signed_in_as"), browserName); !strings.Contains(p.Body, who) {
+		problems = append(problems, fmt.Sprintf("the account page does not say %q", who))
+	}
+	if zone := strings.TrimPrefix(msgs.Message(l.lang, "time.jst"), "%s"); !strings.Contains(p.Body, zone) {
+		problems = append(problems, fmt.Sprintf("the account page's times lack %q", zone))
+	}
+	b.check(main, "account page", problems)
+	b.audit(main, "account", `#account-who`, nil)
+	browserRun(b, main, "start at the top of the page", chromedp.Evaluate[bool](`window.scrollTo(0, 0); document.activeElement && document.activeElement.blur(); true`))
+	if browserRun(b, main, "is the withdrawal hidden", chromedp.Evaluate[bool](`document.getElementById("revoke-0").checkVisibility()`)) {
+		b.fail(main, "account page", fmt.Errorf("the withdrawal button shows before the resident asks for it"))
+	}
+	tabTo(b, main, `#revoke-0-open`)
+	b.do(main, "open the withdrawal", chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.CSS(`#revoke-0`)))
+	b.audit(main, "account-withdraw", `#revoke-0`, nil)
+
+	// 12. The other pages a resident may meet.
+	b.arrive(main, "the wallet link's page", `#openapp-link`, chromedp.Navigate(d.issuer+"/wallet/open?tx="+
+		url.QueryEscape(d.issuer+"/wallet/v1/transactions/AAAAAAAAAAAAAAAAAAAAAA?qr_token=1.x")))
+	b.audit(main, "openapp", `#openapp-link`, nil)
+	b.arrive(main, "another device's return", `#returned`, chromedp.Navigate(d.issuer+"/login/tx/AAAAAAAAAAAAAAAAAAAAAA/return"))
+	b.audit(main, "returned", `#returned`, nil)
+	b.do(main, "an error", chromedp.Navigate(d.issuer+"/login?id=no-such-request"), chromedp.WaitVisible(chromedp.CSS(`#error-account`)))
+	p = browserRun(b, main, "read the error page", chromedp.Evaluate[pageState](readPage))
+	b.check(main, "error page", textCheck(msgs, l, "error.unknown_request", p.Body, p.Body))
+	b.audit(main, "error", `#error-account`, nil)
+	// The authorization endpoint's own error page, for a request it may
+	// not send back to any RP, is bilingual: it cannot know the language.
+	b.do(main, "an authorization error", chromedp.Navigate(d.issuer+"/authorize?"+url.Values{"client_id": {"nobody"},
+		"redirect_uri": {"https://rp.example/cb"}, "response_type": {"code"}, "scope": {"openid"}}.Encode()),
+		chromedp.WaitVisible(chromedp.CSS(`#error-card`)))
+	b.audit(main, "authorize-error", `#error-card`, nil)
+	b.arrive(main, "back to the account page", `#account-logout`, chromedp.Navigate(d.issuer+"/account"))
+	b.arrive(main, "sign out", `#logout-confirm`, chromedp.Click(chromedp.CSS(`#account-logout`)))
+	b.audit(main, "logout", `#logout-confirm`, nil)
+	b.arrive(main, "confirm", `#signedout-card`, chromedp.Click(chromedp.CSS(`#logout-confirm`)))
+	b.audit(main, "signedout", `#signedout-card`, nil)
+	b.arrive(main, "the account page signed out", `#account-signin`, chromedp.Navigate(d.issuer+"/account"))
+	b.audit(main, "account-signed-out", `#account-signin`, nil)
 
 	// Nothing the resident typed reached a log line, nor any identifier
 	// that links them: the account ID, the certificates' serial numbers
@@ -349,12 +505,13 @@ func browserFlow(t *testing.T, chrome, shots string, deadline time.Time, l brows
 	}
 	for _, tab := range b.tabs {
 		for _, line := range tab.consoleLines() {
-			if strings.Contains(line, "Content Security Policy") || strings.Contains(line, "exception") {
+			if strings.Contains(line, "Content Security Policy") || strings.Contains(line, "exception") || strings.Contains(line, "Uncaught") {
 				t.Errorf("tab %s console: %s", tab.name, line)
 			}
 		}
 	}
-	t.Logf("%s: demo → RP in %s", l.lang, time.Since(started).Round(10*time.Millisecond))
+	b.reportAxe()
+	t.Logf("%s: demo → RP and every page in %s", l.lang, time.Since(started).Round(10*time.Millisecond))
 }
 
 // claimBox is one claim checkbox of the consent form.
@@ -376,23 +533,26 @@ type rpState struct {
 	Path     string   `json:"path"`
 	Heading  string   `json:"heading"`
 	Sections []string `json:"sections"` // the <pre> blocks: ID token claims, then userinfo
+	Received []string `json:"received"` // the claims the RP lists as received
 	Body     string   `json:"body"`
 }
 
 const readRP = `({path: location.pathname, heading: (document.querySelector(".card h2") || {}).innerText || "",
 	sections: Array.from(document.querySelectorAll("pre")).map(function (p) { return p.textContent; }),
+	received: Array.from(document.querySelectorAll("#rp-received li code")).map(function (c) { return c.textContent; }),
 	body: document.body.innerText})`
 
 // rpProblems checks what the RP received against what the resident
-// granted: the name and sub present, the refused claims absent from both
-// the ID token and userinfo, and the other granted claims there.
+// granted: sub present; the withheld claims (the whole name and with it
+// its parts, the gender) absent from both the ID token and userinfo; the
+// shared ones there; and the RP's own list of what it received.
 func rpProblems(rp rpState) []string {
 	var problems []string
 	if rp.Path != "/rp/" {
 		problems = append(problems, fmt.Sprintf("ended at %s, want /rp/", rp.Path))
 	}
-	if !strings.Contains(rp.Heading, browserName) {
-		problems = append(problems, fmt.Sprintf("heading %q does not name %q", rp.Heading, browserName))
+	if strings.Contains(rp.Heading, browserFamily) {
+		problems = append(problems, fmt.Sprintf("heading %q names the resident, who withheld the name", rp.Heading))
 	}
 	if len(rp.Sections) != 2 {
 		return append(problems, fmt.Sprintf("want ID token claims and userinfo, got %d blocks (userinfo failed?):\n%s", len(rp.Sections), rp.Body))
@@ -412,9 +572,9 @@ func rpProblems(rp rpState) []string {
 		problems = append(problems, fmt.Sprintf("acr %v, want aal3", idt["acr"]))
 	}
 	for where, claims := range map[string]map[string]any{"ID token": idt, "userinfo": ui} {
-		for _, c := range []string{browserUntick, browserLeave} {
+		for _, c := range browserWithhold {
 			if v, ok := claims[c]; ok {
-				problems = append(problems, fmt.Sprintf("%s carries the refused claim %s = %v", where, c, v))
+				problems = append(problems, fmt.Sprintf("%s carries the withheld claim %s = %v", where, c, v))
 			}
 		}
 	}
@@ -426,17 +586,17 @@ func rpProblems(rp rpState) []string {
 		}
 		return idt[name]
 	}
-	if got := either("name"); got != browserName {
-		problems = append(problems, fmt.Sprintf("name %v, want %q", got, browserName))
-	}
-	if got := either("family_name"); got != browserFamily {
-		problems = append(problems, fmt.Sprintf("family_name %v, want %q", got, browserFamily))
-	}
 	if got := either("birthdate"); got != browserBirthdate {
 		problems = append(problems, fmt.Sprintf("birthdate %v, want %q", got, browserBirthdate))
 	}
 	if addr, _ := either("address").(map[string]any); addr == nil || !strings.Contains(fmt.Sprint(addr["formatted"]), browserAddress) {
 		problems = append(problems, fmt.Sprintf("address %v, want formatted %q", either("address"), browserAddress))
+	}
+	if !slices.Equal(rp.Received, browserShare) {
+		problems = append(problems, fmt.Sprintf("the RP lists %v as received, want %v", rp.Received, browserShare))
+	}
+	if strings.Contains(rp.Body, "Granted scope") {
+		problems = append(problems, "the RP shows the token response's scope")
 	}
 	keys := func(m map[string]any) []string {
 		var k []string

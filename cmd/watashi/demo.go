@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -139,6 +140,9 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 		PostLogout:   []string{rpBase + "/"},
 		Scopes:       []string{"name", "birthdate", "gender", "address"},
 		Purpose:      "Demonstration: sign in with a simulated JPKI smartphone certificate",
+		// The provider fetches it through its guarded fetcher, as it
+		// would a registered RP's, and shows it on its pages.
+		LogoURI: rpBase + "/logo.png",
 	}
 	var tokenKey [32]byte
 	copy(tokenKey[:], randomKey(32))
@@ -200,6 +204,26 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 	return d, nil
 }
 
+// listenError says why the demo cannot listen on addr in words that lead
+// somewhere: a busy port names the way out (another --addr).
+func listenError(addr string, err error) error {
+	host, port, _ := net.SplitHostPort(addr)
+	next := "8081"
+	if n, perr := strconv.Atoi(port); perr == nil && n < 65535 {
+		next = strconv.Itoa(n + 1)
+	}
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("demo: %s is already in use: another program (perhaps another watashi demo) listens there. "+
+			"Stop it, or start the demo on another port: watashi demo --addr localhost:%s (and open http://localhost:%s/rp/)", addr, next, next)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("demo: not allowed to listen on %s (ports below 1024 need privileges): try watashi demo --addr localhost:8080", addr)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("demo: %s is not an address of this machine: try watashi demo --addr localhost:%s", host, port)
+	}
+	return fmt.Errorf("demo: listen on %s: %w", addr, err)
+}
+
 func randomKey(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -212,18 +236,25 @@ func (d *demo) guide(w io.Writer) {
 
   Open %[1]s/rp/ in your browser.
 
-  1. Click "Sign in with Watashi". The provider's login page shows a QR code
-     for a phone and a link for this device.
-  2. The first time, click "First time here? Prove your identity"
-     (はじめて利用する方): the first sign-in proves identity with the signature
-     certificate and links the authentication certificate for later sign-ins.
-  3. Click "Open in the wallet app" (ウォレットアプリで開く): it opens the phone
-     simulator at %[1]s/phone/. Enrol once by typing the basic four facts
-     (name, birth date, gender, address); the simulator issues certificates
-     from the demo CAs. Then approve the request.
-  4. Back on the login page, press Continue, then Allow: the relying party
-     shows the ID token claims and userinfo it verified (pairwise sub included).
-     Later sign-ins skip step 2 and use the authentication certificate alone.
+  1. Click "Sign in with Watashi". The provider's login page offers the
+     wallet app on this device and, for another phone, a QR code.
+  2. The first time, choose "First time (verify identity)"
+     (はじめての方（本人確認）): the first sign-in proves identity with the
+     signature certificate and links the authentication certificate for
+     later sign-ins.
+  3. Click "Open in the wallet app" (ウォレットアプリで開く): it opens the
+     phone simulator, %[1]s/phone/. Enrol once by typing
+     the basic four facts (name, birth date, gender, address); the
+     simulator issues certificates from the demo CAs. Approve: the
+     simulator takes you back to the login page, which carries on by
+     itself. ("Decline" and "The codes differ" end the sign-in at once, and
+     the login page offers a retry. The code matters when another phone
+     scans the QR code: it must match the login page's.)
+  4. On the consent screen choose what to share and press Allow: the
+     relying party shows the claims it received, its ID token and
+     userinfo (pairwise sub included). Later sign-ins skip step 2 and use
+     the authentication certificate alone. Your account page,
+     %[1]s/account, lists what each service receives.
 %[3]s
   Register your own RP (RFC 7591; approved at once in the demo):
     curl -s %[1]s/register -H 'Authorization: Bearer %[2]s' \
@@ -269,7 +300,7 @@ func runDemo(ctx context.Context, addr string, stdout, stderr io.Writer) error {
 	defer d.store.Close()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return &exitError{code: exitUsage, err: fmt.Errorf("demo: %w", err)}
+		return &exitError{code: exitUsage, err: listenError(addr, err)}
 	}
 	hs := &http.Server{Handler: d.handler, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout,
 		ErrorLog: slog.NewLogLogger(d.logs.Handler(), slog.LevelWarn)}

@@ -120,6 +120,27 @@ func TestDemoAddr(t *testing.T) {
 	}
 }
 
+// TestDemoBusyPort: a port another program holds gets a message that says
+// so and how to pick another, not only the system's "address already in
+// use".
+func TestDemoBusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	var out, errb strings.Builder
+	code := run([]string{"demo", "--addr", "127.0.0.1:" + port}, &out, &errb)
+	msg := errb.String()
+	if code != exitUsage || !strings.Contains(msg, "127.0.0.1:"+port+" is already in use") || !strings.Contains(msg, "--addr localhost:") {
+		t.Fatalf("demo on a busy port: %d %q", code, msg)
+	}
+	if out.Len() != 0 {
+		t.Errorf("the guide was printed although nothing listens: %q", out.String())
+	}
+}
+
 var (
 	hiddenInput = func(name string) *regexp.Regexp {
 		return regexp.MustCompile(`name="` + name + `" value="([^"]*)"`)
@@ -128,7 +149,7 @@ var (
 	phoneCSRF  = hiddenInput("csrf")
 	phoneTxID  = hiddenInput("txid")
 	finishForm = regexp.MustCompile(`action="([^"]*/finish)"`)
-	switchLink = regexp.MustCompile(`<p class="switch"><a href="([^"]+)"`)
+	switchLink = regexp.MustCompile(`id="mode-proofing" href="([^"]+)"`)
 	// demoClaimBox is an optional claim's checkbox on the consent screen.
 	demoClaimBox  = regexp.MustCompile(`<input type="checkbox" id="claim-[a-z_0-9]+" name="claim" value="([a-z_0-9]+)"`)
 	consentAction = regexp.MustCompile(`<form method="post" action="(/consent[^"]*)"`)
@@ -155,7 +176,7 @@ func TestDemoSignIn(t *testing.T) {
 	if code != http.StatusOK || loginURL.Path != "/login" || loginURL.Query().Get("tx") == "" {
 		t.Fatalf("RP login: %d %s\n%.500s", code, loginURL, page)
 	}
-	// First visit: "First time here? Prove your identity" switches the
+	// First visit: "First time (verify identity)" switches the
 	// transaction to identity proofing.
 	code, loginURL, page = b.do("GET", ts.URL+field(t, switchLink, page), nil)
 	if code != http.StatusOK || loginURL.Query().Get("tx") == "" || !strings.Contains(page, "First time") {
@@ -174,7 +195,7 @@ func TestDemoSignIn(t *testing.T) {
 	}
 	// The same-device link leads to the phone simulator.
 	phoneLink := ts.URL + "/phone/?tx=" + url.QueryEscape(st.QR.TxURL)
-	if !strings.Contains(html.UnescapeString(page), "/phone/?tx=") {
+	if !strings.Contains(html.UnescapeString(page), "/phone/?link=1&tx=") {
 		t.Fatalf("login page has no link to the phone simulator:\n%s", page)
 	}
 
@@ -220,10 +241,24 @@ func TestDemoSignIn(t *testing.T) {
 	if code != http.StatusOK || rpURL.Path != "/rp/" {
 		t.Fatalf("consent: %d %s\n%s", code, rpURL, page)
 	}
-	for _, want := range []string{"Signed in as 山田　太郎", `&#34;birthdate&#34;: &#34;1980-12-31&#34;`, `&#34;acr&#34;: &#34;aal3&#34;`, "Userinfo", `&#34;address&#34;`} {
+	for _, want := range []string{"Signed in as 山田　太郎", `&#34;birthdate&#34;: &#34;1980-12-31&#34;`, `&#34;acr&#34;: &#34;aal3&#34;`, "Userinfo", `&#34;address&#34;`,
+		"Claims received", "<code>birthdate</code>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("RP page lacks %q:\n%s", want, page)
 		}
+	}
+	if strings.Contains(page, "Granted scope") {
+		t.Error("the RP page shows the token response's scope")
+	}
+	// The demo RP's registered logo, fetched by the provider through its
+	// guarded fetcher, is served from the provider's origin.
+	res, err := b.hc.Get(ts.URL + "/rp-logo/" + demoClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "image/png" {
+		t.Errorf("the demo RP's logo: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
 
 	// 5. Logout goes through end_session and back to the RP's home page.

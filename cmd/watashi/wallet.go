@@ -39,7 +39,8 @@ and a user-authentication certificate from a simulator CA kept in --ca-dir,
 and stores the keys in --dir. "approve URL" answers a sign-in transaction
 (the URL in the login page's QR code or app link) as a phone would: it
 fetches the transaction, shows what is asked, signs the exact bytes and
-submits the signatures (docs/wallet-protocol.md).
+submits the signatures (docs/wallet-protocol.md); a "no" there, or
+"decline URL", tells the provider, and the login page says so at once.
 
 Nothing here is a real certificate. A provider trusts these only when it
 is configured with the simulator CA (watashi demo does so).
@@ -55,7 +56,7 @@ unreadable files or network failure.`,
 		}
 		return cmd.Help()
 	}
-	cmd.AddCommand(newWalletEnrollCmd(), newWalletApproveCmd())
+	cmd.AddCommand(newWalletEnrollCmd(), newWalletApproveCmd(), newWalletDeclineCmd())
 	return cmd
 }
 
@@ -165,13 +166,58 @@ func certSummary(der []byte, serial string, notAfter time.Time) map[string]strin
 	return map[string]string{"serial": serial, "sha256_fingerprint": hex.EncodeToString(h[:]), "not_after": notAfter.UTC().Format(time.RFC3339)}
 }
 
+// fetchTx reads the transaction at raw for approve and decline.
+func fetchTx(cmd *cobra.Command, raw string) (*walletsim.Transaction, *http.Client, error) {
+	u, err := walletsim.ParseURL(raw)
+	if err != nil {
+		return nil, nil, usageErr("%v", err)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning: plain http to a non-local host; anyone on the path can read and change the transaction")
+	}
+	hc := &http.Client{Timeout: walletTimeout}
+	ctx, cancel := context.WithTimeout(cmd.Context(), walletTimeout)
+	defer cancel()
+	tx, err := walletsim.Fetch(ctx, hc, u.String())
+	if err != nil {
+		return nil, nil, walletFailure(cmd.OutOrStdout(), err)
+	}
+	return tx, hc, nil
+}
+
+// decline tells the provider the resident will not sign tx and prints
+// the outcome: status 1, since the sign-in did not happen.
+func decline(cmd *cobra.Command, hc *http.Client, tx *walletsim.Transaction, reason string) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), walletTimeout)
+	defer cancel()
+	if err := walletsim.Decline(ctx, hc, tx, reason); err != nil {
+		return walletFailure(cmd.OutOrStdout(), err)
+	}
+	writeJSON(cmd.OutOrStdout(), map[string]any{"status": "declined", "reason": reason, "transaction": tx.ID})
+	return &exitError{code: exitRefused, quiet: true}
+}
+
+// sameCode compares confirmation codes by their digits ("12-34" is
+// "1234" typed).
+func sameCode(a, b string) bool {
+	digits := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return r
+			}
+			return -1
+		}, s)
+	}
+	return digits(a) != "" && digits(a) == digits(b)
+}
+
 func newWalletApproveCmd() *cobra.Command {
 	var (
-		dir, format string
-		yes         bool
+		dir, format, code string
+		yes               bool
 	)
 	cmd := &cobra.Command{
-		Use:   "approve URL --dir DIR [--format jws|cms|raw] [--yes]",
+		Use:   "approve URL --dir DIR [--format jws|cms|raw] [--code CODE] [--yes]",
 		Short: "Answer a sign-in transaction with the wallet's certificates",
 		Long: `approve fetches the transaction at URL (the transaction URL with its
 qr_token, or a watashi://sign?tx= app link), checks that the bytes to sign
@@ -181,7 +227,9 @@ after you confirm (or with --yes), signs and submits.
 
 Compare the confirmation code with the one on the login page before you
 confirm: a different code means the QR code did not come from your own
-browser.
+browser. Answer "d" at the prompt, or give the code you see with --code,
+and a different code is reported to the provider instead: the login page
+then says so at once. "n" declines, and the login page says that too.
 
 Fetch the URL within 40 seconds of it appearing on the login page: the
 QR code's token rotates every 20 seconds.`,
@@ -194,34 +242,34 @@ QR code's token rotates every 20 seconds.`,
 			if format != walletsim.FormatJWS && format != walletsim.FormatCMS && format != walletsim.FormatRaw {
 				return usageErr("--format must be jws, cms or raw")
 			}
-			u, err := walletsim.ParseURL(args[0])
-			if err != nil {
+			if _, err := walletsim.ParseURL(args[0]); err != nil {
 				return usageErr("%v", err)
 			}
 			w, err := walletsim.Load(dir)
 			if err != nil {
 				return usageErr("%v", err)
 			}
-			if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-				fmt.Fprintln(errOut, "warning: plain http to a non-local host; anyone on the path can read and change the transaction")
-			}
-			hc := &http.Client{Timeout: walletTimeout}
-			ctx, cancel := context.WithTimeout(cmd.Context(), walletTimeout)
-			tx, err := walletsim.Fetch(ctx, hc, u.String())
-			cancel()
+			tx, hc, err := fetchTx(cmd, args[0])
 			if err != nil {
-				return walletFailure(out, err)
+				return err
 			}
 			describe(errOut, tx)
+			if code != "" && !sameCode(code, tx.ComparisonCode) {
+				fmt.Fprintf(errOut, "The code you gave (%s) differs from this transaction's: not signing.\n", code)
+				return decline(cmd, hc, tx, walletsim.DeclineCodesDiffer)
+			}
 			if !yes {
-				fmt.Fprint(errOut, "Approve and sign? [y/N] ")
+				fmt.Fprint(errOut, "Approve and sign? [y]es / [n]o / [d]ifferent code in the browser: ")
 				line, _ := bufio.NewReader(io.LimitReader(cmd.InOrStdin(), 1024)).ReadString('\n')
-				if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-					writeJSON(out, map[string]any{"status": "declined", "transaction": tx.ID})
-					return &exitError{code: exitRefused, quiet: true}
+				switch a := strings.ToLower(strings.TrimSpace(line)); a {
+				case "y", "yes":
+				case "d", "different":
+					return decline(cmd, hc, tx, walletsim.DeclineCodesDiffer)
+				default:
+					return decline(cmd, hc, tx, walletsim.DeclineDeclined)
 				}
 			}
-			ctx, cancel = context.WithTimeout(cmd.Context(), walletTimeout)
+			ctx, cancel := context.WithTimeout(cmd.Context(), walletTimeout)
 			defer cancel()
 			if err := w.Submit(ctx, hc, tx, format); err != nil {
 				return walletFailure(out, err)
@@ -233,7 +281,36 @@ QR code's token rotates every 20 seconds.`,
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "", "wallet directory written by enroll")
 	f.StringVar(&format, "format", walletsim.FormatJWS, "signature envelope: jws, cms or raw")
+	f.StringVar(&code, "code", "", "the confirmation code the login page shows; a different one is reported instead of signing")
 	f.BoolVar(&yes, "yes", false, "do not ask for confirmation")
+	return cmd
+}
+
+func newWalletDeclineCmd() *cobra.Command {
+	var codesDiffer bool
+	cmd := &cobra.Command{
+		Use:   "decline URL [--codes-differ]",
+		Short: "Tell the provider you will not sign a transaction",
+		Long: `decline fetches the transaction at URL, as approve does, and tells the
+provider that the resident declines it, or with --codes-differ that the
+confirmation code differs from the login page's. The login page stops
+waiting at once, says why and offers to try again. Nothing is signed, and
+no wallet directory is needed.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tx, hc, err := fetchTx(cmd, args[0])
+			if err != nil {
+				return err
+			}
+			describe(cmd.ErrOrStderr(), tx)
+			reason := walletsim.DeclineDeclined
+			if codesDiffer {
+				reason = walletsim.DeclineCodesDiffer
+			}
+			return decline(cmd, hc, tx, reason)
+		},
+	}
+	cmd.Flags().BoolVar(&codesDiffer, "codes-differ", false, "report that the confirmation codes differ")
 	return cmd
 }
 

@@ -6,12 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -147,6 +149,7 @@ func TestWalletApprove(t *testing.T) {
 		return res
 	}
 	// openTx returns the transaction URL the login page shows.
+	codes := map[string]string{} // the confirmation code each login page shows
 	openTx := func(purpose string) (string, string) {
 		sum := sha256.Sum256([]byte("a-code-verifier-a-code-verifier-a-code-verifier"))
 		q := url.Values{"client_id": {"cli-rp"}, "redirect_uri": {"https://rp.example/cb"}, "response_type": {"code"},
@@ -156,6 +159,15 @@ func TestWalletApprove(t *testing.T) {
 		loc := get(login + "&purpose=" + purpose).Header.Get("Location")
 		u, _ := url.Parse(loc)
 		txID := u.Query().Get("tx")
+		page, err := browser.Get(issuer + loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(page.Body)
+		page.Body.Close()
+		if m := regexp.MustCompile(`id="code"[^>]*>([^<]+)<`).FindSubmatch(body); m != nil {
+			codes[txID] = string(m[1])
+		}
 		res, err := browser.Get(issuer + "/login/tx/" + txID + "/status")
 		if err != nil {
 			t.Fatal(err)
@@ -174,27 +186,59 @@ func TestWalletApprove(t *testing.T) {
 		return txID, st.QR.AppLink
 	}
 
-	txID, appLink := openTx("proofing")
-	// Declined at the prompt: nothing is sent.
-	r := runCLIIn(t, "n\n", "wallet", "approve", appLink, "--dir", wdir)
-	if r.code != exitRefused || r.object(t)["status"] != "declined" {
-		t.Fatalf("declined: %s", r)
+	status := func(txID string) (string, string) {
+		t.Helper()
+		res, err := browser.Get(issuer + "/login/tx/" + txID + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var st struct{ State, Reason string }
+		json.NewDecoder(res.Body).Decode(&st)
+		return st.State, st.Reason
 	}
-	for _, want := range []string{"CLI RP", "Confirmation code", "identity proofing"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("prompt lacks %q:\n%s", want, r.stderr)
+	// A "no" at the prompt, a "different code", a --code that differs
+	// and the decline command: the provider hears each, and the browser
+	// stops waiting with the reason. Nothing is signed.
+	for _, c := range []struct {
+		name, stdin string
+		args        []string
+		reason      string
+	}{
+		{"no at the prompt", "n\n", []string{"approve", "--dir", wdir}, "declined"},
+		{"different code at the prompt", "d\n", []string{"approve", "--dir", wdir}, "comparison_mismatch"},
+		{"--code differs", "", []string{"approve", "--dir", wdir, "--code", "00-00x"}, "comparison_mismatch"},
+		{"decline", "", []string{"decline"}, "declined"},
+		{"decline --codes-differ", "", []string{"decline", "--codes-differ"}, "comparison_mismatch"},
+	} {
+		txID, appLink := openTx("proofing")
+		args := append([]string{"wallet", c.args[0], appLink}, c.args[1:]...)
+		r := runCLIIn(t, c.stdin, args...)
+		if m := r.object(t); r.code != exitRefused || m["status"] != "declined" || m["reason"] != c.reason {
+			t.Fatalf("%s: %s", c.name, r)
+		}
+		if state, reason := status(txID); state != "failed" || reason != c.reason {
+			t.Fatalf("%s: the browser sees %s %s", c.name, state, reason)
+		}
+		if c.stdin == "n\n" {
+			for _, want := range []string{"CLI RP", "Confirmation code", "identity proofing"} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("prompt lacks %q:\n%s", want, r.stderr)
+				}
+			}
 		}
 	}
-	r = runCLIIn(t, "y\n", "wallet", "approve", appLink, "--dir", wdir, "--format", "cms")
+	// The code the login page shows, given with --code, is the same.
+	txID, appLink := openTx("proofing")
+	if codes[txID] == "" {
+		t.Fatal("no confirmation code on the login page")
+	}
+	r := runCLIIn(t, "y\n", "wallet", "approve", appLink, "--dir", wdir, "--format", "cms", "--code", codes[txID])
 	if r.code != 0 || r.object(t)["status"] != "verified" {
 		t.Fatalf("approve: %s", r)
 	}
-	res, _ := browser.Get(issuer + "/login/tx/" + txID + "/status")
-	var st struct{ State string }
-	json.NewDecoder(res.Body).Decode(&st)
-	res.Body.Close()
-	if st.State != "verified" {
-		t.Fatalf("browser sees %q", st.State)
+	if state, _ := status(txID); state != "verified" {
+		t.Fatalf("browser sees %q", state)
 	}
 	// Answering again is refused by the provider: status 1 with its code.
 	r = runCLI(t, "wallet", "approve", appLink, "--dir", wdir, "--yes")

@@ -13,8 +13,24 @@
 // asked for) and carries this page as where to return: the login page
 // sends the signed-in browser straight back, and no code is ever minted.
 //
-// Stable element IDs for tests and themes: #account-signin (sign-in
-// link), #account-rps (the list), li[data-client=ID], and each RP's
-// form.revoke[data-client=ID] with button#revoke-<n> (name=action,
-// value=revoke), #account-status, a#lang-ja / #lang-en, a#account-logout.
+// The page is a column of sections, each a card with a stable ID, so that
+// more sections can join without moving these:
+//
+//	section#account-signed-out   without a session: a#account-signin,
+//	                             a#account-proof
+//	section#account-who          who is signed in (#account-name, from the
+//	                             verified facts; #account-proofed) and
+//	                             a#account-logout
+//	section#account-services     the RPs: ul#account-rps or
+//	                             #account-rps-empty; li[data-client=ID];
+//	                             each RP's withdrawal behind a disclosure,
+//	                             details#revoke-<n>-box, whose
+//	                             form.revoke[data-client=ID] holds
+//	                             button#revoke-<n> (name=action,
+//	                             value=revoke): two deliberate steps, no
+//	                             script
+//	section#passkeys             the passkeys, when they are on
+//
+// and #account-status (the notice after a withdrawal), a#lang-ja /
+// #lang-en. Times carry their time zone (Japan time).
 package accountpage

@@ -20,6 +20,11 @@ type Clients interface {
 	Get(ctx context.Context, id string) (*clients.Client, error)
 }
 
+// Accounts name the signed-in resident (account.Store).
+type Accounts interface {
+	Get(ctx context.Context, id string) (*account.Account, error)
+}
+
 // Tokens revoke what an account gave a client.
 type Tokens interface {
 	RevokeAccountClient(ctx context.Context, accountID, clientID string) error
@@ -51,6 +56,8 @@ type Options struct {
 	Sessions *session.Manager
 	Grants   *consent.Store
 	Tokens   Tokens
+	// Accounts say who is signed in.
+	Accounts Accounts
 	// Passkeys, when set, lists the resident's passkeys and adds one.
 	Passkeys *PasskeyOptions
 }
@@ -63,17 +70,18 @@ type Handler struct {
 	sessions *session.Manager
 	grants   *consent.Store
 	tokens   Tokens
+	accounts Accounts
 	passkeys *PasskeyOptions
 	log      *slog.Logger
 }
 
 // New checks the options.
 func New(o Options) (*Handler, error) {
-	if o.Web == nil || o.Requests == nil || o.Clients == nil || o.Sessions == nil || o.Grants == nil || o.Tokens == nil {
+	if o.Web == nil || o.Requests == nil || o.Clients == nil || o.Sessions == nil || o.Grants == nil || o.Tokens == nil || o.Accounts == nil {
 		return nil, errors.New("accountpage: a dependency is missing")
 	}
 	return &Handler{web: o.Web, requests: o.Requests, clients: o.Clients, sessions: o.Sessions,
-		grants: o.Grants, tokens: o.Tokens, passkeys: o.Passkeys, log: o.Web.Logger()}, nil
+		grants: o.Grants, tokens: o.Tokens, accounts: o.Accounts, passkeys: o.Passkeys, log: o.Web.Logger()}, nil
 }
 
 // Mount registers the routes.

@@ -1,9 +1,12 @@
 package accountpage
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/authreq"
@@ -81,9 +84,15 @@ func accountURL(lang, revoked string) string {
 
 // accountView is the account page's data.
 type accountView struct {
-	SignedIn  bool
-	LoginURL  string
-	ProofURL  string
+	SignedIn bool
+	LoginURL string
+	ProofURL string
+	// Name is the signed-in resident's name from their verified facts,
+	// "" when the account has none; Initial is its first character, for
+	// the avatar.
+	Name, Initial string
+	// ProofedAt is when the facts were verified.
+	ProofedAt string
 	RPs       []connectedRP
 	Revoked   string // display name of the RP just revoked
 	CSRF      string
@@ -99,8 +108,10 @@ type connectedRP struct {
 	ClientID     string
 	Name         string
 	Organization string
+	Logo         string
 	// Claims are what the RP may receive (claim names; the template
-	// shows them in the page language).
+	// shows them in the page language), a whole standing for the parts
+	// it contains.
 	Claims []string
 	// Narrowed are the answers that shared less than asked ("birthdate"
 	// answered with "age_over_20").
@@ -111,6 +122,29 @@ type connectedRP struct {
 }
 
 type narrowedView struct{ Asked, Gave string }
+
+// wholes drops the parts of a claim that is listed itself: the name
+// stands for the family and the given name it contains.
+func wholes(claims []string) []string {
+	var out []string
+	for _, c := range claims {
+		if info, ok := consent.Lookup(c); ok && info.PartOf != "" && slices.Contains(claims, info.PartOf) {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// jst is a time as the pages show it, with its time zone named in the
+// page language.
+func (h *Handler) jst(t time.Time, lang string) string {
+	s := web.FormatTime(t)
+	if s == "" {
+		return ""
+	}
+	return fmt.Sprintf(h.web.Message(lang, "time.jst"), s)
+}
 
 func (h *Handler) handleAccount(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -127,6 +161,20 @@ func (h *Handler) handleAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.SignedIn = true
+	a, err := h.accounts.Get(ctx, sess.AccountID)
+	if err != nil {
+		h.log.ErrorContext(ctx, "load account", "error", err)
+		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+		return
+	}
+	if a.Facts != nil && a.Facts.Name != "" {
+		v.Name = a.Facts.Name
+		first, _ := utf8.DecodeRuneInString(a.Facts.Name)
+		v.Initial = string(first)
+	}
+	if a.FactsSource != nil {
+		v.ProofedAt = h.jst(a.FactsSource.VerifiedAt, lang)
+	}
 	grants, err := h.grants.List(ctx, sess.AccountID)
 	if err != nil {
 		h.log.ErrorContext(ctx, "list grants", "error", err)
@@ -134,8 +182,8 @@ func (h *Handler) handleAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, g := range grants {
-		rp := connectedRP{ClientID: g.Client, Name: g.Client, Claims: g.Claims,
-			Since: web.FormatTime(g.CreatedAt), Updated: web.FormatTime(g.At), Remembers: len(g.Claims) > 0}
+		rp := connectedRP{ClientID: g.Client, Name: g.Client, Claims: wholes(g.Claims), Logo: clients.LogoPath(g.Client),
+			Since: h.jst(g.CreatedAt, lang), Updated: h.jst(g.At, lang), Remembers: len(g.Claims) > 0}
 		if rp.Since == "" {
 			rp.Since = rp.Updated
 		}
@@ -155,11 +203,7 @@ func (h *Handler) handleAccount(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if h.passkeys != nil {
-		if v.Passkeys, err = h.passkeySection(ctx, r, sess, lang); err != nil {
-			h.log.ErrorContext(ctx, "list passkeys", "error", err)
-			h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
-			return
-		}
+		v.Passkeys = h.passkeySection(r, a, sess, lang)
 	}
 	v.CSRF = h.web.CSRFToken(w, r)
 	v.Action = revokePath + "?" + url.Values{web.LangParam: {lang}}.Encode()

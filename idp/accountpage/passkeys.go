@@ -1,7 +1,6 @@
 package accountpage
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -50,12 +49,8 @@ type passkeyView struct {
 	DisabledAt string
 }
 
-func (h *Handler) passkeySection(ctx context.Context, r *http.Request, sess *session.Session, lang string) (*passkeysView, error) {
+func (h *Handler) passkeySection(r *http.Request, a *account.Account, sess *session.Session, lang string) *passkeysView {
 	o := h.passkeys
-	a, err := o.Store.Get(ctx, sess.AccountID)
-	if err != nil {
-		return nil, err
-	}
 	v := &passkeysView{
 		CanAdd:   sess.JPKIRecent(h.web.Now(), o.RecentProofing),
 		ProveURL: loginPath + "?" + url.Values{web.LangParam: {lang}, "reauth": {"1"}}.Encode(),
@@ -64,8 +59,8 @@ func (h *Handler) passkeySection(ctx context.Context, r *http.Request, sess *ses
 		Full:   len(a.Passkeys) >= account.MaxPasskeys,
 	}
 	for _, p := range a.Passkeys {
-		pv := passkeyView{ID: base64.RawURLEncoding.EncodeToString(p.ID), Name: p.Name, Created: web.FormatTime(p.CreatedAt),
-			LastUsed: web.FormatTime(p.LastUsedAt), Synced: p.Synced(), Disabled: p.Disabled, DisabledAt: web.FormatTime(p.DisabledAt)}
+		pv := passkeyView{ID: base64.RawURLEncoding.EncodeToString(p.ID), Name: p.Name, Created: h.jst(p.CreatedAt, lang),
+			LastUsed: h.jst(p.LastUsedAt, lang), Synced: p.Synced(), Disabled: p.Disabled, DisabledAt: h.jst(p.DisabledAt, lang)}
 		if p.Disabled != "" {
 			v.Disabled = true
 		}
@@ -77,7 +72,7 @@ func (h *Handler) passkeySection(ctx context.Context, r *http.Request, sess *ses
 			v.Notice = n
 		}
 	}
-	return v, nil
+	return v
 }
 
 // maxCredentialIDField bounds the form's credential ID (1023 bytes as

@@ -56,7 +56,7 @@ func newPage(t *testing.T) *page {
 		t.Fatal(err)
 	}
 	h, err := New(Options{Web: p.kit, Requests: p.requests, Clients: noClients{}, Sessions: p.sessions,
-		Grants: consent.NewStore(kv, store.ErrNotFound), Tokens: noTokens{},
+		Grants: consent.NewStore(kv, store.ErrNotFound), Tokens: noTokens{}, Accounts: p.accounts,
 		Passkeys: &PasskeyOptions{Store: p.accounts, Begin: "/b", Finish: "/f", RecentProofing: 5 * time.Minute}})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package clients
 
 import (
+	"net/url"
 	"slices"
 
 	"github.com/watashi-id/watashi/consent"
@@ -49,6 +50,11 @@ type Client struct {
 	// screen so that a resident can read what happens to their data
 	// before sharing it.
 	PolicyURI string `json:"policy_uri,omitempty" yaml:"policy_uri"`
+	// LogoURI is the RP's logo (registration metadata logo_uri). Watashi
+	// fetches it through the guarded fetcher and serves it from its own
+	// origin (LogoPath), so a resident's browser never contacts the RP
+	// before consenting.
+	LogoURI string `json:"logo_uri,omitempty" yaml:"logo_uri"`
 	// AgeAlternatives declares that an age check (age_over_18 or
 	// age_over_20) serves this RP wherever it asks for the birth date, so
 	// the consent screen offers the resident the narrower answer even
@@ -103,6 +109,10 @@ func (c *Client) Name() string {
 	}
 	return c.ID
 }
+
+// LogoPath is where the provider serves client id's logo (a neutral
+// mark when it has none).
+func LogoPath(id string) string { return "/rp-logo/" + url.PathEscape(id) }
 
 // SelfServiceID names the provider itself when a resident signs in to
 // manage their own account. It cannot be named at /authorize: a client ID

@@ -286,6 +286,7 @@ func FromWhitelist(wc *whitelist.Client) *Client {
 		Scopes:              scopes,
 		IDTokenAlg:          wc.IDTokenSignedResponseAlg,
 		PolicyURI:           wc.PolicyURI,
+		LogoURI:             wc.LogoURI,
 		VerifiedClaims:      slices.Contains(wc.AllowedClaims, consent.ClaimVerifiedClaims),
 		ApplicationType:     wc.ApplicationType,
 		TierClaims:          claims,

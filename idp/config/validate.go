@@ -343,6 +343,12 @@ func (c *Config) validateClients(p *problems, dev bool) {
 				p.add(path+".policy_uri", "must be an https URL (residents follow it from the consent screen)")
 			}
 		}
+		if cc.LogoURI != "" {
+			u, err := url.Parse(cc.LogoURI)
+			if err != nil || u.Host == "" || (u.Scheme != "https" && !(dev && u.Scheme == "http")) {
+				p.add(path+".logo_uri", "must be an https URL (Watashi fetches the logo to show it on the login and consent screens)")
+			}
+		}
 		if cc.AgeAlternatives && !slices.Contains(cc.Scopes, "birthdate") && !slices.Contains(cc.Scopes, "profile") {
 			p.add(path+".age_alternatives", "offers an age check instead of the birth date, but the client may not ask for the birth date (scopes birthdate or profile)")
 		}

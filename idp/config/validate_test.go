@@ -147,6 +147,8 @@ func TestConfigProductionRefusals(t *testing.T) {
 		{name: "http sector uri", mutate: func(c *Config) { c.Clients[0].SectorIdentifierURI = "http://rp.example.com/sector.json" }, path: "clients[0].sector_identifier_uri:", devOK: true},
 		{name: "http policy uri", mutate: func(c *Config) { c.Clients[0].PolicyURI = "http://rp.example.com/privacy" }, path: "clients[0].policy_uri: must be an https URL", devOK: true},
 		{name: "relative policy uri", mutate: func(c *Config) { c.Clients[0].PolicyURI = "/privacy" }, path: "clients[0].policy_uri:"},
+		{name: "http logo uri", mutate: func(c *Config) { c.Clients[0].LogoURI = "http://rp.example.com/logo.png" }, path: "clients[0].logo_uri: must be an https URL", devOK: true},
+		{name: "relative logo uri", mutate: func(c *Config) { c.Clients[0].LogoURI = "/logo.png" }, path: "clients[0].logo_uri:"},
 		{name: "age alternatives without birthdate", mutate: func(c *Config) {
 			c.Clients[0].Scopes = []string{"name"}
 			c.Clients[0].AgeAlternatives = true

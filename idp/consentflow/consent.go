@@ -67,7 +67,7 @@ func (h *Handler) loadConsentState(w http.ResponseWriter, r *http.Request) (*con
 // consentContext loads what both consent handlers need and answers the
 // cases where no consent page is due.
 func (h *Handler) consentContext(w http.ResponseWriter, r *http.Request) (*authreq.AuthRequest, *session.Session, string, bool) {
-	ar, ok := h.requests.LoadForPage(w, r, h.web, r.URL.Query().Get("id"))
+	ar, ok := h.loadRequest(w, r)
 	if !ok {
 		return nil, nil, "", false
 	}
@@ -92,6 +92,46 @@ func (h *Handler) consentContext(w http.ResponseWriter, r *http.Request) (*authr
 		return nil, nil, "", false
 	}
 	return ar, sess, lang, true
+}
+
+// loadRequest loads the auth request named in the query. A request that
+// is finished (completed, or gone after its code was exchanged) is what a
+// signed-in resident meets by going Back from the relying party: that is
+// no error, the page says they are done. Anyone else gets the error page.
+func (h *Handler) loadRequest(w http.ResponseWriter, r *http.Request) (*authreq.AuthRequest, bool) {
+	ar, err := h.requests.Load(r.Context(), r.URL.Query().Get("id"))
+	var uiLocales []string
+	if ar != nil {
+		uiLocales = ar.UILocales
+	}
+	finished := errors.Is(err, authreq.ErrNotFound) || err == nil && ar.Completed
+	if finished {
+		if _, signedIn := h.sessions.Current(r); signedIn {
+			lang := h.web.Lang(w, r, uiLocales)
+			h.web.Render(w, r, http.StatusOK, "message.html", lang, messageView{Kind: "done",
+				Languages: web.LangLinks(&url.URL{Path: authreq.ConsentPath, RawQuery: url.Values{"id": {r.URL.Query().Get("id")}}.Encode()}, lang)})
+			return nil, false
+		}
+	}
+	switch {
+	case errors.Is(err, authreq.ErrNotFound):
+		h.web.ErrorPage(w, r, h.web.Lang(w, r, nil), http.StatusBadRequest, "unknown_request")
+	case err != nil:
+		h.log.ErrorContext(r.Context(), "load auth request", "error", err)
+		h.web.ErrorPage(w, r, h.web.Lang(w, r, nil), http.StatusInternalServerError, "server_error")
+	case ar.Completed:
+		h.web.ErrorPage(w, r, h.web.Lang(w, r, uiLocales), http.StatusBadRequest, "already_completed")
+	default:
+		return ar, true
+	}
+	return nil, false
+}
+
+// messageView is the data of the provider's one-message pages; Kind
+// picks the message ("done": the sign-in is finished).
+type messageView struct {
+	Kind      string
+	Languages []web.LangLink
 }
 
 // consentFacts loads the account and, when facts are about to matter,
@@ -259,6 +299,8 @@ type rpView struct {
 	Organization string
 	Purpose      string
 	PolicyURI    string
+	// Logo is the RP's logo, served from this origin.
+	Logo string
 	// Verified is the "verified relying party" badge: a client the
 	// operator configured, or approved in the registry.
 	Verified bool
@@ -279,8 +321,16 @@ type consentItemView struct {
 	Alternatives []altView
 	// Includes are the age checks sharing the full claim also shares.
 	Includes []string
+	// Parts are the parts of the claim asked for with it (the family and
+	// the given name of the name), with their values: one choice.
+	Parts    []partView
 	Purpose  string
 	Verified bool
+}
+
+type partView struct {
+	Claim string
+	Value string
 }
 
 type altView struct {
@@ -300,6 +350,7 @@ func (h *Handler) renderConsent(w http.ResponseWriter, r *http.Request, st *cons
 			Organization: c.Organization,
 			Purpose:      c.Purpose,
 			PolicyURI:    c.PolicyURI,
+			Logo:         clients.LogoPath(c.ID),
 			Verified:     st.approved,
 		},
 		All:       d.Outcome == consent.AskAll,
@@ -323,6 +374,10 @@ func (h *Handler) renderConsent(w http.ResponseWriter, r *http.Request, st *cons
 			Verified:  it.Verified,
 		}
 		iv.Value, iv.ValueOK = h.claimText(a, it.Claim, st.lang)
+		for _, p := range it.Parts {
+			text, _ := h.claimText(a, p, st.lang)
+			iv.Parts = append(iv.Parts, partView{Claim: p, Value: text})
+		}
 		if len(it.Alternatives) > 0 {
 			iv.Alternatives = append(iv.Alternatives, altView{Claim: it.Claim, Full: true, Checked: as == it.Claim, Value: iv.Value})
 			for _, alt := range it.Alternatives {

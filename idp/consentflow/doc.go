@@ -18,12 +18,20 @@
 //	                              (consent.Effective) is recorded on the
 //	                              auth request, then the callback
 //
-// The screen works without JavaScript: each claim is a checkbox named
-// "claim"; a locked essential claim is a checked, disabled checkbox plus
-// a hidden "claim" input; an age alternative is a radio group named
-// "as.<claim>". Element IDs are stable for tests and themes:
-// form#consent, input#claim-<claim>, input#as-<claim>-<choice>,
+// A request that is over (answered, or gone after its code was used) is
+// what a signed-in resident meets by going Back from the relying party:
+// both methods then show a "you're done" page instead of an error, and
+// nothing changes.
+//
+// The screen works without JavaScript: each line is a checkbox named
+// "claim"; the name's parts asked with it are listed on the name's line,
+// not boxes of their own; a locked essential claim is a checked, disabled
+// checkbox plus a hidden "claim" input; an age alternative is a radio
+// group named "as.<claim>". An unticked line says what ticking it would
+// send, not what "they receive" (CSS :has, no script). Element IDs are
+// stable for tests and themes: form#consent, li#item-<claim>,
+// input#claim-<claim>, #claim-<claim>-parts, input#as-<claim>-<choice>,
 // button#consent-allow / #consent-deny (name=action, value=allow|deny),
 // a#lang-ja / #lang-en, #rp-name, #rp-organization, #rp-verified,
-// #rp-purpose, a#rp-policy, #consent-kept, #consent-error.
+// #rp-purpose, a#rp-policy, #consent-kept, #consent-error, #done.
 package consentflow

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -78,7 +79,6 @@ type session struct {
 	idClaims    map[string]any
 	userinfo    map[string]any
 	userinfoErr string
-	scope       string
 	refresh     bool
 	created     time.Time
 }
@@ -180,6 +180,10 @@ func (rp *RP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rp.callback(w, r)
 	case "/logout":
 		rp.logout(w, r)
+	case "/logo.png":
+		h.Set("Cache-Control", "public, max-age=3600")
+		h.Set("Content-Type", "image/png")
+		_, _ = w.Write(logoPNG)
 	default:
 		http.NotFound(w, r)
 	}
@@ -285,7 +289,6 @@ func (rp *RP) callback(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s := &session{idToken: raw, created: time.Now(), refresh: tok.RefreshToken != ""}
-	s.scope, _ = tok.Extra("scope").(string)
 	if err := idt.Claims(&s.idClaims); err != nil {
 		rp.fail(w, http.StatusBadGateway, "The ID token's claims could not be read.", err)
 		return
@@ -355,7 +358,7 @@ func (rp *RP) home(w http.ResponseWriter, r *http.Request) {
 		v.IDClaims = prettyJSON(s.idClaims)
 		v.Userinfo = prettyJSON(s.userinfo)
 		v.UserinfoErr = s.userinfoErr
-		v.GrantedScope = s.scope
+		v.Received = received(s.idClaims, s.userinfo)
 		v.Refresh = s.refresh
 		if sub, ok := s.idClaims["sub"].(string); ok {
 			v.Sub = sub
@@ -365,6 +368,67 @@ func (rp *RP) home(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rp.render(w, http.StatusOK, v)
+}
+
+// protocolClaims are the claims every ID token or userinfo answer has,
+// whatever the resident shared: they say who signed in how, not about
+// the resident.
+var protocolClaims = map[string]bool{
+	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true, "jti": true, "nonce": true,
+	"auth_time": true, "acr": true, "amr": true, "azp": true, "at_hash": true, "c_hash": true, "s_hash": true, "sid": true,
+	"client_id": true,
+}
+
+// receivedClaim is one claim the RP received, and where.
+type receivedClaim struct {
+	Name              string
+	IDToken, Userinfo bool
+}
+
+// received lists the claims about the resident that the RP actually
+// received, in the ID token and from userinfo: what the resident granted.
+// (The token response's scope says what was asked for, which can be
+// more.)
+func received(idClaims, userinfo map[string]any) []receivedClaim {
+	seen := map[string]*receivedClaim{}
+	var order []string
+	add := func(m map[string]any, id bool) {
+		for k := range m {
+			if protocolClaims[k] {
+				continue
+			}
+			c, ok := seen[k]
+			if !ok {
+				c = &receivedClaim{Name: k}
+				seen[k] = c
+				order = append(order, k)
+			}
+			if id {
+				c.IDToken = true
+			} else {
+				c.Userinfo = true
+			}
+		}
+	}
+	add(idClaims, true)
+	add(userinfo, false)
+	slices.SortFunc(order, func(a, b string) int { return claimRank(a) - claimRank(b) })
+	out := make([]receivedClaim, 0, len(order))
+	for _, k := range order {
+		out = append(out, *seen[k])
+	}
+	return out
+}
+
+// claimRank orders claims as a person reads them: the name first, then
+// the rest of the basic four facts, then anything else.
+func claimRank(name string) int {
+	for i, n := range []string{"name", "family_name", "given_name", "birthdate", "age_over_18", "age_over_20", "gender", "address", "verified_claims"} {
+		if n == name {
+			return i
+		}
+	}
+	return 100 + int(name[0])
 }
 
 func prettyJSON(v any) string {
@@ -392,7 +456,7 @@ type pageView struct {
 	Sub, Name                      string
 	IDClaims, Userinfo             string
 	UserinfoErr                    string
-	GrantedScope                   string
+	Received                       []receivedClaim
 	Refresh                        bool
 	Error, ErrorDescription        string
 	Problem                        string
@@ -422,22 +486,28 @@ a.button{display:inline-block;background:#1f4fd1;color:#fff;text-decoration:none
 a.button.secondary{background:#fff;color:#1f4fd1;border:1px solid #1f4fd1}
 pre{background:#0f1420;color:#d8e1f0;padding:.8rem;border-radius:.4rem;overflow:auto;font-size:.85rem}
 .err{border-color:#e3a3a3;background:#fff5f5}dt{font-weight:600}dd{margin:0 0 .5rem 0;word-break:break-all}
+.claims{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.4rem}.claims li{background:#e8f0fe;border-radius:1rem;padding:.15rem .7rem}
+.where,.note{color:#4a5260;font-size:.85rem}.brand{display:flex;align-items:center;gap:.6rem}.brand img{border-radius:.5rem}
 </style></head><body>
-<header><h1>Demo relying party</h1><span class="tag">SIMULATOR · デモ</span></header>
+<header><div class="brand"><img src="{{.Base}}/logo.png" alt="" width="40" height="40"><h1>Demo relying party</h1></div><span class="tag">SIMULATOR · デモ</span></header>
+<main>
 {{if .Problem}}<div class="card err"><p>{{.Problem}}</p><p><a class="button" href="{{.Base}}/">Back</a></p></div>
 {{else if .Error}}<div class="card err"><h2>The provider returned an error</h2>
 <dl><dt>error</dt><dd>{{.Error}}</dd>{{if .ErrorDescription}}<dt>error_description</dt><dd>{{.ErrorDescription}}</dd>{{end}}</dl>
 <p><a class="button" href="{{.Base}}/login">Try again</a> <a class="button secondary" href="{{.Base}}/">Home</a></p></div>
 {{else if .SignedIn}}<div class="card"><h2>Signed in{{if .Name}} as {{.Name}}{{end}}</h2>
 <p>Your pairwise subject at this RP: <code>{{.Sub}}</code></p>
-{{if .GrantedScope}}<p>Granted scope: <code>{{.GrantedScope}}</code>{{if .Refresh}} · refresh token received{{end}}</p>{{end}}
+<div id="rp-received"><h3>Claims received</h3>{{if .Received}}<ul class="claims">{{range .Received}}<li><code>{{.Name}}</code> <span class="where">{{if .IDToken}}ID token{{end}}{{if and .IDToken .Userinfo}} · {{end}}{{if .Userinfo}}userinfo{{end}}</span></li>{{end}}</ul>
+{{else}}<p>None: only the pairwise subject.</p>{{end}}
+<p class="note">What the resident shared, as this RP received it. The scope of the token response says what was asked for, which can be more.{{if .Refresh}} A refresh token was received.{{end}}</p></div>
 <p><a class="button secondary" href="{{.Base}}/logout">Log out</a> <a class="button secondary" href="{{.Base}}/login?prompt=login">Sign in again</a> <a class="button secondary" id="rp-aal3" href="{{.Base}}/login?acr_values=aal3">Sign in with the certificate (aal3)</a></p></div>
-<div class="card"><h3>ID token claims (verified with go-oidc)</h3><pre>{{.IDClaims}}</pre></div>
-<div class="card"><h3>Userinfo</h3>{{if .UserinfoErr}}<p>{{.UserinfoErr}}</p>{{else}}<pre>{{.Userinfo}}</pre>{{end}}</div>
+<div class="card"><h3 id="idt-h">ID token claims (verified with go-oidc)</h3><pre tabindex="0" role="region" aria-labelledby="idt-h">{{.IDClaims}}</pre></div>
+<div class="card"><h3 id="ui-h">Userinfo</h3>{{if .UserinfoErr}}<p>{{.UserinfoErr}}</p>{{else}}<pre tabindex="0" role="region" aria-labelledby="ui-h">{{.Userinfo}}</pre>{{end}}</div>
 {{else}}<div class="card"><p>This page is an ordinary OpenID Connect client (golang.org/x/oauth2 and coreos/go-oidc) registered at
 <code>{{.Issuer}}</code> as <code>{{.ClientID}}</code>. It asks for <code>{{.Scopes}}</code> with PKCE (S256), state and nonce.</p>
 <p><a class="button" href="{{.Base}}/login">Sign in with Watashi</a></p></div>
 {{end}}
+</main>
 </body></html>
 `))
 

@@ -2,10 +2,13 @@ package demorp
 
 import (
 	"fmt"
+	"image/png"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNewRefuses(t *testing.T) {
@@ -98,5 +101,62 @@ func TestBoundedMap(t *testing.T) {
 	}
 	if _, ok := m.get("4"); !ok {
 		t.Fatal("evicted the wrong entry")
+	}
+}
+
+func TestReceivedClaims(t *testing.T) {
+	id := map[string]any{"iss": "x", "sub": "s", "aud": "rp", "exp": 1, "iat": 1, "nonce": "n", "acr": "aal3", "amr": []any{"hwk"},
+		"auth_time": 1, "at_hash": "h", "c_hash": "h", "azp": "rp", "client_id": "rp", "sid": "x", "name": "渡志　花子"}
+	ui := map[string]any{"sub": "s", "address": map[string]any{"formatted": "x"}, "birthdate": "2000-01-01", "name": "渡志　花子", "zz_custom": 1}
+	got := received(id, ui)
+	want := []receivedClaim{{Name: "name", IDToken: true, Userinfo: true}, {Name: "birthdate", Userinfo: true}, {Name: "address", Userinfo: true}, {Name: "zz_custom", Userinfo: true}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("received = %+v, want %+v", got, want)
+	}
+	if got := received(map[string]any{"sub": "s", "acr": "aal2"}, nil); len(got) != 0 {
+		t.Fatalf("protocol claims only: %+v", got)
+	}
+}
+
+// TestHomeShowsReceivedClaims: the signed-in page lists what the RP
+// received, never the token response's scope.
+func TestHomeShowsReceivedClaims(t *testing.T) {
+	rp, err := New(Config{Issuer: "http://127.0.0.1:1", ClientID: "rp", BaseURL: "http://127.0.0.1:8080/rp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp.sessions.put("sid", &session{created: time.Now(), refresh: true,
+		idClaims: map[string]any{"sub": "pairwise", "acr": "aal3"},
+		userinfo: map[string]any{"sub": "pairwise", "name": "渡志　花子", "birthdate": "2000-01-01"}})
+	req := httptest.NewRequest("GET", "/", nil)
+	req.AddCookie(&http.Cookie{Name: sessCookie, Value: "sid"})
+	rec := httptest.NewRecorder()
+	rp.ServeHTTP(rec, req)
+	body := rec.Body.String()
+	for _, want := range []string{`id="rp-received"`, "<code>name</code>", "<code>birthdate</code>", "refresh token"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	for _, not := range []string{"Granted scope", "<code>acr</code>"} {
+		if strings.Contains(body, not) {
+			t.Errorf("page shows %q", not)
+		}
+	}
+	if strings.Index(body, "<code>name</code>") > strings.Index(body, "<code>birthdate</code>") {
+		t.Error("the name is not listed first")
+	}
+}
+
+func TestLogo(t *testing.T) {
+	rp, err := New(Config{Issuer: "http://127.0.0.1:1", ClientID: "rp", BaseURL: "http://127.0.0.1:8080/rp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	rp.ServeHTTP(rec, httptest.NewRequest("GET", "/logo.png", nil))
+	cfg, err := png.DecodeConfig(rec.Body)
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "image/png" || err != nil || cfg.Width != 96 || cfg.Height != 96 {
+		t.Fatalf("logo: %d %s %+v %v", rec.Code, rec.Header().Get("Content-Type"), cfg, err)
 	}
 }

@@ -23,15 +23,23 @@ var errorMessages = map[string][2]string{ // code -> {ja, en}
 		"The service is temporarily unavailable. Please try again in a moment."},
 }
 
+// errorPage is bilingual: the request that failed may not say which
+// language the resident reads. It wears the pages' frame (stylesheet,
+// logo) but needs nothing else from them.
 var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 <html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>エラー / Error - Watashi</title></head>
-<body><main>
-<h1>エラー / Error</h1>
-<p lang="ja">{{.JA}}</p>
-<p lang="en">{{.EN}}</p>
-{{if .RequestID}}<p><small>参照番号 / Reference: <code>{{.RequestID}}</code></small></p>{{end}}
-</main></body></html>
+<meta name="referrer" content="no-referrer">
+<title>エラー / Error - Watashi</title>
+<link rel="icon" href="/favicon.ico" sizes="any">
+<link rel="stylesheet" href="/static/watashi.css"></head>
+<body>
+<header class="site"><div class="bar"><p class="brand"><img src="/static/logo.svg" alt="" width="28" height="28"><span>Watashi</span></p></div></header>
+<main id="main"><div class="card" id="error-card">
+<h1>問題が発生しました <span lang="en">/ Something went wrong</span></h1>
+<div class="error" role="alert"><p>{{.JA}}</p>
+<p lang="en">{{.EN}}</p></div>
+{{if .RequestID}}<p class="small">参照番号 <span lang="en">/ Reference</span>: <code>{{.RequestID}}</code></p>{{end}}
+</div></main></body></html>
 `))
 
 // unavailablePage says that the provider cannot answer now, as a 503

@@ -13,12 +13,18 @@
 //	GET  /login/tx/TX/events   server-sent events on state changes
 //	GET  /login/tx/TX/qr.png   the QR code of the current window
 //	POST /login/tx/TX/finish   CSRF; verified → SSO session → consent
+//	GET  /login/tx/TX/return   where a same-device wallet sends the
+//	                           resident after answering: the owning
+//	                           browser's login page, or a page saying
+//	                           where to look
 //	GET  /logout?next=SIGNED   end the SSO session
 //
 // The wallet (docs/wallet-protocol.md): GET and POST
 // /wallet/v1/transactions/TX with the token from the QR code. It receives
 // the exact bytes to sign, which bind issuer, transaction, RP and expiry,
-// and answers once with signatures (JWS with x5c, CMS, or raw).
+// and answers once with signatures (JWS with x5c, CMS, or raw), or with
+// POST .../TX/decline when the resident declines or the confirmation
+// codes differ, which the browser shows at once.
 //
 // A transaction moves pending → processing → verified | failed exactly
 // once (compare-and-swap on the stored bytes), then verified → finished

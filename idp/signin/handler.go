@@ -157,6 +157,8 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /wallet/open", h.handleWalletOpen)
 	mux.HandleFunc("GET "+WalletTxPath+"{id}", h.handleWalletGet)
 	mux.HandleFunc("POST "+WalletTxPath+"{id}", h.handleWalletPost)
+	mux.HandleFunc("POST "+WalletTxPath+"{id}"+walletDeclineSuffix, h.handleWalletDecline)
+	mux.HandleFunc("GET /login/tx/{id}/return", h.handleTxReturn)
 }
 
 // satisfies is session.Satisfies with the request's client's subject.

@@ -18,6 +18,7 @@ import (
 	"rsc.io/qr"
 
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/web"
@@ -104,7 +105,12 @@ func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 
 // loginView is the login page's data.
 type loginView struct {
-	RP             string
+	RP string
+	// SelfService is set when the resident signs in to their own account
+	// page: the page names the provider in its own language then.
+	SelfService bool
+	// RPLogo is the relying party's logo, served from this origin.
+	RPLogo         string
 	RPPurpose      string
 	Purpose        string
 	Claims         []string
@@ -133,6 +139,14 @@ type loginView struct {
 	Languages []web.LangLink
 	// Passkey, when set, offers a passkey sign-in for this request.
 	Passkey *passkeyView
+	// TTL is how long a transaction lasts, in words of the page
+	// language: the page states it, and the expired page repeats it.
+	TTL string
+	// DemoTools shows the transaction URL, for the demo's phone
+	// simulator and the command-line wallet: a developer's aid, shown only
+	// in the demo and in development mode, which residents of a real
+	// deployment never see.
+	DemoTools bool
 }
 
 // passkeyView is what the passkey sign-in button needs.
@@ -162,10 +176,15 @@ func (h *Handler) qrLinks(tx *signinTx) qrLinks {
 		Fallback: strings.TrimSuffix(h.web.Issuer(), "/") + "/wallet/open?tx=" + url.QueryEscape(txu),
 	}
 	if h.demoWallet != "" {
-		demo := h.demoWallet + "?tx=" + url.QueryEscape(txu)
-		l.AppLink, l.Fallback = demo, demo
+		l.AppLink, l.Fallback = h.demoLink(txu), h.demoLink(txu)
 	}
 	return l
+}
+
+// demoLink opens the demo's phone simulator as the app link would open a
+// wallet: on this device, so that it returns to the browser when done.
+func (h *Handler) demoLink(txURL string) string {
+	return h.demoWallet + "?" + url.Values{"tx": {txURL}, "link": {"1"}}.Encode()
 }
 
 func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, ar *authreq.AuthRequest, tx *signinTx, lang string) {
@@ -177,6 +196,10 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, ar *authre
 	base := "/login/tx/" + url.PathEscape(tx.ID)
 	v := loginView{
 		RP:             tx.ClientName,
+		SelfService:    tx.ClientID == clients.SelfServiceID,
+		RPLogo:         clients.LogoPath(tx.ClientID),
+		TTL:            h.duration(h.txTTL, lang),
+		DemoTools:      h.demoWallet != "" || h.web.Dev(),
 		RPPurpose:      tx.ClientPurpose,
 		Purpose:        tx.Purpose,
 		Claims:         tx.Claims,
@@ -216,6 +239,19 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, ar *authre
 		v.Reason = codeExpiredTransaction
 	}
 	h.web.Render(w, r, http.StatusOK, "login.html", lang, v)
+}
+
+// duration says d in the page language, in whole minutes or, below a
+// minute, seconds.
+func (h *Handler) duration(d time.Duration, lang string) string {
+	n, key := int(d/time.Minute), "time.minutes"
+	switch {
+	case d < time.Minute:
+		n, key = int(d/time.Second), "time.seconds"
+	case n == 1:
+		key = "time.minute"
+	}
+	return fmt.Sprintf(h.web.Message(lang, key), n)
 }
 
 // txForBrowser loads the transaction named in the path and checks that
@@ -618,8 +654,9 @@ func (h *Handler) leave(w http.ResponseWriter, r *http.Request, lang, dest strin
 }
 
 type openAppView struct {
-	AppLink  template.URL
-	PhoneURL string
+	AppLink   template.URL
+	PhoneURL  string
+	Languages []web.LangLink
 }
 
 // handleWalletOpen is the https fallback of the app link: with the app
@@ -633,9 +670,9 @@ func (h *Handler) handleWalletOpen(w http.ResponseWriter, r *http.Request) {
 		h.web.ErrorPage(w, r, lang, http.StatusBadRequest, "bad_request")
 		return
 	}
-	v := openAppView{AppLink: template.URL("watashi://sign?tx=" + url.QueryEscape(tx))}
+	v := openAppView{AppLink: template.URL("watashi://sign?tx=" + url.QueryEscape(tx)), Languages: web.LangLinks(r.URL, lang)}
 	if h.demoWallet != "" {
-		v.PhoneURL = h.demoWallet + "?tx=" + url.QueryEscape(tx)
+		v.PhoneURL = h.demoLink(tx)
 	}
 	h.web.Render(w, r, http.StatusOK, "openapp.html", lang, v)
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/watashi-id/watashi/idp/store"
@@ -224,6 +225,9 @@ type walletTransaction struct {
 	ExpiresAt       int64      `json:"expires_at"`
 	ComparisonCode  string     `json:"comparison_code"`
 	Sign            walletSign `json:"sign"`
+	// ReturnURL is where a wallet opened on the browser's own device
+	// sends the resident after answering.
+	ReturnURL string `json:"return_url"`
 }
 
 type walletRP struct {
@@ -288,6 +292,7 @@ func (h *Handler) handleWalletGet(w http.ResponseWriter, r *http.Request) {
 			BytesB64: base64.StdEncoding.EncodeToString(tx.Bytes),
 			Formats:  []string{"jws", "cms", "raw"},
 		},
+		ReturnURL: strings.TrimSuffix(h.web.Issuer(), "/") + returnPath(tx.ID),
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -153,7 +154,7 @@ func TestPhoneSimulator(t *testing.T) {
 	browser, phone := d.agent(), d.agent()
 
 	link, code, _ := d.startLogin(browser, "")
-	if !strings.HasPrefix(link, d.issuer+"/phone/?tx=") {
+	if !strings.HasPrefix(link, d.issuer+"/phone/?link=1&tx=") {
 		t.Fatalf("app link in demo mode: %s", link)
 	}
 	// Not enrolled yet: the phone page asks for the facts first.
@@ -163,7 +164,8 @@ func TestPhoneSimulator(t *testing.T) {
 	}
 	csrf := find(t, `name="csrf" value="([^"]+)"`, page)
 	tx := find(t, `name="tx" value="([^"]+)"`, page)
-	form := url.Values{"csrf": {csrf}, "tx": {tx}, "family": {"山田"}, "given": {"太郎"}, "birthdate": {"1980-12-31"}, "gender": {"male"}, "address": {"東京都千代田区"}}
+	form := url.Values{"csrf": {csrf}, "tx": {tx}, "link": {find(t, `name="link" value="([^"]+)"`, page)},
+		"family": {"山田"}, "given": {"太郎"}, "birthdate": {"1980-12-31"}, "gender": {"male"}, "address": {"東京都千代田区"}}
 
 	// Bad input is refused with the form kept.
 	bad := url.Values{}
@@ -189,7 +191,7 @@ func TestPhoneSimulator(t *testing.T) {
 		t.Fatalf("enroll: %d", st)
 	}
 	// First use: sign-in is refused with not_enrolled.
-	if !strings.HasPrefix(loc, "/phone/?tx=") {
+	if !strings.HasPrefix(loc, "/phone/?link=1&tx=") {
 		t.Fatalf("enroll redirect: %q", loc)
 	}
 	_, _, page = phone.do(http.MethodGet, loc, nil)
@@ -197,7 +199,9 @@ func TestPhoneSimulator(t *testing.T) {
 		t.Fatalf("phone shows code %q, browser %q", got, code)
 	}
 	approve := url.Values{"csrf": {find(t, `name="csrf" value="([^"]+)"`, page)}, "txid": {find(t, `name="txid" value="([^"]+)"`, page)}, "format": {"cms"}}
-	if st, _, p := phone.do(http.MethodPost, "/phone/approve", approve); st != http.StatusBadRequest || !strings.Contains(p, "not_enrolled") {
+	// Said in words (both languages), the provider's code apart.
+	if st, _, p := phone.do(http.MethodPost, "/phone/approve", approve); st != http.StatusBadRequest || !strings.Contains(p, "<code>not_enrolled</code>") ||
+		!strings.Contains(p, "はじめての方") || strings.Contains(p, "HTTP 400") {
 		t.Fatalf("sign-in before proofing: %d\n%s", st, p)
 	}
 
@@ -207,18 +211,25 @@ func TestPhoneSimulator(t *testing.T) {
 	if got := find(t, `class="code">([^<]+)<`, page); got != code || !strings.Contains(page, "signature, authentication") {
 		t.Fatalf("proofing page: code %q vs %q\n%s", got, code, page)
 	}
-	approve = url.Values{"csrf": {find(t, `name="csrf" value="([^"]+)"`, page)}, "txid": {find(t, `name="txid" value="([^"]+)"`, page)}, "format": {"raw"}}
-	if st, _, p := phone.do(http.MethodPost, "/phone/approve", approve); st != http.StatusOK || !strings.Contains(p, "Approved") {
-		t.Fatalf("approve: %d\n%s", st, p)
+	// Opened through the browser's link: after approving, the phone goes
+	// back to the browser by the transaction's return URL.
+	approve = url.Values{"csrf": {find(t, `name="csrf" value="([^"]+)"`, page)}, "txid": {find(t, `name="txid" value="([^"]+)"`, page)},
+		"format": {"raw"}, "link": {find(t, `name="link" value="([^"]+)"`, page)}}
+	if st, loc, p := phone.do(http.MethodPost, "/phone/approve", approve); st != http.StatusSeeOther || loc != d.issuer+"/login/tx/"+txID+"/return" {
+		t.Fatalf("approve: %d %q\n%s", st, loc, p)
 	}
 	_, _, status := browser.do(http.MethodGet, "/login/tx/"+txID+"/status", nil)
 	var s struct{ State string }
 	if err := json.Unmarshal([]byte(status), &s); err != nil || s.State != "verified" {
 		t.Fatalf("browser status: %s", status)
 	}
-	// Approving the same transaction again: the phone no longer holds it.
-	if st, _, _ := phone.do(http.MethodPost, "/phone/approve", approve); st != http.StatusBadRequest {
-		t.Fatalf("second approve: %d", st)
+	// Approving the same transaction again, or coming Back to it: the
+	// phone says it answered already, and leads back to the browser.
+	if st, loc, _ := phone.do(http.MethodPost, "/phone/approve", approve); st != http.StatusSeeOther || loc != d.issuer+"/login/tx/"+txID+"/return" {
+		t.Fatalf("second approve: %d %q", st, loc)
+	}
+	if st, _, p := phone.do(http.MethodGet, link, nil); st != http.StatusOK || !strings.Contains(p, "already answered") || !strings.Contains(p, `id="phone-return"`) || strings.Contains(p, `action="approve"`) {
+		t.Fatalf("back to the answered transaction: %d\n%s", st, p)
 	}
 }
 
@@ -248,5 +259,66 @@ func TestPhoneRefusesForeignURLs(t *testing.T) {
 	}
 	if st, _, p := phone.do(http.MethodPost, "/phone/reset", url.Values{"csrf": {csrf}}); st != http.StatusOK || !strings.Contains(p, `action="enroll"`) {
 		t.Errorf("reset: %d", st)
+	}
+}
+
+// enrolled is a phone page agent that has enrolled (proofing needs no
+// earlier certificate).
+func (d *demo) enrolledPhone() *agent {
+	d.t.Helper()
+	phone := d.agent()
+	_, _, page := phone.do(http.MethodGet, "/phone/", nil)
+	form := url.Values{"csrf": {find(d.t, `name="csrf" value="([^"]+)"`, page)}, "tx": {""},
+		"family": {"佐藤"}, "given": {"花子"}, "birthdate": {"2000-01-01"}, "gender": {"female"}, "address": {"京都府"}}
+	if st, _, _ := phone.do(http.MethodPost, "/phone/enroll", form); st != http.StatusSeeOther {
+		d.t.Fatalf("enroll: %d", st)
+	}
+	return phone
+}
+
+// TestPhoneDeclines: "decline" and "the codes differ" reach the
+// provider, which ends the browser's wait with the reason; opened with a
+// pasted URL (another device) the phone stays put and says where to look,
+// opened through the browser's link it goes back to the browser.
+func TestPhoneDeclines(t *testing.T) {
+	d := newDemo(t)
+	phone := d.enrolledPhone()
+	for _, c := range []struct {
+		button, reason string
+		link           bool
+	}{
+		{"deny", "declined", false},
+		{"differ", "comparison_mismatch", false},
+		{"deny", "declined", true},
+		{"differ", "comparison_mismatch", true},
+	} {
+		t.Run(fmt.Sprintf("%s link=%v", c.button, c.link), func(t *testing.T) {
+			browser := d.agent()
+			link, _, txID := d.startLogin(browser, "proofing")
+			open := link
+			if !c.link {
+				u, _ := url.Parse(link)
+				open = "/phone/?" + url.Values{"tx": {u.Query().Get("tx")}}.Encode() // pasted, as if scanned
+			}
+			_, _, page := phone.do(http.MethodGet, open, nil)
+			form := url.Values{"csrf": {find(t, `name="csrf" value="([^"]+)"`, page)}, "txid": {find(t, `name="txid" value="([^"]+)"`, page)}}
+			if c.link {
+				form.Set("link", find(t, `name="link" value="([^"]+)"`, page))
+			} else if strings.Contains(page, `name="link"`) {
+				t.Fatal("a pasted URL is taken for the same device")
+			}
+			st, loc, p := phone.do(http.MethodPost, "/phone/"+c.button, form)
+			switch {
+			case c.link && (st != http.StatusSeeOther || loc != d.issuer+"/login/tx/"+txID+"/return"):
+				t.Fatalf("same device: %d %q\n%s", st, loc, p)
+			case !c.link && (st != http.StatusOK || loc != "" || !strings.Contains(p, `id="phone-done"`) || strings.Contains(p, `id="phone-return"`)):
+				t.Fatalf("other device: %d %q\n%s", st, loc, p)
+			}
+			_, _, status := browser.do(http.MethodGet, "/login/tx/"+txID+"/status", nil)
+			var s struct{ State, Reason string }
+			if err := json.Unmarshal([]byte(status), &s); err != nil || s.State != "failed" || s.Reason != c.reason {
+				t.Fatalf("browser status: %s", status)
+			}
+		})
 	}
 }

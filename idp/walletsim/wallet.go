@@ -243,6 +243,10 @@ type Transaction struct {
 	ExpiresAt       int64    `json:"expires_at"`
 	ComparisonCode  string   `json:"comparison_code"`
 	Sign            SignSpec `json:"sign"`
+	// ReturnURL is where a wallet opened on the browser's own device
+	// sends the resident after answering. Fetch keeps it only when it is
+	// on the issuer's origin.
+	ReturnURL string `json:"return_url"`
 
 	// URL is the transaction URL without its query; the wallet POSTs here.
 	URL string `json:"-"`
@@ -456,6 +460,11 @@ func (tx *Transaction) check(u *url.URL) error {
 	if len(problems) > 0 {
 		return fmt.Errorf("walletsim: refusing to sign: the transaction is inconsistent (%s)", strings.Join(problems, ", "))
 	}
+	// A return URL elsewhere than the provider would let a transaction
+	// send the resident anywhere after the PIN: it is dropped.
+	if !strings.HasPrefix(tx.ReturnURL, strings.TrimSuffix(s.Iss, "/")+"/") {
+		tx.ReturnURL = ""
+	}
 	return nil
 }
 
@@ -520,6 +529,53 @@ func (w *Wallet) SubmitSignatures(ctx context.Context, c *http.Client, tx *Trans
 	}
 	if err := json.Unmarshal(rb, &ok); err != nil || ok.Status != "verified" {
 		return fmt.Errorf("walletsim: submit: unexpected answer")
+	}
+	return nil
+}
+
+// Reasons a wallet gives for not signing.
+const (
+	// DeclineDeclined: the resident said no.
+	DeclineDeclined = "declined"
+	// DeclineCodesDiffer: the resident saw a different confirmation code
+	// in the browser (a QR code from someone else's screen).
+	DeclineCodesDiffer = "comparison_mismatch"
+)
+
+// Decline tells the provider that the resident will not sign tx, so that
+// the browser stops waiting at once and says why. reason is
+// DeclineDeclined or DeclineCodesDiffer.
+func Decline(ctx context.Context, c *http.Client, tx *Transaction, reason string) error {
+	if c == nil {
+		c = defaultClient
+	}
+	body, err := json.Marshal(map[string]string{"qr_token": tx.QRToken, "reason": reason})
+	if err != nil {
+		return fmt.Errorf("walletsim: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tx.URL+"/decline", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("walletsim: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("walletsim: decline: %w", err)
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return fmt.Errorf("walletsim: decline: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return decodeError(resp.StatusCode, rb)
+	}
+	var ok struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(rb, &ok); err != nil || ok.Status != "declined" {
+		return fmt.Errorf("walletsim: decline: unexpected answer")
 	}
 	return nil
 }

@@ -288,3 +288,37 @@ func TestFetchRefusesInconsistentTransactions(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchKeepsOnlyTheIssuersReturnURL: a return URL is followed after
+// the PIN, so only one on the provider's own origin is kept.
+func TestFetchKeepsOnlyTheIssuersReturnURL(t *testing.T) {
+	var ret string
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		exp := time.Now().Add(5 * time.Minute).Unix()
+		b, _ := json.Marshal(map[string]any{"aud": srv.URL, "client_id": "web", "exp": exp, "iss": srv.URL, "nonce": "n",
+			"purpose": "signin", "rp": "Web RP", "txn": "tx1", "typ": SignedType})
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"transaction": "tx1", "issuer": srv.URL,
+			"rp": map[string]any{"client_id": "web", "display_name": "Web RP", "whitelisted": true}, "purpose": "signin",
+			"certificates": []string{"authentication"}, "expires_at": exp, "comparison_code": "12-34", "return_url": ret,
+			"sign": map[string]any{"bytes_b64": base64.StdEncoding.EncodeToString(b), "formats": []string{"jws"}}})
+	}))
+	defer srv.Close()
+	for _, c := range []struct{ ret, want string }{
+		{srv.URL + "/login/tx/tx1/return", srv.URL + "/login/tx/tx1/return"},
+		{"https://evil.example/login/tx/tx1/return", ""},
+		{srv.URL + ".evil.example/x", ""},
+		{"javascript:alert(1)", ""},
+		{"", ""},
+	} {
+		ret = c.ret
+		tx, err := Fetch(context.Background(), srv.Client(), srv.URL+"/wallet/v1/transactions/tx1?qr_token=1.x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tx.ReturnURL != c.want {
+			t.Errorf("return_url %q kept as %q, want %q", c.ret, tx.ReturnURL, c.want)
+		}
+	}
+}

@@ -109,13 +109,20 @@ func (k *Kit) Render(w http.ResponseWriter, r *http.Request, status int, name, l
 type ErrorView struct {
 	Code      string
 	RequestID string
+	// Languages switch the page's language: the same GET in each
+	// language. Empty after a POST, which a link cannot repeat.
+	Languages []LangLink
 }
 
 // ErrorPage shows a sign-in error that is not sent to the relying party:
 // the message for code (error.<code> in the catalogues) and the request
 // ID, which leads an operator to the log line with the cause.
 func (k *Kit) ErrorPage(w http.ResponseWriter, r *http.Request, lang string, status int, code string) {
-	k.Render(w, r, status, "error.html", lang, ErrorView{Code: code, RequestID: RequestID(r.Context())})
+	v := ErrorView{Code: code, RequestID: RequestID(r.Context())}
+	if r.Method == http.MethodGet {
+		v.Languages = LangLinks(r.URL, lang)
+	}
+	k.Render(w, r, status, "error.html", lang, v)
 }
 
 // Message is one catalogue text in lang.

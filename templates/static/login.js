@@ -2,9 +2,17 @@
 // refreshes itself (a <noscript> meta refresh) to rotate the QR code and
 // to show the outcome; with it, the outcome arrives by server-sent events
 // (or polling when those fail), the QR code rotates in place, and a
-// verified sign-in continues without a click.
+// verified sign-in continues without a click, also when the resident
+// arrives on the page after approving (a same-device wallet's return).
 (function () {
   "use strict";
+  // Verified already (the resident came back from the wallet on this
+  // device): continue at once, as the waiting page would have.
+  var now = document.getElementById("finish-now");
+  if (now) {
+    now.submit();
+    return;
+  }
   var root = document.getElementById("signin");
   if (!root) {
     return;
