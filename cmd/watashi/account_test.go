@@ -16,6 +16,8 @@ import (
 
 	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/account"
+	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/config"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/store/storetest"
 	"github.com/watashi-id/watashi/pkibridge"
@@ -114,5 +116,90 @@ func TestAccountDeleteCommand(t *testing.T) {
 				t.Fatalf("status %d, stdout %q, stderr %q; want %q", code, out, errs, tc.want)
 			}
 		})
+	}
+}
+
+// `watashi account find` on a real Redis, table-driven over what an
+// operator may type: it finds an account by the sub one client holds,
+// never by another client's sub, and refuses bad input before it
+// touches the store.
+func TestAccountFindCommand(t *testing.T) {
+	addr := storetest.StartRedis(t)
+	dir := t.TempDir()
+	kek, _ := opensslRand(t, dir, "kek.key")
+	pairwise, _ := opensslRand(t, dir, "pairwise.key")
+	cfg := writeConfig(t, `issuer: http://127.0.0.1:8080
+dev: true
+store:
+  type: redis
+  redis:
+    addrs: ["`+addr+`"]
+    prefix: "find-cli:"
+secrets:
+  kek_file: `+kek+`
+  pairwise_key_file: `+pairwise+`
+pki:
+  revocation:
+    mode: "off"
+clients:
+  - client_id: city
+    display_name: City
+    token_endpoint_auth_method: none
+    redirect_uris: [https://city.example.test/cb]
+  - client_id: bank
+    display_name: Bank
+    token_endpoint_auth_method: none
+    redirect_uris: [https://bank.example.test/cb]
+`)
+	accounts, _ := openAccounts(t, cfg)
+	ctx := context.Background()
+	var ids []string
+	for _, name := range []string{"山田\u3000太郎", "佐藤\u3000花子"} {
+		id, _, err := accounts.Proof(ctx, &pkibridge.Result{Kind: pkibridge.KindSignature, Leaf: mustCert(t), Attributes: &pkibridge.Attributes{Name: name}},
+			&pkibridge.Result{Kind: pkibridge.KindAuthentication, Leaf: mustCert(t)}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	loaded, err := config.Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := loaded.PairwiseKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	citySub := clients.PairwiseSub(pk, "city.example.test", ids[1])
+	bankSub := clients.PairwiseSub(pk, "bank.example.test", ids[1])
+
+	for _, tc := range []struct {
+		name     string
+		args     []string
+		code     int
+		out, err string
+	}{
+		{"city's sub", []string{"--client", "city", "--sub", citySub}, 0, ids[1] + "\n", ""},
+		{"bank's sub", []string{"--client", "bank", "--sub", bankSub}, 0, ids[1] + "\n", ""},
+		{"bank's sub at city", []string{"--client", "city", "--sub", bankSub}, exitRefused, "", "no account"},
+		{"unknown client", []string{"--client", "shop", "--sub", citySub}, exitUsage, "", "no such client"},
+		{"no client", []string{"--sub", citySub}, exitUsage, "", "--client is required"},
+		{"no sub", []string{"--client", "city"}, exitUsage, "", "--sub is required"},
+		{"oversized sub", []string{"--client", "city", "--sub", strings.Repeat("a", 257)}, exitUsage, "", "at most 256"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := runKeys(t, append([]string{"account", "find", "--config", cfg, "--dev"}, tc.args...)...)
+			if code != tc.code || out != tc.out || !strings.Contains(errs, tc.err) {
+				t.Fatalf("status %d, stdout %q, stderr %q; want %d %q %q", code, out, errs, tc.code, tc.out, tc.err)
+			}
+		})
+	}
+
+	// A configuration without a pairwise key cannot trace anything: the
+	// subjects of a key generated for one --dev process died with it.
+	noKey := sealedConfig(t, addr, "find-cli:", kek)
+	code, _, errs := runKeys(t, "account", "find", "--config", noKey, "--dev", "--client", "city", "--sub", citySub)
+	if code != exitUsage || !strings.Contains(errs, "secrets.pairwise_key is not configured") {
+		t.Fatalf("without a pairwise key: %d %s", code, errs)
 	}
 }

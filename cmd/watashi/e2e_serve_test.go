@@ -244,6 +244,21 @@ clients:
 	if err := <-result; err != nil {
 		t.Fatalf("serve: %v\n%s", err, logs.String())
 	}
+	// The operator traces the RP's sub back to the account, and only
+	// with that RP's sector: the same sub at an unknown client, or a sub
+	// the RP never got, finds nothing.
+	code, found, errs := runKeys(t, "account", "find", "--config", cfg, "--client", "city", "--sub", idt.Subject, "--json")
+	var hit struct{ Account, Sub string }
+	if code != 0 || json.Unmarshal([]byte(found), &hit) != nil || hit.Account == "" || hit.Sub != idt.Subject {
+		t.Fatalf("account find: %d %q %s", code, found, errs)
+	}
+	if code, _, errs := runKeys(t, "account", "find", "--config", cfg, "--client", "city", "--sub", idt.Subject+"x"); code != exitRefused || !strings.Contains(errs, "no account") {
+		t.Fatalf("account find, a sub never issued: %d %s", code, errs)
+	}
+	if code, _, errs := runKeys(t, "account", "find", "--config", cfg, "--client", "bank", "--sub", idt.Subject); code != exitUsage || !strings.Contains(errs, "no such client") {
+		t.Fatalf("account find, unknown client: %d %s", code, errs)
+	}
+
 	// What went through the logs: nothing personal, no secret.
 	out := logs.String()
 	for _, s := range []string{"山田", "1980-12-31", "霞が関", secret, tok.AccessToken, tok.RefreshToken, back.Query().Get("code")} {
