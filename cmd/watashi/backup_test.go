@@ -442,7 +442,7 @@ func TestRestoreRefuses(t *testing.T) {
 
 // writers stands for servers writing durable records while a backup
 // reads: its Snapshot writes one in the middle of the first few
-// snapshots, through the real store, whose WATCH must notice.
+// snapshots, through the real store, whose change tracking must notice.
 type writers struct {
 	store.KV
 	busy int
