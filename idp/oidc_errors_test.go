@@ -183,3 +183,47 @@ func TestAuthorizationResponseIss(t *testing.T) {
 		t.Fatalf("state lost: %s", rp.Redacted())
 	}
 }
+
+// The page for an authorization request the provider may not send back
+// to the RP speaks the resident's language, chosen as every other page
+// chooses it, and leads on: a language switch and the account page. It
+// never redirects.
+func TestAuthorizeErrorPageLanguage(t *testing.T) {
+	o := newSigninOP(t, store.NewMemory())
+	unknown := url.Values{"client_id": {"stranger"}, "redirect_uri": {"https://rp.example/cb"}, "response_type": {"code"}, "scope": {"openid"}}
+	withLocales := func(v url.Values, l string) string {
+		w := url.Values{}
+		for k, vs := range v {
+			w[k] = vs
+		}
+		w.Set("ui_locales", l)
+		return w.Encode()
+	}
+	for _, tc := range []struct {
+		name   string
+		query  string
+		hdr    []string
+		lang   string
+		status int
+		want   string
+	}{
+		{"no hint", unknown.Encode(), nil, "ja", http.StatusBadRequest, "このサービスは登録されていません。"},
+		{"ui_locales", withLocales(unknown, "en"), nil, "en", http.StatusBadRequest, "This service is not registered with us."},
+		{"Accept-Language", unknown.Encode(), []string{"Accept-Language", "en-GB,en;q=0.8"}, "en", http.StatusBadRequest, "This service is not registered with us."},
+		{"the resident's pick beats the browser", unknown.Encode() + "&lang=ja", []string{"Accept-Language", "en"}, "ja", http.StatusBadRequest, "このサービスは登録されていません。"},
+		{"oversized ui_locales ignored", withLocales(unknown, strings.Repeat("en ", 40)), nil, "ja", http.StatusBadRequest, "このサービスは登録されていません。"},
+		{"wrong redirect", url.Values{"client_id": {"web"}, "redirect_uri": {"https://evil.example/cb"}, "response_type": {"code"}, "scope": {"openid"}, "ui_locales": {"en"}}.Encode(), nil, "en", http.StatusBadRequest, "return address does not match"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, loc, body := o.browser().get("/authorize?"+tc.query, tc.hdr...)
+			if status != tc.status || loc != "" {
+				t.Fatalf("status %d, Location %q; want %d and none", status, loc, tc.status)
+			}
+			for _, want := range []string{`<html lang="` + tc.lang + `">`, tc.want, `id="error-account" href="/account"`, `id="lang-en"`, `id="lang-ja"`} {
+				if !strings.Contains(body, want) {
+					t.Errorf("page lacks %q:\n%s", want, body)
+				}
+			}
+		})
+	}
+}
