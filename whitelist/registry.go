@@ -533,7 +533,7 @@ func (r *Registry) create(ctx context.Context, m Metadata, p createParams) (*Reg
 	if e := validateMetadata(&m, tier, r.cat, r.dev); e != nil {
 		return nil, e
 	}
-	if e := r.checkFetchTargets(ctx, &m); e != nil {
+	if e := checkFetchTargets(ctx, r.fetcher, &m); e != nil {
 		return nil, e
 	}
 	id := p.id
@@ -548,7 +548,7 @@ func (r *Registry) create(ctx context.Context, m Metadata, p createParams) (*Reg
 			return nil, ErrExists
 		}
 	}
-	sector, e := r.resolveSector(ctx, &m, id)
+	sector, e := resolveSector(ctx, r.fetcher, &m, id)
 	if e != nil {
 		return nil, e
 	}
@@ -613,13 +613,13 @@ func (r *Registry) update(ctx context.Context, id string, m Metadata, ch Change)
 	if e := validateMetadata(&m, tier, r.cat, r.dev); e != nil {
 		return nil, "", e
 	}
-	if e := r.checkFetchTargets(ctx, &m); e != nil {
+	if e := checkFetchTargets(ctx, r.fetcher, &m); e != nil {
 		return nil, "", e
 	}
 	sector := cur.Sector
 	if !slices.Equal(m.RedirectURIs, cur.RedirectURIs) || m.SectorIdentifierURI != cur.SectorIdentifierURI ||
 		m.ApplicationType != cur.ApplicationType {
-		s, e := r.resolveSector(ctx, &m, id)
+		s, e := resolveSector(ctx, r.fetcher, &m, id)
 		if e != nil {
 			return nil, "", e
 		}

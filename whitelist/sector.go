@@ -24,14 +24,14 @@ const nativeSectorPrefix = "client:"
 // fetch later that the Fetcher would refuse then: jwks_uri (fetched at
 // the token endpoint), logo_uri and sector_identifier_uri. They are
 // checked again at every fetch, because DNS may change in between.
-func (r *Registry) checkFetchTargets(ctx context.Context, m *Metadata) *Error {
+func checkFetchTargets(ctx context.Context, f *Fetcher, m *Metadata) *Error {
 	for _, u := range []struct{ field, val string }{
 		{"jwks_uri", m.JWKSURI}, {"sector_identifier_uri", m.SectorIdentifierURI}, {"logo_uri", m.LogoURI},
 	} {
 		if u.val == "" {
 			continue
 		}
-		if err := r.fetcher.CheckURL(ctx, u.val); err != nil {
+		if err := f.CheckURL(ctx, u.val); err != nil {
 			reason := "cannot be fetched"
 			var fe *FetchError
 			if errors.As(err, &fe) {
@@ -46,13 +46,13 @@ func (r *Registry) checkFetchTargets(ctx context.Context, m *Metadata) *Error {
 // resolveSector computes the pairwise sector (OIDC Core §8.1): the host of
 // the sector_identifier_uri, whose document must list every redirect URI;
 // otherwise the one web host of the redirect URIs.
-func (r *Registry) resolveSector(ctx context.Context, m *Metadata, clientID string) (string, *Error) {
+func resolveSector(ctx context.Context, f *Fetcher, m *Metadata, clientID string) (string, *Error) {
 	if m.SectorIdentifierURI != "" {
 		u, err := url.Parse(m.SectorIdentifierURI)
 		if err != nil {
 			return "", metaErr("sector_identifier_uri", "does not parse")
 		}
-		list, err := r.fetchSectorDocument(ctx, m.SectorIdentifierURI)
+		list, err := fetchSectorDocument(ctx, f, m.SectorIdentifierURI)
 		if err != nil {
 			return "", &Error{Code: CodeInvalidClientMetadata, Field: "sector_identifier_uri",
 				Description: "sector_identifier_uri: " + err.Error(), Err: err}
@@ -92,8 +92,8 @@ func (r *Registry) resolveSector(ctx context.Context, m *Metadata, clientID stri
 	}
 }
 
-func (r *Registry) fetchSectorDocument(ctx context.Context, uri string) ([]string, error) {
-	body, err := r.fetcher.Fetch(ctx, uri, FetchOptions{Accept: "application/json", MaxBytes: maxSectorDocument})
+func fetchSectorDocument(ctx context.Context, f *Fetcher, uri string) ([]string, error) {
+	body, err := f.Fetch(ctx, uri, FetchOptions{Accept: "application/json", MaxBytes: maxSectorDocument})
 	if err != nil {
 		var fe *FetchError
 		if errors.As(err, &fe) {
