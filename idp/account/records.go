@@ -51,19 +51,20 @@ func (s *Store) load(ctx context.Context, id string) (*loaded, error) {
 	if id == "" {
 		return nil, ErrNotFound
 	}
-	raw, err := s.kv.Get(ctx, accountKey(id))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound
-	}
+	// The record and its data key in one round trip: a login reads an
+	// account four times.
+	res, err := s.kv.Do(ctx, store.Get(accountKey(id)), store.Get(dataKeyKey(id)))
 	if err != nil {
 		return nil, fmt.Errorf("account: load account: %w", err)
 	}
-	w, err := s.kv.Get(ctx, dataKeyKey(id))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("account: load data key: %w", err)
+	raw, w := res[0].Val, res[1].Val
+	for i, what := range []string{"account", "data key"} {
+		if errors.Is(res[i].Err, store.ErrNotFound) {
+			return nil, ErrNotFound
+		}
+		if res[i].Err != nil {
+			return nil, fmt.Errorf("account: load %s: %w", what, res[i].Err)
+		}
 	}
 	sealer, err := s.ring.OpenSealer(w, []byte(dataKeyKey(id)))
 	if err != nil {
