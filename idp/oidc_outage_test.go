@@ -207,7 +207,7 @@ func TestFailureMidExchangeCanBeRetried(t *testing.T) {
 	code := o.login(conf, v, testAccount, nil)
 	basic := map[string]string{"Authorization": "Basic " + basicAuth("web", testSecret)}
 
-	kv.failNextSet("tok:") // the access token of the exchange
+	kv.failNextSet("rt:") // the refresh token of the exchange
 	res, body := o.call(http.MethodPost, tokenPath, codeForm(code, conf.RedirectURL, v).Encode(), basic)
 	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || !strings.Contains(body, temporarilyUnavailableJSON) {
 		t.Fatalf("exchange with the store failing: %d %s", res.StatusCode, body)
@@ -221,7 +221,7 @@ func TestFailureMidExchangeCanBeRetried(t *testing.T) {
 		t.Fatalf("userinfo after the retried exchange: %d", st)
 	}
 
-	kv.failNextSet("tok:") // the access token of the rotation
+	kv.failNextSet("rt:") // the next refresh token of the rotation
 	res, body = o.call(http.MethodPost, tokenPath, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}.Encode(), basic)
 	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, temporarilyUnavailableJSON) {
 		t.Fatalf("refresh with the store failing: %d %s", res.StatusCode, body)

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,15 @@ import (
 // ID is the auth request's ID. Every token key carries it as a Redis
 // Cluster hash tag, and every token use reads the grant record, so that
 // revoking a whole family is a single write of that record.
+//
+// Access tokens are self-contained: the token ID carries the grant, a
+// random part, the times it was issued and expires, and its scopes, and
+// the library seals "ID:subject" with AES-256-GCM under the token key
+// before an RP sees it, so no one else can make or alter one. No record
+// is written per access token. A token is good while its grant is, unless
+// it was revoked on its own (RFC 7009): that leaves a marker under the
+// grant's hash tag until the token would have expired, read in the same
+// round trip as the grant.
 
 // grants stores grants and their tokens.
 type grants struct {
@@ -38,7 +48,8 @@ func (gr *grants) now() time.Time { return gr.clock() }
 
 func grantKey(grant string) string { return "grant:{" + grant + "}" }
 
-func accessKey(grant, id string) string { return "tok:{" + grant + "}:" + id }
+// accessRevokedKey marks one access token revoked before its time.
+func accessRevokedKey(grant, rnd string) string { return "atrev:{" + grant + "}:" + rnd }
 
 func refreshKey(grant, hash string) string { return "rt:{" + grant + "}:" + hash }
 
@@ -70,14 +81,50 @@ type grantRecord struct {
 	Exp time.Time `json:"exp"`
 }
 
+// accessRecord is an access token as its ID and its grant describe it.
 type accessRecord struct {
-	Grant    string    `json:"grant"`
-	ClientID string    `json:"client_id"`
-	Subject  string    `json:"sub"`
-	Scopes   []string  `json:"scopes"`
-	Issued   time.Time `json:"iat"`
-	Exp      time.Time `json:"exp"`
+	Grant    string
+	ClientID string
+	Subject  string
+	Scopes   []string
+	Issued   time.Time
+	Exp      time.Time
 }
+
+// accessID is the ID of an access token: grant, random part, issued and
+// expiry (Unix seconds, base 36) and scopes (base64url of the
+// space-separated list), joined by tokenSep.
+func accessID(grant, rnd string, iat, exp time.Time, scopes []string) string {
+	return strings.Join([]string{grant, rnd, strconv.FormatInt(iat.Unix(), 36), strconv.FormatInt(exp.Unix(), 36),
+		base64.RawURLEncoding.EncodeToString([]byte(strings.Join(scopes, " ")))}, tokenSep)
+}
+
+// parseAccessID reads an access token ID. Only IDs the provider sealed
+// reach it, but it checks every part anyway.
+func parseAccessID(id string) (rec accessRecord, rnd string, ok bool) {
+	if len(id) > maxAccessID || strings.ContainsAny(id, ":{}") {
+		return accessRecord{}, "", false
+	}
+	parts := strings.Split(id, tokenSep)
+	if len(parts) != 5 || parts[0] == "" || parts[1] == "" {
+		return accessRecord{}, "", false
+	}
+	iat, err1 := strconv.ParseInt(parts[2], 36, 64)
+	exp, err2 := strconv.ParseInt(parts[3], 36, 64)
+	sc, err3 := base64.RawURLEncoding.DecodeString(parts[4])
+	if err1 != nil || err2 != nil || err3 != nil || iat <= 0 || exp < iat {
+		return accessRecord{}, "", false
+	}
+	rec = accessRecord{Grant: parts[0], Issued: time.Unix(iat, 0).UTC(), Exp: time.Unix(exp, 0).UTC()}
+	if len(sc) > 0 {
+		rec.Scopes = strings.Split(string(sc), " ")
+	}
+	return rec, parts[1], true
+}
+
+// maxAccessID bounds an access token ID: a grant ID, a short random
+// part, two times and the scopes a client may hold.
+const maxAccessID = 1024
 
 type refreshRecord struct {
 	Grant  string    `json:"grant"`
@@ -242,6 +289,11 @@ func (gr *grants) legacyMember(ctx context.Context, m string) (indexed, bool) {
 // loadGrant returns a live grant: present, not revoked, not expired.
 func (gr *grants) load(ctx context.Context, id string) (*grantRecord, error) {
 	b, err := gr.kv.Get(ctx, grantKey(id))
+	return gr.decode(b, err)
+}
+
+// decode checks a grant record as read.
+func (gr *grants) decode(b []byte, err error) (*grantRecord, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errTokenInactive
 	}
@@ -314,23 +366,15 @@ func (gr *grants) revokeAccountClient(ctx context.Context, accountID, clientID s
 	return nil
 }
 
-func (gr *grants) mintAccess(ctx context.Context, g *grantRecord, scopes []string) (string, time.Time, error) {
-	now := gr.now().UTC()
+// mintAccess makes an access token of g for scopes: nothing is written.
+func (gr *grants) mintAccess(_ context.Context, g *grantRecord, scopes []string) (string, time.Time, error) {
+	now := gr.now().UTC().Truncate(time.Second)
 	exp := now.Add(gr.ttl.AccessToken)
 	if g.Exp.Before(exp) {
-		exp = g.Exp
-	}
-	rnd := ids.Short()
-	rec := accessRecord{Grant: g.ID, ClientID: g.ClientID, Subject: g.Subject, Scopes: scopes, Issued: now, Exp: exp}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	if err := gr.kv.Set(ctx, accessKey(g.ID, rnd), b, ttlUntil(now, exp)); err != nil {
-		return "", time.Time{}, fmt.Errorf("provider: store access token: %w", err)
+		exp = g.Exp.Truncate(time.Second)
 	}
 	gr.metrics.tokens.WithLabelValues("access").Inc()
-	return g.ID + tokenSep + rnd, exp, nil
+	return accessID(g.ID, ids.Short(), now, exp, scopes), exp, nil
 }
 
 func (gr *grants) mintRefresh(ctx context.Context, g *grantRecord) (string, error) {
@@ -347,29 +391,52 @@ func (gr *grants) mintRefresh(ctx context.Context, g *grantRecord) (string, erro
 	return value, nil
 }
 
-// liveAccess resolves an access token ID to its record and live grant.
+// liveAccess resolves an access token ID to its record and live grant:
+// one round trip reads the grant and the token's revocation marker.
 func (gr *grants) liveAccess(ctx context.Context, tokenID string) (*accessRecord, *grantRecord, error) {
-	grant, rnd, ok := splitToken(tokenID)
-	if !ok {
+	at, rnd, ok := parseAccessID(tokenID)
+	if !ok || !gr.now().Before(at.Exp) {
 		return nil, nil, errTokenInactive
 	}
-	b, err := gr.kv.Get(ctx, accessKey(grant, rnd))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, errTokenInactive
-	}
+	res, err := gr.kv.Do(ctx, store.Get(grantKey(at.Grant)), store.Get(accessRevokedKey(at.Grant, rnd)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("provider: load access token: %w", err)
+		return nil, nil, fmt.Errorf("provider: load grant: %w", err)
 	}
-	at := new(accessRecord)
-	if err := json.Unmarshal(b, at); err != nil {
-		return nil, nil, fmt.Errorf("provider: access record: %w", err)
-	}
-	if !gr.now().Before(at.Exp) || at.Grant != grant {
-		return nil, nil, errTokenInactive
-	}
-	g, err := gr.load(ctx, grant)
+	g, err := gr.decode(res[0].Val, res[0].Err)
 	if err != nil {
 		return nil, nil, err
 	}
-	return at, g, nil
+	switch {
+	case res[1].Err == nil:
+		return nil, nil, errTokenInactive
+	case !errors.Is(res[1].Err, store.ErrNotFound):
+		return nil, nil, fmt.Errorf("provider: load access token revocation: %w", res[1].Err)
+	}
+	at.ClientID, at.Subject = g.ClientID, g.Subject
+	return &at, g, nil
+}
+
+// revokeAccess revokes one access token of clientID, leaving its grant
+// alone (RFC 7009 §2.1): a marker lives as long as the token would have.
+// A token of another client is notYours; an inactive one is nothing to do.
+func (gr *grants) revokeAccess(ctx context.Context, clientID, tokenID string) error {
+	at, rnd, ok := parseAccessID(tokenID)
+	now := gr.now()
+	if !ok || !now.Before(at.Exp) {
+		return nil
+	}
+	g, err := gr.load(ctx, at.Grant)
+	if errors.Is(err, errTokenInactive) || errors.Is(err, errGrantRevoked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if g.ClientID != clientID {
+		return notYours()
+	}
+	if err := gr.kv.Set(ctx, accessRevokedKey(at.Grant, rnd), []byte("1"), ttlUntil(now, at.Exp)); err != nil {
+		return fmt.Errorf("provider: revoke access token: %w", err)
+	}
+	return nil
 }
