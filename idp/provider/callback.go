@@ -68,7 +68,7 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	code := ids.Long()
 	h := ids.Hash(code)
-	minted, err := s.requests.Update(ctx, ar.ID, func(ar *authreq.AuthRequest) error {
+	minted, err := s.requests.UpdateLoaded(ctx, ar, func(ar *authreq.AuthRequest) error {
 		if ar.CodeHash != "" {
 			return errCodeMinted
 		}
