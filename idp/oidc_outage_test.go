@@ -195,6 +195,17 @@ func (f *faultKV) Set(ctx context.Context, key string, val []byte, ttl time.Dura
 	return f.KV.Set(ctx, key, val, ttl)
 }
 
+// Do fails a batch holding the armed write as a whole, before anything
+// is applied: the connection dropped on the way.
+func (f *faultKV) Do(ctx context.Context, ops ...store.Op) ([]store.Result, error) {
+	for _, op := range ops {
+		if p := f.prefix.Load(); p != nil && op.Kind == store.OpSet && strings.HasPrefix(op.Key, *p) && f.prefix.CompareAndSwap(p, nil) {
+			return nil, errors.New("injected: connection reset by peer")
+		}
+	}
+	return f.KV.Do(ctx, ops...)
+}
+
 // A store failing after a code or refresh token was spent, while the
 // tokens are minted: the RP hears 503 with Retry-After, and its retry of
 // the same request works. The failed attempt neither burns the code nor

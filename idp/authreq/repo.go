@@ -105,6 +105,24 @@ func (r *Repo) load(ctx context.Context, id string) (*AuthRequest, []byte, error
 	return ar, b, err
 }
 
+// ReadOp is the batch operation (store.KV.Do) that reads request id, for
+// a caller that reads it in one round trip with other records.
+func (r *Repo) ReadOp(id string) store.Op { return store.Get(key(id)) }
+
+// DeleteOp is the batch operation that deletes request id.
+func (r *Repo) DeleteOp(id string) store.Op { return store.Delete(key(id)) }
+
+// FromResult is Load's answer from the result of ReadOp(id).
+func (r *Repo) FromResult(id string, res store.Result) (*AuthRequest, error) {
+	if id == "" || len(id) > 64 || errors.Is(res.Err, store.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if res.Err != nil {
+		return nil, fmt.Errorf("authreq: load: %w", res.Err)
+	}
+	return decode(res.Val)
+}
+
 func decode(b []byte) (*AuthRequest, error) {
 	ar := new(AuthRequest)
 	if err := json.Unmarshal(b, ar); err != nil {

@@ -145,12 +145,14 @@ func ttlUntil(now, exp time.Time) time.Duration {
 	return max(exp.Sub(now), time.Second)
 }
 
-// create writes the grant record of a code exchange. SetNX: if a replay
-// of the code already wrote a revoked record, minting stops here. The
+// create writes the grant record of a code exchange and, with offline,
+// the family's first refresh token, in one round trip. SetNX: if a
+// replay of the code already wrote a revoked record, minting stops here
+// (the refresh token written beside it is dead with its grant). The
 // grant joins its account's index for the client first, so that a
-// withdrawal running meanwhile sees it (and its revoked record then stops
-// this exchange).
-func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline bool) (*grantRecord, error) {
+// withdrawal running meanwhile sees it (and its revoked record then
+// stops this exchange).
+func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline bool) (*grantRecord, string, error) {
 	now := gr.now().UTC()
 	ttl := gr.ttl.AccessToken
 	if offline {
@@ -163,19 +165,37 @@ func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline b
 	}
 	b, err := json.Marshal(g)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := gr.index(ctx, g); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	ok, err := gr.kv.SetNX(ctx, grantKey(g.ID), b, ttl)
+	ops := []store.Op{store.SetNX(grantKey(g.ID), b, ttl)}
+	var rt string
+	if offline {
+		var op store.Op
+		if rt, op, err = gr.newRefresh(g); err != nil {
+			return nil, "", err
+		}
+		ops = append(ops, op)
+	}
+	res, err := gr.kv.Do(ctx, ops...)
+	if err == nil {
+		err = res[0].Err
+	}
 	if err != nil {
-		return nil, fmt.Errorf("provider: store grant: %w", err)
+		return nil, "", fmt.Errorf("provider: store grant: %w", err)
 	}
-	if !ok {
-		return nil, oidc.ErrInvalidGrant().WithDescription("grant revoked")
+	if !res[0].OK {
+		return nil, "", oidc.ErrInvalidGrant().WithDescription("grant revoked")
 	}
-	return g, nil
+	if offline {
+		if err := res[1].Err; err != nil {
+			return nil, "", fmt.Errorf("provider: store refresh token: %w", err)
+		}
+		gr.metrics.tokens.WithLabelValues("refresh").Inc()
+	}
+	return g, rt, nil
 }
 
 // The index acctgrants:<account>:<client> lists an account's live grants
@@ -377,18 +397,40 @@ func (gr *grants) mintAccess(_ context.Context, g *grantRecord, scopes []string)
 	return accessID(g.ID, ids.Short(), now, exp, scopes), exp, nil
 }
 
-func (gr *grants) mintRefresh(ctx context.Context, g *grantRecord) (string, error) {
+// newRefresh makes the next refresh token of g and the batch operation
+// that stores it.
+func (gr *grants) newRefresh(g *grantRecord) (string, store.Op, error) {
 	now := gr.now().UTC()
 	value := g.ID + tokenSep + ids.Long()
 	b, err := json.Marshal(refreshRecord{Grant: g.ID, Issued: now})
 	if err != nil {
-		return "", err
+		return "", store.Op{}, err
 	}
-	if err := gr.kv.Set(ctx, refreshKey(g.ID, ids.Hash(value)), b, ttlUntil(now, g.Exp)); err != nil {
-		return "", fmt.Errorf("provider: store refresh token: %w", err)
+	return value, store.Set(refreshKey(g.ID, ids.Hash(value)), b, ttlUntil(now, g.Exp)), nil
+}
+
+// rotate writes the next refresh token of the family g and re-reads its
+// grant in the same round trip: a concurrent reuse may have revoked the
+// family since the presented token was taken, and then the token
+// written is dead with it.
+func (gr *grants) rotate(ctx context.Context, g *grantRecord) (*grantRecord, string, error) {
+	rt, op, err := gr.newRefresh(g)
+	if err != nil {
+		return nil, "", err
+	}
+	res, err := gr.kv.Do(ctx, store.Get(grantKey(g.ID)), op)
+	if err != nil {
+		return nil, "", fmt.Errorf("provider: store refresh token: %w", err)
+	}
+	cur, err := gr.decode(res[0].Val, res[0].Err)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := res[1].Err; err != nil {
+		return nil, "", fmt.Errorf("provider: store refresh token: %w", err)
 	}
 	gr.metrics.tokens.WithLabelValues("refresh").Inc()
-	return value, nil
+	return cur, rt, nil
 }
 
 // liveAccess resolves an access token ID to its record and live grant:

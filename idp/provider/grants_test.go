@@ -57,7 +57,7 @@ func TestGrantIndexLegacyMembers(t *testing.T) {
 	if err := s.kv.SetAdd(ctx, key, time.Hour, "legacy-live", "legacy-revoked", "legacy-expired", "legacy-gone"); err != nil {
 		t.Fatal(err)
 	}
-	g, err := gr.create(ctx, &authreq.AuthRequest{ID: "new", ClientID: "web", AccountID: "a1"}, false)
+	g, _, err := gr.create(ctx, &authreq.AuthRequest{ID: "new", ClientID: "web", AccountID: "a1"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
