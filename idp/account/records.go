@@ -53,9 +53,23 @@ func (s *Store) load(ctx context.Context, id string) (*loaded, error) {
 	}
 	// The record and its data key in one round trip: a login reads an
 	// account four times.
-	res, err := s.kv.Do(ctx, store.Get(accountKey(id)), store.Get(dataKeyKey(id)))
+	res, err := s.kv.Do(ctx, s.ReadOps(id)...)
 	if err != nil {
 		return nil, fmt.Errorf("account: load account: %w", err)
+	}
+	return s.open(id, res)
+}
+
+// ReadOps are the batch operations (store.KV.Do) that read account id,
+// for a caller that reads it in one round trip with other records.
+func (s *Store) ReadOps(id string) []store.Op {
+	return []store.Op{store.Get(accountKey(id)), store.Get(dataKeyKey(id))}
+}
+
+// open opens an account from the results of ReadOps.
+func (s *Store) open(id string, res []store.Result) (*loaded, error) {
+	if id == "" || len(res) != 2 {
+		return nil, ErrNotFound
 	}
 	raw, w := res[0].Val, res[1].Val
 	for i, what := range []string{"account", "data key"} {

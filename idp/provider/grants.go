@@ -27,13 +27,14 @@ import (
 // revoking a whole family is a single write of that record.
 //
 // Access tokens are self-contained: the token ID carries the grant, a
-// random part, the times it was issued and expires, and its scopes, and
+// random part, the times it was issued and expires, its scopes and the
+// account (so that userinfo reads the account with the grant), and
 // the library seals "ID:subject" with AES-256-GCM under the token key
 // before an RP sees it, so no one else can make or alter one. No record
 // is written per access token. A token is good while its grant is, unless
 // it was revoked on its own (RFC 7009): that leaves a marker under the
 // grant's hash tag until the token would have expired, read in the same
-// round trip as the grant.
+// round trip as the grant and the account.
 
 // grants stores grants and their tokens.
 type grants struct {
@@ -84,6 +85,7 @@ type grantRecord struct {
 // accessRecord is an access token as its ID and its grant describe it.
 type accessRecord struct {
 	Grant    string
+	Account  string
 	ClientID string
 	Subject  string
 	Scopes   []string
@@ -92,11 +94,11 @@ type accessRecord struct {
 }
 
 // accessID is the ID of an access token: grant, random part, issued and
-// expiry (Unix seconds, base 36) and scopes (base64url of the
-// space-separated list), joined by tokenSep.
-func accessID(grant, rnd string, iat, exp time.Time, scopes []string) string {
+// expiry (Unix seconds, base 36), scopes (base64url of the
+// space-separated list) and account, joined by tokenSep.
+func accessID(grant, rnd string, iat, exp time.Time, scopes []string, acct string) string {
 	return strings.Join([]string{grant, rnd, strconv.FormatInt(iat.Unix(), 36), strconv.FormatInt(exp.Unix(), 36),
-		base64.RawURLEncoding.EncodeToString([]byte(strings.Join(scopes, " ")))}, tokenSep)
+		base64.RawURLEncoding.EncodeToString([]byte(strings.Join(scopes, " "))), acct}, tokenSep)
 }
 
 // parseAccessID reads an access token ID. Only IDs the provider sealed
@@ -106,7 +108,7 @@ func parseAccessID(id string) (rec accessRecord, rnd string, ok bool) {
 		return accessRecord{}, "", false
 	}
 	parts := strings.Split(id, tokenSep)
-	if len(parts) != 5 || parts[0] == "" || parts[1] == "" {
+	if len(parts) != 6 || parts[0] == "" || parts[1] == "" || parts[5] == "" {
 		return accessRecord{}, "", false
 	}
 	iat, err1 := strconv.ParseInt(parts[2], 36, 64)
@@ -115,7 +117,7 @@ func parseAccessID(id string) (rec accessRecord, rnd string, ok bool) {
 	if err1 != nil || err2 != nil || err3 != nil || iat <= 0 || exp < iat {
 		return accessRecord{}, "", false
 	}
-	rec = accessRecord{Grant: parts[0], Issued: time.Unix(iat, 0).UTC(), Exp: time.Unix(exp, 0).UTC()}
+	rec = accessRecord{Grant: parts[0], Account: parts[5], Issued: time.Unix(iat, 0).UTC(), Exp: time.Unix(exp, 0).UTC()}
 	if len(sc) > 0 {
 		rec.Scopes = strings.Split(string(sc), " ")
 	}
@@ -394,7 +396,7 @@ func (gr *grants) mintAccess(_ context.Context, g *grantRecord, scopes []string)
 		exp = g.Exp.Truncate(time.Second)
 	}
 	gr.metrics.tokens.WithLabelValues("access").Inc()
-	return accessID(g.ID, ids.Short(), now, exp, scopes), exp, nil
+	return accessID(g.ID, ids.Short(), now, exp, scopes, g.AccountID), exp, nil
 }
 
 // newRefresh makes the next refresh token of g and the batch operation
@@ -433,29 +435,38 @@ func (gr *grants) rotate(ctx context.Context, g *grantRecord) (*grantRecord, str
 	return cur, rt, nil
 }
 
-// liveAccess resolves an access token ID to its record and live grant:
-// one round trip reads the grant and the token's revocation marker.
-func (gr *grants) liveAccess(ctx context.Context, tokenID string) (*accessRecord, *grantRecord, error) {
+// liveAccess resolves an access token ID to its record and live grant,
+// reading in one round trip the grant, the token's revocation marker and
+// whatever extra names (reads of the token's account: extra gets the
+// account ID and its results come back last).
+func (gr *grants) liveAccess(ctx context.Context, tokenID string, extra func(acct string) []store.Op) (*accessRecord, *grantRecord, []store.Result, error) {
 	at, rnd, ok := parseAccessID(tokenID)
 	if !ok || !gr.now().Before(at.Exp) {
-		return nil, nil, errTokenInactive
+		return nil, nil, nil, errTokenInactive
 	}
-	res, err := gr.kv.Do(ctx, store.Get(grantKey(at.Grant)), store.Get(accessRevokedKey(at.Grant, rnd)))
+	ops := []store.Op{store.Get(grantKey(at.Grant)), store.Get(accessRevokedKey(at.Grant, rnd))}
+	if extra != nil {
+		ops = append(ops, extra(at.Account)...)
+	}
+	res, err := gr.kv.Do(ctx, ops...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("provider: load grant: %w", err)
+		return nil, nil, nil, fmt.Errorf("provider: load grant: %w", err)
 	}
 	g, err := gr.decode(res[0].Val, res[0].Err)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	switch {
 	case res[1].Err == nil:
-		return nil, nil, errTokenInactive
+		return nil, nil, nil, errTokenInactive
 	case !errors.Is(res[1].Err, store.ErrNotFound):
-		return nil, nil, fmt.Errorf("provider: load access token revocation: %w", res[1].Err)
+		return nil, nil, nil, fmt.Errorf("provider: load access token revocation: %w", res[1].Err)
+	}
+	if g.AccountID != at.Account {
+		return nil, nil, nil, errTokenInactive
 	}
 	at.ClientID, at.Subject = g.ClientID, g.Subject
-	return &at, g, nil
+	return &at, g, res[2:], nil
 }
 
 // revokeAccess revokes one access token of clientID, leaving its grant

@@ -66,6 +66,10 @@ type Clients interface {
 // Accounts give the facts a release is built from.
 type Accounts interface {
 	ForRelease(ctx context.Context, id string) (*account.Account, error)
+	// ReadOps and ForReleaseFrom are ForRelease split around a batch
+	// (store.KV.Do) that also reads the caller's own records.
+	ReadOps(id string) []store.Op
+	ForReleaseFrom(id string, res []store.Result) (*account.Account, error)
 }
 
 // Keys sign ID tokens and publish the JWKS.
