@@ -408,7 +408,9 @@ func (t *target) userinfoRequest(ctx context.Context, at string) error {
 
 func (t *target) introspect(ctx context.Context, at string) error {
 	form := url.Values{"token": {at}}
-	hdr, err := t.authenticate(form, t.introspection)
+	// The provider takes the token endpoint or the issuer as an
+	// assertion's audience, whichever endpoint it is sent to.
+	hdr, err := t.authenticate(form, t.issuer)
 	if err != nil {
 		return fail("introspection", nil, err)
 	}
