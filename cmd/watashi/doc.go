@@ -46,7 +46,7 @@
 //
 // Personal attributes are printed only inside "attributes", the explicit
 // output the operator asked for; errors never contain them.
-
+//
 // # watashi load
 //
 // `watashi load setup` and `watashi load run` (package loadtool) measure a
