@@ -108,7 +108,7 @@ func (s *Server) introspect(ctx context.Context, clientID, token string) (*oidc.
 	return r, nil
 }
 
-// accessTokenID opens an opaque access token: JWE("tokenID:sub").
+// accessTokenID opens an opaque access token: tokenCrypto("tokenID:sub").
 func (s *Server) accessTokenID(token string) (tokenID, subject string, ok bool) {
 	plain, err := s.Provider().Crypto().Decrypt(token)
 	if err != nil {
