@@ -42,11 +42,15 @@ func (o *benchOP) serve(req *http.Request) *httptest.ResponseRecorder {
 
 // code runs authorize → (sign-in done directly) → callback and returns a
 // fresh code with its verifier.
-func (o *benchOP) code(clientID string) (code, verifier string) {
+func (o *benchOP) code(clientID string, scope ...string) (code, verifier string) {
 	ctx := context.Background()
 	verifier = oauth2.GenerateVerifier()
 	redirect := redirectOf(o.s, clientID)
-	q := url.Values{"client_id": {clientID}, "response_type": {"code"}, "scope": {"openid"},
+	sc := "openid"
+	if len(scope) > 0 {
+		sc = scope[0]
+	}
+	q := url.Values{"client_id": {clientID}, "response_type": {"code"}, "scope": {sc},
 		"redirect_uri": {redirect}, "state": {"s"}, "nonce": {"n"},
 		"code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}}
 	areq := httptest.NewRequest(http.MethodGet, o.issuer+authorizePath+"?"+q.Encode(), nil)

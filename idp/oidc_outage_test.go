@@ -195,6 +195,17 @@ func (f *faultKV) Set(ctx context.Context, key string, val []byte, ttl time.Dura
 	return f.KV.Set(ctx, key, val, ttl)
 }
 
+// Do fails a batch holding the armed write as a whole, before anything
+// is applied: the connection dropped on the way.
+func (f *faultKV) Do(ctx context.Context, ops ...store.Op) ([]store.Result, error) {
+	for _, op := range ops {
+		if p := f.prefix.Load(); p != nil && op.Kind == store.OpSet && strings.HasPrefix(op.Key, *p) && f.prefix.CompareAndSwap(p, nil) {
+			return nil, errors.New("injected: connection reset by peer")
+		}
+	}
+	return f.KV.Do(ctx, ops...)
+}
+
 // A store failing after a code or refresh token was spent, while the
 // tokens are minted: the RP hears 503 with Retry-After, and its retry of
 // the same request works. The failed attempt neither burns the code nor
@@ -207,7 +218,7 @@ func TestFailureMidExchangeCanBeRetried(t *testing.T) {
 	code := o.login(conf, v, testAccount, nil)
 	basic := map[string]string{"Authorization": "Basic " + basicAuth("web", testSecret)}
 
-	kv.failNextSet("tok:") // the access token of the exchange
+	kv.failNextSet("rt:") // the refresh token of the exchange
 	res, body := o.call(http.MethodPost, tokenPath, codeForm(code, conf.RedirectURL, v).Encode(), basic)
 	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || !strings.Contains(body, temporarilyUnavailableJSON) {
 		t.Fatalf("exchange with the store failing: %d %s", res.StatusCode, body)
@@ -221,7 +232,7 @@ func TestFailureMidExchangeCanBeRetried(t *testing.T) {
 		t.Fatalf("userinfo after the retried exchange: %d", st)
 	}
 
-	kv.failNextSet("tok:") // the access token of the rotation
+	kv.failNextSet("rt:") // the next refresh token of the rotation
 	res, body = o.call(http.MethodPost, tokenPath, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}.Encode(), basic)
 	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, temporarilyUnavailableJSON) {
 		t.Fatalf("refresh with the store failing: %d %s", res.StatusCode, body)

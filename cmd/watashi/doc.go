@@ -46,4 +46,13 @@
 //
 // Personal attributes are printed only inside "attributes", the explicit
 // output the operator asked for; errors never contain them.
+//
+// # watashi load
+//
+// `watashi load setup` and `watashi load run` (package loadtool) measure a
+// running provider from the outside, as residents, their phones and
+// relying parties load it, and divide what the provider and Redis spent
+// by the logins done. Unlike the other commands, run prints a table for
+// people; --json writes the figures. docs/performance.md has the commands
+// and the repository's figures.
 package main

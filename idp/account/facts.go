@@ -147,6 +147,19 @@ func (s *Store) ForRelease(ctx context.Context, id string) (*Account, error) {
 	return a, err
 }
 
+// ForReleaseFrom is ForRelease from the results of ReadOps(id), which
+// the caller sent with its own reads.
+func (s *Store) ForReleaseFrom(id string, res []store.Result) (*Account, error) {
+	l, err := s.open(id, res)
+	if errors.Is(err, store.ErrNotFound) {
+		return &Account{ID: id}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return l.a, nil
+}
+
 // NeedsProofing reports whether err means the facts would be released but
 // cannot be (stale or absent): the resident must prove again.
 func NeedsProofing(err error) bool {

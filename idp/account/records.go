@@ -51,19 +51,34 @@ func (s *Store) load(ctx context.Context, id string) (*loaded, error) {
 	if id == "" {
 		return nil, ErrNotFound
 	}
-	raw, err := s.kv.Get(ctx, accountKey(id))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrNotFound
-	}
+	// The record and its data key in one round trip: a login reads an
+	// account four times.
+	res, err := s.kv.Do(ctx, s.ReadOps(id)...)
 	if err != nil {
 		return nil, fmt.Errorf("account: load account: %w", err)
 	}
-	w, err := s.kv.Get(ctx, dataKeyKey(id))
-	if errors.Is(err, store.ErrNotFound) {
+	return s.open(id, res)
+}
+
+// ReadOps are the batch operations (store.KV.Do) that read account id,
+// for a caller that reads it in one round trip with other records.
+func (s *Store) ReadOps(id string) []store.Op {
+	return []store.Op{store.Get(accountKey(id)), store.Get(dataKeyKey(id))}
+}
+
+// open opens an account from the results of ReadOps.
+func (s *Store) open(id string, res []store.Result) (*loaded, error) {
+	if id == "" || len(res) != 2 {
 		return nil, ErrNotFound
 	}
-	if err != nil {
-		return nil, fmt.Errorf("account: load data key: %w", err)
+	raw, w := res[0].Val, res[1].Val
+	for i, what := range []string{"account", "data key"} {
+		if errors.Is(res[i].Err, store.ErrNotFound) {
+			return nil, ErrNotFound
+		}
+		if res[i].Err != nil {
+			return nil, fmt.Errorf("account: load %s: %w", what, res[i].Err)
+		}
 	}
 	sealer, err := s.ring.OpenSealer(w, []byte(dataKeyKey(id)))
 	if err != nil {

@@ -53,6 +53,7 @@ type KV interface {
 	SetAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error
 	SetMembers(ctx context.Context, key string) ([]string, error)
 	SetRemove(ctx context.Context, key string, members ...string) error
+	Do(ctx context.Context, ops ...store.Op) ([]store.Result, error)
 }
 
 // Options configure a Store.

@@ -101,19 +101,66 @@ func (r *Repo) load(ctx context.Context, id string) (*AuthRequest, []byte, error
 	if err != nil {
 		return nil, nil, fmt.Errorf("authreq: load: %w", err)
 	}
+	ar, err := decode(b)
+	return ar, b, err
+}
+
+// ReadOp is the batch operation (store.KV.Do) that reads request id, for
+// a caller that reads it in one round trip with other records.
+func (r *Repo) ReadOp(id string) store.Op { return store.Get(key(id)) }
+
+// DeleteOp is the batch operation that deletes request id.
+func (r *Repo) DeleteOp(id string) store.Op { return store.Delete(key(id)) }
+
+// FromResult is Load's answer from the result of ReadOp(id).
+func (r *Repo) FromResult(id string, res store.Result) (*AuthRequest, error) {
+	if id == "" || len(id) > 64 || errors.Is(res.Err, store.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if res.Err != nil {
+		return nil, fmt.Errorf("authreq: load: %w", res.Err)
+	}
+	return decode(res.Val)
+}
+
+func decode(b []byte) (*AuthRequest, error) {
 	ar := new(AuthRequest)
 	if err := json.Unmarshal(b, ar); err != nil {
-		return nil, nil, fmt.Errorf("authreq: record: %w", err)
+		return nil, fmt.Errorf("authreq: record: %w", err)
 	}
-	return ar, b, nil
+	ar.raw = b
+	return ar, nil
 }
 
 // Update applies fn with compare-and-swap, so that of two concurrent
 // transitions exactly one wins and the other sees the winner's state. fn
 // returning ErrUnchanged ends without a write.
 func (r *Repo) Update(ctx context.Context, id string, fn func(*AuthRequest) error) (*AuthRequest, error) {
+	return r.update(ctx, id, nil, fn)
+}
+
+// UpdateLoaded is Update of a request the caller loaded in this very
+// request: its first attempt starts from that record as read, which
+// saves a round trip; when the record changed since, the
+// compare-and-swap fails and Update reads it again. fn never sees the
+// caller's copy.
+func (r *Repo) UpdateLoaded(ctx context.Context, loaded *AuthRequest, fn func(*AuthRequest) error) (*AuthRequest, error) {
+	return r.update(ctx, loaded.ID, loaded.raw, fn)
+}
+
+func (r *Repo) update(ctx context.Context, id string, first []byte, fn func(*AuthRequest) error) (*AuthRequest, error) {
 	for range casRetries {
-		ar, old, err := r.load(ctx, id)
+		var (
+			ar  *AuthRequest
+			old []byte
+			err error
+		)
+		if first != nil {
+			old, first = first, nil
+			ar, err = decode(old)
+		} else {
+			ar, old, err = r.load(ctx, id)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -134,6 +181,7 @@ func (r *Repo) Update(ctx context.Context, id string, fn func(*AuthRequest) erro
 			return nil, fmt.Errorf("authreq: update: %w", err)
 		}
 		if ok {
+			ar.raw = b
 			return ar, nil
 		}
 	}
@@ -144,13 +192,24 @@ func (r *Repo) Update(ctx context.Context, id string, fn func(*AuthRequest) erro
 // of that browser's binding cookie. The first binding wins; binding again
 // with the same value changes nothing.
 func (r *Repo) Bind(ctx context.Context, id, bindingHash string) error {
+	return r.bind(ctx, id, nil, bindingHash)
+}
+
+// BindLoaded is Bind of a request the caller loaded in this very request
+// (see UpdateLoaded). A binding never changes once set, so a request read
+// bound to this browser needs no further round trip.
+func (r *Repo) BindLoaded(ctx context.Context, loaded *AuthRequest, bindingHash string) error {
+	return r.bind(ctx, loaded.ID, loaded.raw, bindingHash)
+}
+
+func (r *Repo) bind(ctx context.Context, id string, first []byte, bindingHash string) error {
 	if len(bindingHash) != sha256.Size*2 {
 		return errors.New("authreq: binding must be a hex SHA-256")
 	}
 	if _, err := hex.DecodeString(bindingHash); err != nil {
 		return errors.New("authreq: binding must be a hex SHA-256")
 	}
-	_, err := r.Update(ctx, id, func(ar *AuthRequest) error {
+	_, err := r.update(ctx, id, first, func(ar *AuthRequest) error {
 		switch {
 		case ar.Binding == "":
 			ar.Binding = bindingHash
@@ -165,10 +224,20 @@ func (r *Repo) Bind(ctx context.Context, id, bindingHash string) error {
 
 // Complete records a finished sign-in and the consent given, once.
 func (r *Repo) Complete(ctx context.Context, id string, c Completion) (*AuthRequest, error) {
+	return r.complete(ctx, id, nil, c)
+}
+
+// CompleteLoaded is Complete of a request the caller loaded in this very
+// request (see UpdateLoaded).
+func (r *Repo) CompleteLoaded(ctx context.Context, loaded *AuthRequest, c Completion) (*AuthRequest, error) {
+	return r.complete(ctx, loaded.ID, loaded.raw, c)
+}
+
+func (r *Repo) complete(ctx context.Context, id string, first []byte, c Completion) (*AuthRequest, error) {
 	if c.AccountID == "" {
 		return nil, errors.New("authreq: completion without an account")
 	}
-	return r.Update(ctx, id, func(ar *AuthRequest) error {
+	return r.update(ctx, id, first, func(ar *AuthRequest) error {
 		if ar.Completed {
 			return ErrDone
 		}

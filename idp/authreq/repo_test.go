@@ -283,3 +283,82 @@ func TestBrowserBinding(t *testing.T) {
 		t.Fatal("a malformed cookie gave a binding")
 	}
 }
+
+// countingKV counts the store operations the repository sends.
+type countingKV struct {
+	store.KV
+	gets, cas int
+}
+
+func (c *countingKV) Get(ctx context.Context, key string) ([]byte, error) {
+	c.gets++
+	return c.KV.Get(ctx, key)
+}
+
+func (c *countingKV) CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error) {
+	c.cas++
+	return c.KV.CompareAndSwap(ctx, key, old, new)
+}
+
+// The Loaded variants start from the caller's copy: one round trip fewer
+// when it is current, the same outcome as the plain ones when another
+// request changed the record since.
+func TestRepoLoadedVariants(t *testing.T) {
+	stores(t, func(t *testing.T, kv store.KV) {
+		ctx := context.Background()
+		c := &countingKV{KV: kv}
+		r := New(c, time.Minute, nil, "https://id.example")
+		ar := &AuthRequest{ClientID: "web", RedirectURI: "https://rp.example/cb", Scopes: []string{"openid"}, Challenge: strings.Repeat("a", 43)}
+		if err := r.Create(ctx, ar); err != nil {
+			t.Fatal(err)
+		}
+		loaded, err := r.Load(ctx, ar.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bind := ids.Hash("cookie")
+		c.gets, c.cas = 0, 0
+		if err := r.BindLoaded(ctx, loaded, bind); err != nil {
+			t.Fatal(err)
+		}
+		if c.gets != 0 || c.cas != 1 {
+			t.Errorf("binding a current copy: %d reads, %d swaps; want 0, 1", c.gets, c.cas)
+		}
+		// Read bound to this browser: nothing to send at all.
+		bound, _ := r.Load(ctx, ar.ID)
+		c.gets, c.cas = 0, 0
+		if err := r.BindLoaded(ctx, bound, bind); err != nil || c.gets+c.cas != 0 {
+			t.Errorf("binding a copy already bound: %v, %d operations", err, c.gets+c.cas)
+		}
+		// The stale copy (read before the binding) still refuses another
+		// browser: its swap fails, the record is read again.
+		if err := r.BindLoaded(ctx, loaded, ids.Hash("other")); !errors.Is(err, ErrBound) {
+			t.Errorf("another browser with a stale copy: %v, want ErrBound", err)
+		}
+
+		// Complete from a stale copy: the swap fails, the fresh record
+		// is completed; completing again from any copy is ErrDone.
+		done, err := r.CompleteLoaded(ctx, loaded, Completion{Authentication: Authentication{AccountID: "acct"}})
+		if err != nil || !done.Completed || done.Binding != bind {
+			t.Fatalf("complete from a stale copy: %+v %v (the binding must survive)", done, err)
+		}
+		if _, err := r.CompleteLoaded(ctx, done, Completion{Authentication: Authentication{AccountID: "acct"}}); !errors.Is(err, ErrDone) {
+			t.Errorf("completing twice: %v, want ErrDone", err)
+		}
+		if _, err := r.CompleteLoaded(ctx, bound, Completion{Authentication: Authentication{AccountID: "acct"}}); !errors.Is(err, ErrDone) {
+			t.Errorf("completing twice from a stale copy: %v, want ErrDone", err)
+		}
+		// UpdateLoaded from the current copy: one swap, no read.
+		c.gets, c.cas = 0, 0
+		got, err := r.UpdateLoaded(ctx, done, func(ar *AuthRequest) error { ar.CodeHash = "h"; return nil })
+		if err != nil || got.CodeHash != "h" || c.gets != 0 || c.cas != 1 {
+			t.Errorf("update of a current copy: %v, %d reads, %d swaps", err, c.gets, c.cas)
+		}
+		if done.CodeHash != "" {
+			t.Error("UpdateLoaded changed the caller's copy")
+		}
+		if final, _ := r.Load(ctx, ar.ID); final.CodeHash != "h" || !final.Completed || final.Binding != bind {
+			t.Errorf("stored record %+v", final)
+		}
+	})
+}

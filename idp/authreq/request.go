@@ -63,6 +63,10 @@ type AuthRequest struct {
 	Completed bool      `json:"done,omitempty"`
 	DoneAt    time.Time `json:"done_at,omitzero"`
 	CodeHash  string    `json:"code_hash,omitempty"` // set once: a second code is refused
+
+	// raw is the record as read or written by this node, the expected
+	// value of an UpdateLoaded's first compare-and-swap.
+	raw []byte
 }
 
 func (a *AuthRequest) GetID() string          { return a.ID }

@@ -82,7 +82,7 @@ func (h *Handler) satisfies(ctx context.Context, ar *authreq.AuthRequest, sess *
 // verified_claims), so that no caller can widen what is released.
 func (h *Handler) completeAndReturn(w http.ResponseWriter, r *http.Request, st *consentState, granted []string) {
 	ctx := r.Context()
-	_, err := h.requests.Complete(ctx, st.ar.ID, authreq.Completion{
+	_, err := h.requests.CompleteLoaded(ctx, st.ar, authreq.Completion{
 		Authentication: st.sess.Authentication(),
 		Subject:        h.clients.Subject(st.client, st.sess.AccountID),
 		Granted:        consent.Effective(&consent.Grant{Claims: granted}, st.req),

@@ -20,6 +20,14 @@ const codeExchangeMargin = 30 * time.Second
 func codeKey(hash string) string     { return "code:" + hash }
 func usedCodeKey(hash string) string { return "usedcode:" + hash }
 
+// A code is "<auth request ID>.<random>": the exchange reads the code's
+// record and its request in one round trip. Only the hash of the whole
+// code is stored; the request ID in it is no secret (the login URLs
+// carry it) and gives nothing without the random part.
+const codeSep = "."
+
+func newCode(arID string) string { return arID + codeSep + ids.Long() }
+
 // handleCallback is where a completed request comes back from the consent
 // step: it mints the one code of the request and sends the browser to the
 // RP with it. Only the browser that signed in may pick it up: the binding
@@ -66,9 +74,9 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 		fail(oidc.ErrInteractionRequired().WithDescription("the sign-in has not been completed"))
 		return
 	}
-	code := ids.Long()
+	code := newCode(ar.ID)
 	h := ids.Hash(code)
-	minted, err := s.requests.Update(ctx, ar.ID, func(ar *authreq.AuthRequest) error {
+	minted, err := s.requests.UpdateLoaded(ctx, ar, func(ar *authreq.AuthRequest) error {
 		if ar.CodeHash != "" {
 			return errCodeMinted
 		}

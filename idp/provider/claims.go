@@ -15,6 +15,7 @@ import (
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/internal/logref"
+	"github.com/watashi-id/watashi/idp/store"
 )
 
 // What leaves the provider about a resident is decided by package
@@ -34,6 +35,12 @@ import (
 // happens when a certificate was found revoked after the code was issued,
 // and withholding is the safe answer.
 func (s *Server) releaseClaims(ctx context.Context, clientID, accountID string, scopes []string, claims *consent.ClaimsRequest, granted []string, target consent.Target) (map[string]any, error) {
+	return s.releaseClaimsFrom(ctx, clientID, accountID, nil, scopes, claims, granted, target)
+}
+
+// releaseClaimsFrom is releaseClaims with the account read already, when
+// read is not nil: the results of Accounts.ReadOps.
+func (s *Server) releaseClaimsFrom(ctx context.Context, clientID, accountID string, read []store.Result, scopes []string, claims *consent.ClaimsRequest, granted []string, target consent.Target) (map[string]any, error) {
 	if len(granted) == 0 {
 		return nil, nil
 	}
@@ -47,7 +54,12 @@ func (s *Server) releaseClaims(ctx context.Context, clientID, accountID string, 
 		return nil, nil // a client no longer allowed to act receives nothing
 	}
 	req := consent.Resolve(scopes, claims, c.Policy())
-	a, err := s.accounts.ForRelease(ctx, accountID)
+	var a *account.Account
+	if read != nil {
+		a, err = s.accounts.ForReleaseFrom(accountID, read)
+	} else {
+		a, err = s.accounts.ForRelease(ctx, accountID)
+	}
 	if err != nil {
 		return nil, err
 	}

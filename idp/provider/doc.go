@@ -38,7 +38,9 @@
 //	                 internal text ever leaves
 //	tokens.go        token minting for the library
 //	grants.go        grants, their tokens, and the bounded index of an
-//	                 account's live grants per client
+//	                 account's live grants per client; access tokens are
+//	                 self-contained (no record), checked against their
+//	                 grant and a per-token revocation marker
 //	claims.go        what leaves about a resident: exactly consent.Release
 //	                 of the grant, at every release point
 //	discovery.go     Watashi's own metadata (pairwise subjects, S256 only,

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,16 @@ import (
 // ID is the auth request's ID. Every token key carries it as a Redis
 // Cluster hash tag, and every token use reads the grant record, so that
 // revoking a whole family is a single write of that record.
+//
+// Access tokens are self-contained: the token ID carries the grant, a
+// random part, the times it was issued and expires, its scopes and the
+// account (so that userinfo reads the account with the grant), and
+// the library seals "ID:subject" with AES-256-GCM under the token key
+// before an RP sees it, so no one else can make or alter one. No record
+// is written per access token. A token is good while its grant is, unless
+// it was revoked on its own (RFC 7009): that leaves a marker under the
+// grant's hash tag until the token would have expired, read in the same
+// round trip as the grant and the account.
 
 // grants stores grants and their tokens.
 type grants struct {
@@ -38,7 +49,8 @@ func (gr *grants) now() time.Time { return gr.clock() }
 
 func grantKey(grant string) string { return "grant:{" + grant + "}" }
 
-func accessKey(grant, id string) string { return "tok:{" + grant + "}:" + id }
+// accessRevokedKey marks one access token revoked before its time.
+func accessRevokedKey(grant, rnd string) string { return "atrev:{" + grant + "}:" + rnd }
 
 func refreshKey(grant, hash string) string { return "rt:{" + grant + "}:" + hash }
 
@@ -70,14 +82,51 @@ type grantRecord struct {
 	Exp time.Time `json:"exp"`
 }
 
+// accessRecord is an access token as its ID and its grant describe it.
 type accessRecord struct {
-	Grant    string    `json:"grant"`
-	ClientID string    `json:"client_id"`
-	Subject  string    `json:"sub"`
-	Scopes   []string  `json:"scopes"`
-	Issued   time.Time `json:"iat"`
-	Exp      time.Time `json:"exp"`
+	Grant    string
+	Account  string
+	ClientID string
+	Subject  string
+	Scopes   []string
+	Issued   time.Time
+	Exp      time.Time
 }
+
+// accessID is the ID of an access token: grant, random part, issued and
+// expiry (Unix seconds, base 36), scopes (base64url of the
+// space-separated list) and account, joined by tokenSep.
+func accessID(grant, rnd string, iat, exp time.Time, scopes []string, acct string) string {
+	return strings.Join([]string{grant, rnd, strconv.FormatInt(iat.Unix(), 36), strconv.FormatInt(exp.Unix(), 36),
+		base64.RawURLEncoding.EncodeToString([]byte(strings.Join(scopes, " "))), acct}, tokenSep)
+}
+
+// parseAccessID reads an access token ID. Only IDs the provider sealed
+// reach it, but it checks every part anyway.
+func parseAccessID(id string) (rec accessRecord, rnd string, ok bool) {
+	if len(id) > maxAccessID || strings.ContainsAny(id, ":{}") {
+		return accessRecord{}, "", false
+	}
+	parts := strings.Split(id, tokenSep)
+	if len(parts) != 6 || parts[0] == "" || parts[1] == "" || parts[5] == "" {
+		return accessRecord{}, "", false
+	}
+	iat, err1 := strconv.ParseInt(parts[2], 36, 64)
+	exp, err2 := strconv.ParseInt(parts[3], 36, 64)
+	sc, err3 := base64.RawURLEncoding.DecodeString(parts[4])
+	if err1 != nil || err2 != nil || err3 != nil || iat <= 0 || exp < iat {
+		return accessRecord{}, "", false
+	}
+	rec = accessRecord{Grant: parts[0], Account: parts[5], Issued: time.Unix(iat, 0).UTC(), Exp: time.Unix(exp, 0).UTC()}
+	if len(sc) > 0 {
+		rec.Scopes = strings.Split(string(sc), " ")
+	}
+	return rec, parts[1], true
+}
+
+// maxAccessID bounds an access token ID: a grant ID, a short random
+// part, two times and the scopes a client may hold.
+const maxAccessID = 1024
 
 type refreshRecord struct {
 	Grant  string    `json:"grant"`
@@ -98,12 +147,14 @@ func ttlUntil(now, exp time.Time) time.Duration {
 	return max(exp.Sub(now), time.Second)
 }
 
-// create writes the grant record of a code exchange. SetNX: if a replay
-// of the code already wrote a revoked record, minting stops here. The
+// create writes the grant record of a code exchange and, with offline,
+// the family's first refresh token, in one round trip. SetNX: if a
+// replay of the code already wrote a revoked record, minting stops here
+// (the refresh token written beside it is dead with its grant). The
 // grant joins its account's index for the client first, so that a
-// withdrawal running meanwhile sees it (and its revoked record then stops
-// this exchange).
-func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline bool) (*grantRecord, error) {
+// withdrawal running meanwhile sees it (and its revoked record then
+// stops this exchange).
+func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline bool) (*grantRecord, string, error) {
 	now := gr.now().UTC()
 	ttl := gr.ttl.AccessToken
 	if offline {
@@ -116,19 +167,37 @@ func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline b
 	}
 	b, err := json.Marshal(g)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := gr.index(ctx, g); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	ok, err := gr.kv.SetNX(ctx, grantKey(g.ID), b, ttl)
+	ops := []store.Op{store.SetNX(grantKey(g.ID), b, ttl)}
+	var rt string
+	if offline {
+		var op store.Op
+		if rt, op, err = gr.newRefresh(g); err != nil {
+			return nil, "", err
+		}
+		ops = append(ops, op)
+	}
+	res, err := gr.kv.Do(ctx, ops...)
+	if err == nil {
+		err = res[0].Err
+	}
 	if err != nil {
-		return nil, fmt.Errorf("provider: store grant: %w", err)
+		return nil, "", fmt.Errorf("provider: store grant: %w", err)
 	}
-	if !ok {
-		return nil, oidc.ErrInvalidGrant().WithDescription("grant revoked")
+	if !res[0].OK {
+		return nil, "", oidc.ErrInvalidGrant().WithDescription("grant revoked")
 	}
-	return g, nil
+	if offline {
+		if err := res[1].Err; err != nil {
+			return nil, "", fmt.Errorf("provider: store refresh token: %w", err)
+		}
+		gr.metrics.tokens.WithLabelValues("refresh").Inc()
+	}
+	return g, rt, nil
 }
 
 // The index acctgrants:<account>:<client> lists an account's live grants
@@ -242,6 +311,11 @@ func (gr *grants) legacyMember(ctx context.Context, m string) (indexed, bool) {
 // loadGrant returns a live grant: present, not revoked, not expired.
 func (gr *grants) load(ctx context.Context, id string) (*grantRecord, error) {
 	b, err := gr.kv.Get(ctx, grantKey(id))
+	return gr.decode(b, err)
+}
+
+// decode checks a grant record as read.
+func (gr *grants) decode(b []byte, err error) (*grantRecord, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errTokenInactive
 	}
@@ -314,62 +388,108 @@ func (gr *grants) revokeAccountClient(ctx context.Context, accountID, clientID s
 	return nil
 }
 
-func (gr *grants) mintAccess(ctx context.Context, g *grantRecord, scopes []string) (string, time.Time, error) {
-	now := gr.now().UTC()
+// mintAccess makes an access token of g for scopes: nothing is written.
+func (gr *grants) mintAccess(_ context.Context, g *grantRecord, scopes []string) (string, time.Time, error) {
+	now := gr.now().UTC().Truncate(time.Second)
 	exp := now.Add(gr.ttl.AccessToken)
 	if g.Exp.Before(exp) {
-		exp = g.Exp
-	}
-	rnd := ids.Short()
-	rec := accessRecord{Grant: g.ID, ClientID: g.ClientID, Subject: g.Subject, Scopes: scopes, Issued: now, Exp: exp}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	if err := gr.kv.Set(ctx, accessKey(g.ID, rnd), b, ttlUntil(now, exp)); err != nil {
-		return "", time.Time{}, fmt.Errorf("provider: store access token: %w", err)
+		exp = g.Exp.Truncate(time.Second)
 	}
 	gr.metrics.tokens.WithLabelValues("access").Inc()
-	return g.ID + tokenSep + rnd, exp, nil
+	return accessID(g.ID, ids.Short(), now, exp, scopes, g.AccountID), exp, nil
 }
 
-func (gr *grants) mintRefresh(ctx context.Context, g *grantRecord) (string, error) {
+// newRefresh makes the next refresh token of g and the batch operation
+// that stores it.
+func (gr *grants) newRefresh(g *grantRecord) (string, store.Op, error) {
 	now := gr.now().UTC()
 	value := g.ID + tokenSep + ids.Long()
 	b, err := json.Marshal(refreshRecord{Grant: g.ID, Issued: now})
 	if err != nil {
-		return "", err
+		return "", store.Op{}, err
 	}
-	if err := gr.kv.Set(ctx, refreshKey(g.ID, ids.Hash(value)), b, ttlUntil(now, g.Exp)); err != nil {
-		return "", fmt.Errorf("provider: store refresh token: %w", err)
-	}
-	gr.metrics.tokens.WithLabelValues("refresh").Inc()
-	return value, nil
+	return value, store.Set(refreshKey(g.ID, ids.Hash(value)), b, ttlUntil(now, g.Exp)), nil
 }
 
-// liveAccess resolves an access token ID to its record and live grant.
-func (gr *grants) liveAccess(ctx context.Context, tokenID string) (*accessRecord, *grantRecord, error) {
-	grant, rnd, ok := splitToken(tokenID)
-	if !ok {
-		return nil, nil, errTokenInactive
+// rotate writes the next refresh token of the family g and re-reads its
+// grant in the same round trip: a concurrent reuse may have revoked the
+// family since the presented token was taken, and then the token
+// written is dead with it.
+func (gr *grants) rotate(ctx context.Context, g *grantRecord) (*grantRecord, string, error) {
+	rt, op, err := gr.newRefresh(g)
+	if err != nil {
+		return nil, "", err
 	}
-	b, err := gr.kv.Get(ctx, accessKey(grant, rnd))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, errTokenInactive
+	res, err := gr.kv.Do(ctx, store.Get(grantKey(g.ID)), op)
+	if err != nil {
+		return nil, "", fmt.Errorf("provider: store refresh token: %w", err)
+	}
+	cur, err := gr.decode(res[0].Val, res[0].Err)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := res[1].Err; err != nil {
+		return nil, "", fmt.Errorf("provider: store refresh token: %w", err)
+	}
+	gr.metrics.tokens.WithLabelValues("refresh").Inc()
+	return cur, rt, nil
+}
+
+// liveAccess resolves an access token ID to its record and live grant,
+// reading in one round trip the grant, the token's revocation marker and
+// whatever extra names (reads of the token's account: extra gets the
+// account ID and its results come back last).
+func (gr *grants) liveAccess(ctx context.Context, tokenID string, extra func(acct string) []store.Op) (*accessRecord, *grantRecord, []store.Result, error) {
+	at, rnd, ok := parseAccessID(tokenID)
+	if !ok || !gr.now().Before(at.Exp) {
+		return nil, nil, nil, errTokenInactive
+	}
+	ops := []store.Op{store.Get(grantKey(at.Grant)), store.Get(accessRevokedKey(at.Grant, rnd))}
+	if extra != nil {
+		ops = append(ops, extra(at.Account)...)
+	}
+	res, err := gr.kv.Do(ctx, ops...)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("provider: load grant: %w", err)
+	}
+	g, err := gr.decode(res[0].Val, res[0].Err)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	switch {
+	case res[1].Err == nil:
+		return nil, nil, nil, errTokenInactive
+	case !errors.Is(res[1].Err, store.ErrNotFound):
+		return nil, nil, nil, fmt.Errorf("provider: load access token revocation: %w", res[1].Err)
+	}
+	if g.AccountID != at.Account {
+		return nil, nil, nil, errTokenInactive
+	}
+	at.ClientID, at.Subject = g.ClientID, g.Subject
+	return &at, g, res[2:], nil
+}
+
+// revokeAccess revokes one access token of clientID, leaving its grant
+// alone (RFC 7009 §2.1): a marker lives as long as the token would have.
+// A token of another client is notYours; an inactive one is nothing to do.
+func (gr *grants) revokeAccess(ctx context.Context, clientID, tokenID string) error {
+	at, rnd, ok := parseAccessID(tokenID)
+	now := gr.now()
+	if !ok || !now.Before(at.Exp) {
+		return nil
+	}
+	g, err := gr.load(ctx, at.Grant)
+	if errors.Is(err, errTokenInactive) || errors.Is(err, errGrantRevoked) {
+		return nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("provider: load access token: %w", err)
+		return err
 	}
-	at := new(accessRecord)
-	if err := json.Unmarshal(b, at); err != nil {
-		return nil, nil, fmt.Errorf("provider: access record: %w", err)
+	if g.ClientID != clientID {
+		return notYours()
 	}
-	if !gr.now().Before(at.Exp) || at.Grant != grant {
-		return nil, nil, errTokenInactive
+	if err := gr.kv.Set(ctx, accessRevokedKey(at.Grant, rnd), []byte("1"), ttlUntil(now, at.Exp)); err != nil {
+		return fmt.Errorf("provider: revoke access token: %w", err)
 	}
-	g, err := gr.load(ctx, grant)
-	if err != nil {
-		return nil, nil, err
-	}
-	return at, g, nil
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,7 +58,7 @@ func TestGrantIndexLegacyMembers(t *testing.T) {
 	if err := s.kv.SetAdd(ctx, key, time.Hour, "legacy-live", "legacy-revoked", "legacy-expired", "legacy-gone"); err != nil {
 		t.Fatal(err)
 	}
-	g, err := gr.create(ctx, &authreq.AuthRequest{ID: "new", ClientID: "web", AccountID: "a1"}, false)
+	g, _, err := gr.create(ctx, &authreq.AuthRequest{ID: "new", ClientID: "web", AccountID: "a1"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,4 +78,58 @@ func TestGrantIndexLegacyMembers(t *testing.T) {
 	if members, _ := s.kv.SetMembers(ctx, key); len(members) != 0 {
 		t.Fatalf("index after withdrawal: %v", members)
 	}
+}
+
+func TestAccessID(t *testing.T) {
+	iat := time.Unix(1_800_000_000, 0).UTC()
+	exp := iat.Add(time.Hour)
+	id := accessID("grantID", "rnd", iat, exp, []string{"openid", "name"}, "acct")
+	rec, rnd, ok := parseAccessID(id)
+	if !ok || rnd != "rnd" || rec.Grant != "grantID" || rec.Account != "acct" || !rec.Issued.Equal(iat) || !rec.Exp.Equal(exp) ||
+		!slices.Equal(rec.Scopes, []string{"openid", "name"}) {
+		t.Fatalf("round trip of %q: %+v %q %v", id, rec, rnd, ok)
+	}
+	if rec, _, ok := parseAccessID(accessID("g", "r", iat, exp, nil, "a")); !ok || rec.Scopes != nil {
+		t.Fatalf("no scopes: %+v %v", rec, ok)
+	}
+	for _, bad := range []string{
+		"",
+		"g.r.1.2.b3Blbmlk",         // no account
+		"g.r.1.2.b3Blbmlk.a.extra", // too many parts
+		".r.1.2.b3Blbmlk.a",        // no grant
+		"g..1.2.b3Blbmlk.a",        // no random part
+		"g.r.1.2.b3Blbmlk.",        // empty account
+		"g.r.x!.2.b3Blbmlk.a",      // issued not base 36
+		"g.r.1.y!.b3Blbmlk.a",      // expiry not base 36
+		"g.r.2.1.b3Blbmlk.a",       // expires before issued
+		"g.r.0.1.b3Blbmlk.a",       // issued at zero
+		"g.r.1.2.***.a",            // scopes not base64url
+		"g:x.r.1.2.b3Blbmlk.a",     // a store key separator
+		"{g}.r.1.2.b3Blbmlk.a",     // a hash tag
+		strings.Repeat("g", 1100) + ".r.1.2.b3Blbmlk.a",
+	} {
+		if rec, _, ok := parseAccessID(bad); ok {
+			t.Errorf("parseAccessID(%q) accepted: %+v", bad, rec)
+		}
+	}
+}
+
+func FuzzParseAccessID(f *testing.F) {
+	f.Add(accessID("g", "r", time.Unix(1_800_000_000, 0), time.Unix(1_800_003_600, 0), []string{"openid"}, "a"))
+	f.Add("g.r.1.2.b3Blbmlk.a")
+	f.Fuzz(func(t *testing.T, id string) {
+		rec, rnd, ok := parseAccessID(id)
+		if !ok {
+			return
+		}
+		if rec.Grant == "" || rnd == "" || rec.Account == "" || rec.Exp.Before(rec.Issued) {
+			t.Fatalf("accepted %q as %+v", id, rec)
+		}
+		// What parses is what accessID writes.
+		if again := accessID(rec.Grant, rnd, rec.Issued, rec.Exp, rec.Scopes, rec.Account); again != id {
+			if r2, _, ok2 := parseAccessID(again); !ok2 || r2.Grant != rec.Grant || !slices.Equal(r2.Scopes, rec.Scopes) {
+				t.Fatalf("%q re-encoded as %q", id, again)
+			}
+		}
+	})
 }

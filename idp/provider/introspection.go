@@ -62,7 +62,7 @@ func (s *Server) introspect(ctx context.Context, clientID, token string) (*oidc.
 	if !ok {
 		return inactive, nil
 	}
-	at, g, err := s.grants.liveAccess(ctx, tokenID)
+	at, g, acct, err := s.grants.liveAccess(ctx, tokenID, s.accounts.ReadOps)
 	if errors.Is(err, errTokenInactive) || errors.Is(err, errGrantRevoked) {
 		return inactive, nil
 	}
@@ -78,7 +78,7 @@ func (s *Server) introspect(ctx context.Context, clientID, token string) (*oidc.
 		}
 		return inactive, nil
 	}
-	claims, err := s.releaseClaims(ctx, g.ClientID, g.AccountID, at.Scopes, g.Claims, g.Granted, consent.TargetIntrospection)
+	claims, err := s.releaseClaimsFrom(ctx, g.ClientID, g.AccountID, acct, at.Scopes, g.Claims, g.Granted, consent.TargetIntrospection)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func (s *Server) introspect(ctx context.Context, clientID, token string) (*oidc.
 	return r, nil
 }
 
-// accessTokenID opens an opaque access token: JWE("tokenID:sub").
+// accessTokenID opens an opaque access token: tokenCrypto("tokenID:sub").
 func (s *Server) accessTokenID(token string) (tokenID, subject string, ok bool) {
 	plain, err := s.Provider().Crypto().Decrypt(token)
 	if err != nil {

@@ -83,25 +83,7 @@ func (s *Server) revoke(ctx context.Context, clientID, token string) error {
 	if !ok {
 		return nil
 	}
-	grant, rnd, ok := splitToken(tokenID)
-	if !ok {
-		return nil
-	}
-	b, err := s.kv.Get(ctx, accessKey(grant, rnd))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("provider: load access token: %w", err)
-	}
-	var at accessRecord
-	if err := json.Unmarshal(b, &at); err != nil {
-		return fmt.Errorf("provider: access record: %w", err)
-	}
-	if at.ClientID != clientID {
-		return notYours()
-	}
-	return s.kv.Delete(ctx, accessKey(grant, rnd))
+	return s.grants.revokeAccess(ctx, clientID, tokenID)
 }
 
 // GetRefreshTokenInfo and RevokeToken are never called: revocation is

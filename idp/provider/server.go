@@ -66,6 +66,10 @@ type Clients interface {
 // Accounts give the facts a release is built from.
 type Accounts interface {
 	ForRelease(ctx context.Context, id string) (*account.Account, error)
+	// ReadOps and ForReleaseFrom are ForRelease split around a batch
+	// (store.KV.Do) that also reads the caller's own records.
+	ReadOps(id string) []store.Op
+	ForReleaseFrom(id string, res []store.Result) (*account.Account, error)
 }
 
 // Keys sign ID tokens and publish the JWKS.
@@ -179,10 +183,14 @@ func New(o Options) (*Server, error) {
 		SupportedClaims:          claimsSupported,
 	}
 	// The key ID names the token key, so that a later rotation can keep
-	// the old one as a decrypter (op.NewCompositeCrypto).
+	// the old one as a decrypter.
 	tk := ids.Hash(string(o.TokenKey[:]))[:8]
+	tc, err := newTokenCrypto(o.TokenKey, tk)
+	if err != nil {
+		return nil, err
+	}
 	opts := []op.Option{
-		op.WithCrypto(op.NewAES256GCMCrypto(o.TokenKey, tk)),
+		op.WithCrypto(tc),
 		// Our access tokens are opaque: never accept a JWT (an ID token,
 		// say) where an access token is expected.
 		op.WithAccessTokenKeySet(refuseKeySet{}),

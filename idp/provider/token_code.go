@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -48,7 +49,7 @@ func invalidCode() *oidc.Error {
 // redirect_uri must match, then PKCE; only then is the code spent.
 func (s *Server) exchangeCode(ctx context.Context, client *opClient, tr *tokenRequest) (*oidc.AccessTokenResponse, error) {
 	h := ids.Hash(tr.code)
-	ar, spent, err := s.peekCode(ctx, h)
+	ar, spent, err := s.peekCode(ctx, h, tr.code)
 	if err != nil {
 		return nil, err
 	}
@@ -74,16 +75,17 @@ func (s *Server) exchangeCode(ctx context.Context, client *opClient, tr *tokenRe
 		// spent it a moment ago: two parties hold code and verifier.
 		return nil, s.codeReplayed(ctx, ar.ID)
 	}
-	if err := s.kv.Delete(ctx, codeKey(h)); err != nil {
-		// The tombstone rules; the live record only expires later.
-		s.log.WarnContext(ctx, "spent code not deleted", "error", err)
-	}
 	resp, err := op.CreateTokenResponse(ctx, ar, client, s.creatorFor(client), true, tr.code, "")
 	if err != nil {
 		if temporary(err) {
 			s.unspend(ctx, h, ar)
 		}
 		return nil, err
+	}
+	// The spent code's record and its request go together; the tombstone
+	// rules meanwhile, and whatever is not deleted expires soon.
+	if res, err := s.kv.Do(ctx, store.Delete(codeKey(h)), s.requests.DeleteOp(ar.ID)); err != nil || store.FirstErr(res) != nil {
+		s.log.WarnContext(ctx, "spent code or its request not deleted", "error", errors.Join(err, store.FirstErr(res)))
 	}
 	resp.Scope = tokenScopes(ar.Scopes, ar.Granted)
 	return resp, nil
@@ -113,16 +115,30 @@ func (s *Server) unspend(ctx context.Context, h string, ar *authreq.AuthRequest)
 
 // peekCode reads a code without spending it: its completed auth request
 // while unspent, else its tombstone. A store failure is an error of its
-// own, never "invalid code".
-func (s *Server) peekCode(ctx context.Context, h string) (*authreq.AuthRequest, *spentCode, error) {
-	v, err := s.kv.Get(ctx, codeKey(h))
-	if errors.Is(err, store.ErrNotFound) {
-		return s.tombstone(ctx, h)
+// own, never "invalid code". The code names its request (newCode), so
+// both are read in one round trip.
+func (s *Server) peekCode(ctx context.Context, h, code string) (*authreq.AuthRequest, *spentCode, error) {
+	arID, _, named := strings.Cut(code, codeSep)
+	ops := []store.Op{store.Get(codeKey(h))}
+	if named {
+		ops = append(ops, s.requests.ReadOp(arID))
 	}
+	res, err := s.kv.Do(ctx, ops...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("provider: read code: %w", err)
 	}
-	ar, err := s.requests.Load(ctx, string(v))
+	if errors.Is(res[0].Err, store.ErrNotFound) {
+		return s.tombstone(ctx, h)
+	}
+	if res[0].Err != nil {
+		return nil, nil, fmt.Errorf("provider: read code: %w", res[0].Err)
+	}
+	var ar *authreq.AuthRequest
+	if named && string(res[0].Val) == arID {
+		ar, err = s.requests.FromResult(arID, res[1])
+	} else {
+		ar, err = s.requests.Load(ctx, string(res[0].Val))
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		// An exchange running at the same moment spent the code and
 		// deleted its request between our two reads: its tombstone says

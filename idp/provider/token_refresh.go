@@ -54,18 +54,23 @@ func (s *Server) takeRefresh(ctx context.Context, clientID, token string, scopes
 		return nil, invalidRefresh()
 	}
 	key := refreshKey(grant, ids.Hash(token))
-	old, err := s.kv.Get(ctx, key)
+	// The token and its grant in one round trip.
+	res, err := s.kv.Do(ctx, store.Get(key), store.Get(grantKey(grant)))
+	if err == nil {
+		err = res[0].Err
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, invalidRefresh()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("provider: load refresh token: %w", err)
 	}
+	old := res[0].Val
 	var rec refreshRecord
 	if err := json.Unmarshal(old, &rec); err != nil {
 		return nil, fmt.Errorf("provider: refresh record: %w", err)
 	}
-	g, err := s.grants.load(ctx, grant)
+	g, err := s.grants.decode(res[1].Val, res[1].Err)
 	if errors.Is(err, errTokenInactive) || errors.Is(err, errGrantRevoked) {
 		return nil, invalidRefresh()
 	}

@@ -49,7 +49,7 @@ func (st *storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (
 	if !ok {
 		return "", time.Time{}, oidc.ErrUnsupportedGrantType()
 	}
-	g, err := st.s.grants.create(ctx, ar, false)
+	g, _, err := st.s.grants.create(ctx, ar, false)
 	if err != nil {
 		return "", time.Time{}, err
 	}
@@ -60,22 +60,22 @@ func (st *storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (
 // (a new family) and every refresh (the next token of the family).
 func (st *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
 	s := st.s
-	var g *grantRecord
+	var (
+		g   *grantRecord
+		rt  string
+		err error
+	)
 	scopes := req.GetScopes()
 	switch r := req.(type) {
 	case *authreq.AuthRequest:
-		var err error
-		if g, err = s.grants.create(ctx, r, true); err != nil {
+		if g, rt, err = s.grants.create(ctx, r, true); err != nil {
 			return "", "", time.Time{}, err
 		}
 	case *refreshRequest:
 		if r.token != current {
 			return "", "", time.Time{}, oidc.ErrInvalidGrant()
 		}
-		var err error
-		// Re-read: a concurrent reuse may have revoked the family since
-		// takeRefresh.
-		g, err = s.grants.load(ctx, r.grant.ID)
+		g, rt, err = s.grants.rotate(ctx, r.grant)
 		if errors.Is(err, errTokenInactive) || errors.Is(err, errGrantRevoked) {
 			return "", "", time.Time{}, invalidRefresh()
 		}
@@ -84,10 +84,6 @@ func (st *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Toke
 		}
 	default:
 		return "", "", time.Time{}, oidc.ErrUnsupportedGrantType()
-	}
-	rt, err := s.grants.mintRefresh(ctx, g)
-	if err != nil {
-		return "", "", time.Time{}, err
 	}
 	at, exp, err := s.grants.mintAccess(ctx, g, scopes)
 	if err != nil {

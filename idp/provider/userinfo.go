@@ -134,7 +134,7 @@ func (s *Server) userinfo(ctx context.Context, token string) (*oidc.UserInfo, er
 	if !ok {
 		return nil, invalidToken()
 	}
-	at, g, err := s.grants.liveAccess(ctx, tokenID)
+	at, g, acct, err := s.grants.liveAccess(ctx, tokenID, s.accounts.ReadOps)
 	if errors.Is(err, errTokenInactive) || errors.Is(err, errGrantRevoked) {
 		return nil, invalidToken()
 	}
@@ -157,7 +157,7 @@ func (s *Server) userinfo(ctx context.Context, token string) (*oidc.UserInfo, er
 		// access token: UserInfo is for openid (OIDC Core §5.3).
 		return nil, &oidc.Error{ErrorType: errInsufficientScope, Description: "the access token lacks the openid scope"}
 	}
-	claims, err := s.releaseClaims(ctx, g.ClientID, g.AccountID, at.Scopes, g.Claims, g.Granted, consent.TargetUserinfo)
+	claims, err := s.releaseClaimsFrom(ctx, g.ClientID, g.AccountID, acct, at.Scopes, g.Claims, g.Granted, consent.TargetUserinfo)
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,7 @@ func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	lang := h.web.Lang(w, r, ar.UILocales)
 	binding := authreq.EnsureBinding(h.web, w, r)
-	if err := h.requests.Bind(ctx, ar.ID, binding); err != nil {
+	if err := h.requests.BindLoaded(ctx, ar, binding); err != nil {
 		switch {
 		case errors.Is(err, authreq.ErrBound):
 			h.web.ErrorPage(w, r, lang, http.StatusForbidden, "foreign_browser")

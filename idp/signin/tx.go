@@ -402,6 +402,27 @@ func (t *transactions) load(ctx context.Context, id string) (*signinTx, []byte, 
 	return tx, b, nil
 }
 
+// readOp reads transaction id in a batch (store.KV.Do); an ID no
+// transaction can have reads a key that never exists.
+func (t *transactions) readOp(id string) store.Op {
+	if id == "" || len(id) > 64 {
+		id = "-"
+	}
+	return store.Get(txKey(id))
+}
+
+// fromResult is load's answer from the result of readOp.
+func (t *transactions) fromResult(res store.Result) (*signinTx, error) {
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	tx := new(signinTx)
+	if err := json.Unmarshal(res.Val, tx); err != nil {
+		return nil, fmt.Errorf("signin: transaction record: %w", err)
+	}
+	return tx, nil
+}
+
 // swapTx replaces old with tx if nobody changed it meanwhile, and tells
 // every node's listeners.
 func (t *transactions) swap(ctx context.Context, old []byte, tx *signinTx) ([]byte, bool, error) {

@@ -244,11 +244,18 @@ type walletSign struct {
 
 func (h *Handler) handleWalletGet(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !h.web.Allow(ctx, "wallet_fetch", h.web.RateKey(r), walletFetchPerIP, walletRateWindow) {
+	// The address's count and the transaction in one round trip.
+	res, err := h.txs.kv.Do(ctx, h.web.LimitOp("wallet_fetch", h.web.RateKey(r), walletRateWindow), h.txs.readOp(r.PathValue("id")))
+	if err != nil {
+		h.log.ErrorContext(ctx, "wallet fetch", "error", err)
+		h.walletError(w, txBad(http.StatusInternalServerError, codeServerError, "internal error"))
+		return
+	}
+	if !h.web.Allowed(ctx, "wallet_fetch", walletFetchPerIP, res[0]) {
 		h.walletError(w, txBad(http.StatusTooManyRequests, codeRateLimited, "too many requests"))
 		return
 	}
-	tx, _, err := h.txs.load(ctx, r.PathValue("id"))
+	tx, err := h.txs.fromResult(res[1])
 	if errors.Is(err, store.ErrNotFound) {
 		h.walletError(w, txBad(http.StatusNotFound, codeUnknownTransaction, "no such transaction"))
 		return

@@ -12,7 +12,7 @@
 //     (ContextTimeoutEnabled) and Lua for the compare-and-swap.
 //
 // Records come in two lifetimes. Ephemeral records (auth requests, codes,
-// tokens, sessions, sign-in transactions, rate-limit counters) are always
+// grants and refresh tokens, sessions, sign-in transactions, rate-limit counters) are always
 // written with a TTL, so an abandoned login cleans itself up. Durable
 // records (accounts, certificate links, signing keys, clients, consents)
 // are written with TTL 0 and need Redis persistence: run Redis with
@@ -30,6 +30,14 @@
 // state to the next exactly once. No operation spans two keys, so none can
 // fail with CROSSSLOT in Cluster; keys of one family still carry a hash tag
 // ({...}) chosen by the caller.
+//
+// Round trips are what a login pays for a shared store, so Do sends a
+// batch of independent operations (get, set, SetNX, delete, counter) in
+// one: a pipeline on Redis, which the Cluster client splits by node, each
+// operation with its own result. A batch is not a transaction; its writes
+// carry a TTL, so durable writes keep their wait for replicas. Instrument
+// counts a batch as one operation, so the operation counts are the round
+// trips.
 //
 // Backups stand on three more operations. Scan lists keys by prefix.
 // Snapshot reads every durable record as they all stood at one instant,

@@ -171,6 +171,10 @@ func (m *Memory) Incr(ctx context.Context, key string, ttl time.Duration) (int64
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.incr(key, ttl)
+}
+
+func (m *Memory) incr(key string, ttl time.Duration) (int64, error) {
 	it, ok := m.items[key]
 	if !ok || !m.live(it.exp) {
 		m.sweep()
@@ -330,4 +334,45 @@ func splitStreamID(id string) (uint64, uint64) {
 	var ms, seq uint64
 	fmt.Sscanf(id, "%d-%d", &ms, &seq)
 	return ms, seq
+}
+
+// Do runs ops in order under one lock: in memory a batch is even atomic,
+// which callers must not rely on (Redis does not give that).
+func (m *Memory) Do(ctx context.Context, ops ...Op) ([]Result, error) {
+	if err := checkBatch(ops); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Result, len(ops))
+	for i, op := range ops {
+		r := &out[i]
+		switch op.Kind {
+		case OpGet:
+			if v, ok := m.get(op.Key); ok {
+				r.Val = clone(v)
+			} else {
+				r.Err = ErrNotFound
+			}
+		case OpSet:
+			m.sweep()
+			m.items[op.Key] = memItem{val: clone(op.Val), exp: m.expiry(op.TTL)}
+		case OpSetNX:
+			if _, ok := m.get(op.Key); !ok {
+				m.sweep()
+				m.items[op.Key] = memItem{val: clone(op.Val), exp: m.expiry(op.TTL)}
+				r.OK = true
+			}
+		case OpDelete:
+			delete(m.items, op.Key)
+			delete(m.sets, op.Key)
+			delete(m.logs, op.Key)
+		case OpIncr:
+			r.N, r.Err = m.incr(op.Key, op.TTL)
+		}
+	}
+	return out, nil
 }

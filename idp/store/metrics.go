@@ -14,7 +14,7 @@ import (
 var ops = []string{
 	"get", "set", "setnx", "take", "delete", "cas", "incr", "set_add", "set_members", "set_remove",
 	"publish", "subscribe", "stream_add", "stream_range", "ping",
-	"scan", "snapshot", "restore",
+	"scan", "snapshot", "restore", "batch",
 }
 
 // Instrumented is a KV that times every operation of the KV it wraps:
@@ -191,6 +191,18 @@ func (m *Instrumented) Ping(ctx context.Context) error {
 
 func (m *Instrumented) Close() error  { return m.kv.Close() }
 func (m *Instrumented) Durable() bool { return m.kv.Durable() }
+
+// Do times the batch as one operation: one round trip.
+func (m *Instrumented) Do(ctx context.Context, ops ...Op) ([]Result, error) {
+	start := time.Now()
+	res, err := m.kv.Do(ctx, ops...)
+	if seen := err; seen == nil {
+		m.observe("batch", start, FirstErr(res))
+	} else {
+		m.observe("batch", start, seen)
+	}
+	return res, err
+}
 
 // Scan times the whole scan, fn included.
 func (m *Instrumented) Scan(ctx context.Context, prefix string, fn func(key string) error) error {

@@ -387,3 +387,68 @@ func (r *Redis) StreamRange(ctx context.Context, key, after string, count int) (
 	}
 	return out, nil
 }
+
+// Do sends the batch as one pipeline (not MULTI: in Cluster its keys may
+// live on several nodes, and go-redis splits the pipeline by node). A
+// counter is created by SET NX with its TTL and then INCRed, so that no
+// script needs to be loaded inside a pipeline.
+func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
+	if err := checkBatch(ops); err != nil {
+		return nil, err
+	}
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := r.ctx(ctx)
+	defer cancel()
+	pipe := r.c.Pipeline()
+	cmds := make([]redis.Cmder, len(ops))
+	for i, op := range ops {
+		k := r.k(op.Key)
+		switch op.Kind {
+		case OpGet:
+			cmds[i] = pipe.Get(ctx, k)
+		case OpSet:
+			cmds[i] = pipe.Set(ctx, k, op.Val, op.TTL)
+		case OpSetNX:
+			cmds[i] = pipe.SetArgs(ctx, k, op.Val, redis.SetArgs{Mode: "NX", TTL: op.TTL})
+		case OpDelete:
+			cmds[i] = pipe.Del(ctx, k)
+		case OpIncr:
+			pipe.SetArgs(ctx, k, 0, redis.SetArgs{Mode: "NX", TTL: op.TTL})
+			cmds[i] = pipe.Incr(ctx, k)
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && allFailed(cmds) {
+		return nil, err
+	}
+	out := make([]Result, len(ops))
+	for i, c := range cmds {
+		res := &out[i]
+		switch c := c.(type) {
+		case *redis.StringCmd:
+			res.Val, res.Err = c.Bytes()
+			res.Err = notFound(res.Err)
+		case *redis.StatusCmd:
+			if errors.Is(c.Err(), redis.Nil) {
+				break // SET NX that did not write
+			}
+			res.Err = c.Err()
+			res.OK = res.Err == nil && c.Val() == "OK"
+		case *redis.IntCmd:
+			res.N, res.Err = c.Result()
+		}
+	}
+	return out, nil
+}
+
+// allFailed reports whether no command of a pipeline got an answer: the
+// connection failed, and the batch as a whole with it.
+func allFailed(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if c.Err() == nil || errors.Is(c.Err(), redis.Nil) {
+			return false
+		}
+	}
+	return true
+}

@@ -46,6 +46,12 @@ type KV interface {
 	// ("" for the beginning), oldest first.
 	StreamRange(ctx context.Context, key, after string, count int) ([]StreamEntry, error)
 
+	// Do runs a batch of independent operations in one round trip, in
+	// order but not atomically (see Op). It fails as a whole only before
+	// anything was sent (ErrBadBatch, a cancelled context) or when the
+	// connection fails; otherwise each Result carries its own error.
+	Do(ctx context.Context, ops ...Op) ([]Result, error)
+
 	// Scan calls fn with the key of every record, durable or not, whose
 	// key begins with prefix: each key present throughout the scan at
 	// least once (possibly more), keys written or deleted meanwhile

@@ -168,3 +168,51 @@ func TestRateLimitKeyHidesClient(t *testing.T) {
 		t.Fatal("the key does not depend on the cookie key: addresses could be recovered by guessing")
 	}
 }
+
+// A count sent in a batch shares Allow's counter and verdict.
+func TestRateLimitInBatch(t *testing.T) {
+	for name, kv := range map[string]store.KV{"memory": store.NewMemory(), "redis": func() store.KV {
+		r, err := store.NewRedis(store.RedisOptions{Addrs: []string{storetest.StartRedis(t)}, Prefix: "rlbatch:"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}()} {
+		t.Run(name, func(t *testing.T) {
+			now := time.Date(2026, 4, 1, 12, 0, 30, 0, time.UTC)
+			k, _, _ := newKit(t, Options{Counter: kv, Now: func() time.Time { return now }})
+			ctx := context.Background()
+			for i := range 3 {
+				res, err := kv.Do(ctx, k.LimitOp("b", "addr", time.Minute), store.Get("other"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := k.Allowed(ctx, "b", 3, res[0]); !got {
+					t.Fatalf("batched count %d refused within the limit", i+1)
+				}
+			}
+			// The batch and Allow count the same window.
+			if k.Allow(ctx, "b", "addr", 3, time.Minute) {
+				t.Fatal("Allow after three batched counts allowed a fourth")
+			}
+			res, _ := kv.Do(ctx, k.LimitOp("b", "addr", time.Minute))
+			if k.Allowed(ctx, "b", 3, res[0]) || res[0].N != 5 {
+				t.Fatalf("fifth count %d allowed", res[0].N)
+			}
+			// A failed count allows (as Allow does); a limit of 0 refuses.
+			if !k.Allowed(ctx, "b", 3, store.Result{Err: errors.New("injected")}) {
+				t.Fatal("a store failure refused the request")
+			}
+			if k.Allowed(ctx, "b", 0, store.Result{N: 1}) {
+				t.Fatal("limit 0 allowed")
+			}
+			// The next window starts again.
+			now = now.Add(time.Minute)
+			res, _ = kv.Do(ctx, k.LimitOp("b", "addr", time.Minute))
+			if !k.Allowed(ctx, "b", 3, res[0]) || res[0].N != 1 {
+				t.Fatalf("new window: count %d", res[0].N)
+			}
+		})
+	}
+}

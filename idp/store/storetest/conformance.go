@@ -237,6 +237,7 @@ func RunKV(t *testing.T, newKV func(t *testing.T) store.KV) {
 		}
 	})
 	runSnapshot(t, newKV)
+	runBatch(t, newKV)
 }
 
 func must(t *testing.T, err error) {
