@@ -106,6 +106,7 @@ func TestAuthorizeErrorPage(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodGet, o.issuer+authorizePath+"?"+tc.query, nil)
+			req.Header.Set("Accept-Language", "en")
 			res, err := o.hc.Do(req)
 			if err != nil {
 				t.Fatal(err)

@@ -120,7 +120,7 @@ func TestStoreOutageIsTemporary(t *testing.T) {
 		"scope": {"openid"}, "code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"}}
 	res, page := o.call(http.MethodGet, authorizePath+"?"+authz.Encode(), "", nil)
 	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || res.Header.Get("Location") != "" ||
-		strings.Contains(page, "not registered") || !strings.Contains(page, "temporarily unavailable") {
+		strings.Contains(page, "登録されていません") || !strings.Contains(page, "一時的にご利用いただけません") {
 		t.Fatalf("registered client's /authorize in an outage: %d Retry-After %q Location %q\n%s", res.StatusCode, res.Header.Get("Retry-After"), res.Header.Get("Location"), page)
 	}
 	checkNoInternals(t, "the /authorize page", page)
