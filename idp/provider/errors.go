@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,10 +50,10 @@ type apiError struct {
 // classify maps err to its answer and logs what the answer leaves out.
 // Only descriptions the provider or the library wrote for the client
 // leave: a parent error never does (oidc.Error does not marshal it).
-func (s *Server) classify(ctx context.Context, err error) apiError {
+func (e apiErrors) classify(ctx context.Context, err error) apiError {
 	var oe *oidc.Error
 	if temporary(err) || !errors.As(err, &oe) {
-		s.log.ErrorContext(ctx, "request failed; answered temporarily_unavailable", "error", err)
+		e.log.ErrorContext(ctx, "request failed; answered temporarily_unavailable", "error", err)
 		return apiError{status: http.StatusServiceUnavailable, err: errTemporarilyUnavailable()}
 	}
 	st := http.StatusBadRequest
@@ -61,12 +62,12 @@ func (s *Server) classify(ctx context.Context, err error) apiError {
 		st = http.StatusUnauthorized
 	case oidc.ServerError:
 		st = http.StatusInternalServerError
-		s.log.ErrorContext(ctx, "request failed", "error", err)
+		e.log.ErrorContext(ctx, "request failed", "error", err)
 	case temporarilyUnavailable:
 		st = http.StatusServiceUnavailable
 	}
 	if st < http.StatusInternalServerError {
-		s.log.InfoContext(ctx, "request refused", "error", string(oe.ErrorType), "status", st)
+		e.log.InfoContext(ctx, "request refused", "error", string(oe.ErrorType), "status", st)
 	}
 	return apiError{status: st, err: clean(oe)}
 }
@@ -86,8 +87,8 @@ func clean(e *oidc.Error) *oidc.Error {
 // writeAPIError answers a back-channel endpoint's failure as RFC 6749
 // §5.2 JSON. A 401 names the authentication scheme the endpoint takes
 // (challenge, RFC 7235 §3.1); a 503 says when to try again.
-func (s *Server) writeAPIError(w http.ResponseWriter, r *http.Request, err error, challenge string) {
-	ae := s.classify(r.Context(), err)
+func (e apiErrors) write(w http.ResponseWriter, r *http.Request, err error, challenge string) {
+	ae := e.classify(r.Context(), err)
 	h := w.Header()
 	switch ae.status {
 	case http.StatusUnauthorized:
@@ -102,8 +103,18 @@ func (s *Server) writeAPIError(w http.ResponseWriter, r *http.Request, err error
 
 // basicChallenge is the token, introspection and revocation endpoints'
 // 401 challenge: they take HTTP Basic (RFC 6749 §2.3.1).
-func (s *Server) basicChallenge() string { return `Basic realm="` + s.realm() + `"` }
+func (e apiErrors) basicChallenge() string { return `Basic realm="` + e.realm + `"` }
 
-// realm names the protection space: the issuer, which is a URL and so
-// never holds a quote.
-func (s *Server) realm() string { return strings.ReplaceAll(s.web.Issuer(), `"`, "") }
+// apiErrors answers the failures of the endpoints relying parties call
+// directly: the status, the challenge and the JSON the RP may read, with
+// the cause in the log alone.
+type apiErrors struct {
+	log *slog.Logger
+	// realm names the protection space: the issuer, which is a URL and
+	// so never holds a quote.
+	realm string
+}
+
+func newAPIErrors(log *slog.Logger, issuer string) apiErrors {
+	return apiErrors{log: log, realm: strings.ReplaceAll(issuer, `"`, "")}
+}

@@ -34,7 +34,7 @@ func TestClassify(t *testing.T) {
 		{"an outage inside an OAuth error", oidc.ErrInvalidClient().WithParent(fmt.Errorf("%w: jti: %w", errUnavailable, storeDown)), http.StatusServiceUnavailable, temporarilyUnavailable, errTemporarilyUnavailable().Description},
 		{"the registry down", fmt.Errorf("%w: %w", clients.ErrUnavailable, storeDown), http.StatusServiceUnavailable, temporarilyUnavailable, errTemporarilyUnavailable().Description},
 	} {
-		ae := s.classify(context.Background(), tc.err)
+		ae := s.errs.classify(context.Background(), tc.err)
 		if ae.status != tc.status || string(ae.err.ErrorType) != tc.code || ae.err.Description != tc.desc || ae.err.Parent != nil {
 			t.Errorf("%s: %d %+v", tc.name, ae.status, ae.err)
 		}

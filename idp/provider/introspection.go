@@ -22,31 +22,31 @@ import (
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if oerr := checkForm(r.PostForm); oerr != nil {
-		s.writeAPIError(w, r, oerr, s.basicChallenge())
+		s.errs.write(w, r, oerr, s.errs.basicChallenge())
 		return
 	}
 	cc, oerr := parseCredentials(r.PostForm, r.Header.Get("Authorization"))
 	if oerr != nil {
-		s.writeAPIError(w, r, oerr, s.basicChallenge())
+		s.errs.write(w, r, oerr, s.errs.basicChallenge())
 		return
 	}
 	if cc.secret == "" && cc.assertion == "" {
-		s.writeAPIError(w, r, invalidClient("client must be authenticated"), s.basicChallenge())
+		s.errs.write(w, r, invalidClient("client must be authenticated"), s.errs.basicChallenge())
 		return
 	}
 	e, err := s.authenticate(ctx, cc)
 	if err != nil {
-		s.writeAPIError(w, r, err, s.basicChallenge())
+		s.errs.write(w, r, err, s.errs.basicChallenge())
 		return
 	}
 	token := r.PostForm.Get("token")
 	if token == "" {
-		s.writeAPIError(w, r, oidc.ErrInvalidRequest().WithDescription("token is missing"), "")
+		s.errs.write(w, r, oidc.ErrInvalidRequest().WithDescription("token is missing"), "")
 		return
 	}
 	resp, err := s.introspect(ctx, e.Client.ID, token)
 	if err != nil {
-		s.writeAPIError(w, r, err, "")
+		s.errs.write(w, r, err, "")
 		return
 	}
 	web.WriteJSON(w, http.StatusOK, resp)

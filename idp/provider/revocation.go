@@ -22,26 +22,26 @@ import (
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if oerr := checkForm(r.PostForm); oerr != nil {
-		s.writeAPIError(w, r, oerr, s.basicChallenge())
+		s.errs.write(w, r, oerr, s.errs.basicChallenge())
 		return
 	}
 	cc, oerr := parseCredentials(r.PostForm, r.Header.Get("Authorization"))
 	if oerr != nil {
-		s.writeAPIError(w, r, oerr, s.basicChallenge())
+		s.errs.write(w, r, oerr, s.errs.basicChallenge())
 		return
 	}
 	e, err := s.authenticate(ctx, cc)
 	if err != nil {
-		s.writeAPIError(w, r, err, s.basicChallenge())
+		s.errs.write(w, r, err, s.errs.basicChallenge())
 		return
 	}
 	token := r.PostForm.Get("token")
 	if token == "" {
-		s.writeAPIError(w, r, oidc.ErrInvalidRequest().WithDescription("token is missing"), "")
+		s.errs.write(w, r, oidc.ErrInvalidRequest().WithDescription("token is missing"), "")
 		return
 	}
 	if err := s.revoke(ctx, e.Client.ID, token); err != nil {
-		s.writeAPIError(w, r, err, s.basicChallenge())
+		s.errs.write(w, r, err, s.errs.basicChallenge())
 		return
 	}
 	w.WriteHeader(http.StatusOK)

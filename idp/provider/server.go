@@ -130,6 +130,21 @@ type Server struct {
 	cors         func(http.Handler) http.Handler
 	log          *slog.Logger
 	metrics      providerMetrics
+	errs         apiErrors
+	spends       *spends
+}
+
+// spends keeps codes and refresh tokens single-use: it reads a code
+// without spending it, gives back what an exchange that failed for a
+// passing reason spent, and revokes the grant of a code or refresh token
+// presented again.
+type spends struct {
+	kv       store.KV
+	requests *authreq.Repo
+	grants   *grants
+	log      *slog.Logger
+	codeTTL  time.Duration
+	reuse    *prometheus.CounterVec
 }
 
 type providerMetrics struct {
@@ -172,6 +187,8 @@ func New(o Options) (*Server, error) {
 	}
 	s.storage = &storage{s: s}
 	s.grants = &grants{kv: o.Store, ttl: o.TTLs, clock: o.Web.Now, log: s.log, metrics: &s.metrics}
+	s.errs = newAPIErrors(s.log, o.Web.Issuer())
+	s.spends = &spends{kv: o.Store, requests: o.Requests, grants: s.grants, log: s.log, codeTTL: o.TTLs.Code, reuse: s.metrics.reuse}
 	cfg := &op.Config{
 		CryptoKey:                o.TokenKey,
 		DefaultLogoutRedirectURI: session.LogoutPath,

@@ -25,12 +25,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	ctx := op.ContextWithIssuer(r.Context(), s.web.Issuer())
 	tr, oerr := parseTokenRequest(r.PostForm, r.Header.Get("Authorization"))
 	if oerr != nil {
-		s.writeAPIError(w, r, oerr, s.basicChallenge())
+		s.errs.write(w, r, oerr, s.errs.basicChallenge())
 		return
 	}
 	e, err := s.authenticate(ctx, tr.cred)
 	if err != nil {
-		s.writeAPIError(w, r, err, s.basicChallenge())
+		s.errs.write(w, r, err, s.errs.basicChallenge())
 		return
 	}
 	client := s.opClient(e)
@@ -42,7 +42,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		resp, err = s.refresh(ctx, client, tr)
 	}
 	if err != nil {
-		s.writeAPIError(w, r, err, s.basicChallenge())
+		s.errs.write(w, r, err, s.errs.basicChallenge())
 		return
 	}
 	web.WriteJSON(w, http.StatusOK, resp)

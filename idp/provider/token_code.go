@@ -49,12 +49,12 @@ func invalidCode() *oidc.Error {
 // redirect_uri must match, then PKCE; only then is the code spent.
 func (s *Server) exchangeCode(ctx context.Context, client *opClient, tr *tokenRequest) (*oidc.AccessTokenResponse, error) {
 	h := ids.Hash(tr.code)
-	ar, spent, err := s.peekCode(ctx, h, tr.code)
+	ar, spent, err := s.spends.peekCode(ctx, h, tr.code)
 	if err != nil {
 		return nil, err
 	}
 	if spent != nil {
-		return nil, s.presentedAgain(ctx, client.GetID(), spent, tr)
+		return nil, s.spends.presentedAgain(ctx, client.GetID(), spent, tr)
 	}
 	tomb := spentCode{Grant: ar.ID, ClientID: ar.ClientID, RedirectURI: ar.RedirectURI, Challenge: ar.Challenge}
 	if err := checkCodeUse(tomb, client.GetID(), tr); err != nil {
@@ -73,12 +73,12 @@ func (s *Server) exchangeCode(ctx context.Context, client *opClient, tr *tokenRe
 	if !first {
 		// Another exchange of this code, which passed the same checks,
 		// spent it a moment ago: two parties hold code and verifier.
-		return nil, s.codeReplayed(ctx, ar.ID)
+		return nil, s.spends.codeReplayed(ctx, ar.ID)
 	}
 	resp, err := op.CreateTokenResponse(ctx, ar, client, s.creatorFor(client), true, tr.code, "")
 	if err != nil {
 		if temporary(err) {
-			s.unspend(ctx, h, ar)
+			s.spends.unspend(ctx, h, ar)
 		}
 		return nil, err
 	}
@@ -97,53 +97,53 @@ func (s *Server) exchangeCode(ctx context.Context, client *opClient, tr *tokenRe
 // with the grant record (tokens without their grant are inactive), then
 // the code is live again, and last the tombstone goes. Each step leaves a
 // consistent state if the next fails: at worst the code stays spent.
-func (s *Server) unspend(ctx context.Context, h string, ar *authreq.AuthRequest) {
-	if err := s.kv.Delete(ctx, grantKey(ar.ID)); err != nil {
-		s.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
+func (sp *spends) unspend(ctx context.Context, h string, ar *authreq.AuthRequest) {
+	if err := sp.kv.Delete(ctx, grantKey(ar.ID)); err != nil {
+		sp.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
 		return
 	}
-	if err := s.kv.Set(ctx, codeKey(h), []byte(ar.ID), s.ttl.Code); err != nil {
-		s.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
+	if err := sp.kv.Set(ctx, codeKey(h), []byte(ar.ID), sp.codeTTL); err != nil {
+		sp.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
 		return
 	}
-	if err := s.kv.Delete(ctx, usedCodeKey(h)); err != nil {
-		s.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
+	if err := sp.kv.Delete(ctx, usedCodeKey(h)); err != nil {
+		sp.log.WarnContext(ctx, "failed exchange: the code stays spent", "error", err)
 		return
 	}
-	s.log.InfoContext(ctx, "failed exchange: the code was given back for a retry")
+	sp.log.InfoContext(ctx, "failed exchange: the code was given back for a retry")
 }
 
 // peekCode reads a code without spending it: its completed auth request
 // while unspent, else its tombstone. A store failure is an error of its
 // own, never "invalid code". The code names its request (newCode), so
 // both are read in one round trip.
-func (s *Server) peekCode(ctx context.Context, h, code string) (*authreq.AuthRequest, *spentCode, error) {
+func (sp *spends) peekCode(ctx context.Context, h, code string) (*authreq.AuthRequest, *spentCode, error) {
 	arID, _, named := strings.Cut(code, codeSep)
 	ops := []store.Op{store.Get(codeKey(h))}
 	if named {
-		ops = append(ops, s.requests.ReadOp(arID))
+		ops = append(ops, sp.requests.ReadOp(arID))
 	}
-	res, err := s.kv.Do(ctx, ops...)
+	res, err := sp.kv.Do(ctx, ops...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("provider: read code: %w", err)
 	}
 	if errors.Is(res[0].Err, store.ErrNotFound) {
-		return s.tombstone(ctx, h)
+		return sp.tombstone(ctx, h)
 	}
 	if res[0].Err != nil {
 		return nil, nil, fmt.Errorf("provider: read code: %w", res[0].Err)
 	}
 	var ar *authreq.AuthRequest
 	if named && string(res[0].Val) == arID {
-		ar, err = s.requests.FromResult(arID, res[1])
+		ar, err = sp.requests.FromResult(arID, res[1])
 	} else {
-		ar, err = s.requests.Load(ctx, string(res[0].Val))
+		ar, err = sp.requests.Load(ctx, string(res[0].Val))
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		// An exchange running at the same moment spent the code and
 		// deleted its request between our two reads: its tombstone says
 		// so, and this is a replay, not an unknown code.
-		return s.tombstone(ctx, h)
+		return sp.tombstone(ctx, h)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -155,8 +155,8 @@ func (s *Server) peekCode(ctx context.Context, h, code string) (*authreq.AuthReq
 }
 
 // tombstone reads a spent code's record; no record is an unknown code.
-func (s *Server) tombstone(ctx context.Context, h string) (*authreq.AuthRequest, *spentCode, error) {
-	b, err := s.kv.Get(ctx, usedCodeKey(h))
+func (sp *spends) tombstone(ctx context.Context, h string) (*authreq.AuthRequest, *spentCode, error) {
+	b, err := sp.kv.Get(ctx, usedCodeKey(h))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, invalidCode()
 	}
@@ -190,20 +190,20 @@ func checkCodeUse(c spentCode, clientID string, tr *tokenRequest) error {
 // presentedAgain answers a spent code. Only its own client, passing every
 // check an exchange would, is a replay that revokes what the code minted
 // (RFC 6749 §4.1.2); anyone else learns nothing and changes nothing.
-func (s *Server) presentedAgain(ctx context.Context, clientID string, spent *spentCode, tr *tokenRequest) error {
+func (sp *spends) presentedAgain(ctx context.Context, clientID string, spent *spentCode, tr *tokenRequest) error {
 	if err := checkCodeUse(*spent, clientID, tr); err != nil {
 		return err
 	}
-	return s.codeReplayed(ctx, spent.Grant)
+	return sp.codeReplayed(ctx, spent.Grant)
 }
 
 // codeReplayed revokes a replayed code's grant. A grant not minted yet
 // (the first exchange is still running) gets a revoked record, which
 // makes that exchange fail too.
-func (s *Server) codeReplayed(ctx context.Context, grant string) error {
-	s.metrics.reuse.WithLabelValues("code").Inc()
-	s.log.WarnContext(ctx, "authorization code replayed; revoking its grant")
-	if err := s.grants.revoke(ctx, grant); err != nil {
+func (sp *spends) codeReplayed(ctx context.Context, grant string) error {
+	sp.reuse.WithLabelValues("code").Inc()
+	sp.log.WarnContext(ctx, "authorization code replayed; revoking its grant")
+	if err := sp.grants.revoke(ctx, grant); err != nil {
 		return err
 	}
 	return oidc.ErrInvalidGrant().WithDescription("the authorization code was already used; the tokens it issued are revoked")

@@ -28,7 +28,7 @@ func (s *Server) refresh(ctx context.Context, client *opClient, tr *tokenRequest
 			// The RP is told 503, try again: its retry must not read as
 			// reuse, which would revoke the family. What this call
 			// minted stays unknown to anyone and expires with the family.
-			s.giveBack(ctx, req)
+			s.spends.giveBack(ctx, req)
 		}
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func (s *Server) takeRefresh(ctx context.Context, clientID, token string, scopes
 		return nil, invalidRefresh()
 	}
 	if rec.Used {
-		return nil, s.refreshReused(ctx, grant)
+		return nil, s.spends.refreshReused(ctx, grant)
 	}
 	req := &refreshRequest{token: token, grant: g, scopes: slices.Clone(g.Scopes)}
 	if err := op.ValidateRefreshTokenScopes(scopes, req); err != nil {
@@ -98,7 +98,7 @@ func (s *Server) takeRefresh(ctx context.Context, clientID, token string, scopes
 	}
 	if !swapped {
 		// Another request consumed it first.
-		return nil, s.refreshReused(ctx, grant)
+		return nil, s.spends.refreshReused(ctx, grant)
 	}
 	req.key, req.unused, req.used = key, old, b
 	return req, nil
@@ -107,18 +107,18 @@ func (s *Server) takeRefresh(ctx context.Context, clientID, token string, scopes
 // giveBack marks a refresh token unused again after its rotation failed
 // for a passing reason. Compare-and-swap: a token another request has
 // touched since is left as it is.
-func (s *Server) giveBack(ctx context.Context, req *refreshRequest) {
-	if ok, err := s.kv.CompareAndSwap(ctx, req.key, req.used, req.unused); err != nil || !ok {
-		s.log.WarnContext(ctx, "failed refresh: the token stays used", "error", err, "changed", err == nil)
+func (sp *spends) giveBack(ctx context.Context, req *refreshRequest) {
+	if ok, err := sp.kv.CompareAndSwap(ctx, req.key, req.used, req.unused); err != nil || !ok {
+		sp.log.WarnContext(ctx, "failed refresh: the token stays used", "error", err, "changed", err == nil)
 		return
 	}
-	s.log.InfoContext(ctx, "failed refresh: the token was given back for a retry")
+	sp.log.InfoContext(ctx, "failed refresh: the token was given back for a retry")
 }
 
-func (s *Server) refreshReused(ctx context.Context, grant string) error {
-	s.metrics.reuse.WithLabelValues("refresh").Inc()
-	s.log.WarnContext(ctx, "refresh token reused; revoking its family")
-	if err := s.grants.revoke(ctx, grant); err != nil {
+func (sp *spends) refreshReused(ctx context.Context, grant string) error {
+	sp.reuse.WithLabelValues("refresh").Inc()
+	sp.log.WarnContext(ctx, "refresh token reused; revoking its family")
+	if err := sp.grants.revoke(ctx, grant); err != nil {
 		return err
 	}
 	return oidc.ErrInvalidGrant().WithDescription("the refresh token was already used; its family is revoked")

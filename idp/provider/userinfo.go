@@ -33,11 +33,11 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	token, oerr := bearerToken(r)
 	if oerr != nil {
-		s.bearerError(w, r, http.StatusBadRequest, oerr)
+		s.errs.bearer(w, r, http.StatusBadRequest, oerr)
 		return
 	}
 	if token == "" {
-		s.bearerError(w, r, http.StatusUnauthorized, nil)
+		s.errs.bearer(w, r, http.StatusUnauthorized, nil)
 		return
 	}
 	ui, err := s.userinfo(r.Context(), token)
@@ -46,11 +46,11 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		web.WriteJSON(w, http.StatusOK, ui)
 	case errors.As(err, &oe) && oe.ErrorType == errInvalidToken:
-		s.bearerError(w, r, http.StatusUnauthorized, oe)
+		s.errs.bearer(w, r, http.StatusUnauthorized, oe)
 	case errors.As(err, &oe) && oe.ErrorType == errInsufficientScope:
-		s.bearerError(w, r, http.StatusForbidden, oe)
+		s.errs.bearer(w, r, http.StatusForbidden, oe)
 	default:
-		s.writeAPIError(w, r, err, "")
+		s.errs.write(w, r, err, "")
 	}
 }
 
@@ -106,8 +106,8 @@ func bearerToken(r *http.Request) (string, *oidc.Error) {
 
 // bearerError answers with a Bearer challenge (RFC 6750 §3) and, when
 // there is an error, its JSON as well.
-func (s *Server) bearerError(w http.ResponseWriter, r *http.Request, status int, e *oidc.Error) {
-	ch := `Bearer realm="` + s.realm() + `"`
+func (ae apiErrors) bearer(w http.ResponseWriter, r *http.Request, status int, e *oidc.Error) {
+	ch := `Bearer realm="` + ae.realm + `"`
 	if e != nil {
 		ch += `, error="` + string(e.ErrorType) + `"`
 		if e.Description != "" {
@@ -122,7 +122,7 @@ func (s *Server) bearerError(w http.ResponseWriter, r *http.Request, status int,
 		w.WriteHeader(status)
 		return
 	}
-	s.log.InfoContext(r.Context(), "userinfo refused", "error", string(e.ErrorType), "status", status)
+	ae.log.InfoContext(r.Context(), "userinfo refused", "error", string(e.ErrorType), "status", status)
 	web.WriteJSON(w, status, clean(e))
 }
 
