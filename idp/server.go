@@ -19,6 +19,7 @@ import (
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/consentflow"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/passkey"
@@ -184,6 +185,7 @@ type Server struct {
 	accounts *account.Store
 	keys     *keys.Manager
 	sessions *session.Manager
+	events   *events.Outbox
 	grants   *consent.Store
 	provider *provider.Server
 	handler  http.Handler
@@ -251,6 +253,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("idp: %w", err)
 	}
 	s.sessions = session.New(o.Store, s.web, o.SessionTTL, o.CookieKey)
+	s.events = events.NewOutbox(o.Store, log)
+	s.sessions.SetEvents(s.events)
 	s.grants = consent.NewStore(o.Store, store.ErrNotFound)
 	registration, err := s.registration()
 	if err != nil {
@@ -264,6 +268,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}); err != nil {
 		return nil, err
 	}
+	s.sessions.SetTokens(s.provider, max(o.RefreshTokenTTL, o.AccessTokenTTL))
 	var passkeys *passkey.Handler
 	var loginPasskeys *signin.PasskeyRoutes
 	var accountPasskeys *accountpage.PasskeyOptions
@@ -299,7 +304,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	accountPage, err := accountpage.New(accountpage.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Sessions: s.sessions, Grants: s.grants, Tokens: s.provider,
-		Accounts: s.accounts, Passkeys: accountPasskeys,
+		Accounts: s.accounts, Passkeys: accountPasskeys, Events: s.events,
 	})
 	if err != nil {
 		return nil, err
