@@ -399,7 +399,8 @@ func (s *Server) RotateKeys(ctx context.Context) error {
 
 // Run does the provider's background work until ctx ends: scheduled key
 // rotation and reloading keys rotated by another node, and keeping the
-// whitelist cache in step with the other nodes. It blocks; run it in its
+// whitelist cache in step with the other nodes, and trimming the event
+// outbox to its retention. It blocks; run it in its
 // own goroutine next to the HTTP servers.
 func (s *Server) Run(ctx context.Context) error {
 	done := make(chan struct{})
@@ -409,7 +410,13 @@ func (s *Server) Run(ctx context.Context) error {
 			_ = s.opts.Registry.Run(ctx)
 		}
 	}()
+	trimmed := make(chan struct{})
+	go func() {
+		defer close(trimmed)
+		s.events.Maintain(ctx)
+	}()
 	s.keys.Run(ctx, s.opts.KeyRotation)
 	<-done
+	<-trimmed
 	return nil
 }
