@@ -27,19 +27,26 @@ import (
 //	acctfam:<acct>     "<exp ms>:<grant>:<authenticator>" of the account's token families
 //	                   (TTL: the longest a family lives)
 //
+//	acctfamn:<acct>    how many families were added since the key was made
+//
 // Every member carries its expiry, so the sets hold only what still
-// lives: each addition drops the expired members, and beyond the caps the
+// lives: an addition drops the expired members, and beyond the caps the
 // oldest session is ended and the oldest family revoked, as a resident
-// who signs in that often has abandoned them.
+// who signs in that often has abandoned them. Sessions are few and
+// pruned on every addition; families are pruned on every pruneEvery-th
+// (the counter says which), so that a code exchange does not read the
+// whole set: the family set holds at most maxFamilies+pruneEvery-1.
 const (
 	maxSessions = 32
 	maxFamilies = 256
+	pruneEvery  = 16
 )
 
 func refKey(sid string) string       { return "sessref:" + sid }
 func acctSessKey(acct string) string { return "acctsess:" + acct }
 func sessRPKey(sid string) string    { return "sessrp:" + sid }
 func acctFamKey(acct string) string  { return "acctfam:" + acct }
+func acctFamNKey(acct string) string { return "acctfamn:" + acct }
 
 // Tokens revokes a token family (a grant: every access and refresh
 // token one authorization code minted) by its ID.
@@ -190,9 +197,16 @@ func (m *Manager) TokensIssued(ctx context.Context, sessionID, accountID, authen
 			return fmt.Errorf("session: index: %w", err)
 		}
 	}
-	key := acctFamKey(accountID)
-	if err := m.kv.SetAdd(ctx, key, max(m.tokenTTL, m.ttl), newMember(exp, grantID, authenticator)); err != nil {
+	key, ttl := acctFamKey(accountID), max(m.tokenTTL, m.ttl)
+	if err := m.kv.SetAdd(ctx, key, ttl, newMember(exp, grantID, authenticator)); err != nil {
 		return fmt.Errorf("session: index: %w", err)
+	}
+	n, err := m.kv.Incr(ctx, acctFamNKey(accountID), ttl)
+	if err != nil {
+		return fmt.Errorf("session: index: %w", err)
+	}
+	if n%pruneEvery != 0 {
+		return nil
 	}
 	live, dead, err := m.members(ctx, key)
 	if err != nil {

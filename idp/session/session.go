@@ -67,6 +67,7 @@ type KV interface {
 	SetAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error
 	SetMembers(ctx context.Context, key string) ([]string, error)
 	SetRemove(ctx context.Context, key string, members ...string) error
+	Incr(ctx context.Context, key string, ttl time.Duration) (int64, error)
 }
 
 // Manager keeps sessions.
