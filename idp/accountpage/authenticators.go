@@ -208,13 +208,33 @@ func (h *Handler) handleEverywhere(w http.ResponseWriter, r *http.Request) {
 		h.web.ErrorPage(w, r, lang, http.StatusBadRequest, "bad_request")
 		return
 	}
-	if err := h.ender.SignOutEverywhere(ctx, sess.AccountID, events.ReasonEverywhere); err != nil {
+	err := h.ender.SignOutEverywhere(ctx, sess.AccountID, events.ReasonEverywhere)
+	if err == nil {
+		err = h.revokeConsented(ctx, sess.AccountID)
+	}
+	if err != nil {
 		h.log.ErrorContext(ctx, "sign out everywhere", "error", err)
 		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
 		return
 	}
 	h.sessions.End(w, r)
 	http.Redirect(w, r, pagePath+"?"+url.Values{web.LangParam: {lang}, everywhereParam: {"1"}}.Encode(), http.StatusSeeOther)
+}
+
+// revokeConsented also revokes, RP by RP, the tokens of every relying
+// party the resident consented to: that reaches token families the
+// session index does not list (minted before it existed).
+func (h *Handler) revokeConsented(ctx context.Context, accountID string) error {
+	grants, err := h.grants.List(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	for _, g := range grants {
+		if err := h.tokens.RevokeAccountClient(ctx, accountID, g.Client); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // passkeyRemoved is what removing a passkey sets off, as for a card.

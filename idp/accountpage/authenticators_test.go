@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/session"
@@ -298,6 +299,13 @@ func TestAccountSignOutEverywhere(t *testing.T) {
 	card.issue("g1", "rp1")
 	phone.issue("g2", "rp2")
 	jiro.issue("g3", "rp1")
+	// A consent from before the session index: its RP's tokens are
+	// revoked RP by RP.
+	if _, err := p.grants.Update(context.Background(), "taro", "old-rp", func(*consent.Grant) (*consent.Grant, error) {
+		return &consent.Grant{Claims: []string{"name"}, At: time.Now()}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	w := card.do("POST", everywherePath+"?lang=ja", url.Values{web.CSRFField: {card.csrf}, "confirm": {"1"}})
 	if w.Code != http.StatusSeeOther || !strings.Contains(w.Header().Get("Location"), everywhereParam) {
 		t.Fatalf("sign out everywhere: %d %s", w.Code, w.Header().Get("Location"))
@@ -307,6 +315,9 @@ func TestAccountSignOutEverywhere(t *testing.T) {
 	}
 	if got := p.tokens.list(); !slices.Equal(got, []string{"g1", "g2"}) {
 		t.Fatalf("revoked %v", got)
+	}
+	if !slices.Equal(p.rpRevoked, []string{"taro/old-rp"}) {
+		t.Fatalf("revoked RP by RP: %v", p.rpRevoked)
 	}
 	body := card.do("GET", w.Header().Get("Location"), nil).Body.String()
 	if !strings.Contains(body, `id="everywhere-done"`) || !strings.Contains(body, "すべての端末でサインアウトし") {

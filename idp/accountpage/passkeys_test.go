@@ -27,9 +27,15 @@ type noClients struct{}
 
 func (noClients) Get(context.Context, string) (*clients.Client, error) { return nil, store.ErrNotFound }
 
-type noTokens struct{}
+// noTokens records the RPs whose tokens the page revoked.
+type noTokens struct{ revoked *[]string }
 
-func (noTokens) RevokeAccountClient(context.Context, string, string) error { return nil }
+func (t noTokens) RevokeAccountClient(_ context.Context, account, client string) error {
+	if t.revoked != nil {
+		*t.revoked = append(*t.revoked, account+"/"+client)
+	}
+	return nil
+}
 
 type page struct {
 	t        *testing.T
@@ -41,6 +47,9 @@ type page struct {
 	kv       store.KV
 	tokens   *revoked
 	out      *events.Outbox
+	// rpRevoked lists account/client pairs revoked RP by RP.
+	rpRevoked []string
+	grants    *consent.Store
 }
 
 func newPage(t *testing.T) *page {
@@ -56,6 +65,7 @@ func newPage(t *testing.T) *page {
 	}
 	p.sessions = session.New(kv, p.kit, time.Hour, bytes.Repeat([]byte{9}, 32))
 	p.tokens, p.out = &revoked{}, events.NewOutbox(kv, nil)
+	p.grants = consent.NewStore(kv, store.ErrNotFound)
 	p.sessions.SetTokens(p.tokens, 24*time.Hour)
 	p.sessions.SetEvents(p.out)
 	p.requests = authreq.New(kv, 10*time.Minute, time.Now, "https://id.example.jp")
@@ -63,7 +73,7 @@ func newPage(t *testing.T) *page {
 		t.Fatal(err)
 	}
 	h, err := New(Options{Web: p.kit, Requests: p.requests, Clients: noClients{}, Sessions: p.sessions,
-		Grants: consent.NewStore(kv, store.ErrNotFound), Tokens: noTokens{}, Accounts: p.accounts,
+		Grants: p.grants, Tokens: noTokens{&p.rpRevoked}, Accounts: p.accounts,
 		Passkeys: &PasskeyOptions{Store: p.accounts, Begin: "/b", Finish: "/f", RecentProofing: 5 * time.Minute},
 		Events:   p.out})
 	if err != nil {
