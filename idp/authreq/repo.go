@@ -247,6 +247,8 @@ func (r *Repo) complete(ctx context.Context, id string, first []byte, c Completi
 		ar.ACR = c.ACR
 		ar.AMR = slices.Clone(c.AMR)
 		ar.AuthTime = c.Time.UTC()
+		ar.SessionID = c.SessionID
+		ar.Authenticator = c.Authenticator
 		if c.Time.IsZero() {
 			ar.AuthTime = now
 		}

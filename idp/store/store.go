@@ -45,6 +45,11 @@ type KV interface {
 	// StreamRange returns up to count entries with IDs greater than after
 	// ("" for the beginning), oldest first.
 	StreamRange(ctx context.Context, key, after string, count int) ([]StreamEntry, error)
+	// StreamTrim deletes the entries whose IDs are lower than minID
+	// (Redis XTRIM MINID) and returns how many it deleted: how a log that
+	// is read once and then kept for a while stays bounded. minID must
+	// be a well-formed "ms-seq" ID.
+	StreamTrim(ctx context.Context, key, minID string) (int64, error)
 
 	// Do runs a batch of independent operations in one round trip, in
 	// order but not atomically (see Op). It fails as a whole only before
