@@ -76,7 +76,7 @@ var (
 	labelRE = regexp.MustCompile(`^[A-Z0-9_]{1,64}$`)
 	// blockClientRE is any client_id the provider accepts (static ones
 	// are freer than registered ones) without ':{}', spaces or controls.
-	blockClientRE = regexp.MustCompile(`^[\x21-\x39\x3b-\x7a\x7c\x7e]{1,255}$`)
+	blockClientRE = regexp.MustCompile(`^[\x21-\x2e\x30-\x39\x3b-\x7a\x7c\x7e]{1,255}$`)
 )
 
 // Block is one entry of the list.
@@ -112,7 +112,7 @@ func ParseBlock(kind, value string) (BlockKind, string, error) {
 		return k, id.String(), nil
 	case BlockClient:
 		if !blockClientRE.MatchString(value) {
-			return "", "", inputErr("client_id %q must be 1-255 printable characters without spaces, ':', '{' or '}'", clip(value))
+			return "", "", inputErr("client_id %q must be 1-255 printable characters without spaces, '/', ':', '{' or '}'", clip(value))
 		}
 		return k, value, nil
 	}
