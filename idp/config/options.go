@@ -401,3 +401,15 @@ func (c *Config) NewRegistry(kv store.KV, dev bool, logger *slog.Logger) (*white
 	}
 	return reg, nil
 }
+
+// NewBlocklist builds the operators' kill switch on kv, for the server and
+// the `watashi block` commands alike. It exists whether or not the
+// whitelist is enabled: static clients, token labels and authenticator
+// models can be blocked all the same.
+func (c *Config) NewBlocklist(kv store.KV, logger *slog.Logger) (*whitelist.Blocklist, error) {
+	l, err := whitelist.NewBlocklist(whitelist.BlocklistOptions{Backend: whitelist.KVBackend(kv, store.ErrNotFound), Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("block list: %w", err)
+	}
+	return l, nil
+}
