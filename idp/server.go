@@ -54,6 +54,10 @@ type Options struct {
 	// registration at /register. Nil: static clients only. Run keeps it
 	// in step with the other nodes.
 	Registry *whitelist.Registry
+	// Blocks is the operators' kill switch (token labels, passkey models,
+	// clients). Nil: one on Store. Run keeps it in step with the other
+	// nodes.
+	Blocks *whitelist.Blocklist
 	// TrustedSoftwareStatementIssuers may sign software statements for
 	// dynamic registration (RFC 7591 §2.3).
 	TrustedSoftwareStatementIssuers []whitelist.TrustedIssuer
@@ -211,9 +215,16 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	log := web.NewLogger(slog.New(logref.Wrap(unwrapLog(o.Logger.Handler()), logref.Key(o.CookieKey))))
+	if o.Blocks == nil {
+		if o.Blocks, err = whitelist.NewBlocklist(whitelist.BlocklistOptions{
+			Backend: whitelist.KVBackend(o.Store, store.ErrNotFound), Logger: log, Now: o.Now,
+		}); err != nil {
+			return nil, fmt.Errorf("idp: %w", err)
+		}
+	}
 	s := &Server{opts: o, log: log}
 	if s.clients, err = clients.New(ctx, clients.Options{
-		Static: o.Clients, Registry: o.Registry, PairwiseKey: o.PairwiseKey,
+		Static: o.Clients, Registry: o.Registry, Blocks: o.Blocks, PairwiseKey: o.PairwiseKey,
 		Dev: o.Dev, Fetcher: o.Fetcher, Logger: log, Now: o.Now,
 	}); err != nil {
 		return nil, fmt.Errorf("idp: %w", err)
@@ -271,7 +282,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		if passkeys, err = passkey.New(passkey.Options{
 			Web: s.web, Requests: s.requests, Sessions: s.sessions, Accounts: s.accounts, Store: o.Store,
 			RecentProofing: o.Passkeys.RecentProofing, Attestation: o.Passkeys.Attestation,
-			Policy: o.Passkeys.Policy, Metadata: o.Passkeys.Metadata, Metrics: o.Metrics,
+			Policy: o.Passkeys.Policy, Metadata: o.Passkeys.Metadata, Metrics: o.Metrics, Blocks: o.Blocks,
 		}); err != nil {
 			return nil, fmt.Errorf("idp: %w", err)
 		}
@@ -286,7 +297,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	login, err := signin.New(signin.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Accounts: s.accounts, Sessions: s.sessions,
 		Verifier: o.Verifier, Store: o.Store, TransactionTTL: o.TransactionTTL, CookieKey: o.CookieKey,
-		DemoWalletURL: o.DemoWalletURL, Metrics: o.Metrics, Passkeys: loginPasskeys,
+		DemoWalletURL: o.DemoWalletURL, Metrics: o.Metrics, Passkeys: loginPasskeys, Blocks: o.Blocks,
 	})
 	if err != nil {
 		return nil, err
@@ -394,8 +405,8 @@ func (s *Server) RotateKeys(ctx context.Context) error {
 
 // Run does the provider's background work until ctx ends: scheduled key
 // rotation and reloading keys rotated by another node, and keeping the
-// whitelist cache in step with the other nodes. It blocks; run it in its
-// own goroutine next to the HTTP servers.
+// whitelist cache and the block list in step with the other nodes. It
+// blocks; run it in its own goroutine next to the HTTP servers.
 func (s *Server) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
@@ -404,7 +415,16 @@ func (s *Server) Run(ctx context.Context) error {
 			_ = s.opts.Registry.Run(ctx)
 		}
 	}()
+	blocks := make(chan struct{})
+	go func() {
+		defer close(blocks)
+		_ = s.opts.Blocks.Run(ctx)
+	}()
 	s.keys.Run(ctx, s.opts.KeyRotation)
 	<-done
+	<-blocks
 	return nil
 }
+
+// Blocks is the server's kill switch, for the admin API.
+func (s *Server) Blocks() *whitelist.Blocklist { return s.opts.Blocks }

@@ -106,6 +106,10 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 		return idp.Options{}, err
 	}
 	o.Store = kv
+	if o.Blocks, err = c.NewBlocklist(kv, logger); err != nil {
+		kv.Close()
+		return idp.Options{}, err
+	}
 	if c.Whitelist.Enabled {
 		if o.Registry, err = c.NewRegistry(kv, dev, logger); err != nil {
 			kv.Close()

@@ -11,9 +11,11 @@ import (
 // Protocol errors that must not be redirected to the RP: the client or
 // the redirect URI cannot be trusted with the answer.
 var errorMessages = map[string][2]string{ // code -> {ja, en}
-	"bad_request":          {"リクエストが正しくありません。", "The request is not valid."},
-	"unknown_client":       {"このサービスは登録されていません。", "This service is not registered with us."},
-	"client_not_allowed":   {"このサービスは現在、このサインインを利用できません。サービスの提供者にお問い合わせください。", "This service is not currently allowed to use this sign-in. Please contact the service provider."},
+	"bad_request":        {"リクエストが正しくありません。", "The request is not valid."},
+	"unknown_client":     {"このサービスは登録されていません。", "This service is not registered with us."},
+	"client_not_allowed": {"このサービスは現在、このサインインを利用できません。サービスの提供者にお問い合わせください。", "This service is not currently allowed to use this sign-in. Please contact the service provider."},
+	"client_blocked": {"安全のため、このサービスへのサインインは Watashi の運営者が停止しています。サービスの提供者にお問い合わせください。",
+		"For your protection, Watashi's operator has stopped sign-ins to this service. Please contact the service provider."},
 	"invalid_redirect_uri": {"このサービスの戻り先が登録と一致しません。", "This service's return address does not match its registration."},
 	"unknown_request":      {"サインイン要求が見つからないか、期限切れです。利用中のサービスからやり直してください。", "The sign-in request was not found or has expired. Please start again from the service you were using."},
 	"request_too_large":    {"リクエストが大きすぎます。利用中のサービスの提供者にお問い合わせください。", "The request is too large. Please contact the service provider."},

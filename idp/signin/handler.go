@@ -42,6 +42,13 @@ type Verifier interface {
 	VerifyRaw(ctx context.Context, sig []byte, cert *x509.Certificate, want []byte, hash crypto.Hash) (*pkibridge.Result, error)
 }
 
+// Blocks is the operators' kill switch as the sign-in sees it: whether a
+// JPKI token label is blocked (whitelist.Blocklist). An error is a
+// refusal that may pass on a retry.
+type Blocks interface {
+	LabelBlocked(ctx context.Context, label string) (bool, error)
+}
+
 // Options are the sign-in's dependencies.
 type Options struct {
 	Web      *web.Kit
@@ -65,6 +72,9 @@ type Options struct {
 	// Passkeys, when set, adds the passkey sign-in to the login page and
 	// the passkey offer after a JPKI sign-in.
 	Passkeys *PasskeyRoutes
+	// Blocks, when set, refuses sign-ins from wallets reporting a
+	// blocked token label.
+	Blocks Blocks
 }
 
 // PasskeyRoutes are the passkey endpoints the login page links to (the
@@ -90,6 +100,7 @@ type Handler struct {
 	streams    streamLimiter
 	demoWallet string
 	passkeys   *PasskeyRoutes
+	blocks     Blocks
 	log        *slog.Logger
 	metrics    signinMetrics
 }
@@ -111,7 +122,7 @@ func New(o Options) (*Handler, error) {
 	h := &Handler{
 		web: o.Web, requests: o.Requests, clients: o.Clients, accounts: o.Accounts, sessions: o.Sessions,
 		verifier: o.Verifier, kv: o.Store, txTTL: o.TransactionTTL,
-		demoWallet: o.DemoWalletURL, passkeys: o.Passkeys, log: o.Web.Logger(),
+		demoWallet: o.DemoWalletURL, passkeys: o.Passkeys, blocks: o.Blocks, log: o.Web.Logger(),
 		txs: &transactions{kv: o.Store, issuer: o.Web.Issuer(), key: o.CookieKey, now: o.Web.Now, log: o.Web.Logger()},
 	}
 	if h.txTTL == 0 {
