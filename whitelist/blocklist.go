@@ -159,6 +159,7 @@ type Blocklist struct {
 	set    map[string]bool
 	loaded time.Time
 	valid  bool
+	dirty  bool // a change was announced since the copy was read
 	epoch  uint64
 
 	live atomic.Bool
@@ -382,9 +383,17 @@ func (l *Blocklist) blocked(ctx context.Context, member string) (bool, error) {
 		return hit, nil
 	}
 	epoch := l.epoch
+	// A copy that merely aged (no change was announced since it was
+	// read) may answer while the store cannot, for MaxAge: the outage
+	// then shows where the request needs the store for itself, as a
+	// temporary failure, rather than here.
+	stale, staleOK := l.set[member], l.set != nil && !l.dirty && now.Before(l.loaded.Add(l.maxAge))
 	l.mu.Unlock()
 	members, err := l.b.Store.SetMembers(ctx, blocksKey)
 	if err != nil {
+		if staleOK {
+			return stale, nil
+		}
 		return false, fmt.Errorf("whitelist: read block list: %w", err)
 	}
 	set := make(map[string]bool, len(members))
@@ -393,13 +402,24 @@ func (l *Blocklist) blocked(ctx context.Context, member string) (bool, error) {
 	}
 	l.mu.Lock()
 	if l.epoch == epoch {
-		l.set, l.loaded, l.valid = set, now, true
+		l.set, l.loaded, l.valid, l.dirty = set, now, true, false
 	}
 	l.mu.Unlock()
 	return set[member], nil
 }
 
+// invalidate drops the copy after an announced change: it must be read
+// again before it answers.
 func (l *Blocklist) invalidate() {
+	l.mu.Lock()
+	l.epoch++
+	l.valid, l.dirty = false, true
+	l.mu.Unlock()
+}
+
+// expire drops the copy when the subscription starts or ends: no change
+// is known, so while the store cannot be read the copy may still answer.
+func (l *Blocklist) expire() {
 	l.mu.Lock()
 	l.epoch++
 	l.valid = false
@@ -419,7 +439,7 @@ func (l *Blocklist) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		err := l.follow(ctx)
 		l.live.Store(false)
-		l.invalidate()
+		l.expire()
 		if ctx.Err() != nil {
 			break
 		}
@@ -454,7 +474,7 @@ func (l *Blocklist) follow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l.invalidate()
+	l.expire()
 	l.live.Store(true)
 	tick := time.NewTicker(l.pollInterval)
 	defer tick.Stop()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -328,5 +329,82 @@ func BenchmarkLabelBlocked(bm *testing.B) {
 		if blocked, err := l.LabelBlocked(ctx, "JPKIAPGPSETOKEN"); err != nil || blocked {
 			bm.Fatal(blocked, err)
 		}
+	}
+}
+
+// failingReads makes SetMembers fail on demand: a store outage as the
+// block list sees it, which a real store cannot be made to show on cue.
+type failingReads struct {
+	whitelist.Store
+	fail *atomic.Bool
+}
+
+func (f failingReads) SetMembers(ctx context.Context, key string) ([]string, error) {
+	if f.fail.Load() {
+		return nil, errors.New("store down")
+	}
+	return f.Store.SetMembers(ctx, key)
+}
+
+// While the store cannot be read, a copy that merely aged answers for
+// MaxAge; one that an announced change made stale, or none at all, is
+// an error (a refusal that may pass on a retry), never "not blocked".
+func TestBlocklistStoreOutage(t *testing.T) {
+	ctx := context.Background()
+	shared := memoryBackend(t)
+	var fail atomic.Bool
+	faulty := shared
+	faulty.Store = failingReads{Store: shared.Store, fail: &fail}
+	a := newBlocklist(t, shared, whitelist.BlocklistOptions{})
+	b := newBlocklist(t, faulty, whitelist.BlocklistOptions{FallbackTTL: time.Millisecond, MaxAge: time.Minute})
+
+	fail.Store(true)
+	if _, err := b.LabelBlocked(ctx, "JPKIAPGPSETOKEN"); err == nil {
+		t.Fatal("a node that never read the list answered during an outage")
+	}
+	fail.Store(false)
+	if _, err := a.Add(ctx, "label", "JPKIAPIOSTOKEN", operator); err != nil {
+		t.Fatal(err)
+	}
+	if blocked, err := b.LabelBlocked(ctx, "JPKIAPIOSTOKEN"); err != nil || !blocked {
+		t.Fatal(blocked, err)
+	}
+	time.Sleep(5 * time.Millisecond) // past FallbackTTL: the copy has aged
+	fail.Store(true)
+	if blocked, err := b.LabelBlocked(ctx, "JPKIAPIOSTOKEN"); err != nil || !blocked {
+		t.Fatalf("aged copy during an outage: %v %v", blocked, err)
+	}
+	if blocked, err := b.LabelBlocked(ctx, "JPKIAPGPSETOKEN"); err != nil || blocked {
+		t.Fatalf("aged copy during an outage: %v %v", blocked, err)
+	}
+
+	// A change announced to b (its subscription delivers it) makes the
+	// copy unusable until it is read again.
+	fail.Store(false)
+	runBlocklist(t, b)
+	if _, err := b.LabelBlocked(ctx, "JPKIAPGPSETOKEN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Add(ctx, "label", "JPKIAPGPSETOKEN", operator); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	deadline := time.Now().Add(time.Second)
+	for {
+		blocked, err := b.LabelBlocked(ctx, "JPKIAPGPSETOKEN")
+		if err != nil {
+			break // the announced change reached b: no stale answer
+		}
+		if blocked {
+			t.Fatal("b read the list although the store is down")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the announced change never made b's copy unusable")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fail.Store(false)
+	if blocked, err := b.LabelBlocked(ctx, "JPKIAPGPSETOKEN"); err != nil || !blocked {
+		t.Fatal(blocked, err)
 	}
 }
