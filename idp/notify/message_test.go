@@ -100,3 +100,5 @@ func TestMailBytes(t *testing.T) {
 		}
 	}
 }
+
+type mimeWordDecoder = mime.WordDecoder

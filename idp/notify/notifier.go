@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -240,6 +241,7 @@ func (n *Notifier) Drain(ctx context.Context) {
 		n.log.WarnContext(ctx, "notify: queue unreadable", "error", err)
 		return
 	}
+	slices.Sort(ids) // events' IDs grow with time: oldest first
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			return
