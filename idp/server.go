@@ -19,6 +19,7 @@ import (
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/consentflow"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/passkey"
@@ -188,6 +189,7 @@ type Server struct {
 	accounts *account.Store
 	keys     *keys.Manager
 	sessions *session.Manager
+	events   *events.Outbox
 	grants   *consent.Store
 	provider *provider.Server
 	handler  http.Handler
@@ -262,6 +264,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("idp: %w", err)
 	}
 	s.sessions = session.New(o.Store, s.web, o.SessionTTL, o.CookieKey)
+	s.events = events.NewOutbox(o.Store, log)
+	s.sessions.SetEvents(s.events)
 	s.grants = consent.NewStore(o.Store, store.ErrNotFound)
 	registration, err := s.registration()
 	if err != nil {
@@ -275,6 +279,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}); err != nil {
 		return nil, err
 	}
+	s.sessions.SetTokens(s.provider, max(o.RefreshTokenTTL, o.AccessTokenTTL))
 	var passkeys *passkey.Handler
 	var loginPasskeys *signin.PasskeyRoutes
 	var accountPasskeys *accountpage.PasskeyOptions
@@ -310,7 +315,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	accountPage, err := accountpage.New(accountpage.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Sessions: s.sessions, Grants: s.grants, Tokens: s.provider,
-		Accounts: s.accounts, Passkeys: accountPasskeys,
+		Accounts: s.accounts, Passkeys: accountPasskeys, Events: s.events,
 	})
 	if err != nil {
 		return nil, err
@@ -405,8 +410,9 @@ func (s *Server) RotateKeys(ctx context.Context) error {
 
 // Run does the provider's background work until ctx ends: scheduled key
 // rotation and reloading keys rotated by another node, and keeping the
-// whitelist cache and the block list in step with the other nodes. It
-// blocks; run it in its own goroutine next to the HTTP servers.
+// whitelist cache and the block list in step with the other nodes, and
+// trimming the event outbox to its retention. It blocks; run it in its
+// own goroutine next to the HTTP servers.
 func (s *Server) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
@@ -420,9 +426,15 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(blocks)
 		_ = s.opts.Blocks.Run(ctx)
 	}()
+	trimmed := make(chan struct{})
+	go func() {
+		defer close(trimmed)
+		s.events.Maintain(ctx)
+	}()
 	s.keys.Run(ctx, s.opts.KeyRotation)
 	<-done
 	<-blocks
+	<-trimmed
 	return nil
 }
 
