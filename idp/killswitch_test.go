@@ -152,7 +152,45 @@ func TestKillSwitchAcrossNodes(t *testing.T) {
 			t.Fatal("node B kept the lifted block")
 		}
 	}
-	op.browser().signIn(phone, rp.begin(), "proofing", "jws")
+	sb := op.browser()
+	first := rp.begin()
+	l := rp.callback(first, sb.signIn(phone, first, "proofing", "jws"))
+	if l.tok.RefreshToken == "" {
+		t.Fatal("no refresh token")
+	}
+	sb.signedInCode(rp.begin()) // the SSO session works
+
+	// A block ends what that label already started: the session, when
+	// the browser comes back to any node, with the sessions and the
+	// token families of the same certificate.
+	if code := admin.call("POST", "/whitelist/blocks", map[string]string{"kind": "label", "value": walletsim.TokenAndroid}); code != http.StatusCreated {
+		t.Fatalf("block: HTTP %d", code)
+	}
+	start := time.Now()
+	for {
+		h := sb.get(sb.authorize(rp.begin()).String())
+		if h.status == http.StatusSeeOther && h.loc != nil && h.loc.Query().Get("tx") != "" {
+			break // a new sign-in, not the old session
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("the session of a blocked label still signs in after 1 s: %d %v", h.status, h.loc)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, errCode := rp.refresh(l.tok.RefreshToken); errCode != "invalid_grant" {
+		t.Fatalf("refresh token of a blocked session: %q", errCode)
+	}
+	if code := admin.call("DELETE", "/whitelist/blocks/label/"+walletsim.TokenAndroid, nil); code != http.StatusOK {
+		t.Fatalf("unblock: HTTP %d", code)
+	}
+	for start := time.Now(); ; time.Sleep(time.Millisecond) {
+		if blocked, _ := blocksB.LabelBlocked(ctx, walletsim.TokenAndroid); !blocked {
+			break
+		}
+		if time.Since(start) > time.Second {
+			t.Fatal("node B kept the lifted block")
+		}
+	}
 
 	// Another label is untouched by a block of this one.
 	if code := admin.call("POST", "/whitelist/blocks", map[string]string{"kind": "label", "value": walletsim.TokenIOS}); code != http.StatusCreated {
@@ -165,7 +203,7 @@ func TestKillSwitchAcrossNodes(t *testing.T) {
 	if code := admin.call("POST", "/whitelist/blocks", map[string]string{"kind": "client", "value": "city"}); code != http.StatusCreated {
 		t.Fatalf("block client: HTTP %d", code)
 	}
-	start := time.Now()
+	start = time.Now()
 	for {
 		h := op.browser().get(rp.begin().url)
 		if h.status == http.StatusForbidden {

@@ -3,12 +3,14 @@ package idp
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -266,6 +268,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.sessions = session.New(o.Store, s.web, o.SessionTTL, o.CookieKey)
 	s.events = events.NewOutbox(o.Store, log)
 	s.sessions.SetEvents(s.events)
+	s.sessions.SetBlocks(sessionBlocks{blocks: o.Blocks, accounts: s.accounts})
 	s.grants = consent.NewStore(o.Store, store.ErrNotFound)
 	registration, err := s.registration()
 	if err != nil {
@@ -440,3 +443,38 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Blocks is the server's kill switch, for the admin API.
 func (s *Server) Blocks() *whitelist.Blocklist { return s.opts.Blocks }
+
+// sessionBlocks answers the session manager's question with the block
+// list: a JPKI session by the token label it signed in with, a passkey
+// session by its key's model, which only needs the account read while
+// some model is blocked.
+type sessionBlocks struct {
+	blocks   *whitelist.Blocklist
+	accounts *account.Store
+}
+
+func (b sessionBlocks) SessionBlocked(ctx context.Context, s *session.Session) (bool, error) {
+	kind, ref, _ := strings.Cut(s.Method, ":")
+	switch kind {
+	case "jpki":
+		return b.blocks.LabelBlocked(ctx, ref)
+	case "passkey":
+		if some, err := b.blocks.HasKind(ctx, whitelist.BlockAAGUID); err != nil || !some {
+			return false, err
+		}
+		id, err := base64.RawURLEncoding.DecodeString(ref)
+		if err != nil {
+			return false, nil
+		}
+		a, err := b.accounts.Get(ctx, s.AccountID)
+		if err != nil {
+			return false, err
+		}
+		p, ok := a.Passkey(id)
+		if !ok {
+			return false, nil
+		}
+		return b.blocks.AAGUIDBlocked(ctx, p.AAGUID)
+	}
+	return false, nil
+}

@@ -371,6 +371,33 @@ func (l *Blocklist) ClientBlocked(ctx context.Context, id string) (bool, error) 
 }
 
 func (l *Blocklist) blocked(ctx context.Context, member string) (bool, error) {
+	set, err := l.current(ctx)
+	if err != nil {
+		return false, err
+	}
+	return set[member], nil
+}
+
+// HasKind reports whether anything of kind is blocked, so that a caller
+// can skip the work of finding out what to ask (an AAGUID behind a
+// session) while nothing of that kind is.
+func (l *Blocklist) HasKind(ctx context.Context, kind BlockKind) (bool, error) {
+	set, err := l.current(ctx)
+	if err != nil {
+		return false, err
+	}
+	prefix := string(kind) + ":"
+	for m := range set {
+		if strings.HasPrefix(m, prefix) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// current returns this node's copy of the list, reread when it is stale.
+// The map is never written after it is published.
+func (l *Blocklist) current(ctx context.Context) (map[string]bool, error) {
 	now := l.now()
 	ttl := l.fallbackTTL
 	if l.live.Load() {
@@ -378,23 +405,23 @@ func (l *Blocklist) blocked(ctx context.Context, member string) (bool, error) {
 	}
 	l.mu.Lock()
 	if l.valid && now.Before(l.loaded.Add(ttl)) {
-		hit := l.set[member]
+		set := l.set
 		l.mu.Unlock()
-		return hit, nil
+		return set, nil
 	}
 	epoch := l.epoch
 	// A copy that merely aged (no change was announced since it was
 	// read) may answer while the store cannot, for MaxAge: the outage
 	// then shows where the request needs the store for itself, as a
 	// temporary failure, rather than here.
-	stale, staleOK := l.set[member], l.set != nil && !l.dirty && now.Before(l.loaded.Add(l.maxAge))
+	stale, staleOK := l.set, l.set != nil && !l.dirty && now.Before(l.loaded.Add(l.maxAge))
 	l.mu.Unlock()
 	members, err := l.b.Store.SetMembers(ctx, blocksKey)
 	if err != nil {
 		if staleOK {
 			return stale, nil
 		}
-		return false, fmt.Errorf("whitelist: read block list: %w", err)
+		return nil, fmt.Errorf("whitelist: read block list: %w", err)
 	}
 	set := make(map[string]bool, len(members))
 	for _, m := range members {
@@ -405,7 +432,7 @@ func (l *Blocklist) blocked(ctx context.Context, member string) (bool, error) {
 		l.set, l.loaded, l.valid, l.dirty = set, now, true, false
 	}
 	l.mu.Unlock()
-	return set[member], nil
+	return set, nil
 }
 
 // invalidate drops the copy after an announced change: it must be read
