@@ -2,7 +2,9 @@ package idp
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -24,6 +26,7 @@ import (
 	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/keys"
+	"github.com/watashi-id/watashi/idp/notify"
 	"github.com/watashi-id/watashi/idp/passkey"
 	"github.com/watashi-id/watashi/idp/provider"
 	"github.com/watashi-id/watashi/idp/rplogo"
@@ -102,6 +105,9 @@ type Options struct {
 	// Passkeys are the passkey sign-in after identity proofing.
 	Passkeys PasskeyOptions
 
+	// Notify is the residents' notification mail.
+	Notify NotifyOptions
+
 	// AllowedOrigins are the browser origins allowed to call the token,
 	// userinfo and revocation endpoints cross-origin (SPAs). Empty: none.
 	AllowedOrigins []string
@@ -132,6 +138,15 @@ type Options struct {
 	// used when it is also a Gatherer, as a *prometheus.Registry is.
 	Gatherer prometheus.Gatherer
 	Now      func() time.Time
+}
+
+// NotifyOptions configure the notification mail (package notify): off
+// unless Enabled, and then the relay is required.
+type NotifyOptions struct {
+	Enabled bool
+	SMTP    notify.SMTPConfig
+	// Mailer replaces the SMTP sender (tests that inject a fault).
+	Mailer notify.Mailer
 }
 
 // PasskeyOptions configure passkeys (package passkey).
@@ -194,6 +209,7 @@ type Server struct {
 	events   *events.Outbox
 	grants   *consent.Store
 	provider *provider.Server
+	notifier *notify.Notifier
 	handler  http.Handler
 }
 
@@ -316,9 +332,19 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var notices *notify.Handler
+	if o.Notify.Enabled {
+		if s.notifier, notices, err = s.newNotifier(log); err != nil {
+			return nil, fmt.Errorf("idp: %w", err)
+		}
+	}
+	var accountNotices accountpage.Notices
+	if s.notifier != nil {
+		accountNotices = s.notifier
+	}
 	accountPage, err := accountpage.New(accountpage.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Sessions: s.sessions, Grants: s.grants, Tokens: s.provider,
-		Accounts: s.accounts, Passkeys: accountPasskeys, Events: s.events,
+		Accounts: s.accounts, Passkeys: accountPasskeys, Events: s.events, Notices: accountNotices,
 	})
 	if err != nil {
 		return nil, err
@@ -336,6 +362,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	accountPage.Mount(mux)
 	if passkeys != nil {
 		passkeys.Mount(mux)
+	}
+	if notices != nil {
+		notices.Mount(mux)
 	}
 	s.provider.Mount(mux)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", s.web.Static()))
@@ -434,6 +463,12 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(trimmed)
 		s.events.Maintain(ctx)
 	}()
+	if s.notifier != nil {
+		mailed := make(chan struct{}, 2)
+		go func() { _ = s.events.Consume(ctx, notify.ConsumerName, s.notifier.HandleEvent); mailed <- struct{}{} }()
+		go func() { _ = s.notifier.Run(ctx); mailed <- struct{}{} }()
+		defer func() { <-mailed; <-mailed }()
+	}
 	s.keys.Run(ctx, s.opts.KeyRotation)
 	<-done
 	<-blocks
@@ -477,4 +512,64 @@ func (b sessionBlocks) SessionBlocked(ctx context.Context, s *session.Session) (
 		return b.blocks.AAGUIDBlocked(ctx, p.AAGUID)
 	}
 	return false, nil
+}
+
+// newNotifier builds the notification mail: the relay, the sealed
+// subscriptions, the queue, and the pages of the mails' links.
+func (s *Server) newNotifier(log *slog.Logger) (*notify.Notifier, *notify.Handler, error) {
+	o := s.opts
+	mailer := o.Notify.Mailer
+	if mailer == nil {
+		sender, err := notify.NewSender(o.Notify.SMTP, !o.Dev)
+		if err != nil {
+			return nil, nil, err
+		}
+		mailer = sender
+	}
+	subs, err := notify.NewSubscriptions(o.Store, o.KEK, o.Now)
+	if err != nil {
+		return nil, nil, err
+	}
+	mac := hmac.New(sha256.New, o.CookieKey)
+	mac.Write([]byte("watashi notify link key"))
+	n, err := notify.New(notify.Options{Store: o.Store, Ring: o.KEK, Mailer: mailer, Names: notifyNames{clients: s.clients, accounts: s.accounts},
+		Subs: subs, Issuer: o.Issuer, LinkKey: mac.Sum(nil), Logger: log, Now: o.Now})
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := notify.NewHandler(n, s.sessions, "/account")
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, h, nil
+}
+
+// notifyNames tells the mail what residents recognise: the relying
+// party's display name and the resident's own name for a passkey.
+type notifyNames struct {
+	clients  *clients.Resolver
+	accounts *account.Store
+}
+
+func (n notifyNames) ClientName(ctx context.Context, id string) (string, error) {
+	e, err := n.clients.Display(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return e.Client.Name(), nil
+}
+
+func (n notifyNames) PasskeyName(ctx context.Context, accountID, ref string) (string, error) {
+	id, err := base64.RawURLEncoding.DecodeString(ref)
+	if err != nil {
+		return "", err
+	}
+	a, err := n.accounts.Get(ctx, accountID)
+	if err != nil {
+		return "", err
+	}
+	if p, ok := a.Passkey(id); ok {
+		return p.Name, nil
+	}
+	return "", nil
 }

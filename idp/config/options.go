@@ -89,6 +89,9 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 	}
 	o.Verifier = v
 
+	if o.Notify, err = c.notifyOptions(); err != nil {
+		return idp.Options{}, fmt.Errorf("notify: %w", err)
+	}
 	if o.Passkeys, err = c.passkeyOptions(); err != nil {
 		return idp.Options{}, err
 	}

@@ -66,6 +66,10 @@ const (
 	jobTTL   = MaxAge + time.Hour
 )
 
+// ConsumerName is the notifier's name as a consumer of the events
+// outbox.
+const ConsumerName = "notify-mail"
+
 // Job kinds.
 const (
 	kindSignedIn   = "signed_in"
@@ -132,6 +136,24 @@ func New(o Options) (*Notifier, error) {
 		o.PollInterval = time.Second
 	}
 	return &Notifier{o: o, log: o.Logger}, nil
+}
+
+// Subscription returns the account's confirmed address, if any.
+func (n *Notifier) Subscription(ctx context.Context, accountID string) (string, bool, error) {
+	s, err := n.o.Subs.Get(ctx, accountID)
+	if errors.Is(err, ErrNotSubscribed) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return s.Address, true, nil
+}
+
+// Cancel stops the account's notices; mails already queued are dropped
+// when their turn comes.
+func (n *Notifier) Cancel(ctx context.Context, accountID string) error {
+	return n.o.Subs.Cancel(ctx, accountID)
 }
 
 // Sent and Dropped count this node's deliveries and the mails it gave up.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/watashi-id/watashi/idp/events"
+	"github.com/watashi-id/watashi/idp/notify/notifytest"
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/store/storetest"
@@ -71,7 +72,7 @@ type env struct {
 	t     *testing.T
 	kv    store.KV
 	clock *fakeClock
-	relay *relay
+	relay *notifytest.Relay
 	subs  *Subscriptions
 	n     *Notifier
 	h     *Handler
@@ -81,10 +82,10 @@ type env struct {
 
 func newNotifyEnv(t *testing.T, kv store.KV) *env {
 	t.Helper()
-	ca := newTestCA(t)
-	r := startRelay(t, ca, false)
-	c := r.config()
-	c.PasswordFile = passwordFile(t, r.pass)
+	ca := notifytest.NewCA(t)
+	r := notifytest.StartRelay(t, ca, false)
+	c := relayConfig(r, ca)
+	c.PasswordFile = passwordFile(t, r.Pass)
 	sender, err := NewSender(c, true)
 	if err != nil {
 		t.Fatal(err)
@@ -116,8 +117,8 @@ func newNotifyEnv(t *testing.T, kv store.KV) *env {
 func (e *env) wait() (*mail.Message, string) {
 	e.t.Helper()
 	select {
-	case m := <-e.relay.ch:
-		msg, err := mail.ReadMessage(bytes.NewReader(m.data))
+	case m := <-e.relay.C:
+		msg, err := mail.ReadMessage(bytes.NewReader(m.Data))
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -284,8 +285,8 @@ func testNotify(t *testing.T, kv store.KV) {
 		t.Fatalf("facts mail:\n%s", b)
 	}
 	select {
-	case m := <-e.relay.ch:
-		t.Fatalf("a mail for the account that did not opt in, or a duplicate: %s", m.to)
+	case m := <-e.relay.C:
+		t.Fatalf("a mail for the account that did not opt in, or a duplicate: %s", m.To)
 	case <-time.After(300 * time.Millisecond):
 	}
 
@@ -392,8 +393,8 @@ func TestOutage(t *testing.T) {
 	e := newNotifyEnv(t, kv)
 	ctx := context.Background()
 	e.subscribe("acct-1", "taro@example.jp")
-	addr := e.relay.addr
-	e.relay.stop()
+	addr := e.relay.Addr()
+	e.relay.Stop()
 
 	ev := events.Event{ID: "1-0", Kind: events.SignedIn, AccountID: "acct-1", ClientIDs: []string{"city"}, Method: "jpki:JPKIAPICCTOKEN2", Time: fixedTime}
 	if err := e.n.HandleEvent(ctx, ev); err != nil {
@@ -417,7 +418,7 @@ func TestOutage(t *testing.T) {
 		t.Fatalf("job after three failures: %s", raw)
 	}
 
-	e.relay.start(addr)
+	e.relay.Start(addr)
 	e.clock.Advance(MaxBackoff)
 	e.n.Drain(ctx)
 	_, body := e.wait()
@@ -427,7 +428,7 @@ func TestOutage(t *testing.T) {
 	e.clock.Advance(MaxBackoff)
 	e.n.Drain(ctx)
 	select {
-	case <-e.relay.ch:
+	case <-e.relay.C:
 		t.Fatal("the mail was sent twice")
 	case <-time.After(200 * time.Millisecond):
 	}
@@ -436,7 +437,7 @@ func TestOutage(t *testing.T) {
 	}
 
 	// A mail that cannot go out for MaxAge is dropped, not kept forever.
-	e.relay.stop()
+	e.relay.Stop()
 	ev.ID = "2-0"
 	if err := e.n.HandleEvent(ctx, ev); err != nil {
 		t.Fatal(err)

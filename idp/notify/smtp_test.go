@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/watashi-id/watashi/idp/notify/notifytest"
 )
 
 func passwordFile(t testing.TB, pass string) string {
@@ -57,13 +59,13 @@ func TestSMTPConfigValidate(t *testing.T) {
 // authenticated with the password from a file and verified against the
 // test CA.
 func TestSend(t *testing.T) {
-	ca := newTestCA(t)
+	ca := notifytest.NewCA(t)
 	for _, implicit := range []bool{false, true} {
 		name := map[bool]string{false: "starttls", true: "implicit"}[implicit]
 		t.Run(name, func(t *testing.T) {
-			r := startRelay(t, ca, implicit)
-			c := r.config()
-			c.PasswordFile = passwordFile(t, r.pass)
+			r := notifytest.StartRelay(t, ca, implicit)
+			c := relayConfig(r, ca)
+			c.PasswordFile = passwordFile(t, r.Pass)
 			s, err := NewSender(c, true)
 			if err != nil {
 				t.Fatal(err)
@@ -76,14 +78,14 @@ func TestSend(t *testing.T) {
 			if err := s.Send(context.Background(), "taro@example.jp", msg); err != nil {
 				t.Fatal(err)
 			}
-			got := r.received()
-			if len(got) != 1 || got[0].from != c.From || got[0].to != "taro@example.jp" || !strings.Contains(string(got[0].data), "Subject: =?UTF-8?b?") {
+			got := r.Received()
+			if len(got) != 1 || got[0].From != c.From || got[0].To != "taro@example.jp" || !strings.Contains(string(got[0].Data), "Subject: =?UTF-8?b?") {
 				t.Fatalf("received %+v", got)
 			}
 
 			// A refused recipient is permanent; a wrong password, an
 			// untrusted certificate and a relay that is down are not.
-			r.rejectTo = "gone@example.jp"
+			r.RejectTo = "gone@example.jp"
 			var perm *PermanentError
 			if err := s.Send(context.Background(), "gone@example.jp", msg); !errors.As(err, &perm) {
 				t.Fatalf("550: %v", err)
@@ -95,16 +97,16 @@ func TestSend(t *testing.T) {
 				t.Fatalf("wrong password: %v", err)
 			}
 			untrusted := c
-			untrusted.RootCAs = newTestCA(t).pool
+			untrusted.RootCAs = notifytest.NewCA(t).Pool
 			us, _ := NewSender(untrusted, true)
 			if err := us.Send(context.Background(), "taro@example.jp", msg); err == nil || errors.As(err, &perm) {
 				t.Fatalf("untrusted certificate: %v", err)
 			}
-			r.stop()
+			r.Stop()
 			if err := s.Send(context.Background(), "taro@example.jp", msg); err == nil || errors.As(err, &perm) {
 				t.Fatalf("relay down: %v", err)
 			}
-			if n := len(r.received()); n != 1 {
+			if n := len(r.Received()); n != 1 {
 				t.Fatalf("%d messages arrived", n)
 			}
 		})
@@ -114,12 +116,12 @@ func TestSend(t *testing.T) {
 // A relay that does not offer STARTTLS gets nothing, credentials least
 // of all.
 func TestSendRefusesWithoutSTARTTLS(t *testing.T) {
-	ca := newTestCA(t)
-	r := &relay{t: t, ca: ca, noTLS: true, user: "watashi", pass: "s3cret", ch: make(chan received, 1)}
-	r.start("127.0.0.1:0")
-	t.Cleanup(r.stop)
-	c := r.config()
-	c.PasswordFile = passwordFile(t, r.pass)
+	ca := notifytest.NewCA(t)
+	r := notifytest.NewRelay(t, ca)
+	r.NoTLS = true
+	r.Start("127.0.0.1:0")
+	c := relayConfig(r, ca)
+	c.PasswordFile = passwordFile(t, r.Pass)
 	s, err := NewSender(c, true)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +131,7 @@ func TestSendRefusesWithoutSTARTTLS(t *testing.T) {
 	if err := s.Send(context.Background(), "taro@example.jp", msg); err == nil || !strings.Contains(err.Error(), "STARTTLS") {
 		t.Fatalf("no STARTTLS: %v", err)
 	}
-	if len(r.received()) != 0 {
+	if len(r.Received()) != 0 {
 		t.Fatal("mail sent in the clear")
 	}
 }
