@@ -62,7 +62,8 @@ func (c *Config) validateNotify(p *problems, dev bool) {
 	}
 	if err := s.Validate(!dev); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
-			p.add("notify", "%s", line)
+			field, rest, _ := strings.Cut(line, " ")
+			p.add("notify."+field, "%s", rest)
 		}
 	}
 	if n.SMTP.Timeout < 0 || n.SMTP.Timeout > 5*time.Minute {

@@ -270,8 +270,9 @@ func testNotify(t *testing.T, kv store.KV) {
 		}
 	}
 	for _, b := range mails {
-		for _, never := range []string{"acct-1", "s1", "JPKIAPGPSETOKEN", "pk1"} {
-			if strings.Contains(b, never) {
+		text := reLink.ReplaceAllString(b, "LINK") // a token may hold any letters
+		for _, never := range []string{"acct-1", "s1", "JPKIAPGPSETOKEN", "pk1", "city"} {
+			if strings.Contains(text, never) {
 				t.Errorf("mail carries %q", never)
 			}
 		}

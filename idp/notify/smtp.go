@@ -164,7 +164,10 @@ func (s *Sender) Send(ctx context.Context, to string, msg []byte) (err error) {
 		// A refused login is the operator's to mend, never the
 		// resident's mail to drop: always temporary.
 		if err := c.Auth(smtp.PlainAuth("", s.cfg.Username, s.password, s.cfg.Host)); err != nil {
-			return fmt.Errorf("notify: AUTH: %w", err)
+			if perm := (*PermanentError)(nil); errors.As(classify("AUTH", err), &perm) {
+				return fmt.Errorf("notify: %w", perm.Err)
+			}
+			return classify("AUTH", err)
 		}
 	}
 	if err := c.Mail(s.cfg.From); err != nil {
@@ -187,10 +190,16 @@ func (s *Sender) Send(ctx context.Context, to string, msg []byte) (err error) {
 	return nil
 }
 
+// classify keeps the reply code and drops the relay's text, which may
+// echo the recipient's address into the log.
 func classify(step string, err error) error {
 	var te *textproto.Error
-	if errors.As(err, &te) && te.Code >= 500 && te.Code < 600 {
-		return &PermanentError{Err: fmt.Errorf("%s: %w", step, err)}
+	if errors.As(err, &te) {
+		e := fmt.Errorf("%s: the relay answered %d", step, te.Code)
+		if te.Code >= 500 && te.Code < 600 {
+			return &PermanentError{Err: e}
+		}
+		return fmt.Errorf("notify: %w", e)
 	}
 	return fmt.Errorf("notify: %s: %w", step, err)
 }
