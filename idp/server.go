@@ -533,7 +533,7 @@ func (s *Server) newNotifier(log *slog.Logger) (*notify.Notifier, *notify.Handle
 	mac := hmac.New(sha256.New, o.CookieKey)
 	mac.Write([]byte("watashi notify link key"))
 	n, err := notify.New(notify.Options{Store: o.Store, Ring: o.KEK, Mailer: mailer, Names: notifyNames{clients: s.clients, accounts: s.accounts},
-		Subs: subs, Issuer: o.Issuer, LinkKey: mac.Sum(nil), Logger: log, Now: o.Now})
+		Subs: subs, Issuer: o.Issuer, LinkKey: mac.Sum(nil), Logger: log, Now: o.Now, Metrics: o.Metrics})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -15,7 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/watashi-id/watashi/idp/events"
+	"github.com/watashi-id/watashi/idp/internal/metrics"
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 )
@@ -50,6 +53,9 @@ type Options struct {
 	// PollInterval is how often the queue is read (default 1 s);
 	// Enqueue also wakes it.
 	PollInterval time.Duration
+	// Metrics receives watashi_notify_mails_total (default: a private
+	// registry).
+	Metrics prometheus.Registerer
 }
 
 // Delivery bounds. A mail is retried with exponential backoff from
@@ -64,6 +70,9 @@ const (
 	// NotMeTTL is how long a "this wasn't me" link works.
 	NotMeTTL = 7 * 24 * time.Hour
 	jobTTL   = MaxAge + time.Hour
+	// seenTTL outlives the events outbox's retention, so that no
+	// redelivered event can queue its mail twice.
+	seenTTL = 8 * 24 * time.Hour
 )
 
 // ConsumerName is the notifier's name as a consumer of the events
@@ -113,6 +122,7 @@ type Notifier struct {
 	log     *slog.Logger
 	sent    atomic.Int64
 	dropped atomic.Int64
+	mails   *prometheus.CounterVec
 }
 
 // New checks the options.
@@ -135,7 +145,17 @@ func New(o Options) (*Notifier, error) {
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
 	}
-	return &Notifier{o: o, log: o.Logger}, nil
+	if o.Metrics == nil {
+		o.Metrics = prometheus.NewRegistry()
+	}
+	mails, err := metrics.Register(o.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "watashi_notify_mails_total",
+		Help: "Notification mails by kind (signed_in, facts_stale, confirm) and outcome (queued, sent, retry, dropped).",
+	}, []string{"kind", "outcome"}))
+	if err != nil {
+		return nil, err
+	}
+	return &Notifier{o: o, log: o.Logger, mails: mails}, nil
 }
 
 // Subscription returns the account's confirmed address, if any.
@@ -198,12 +218,22 @@ func (n *Notifier) RequestConfirmation(ctx context.Context, accountID, address s
 }
 
 func (n *Notifier) enqueue(ctx context.Context, id string, p payload) error {
+	// The outbox delivers at least once: an event seen before, whether
+	// its mail is still queued or long sent, queues nothing.
+	fresh, err := n.o.Store.SetNX(ctx, "notify:seen:"+id, []byte{1}, seenTTL)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		return nil
+	}
 	count, err := n.o.Store.Incr(ctx, "notify:rate:"+p.Account, time.Hour)
 	if err != nil {
 		return err
 	}
 	if count > MaxPerHour {
 		n.dropped.Add(1)
+		n.mails.WithLabelValues(p.Kind, "dropped").Inc()
 		n.log.WarnContext(ctx, "notify: mail not queued: the account's hourly bound is reached", "kind", p.Kind)
 		return nil
 	}
@@ -227,6 +257,7 @@ func (n *Notifier) enqueue(ctx context.Context, id string, p payload) error {
 	if err := n.o.Store.SetAdd(ctx, jobsKey, 0, id); err != nil {
 		return err
 	}
+	n.mails.WithLabelValues(p.Kind, "queued").Inc()
 	_ = n.o.Store.Publish(ctx, wakeChannel, nil)
 	return nil
 }
@@ -301,17 +332,20 @@ func (n *Notifier) attempt(ctx context.Context, id string) {
 		return
 	}
 	defer func() { _ = n.o.Store.Delete(context.WithoutCancel(ctx), lockKey(id)) }()
-	err = n.deliver(ctx, key, &j)
+	kind, err := n.deliver(ctx, key, &j)
 	var perm *PermanentError
 	switch {
 	case err == nil:
 		_ = n.o.Store.Delete(ctx, key)
 		_ = n.o.Store.SetRemove(ctx, jobsKey, id)
 		n.sent.Add(1)
+		n.mails.WithLabelValues(kind, "sent").Inc()
 	case errors.As(err, &perm):
-		n.log.WarnContext(ctx, "notify: mail refused for good", "error", err)
+		n.log.WarnContext(ctx, "notify: mail refused for good", "kind", kind, "error", err)
 		n.drop(ctx, id, "refused")
+		n.mails.WithLabelValues(kind, "dropped").Inc()
 	default:
+		n.mails.WithLabelValues(kind, "retry").Inc()
 		j.Attempts++
 		backoff := MinBackoff << min(j.Attempts-1, 20)
 		j.Next = now.Add(min(backoff, MaxBackoff))
@@ -328,19 +362,23 @@ func (n *Notifier) drop(ctx context.Context, id, why string) {
 	n.log.WarnContext(ctx, "notify: mail dropped", "why", why)
 }
 
-func (n *Notifier) deliver(ctx context.Context, key string, j *job) error {
+func (n *Notifier) deliver(ctx context.Context, key string, j *job) (string, error) {
 	sealer, err := n.o.Ring.OpenSealer(j.DK, []byte(key))
 	if err != nil {
-		return &PermanentError{Err: err}
+		return "unknown", &PermanentError{Err: err}
 	}
 	pb, err := sealer.Open(j.Payload, []byte(key))
 	if err != nil {
-		return &PermanentError{Err: err}
+		return "unknown", &PermanentError{Err: err}
 	}
 	var p payload
 	if err := json.Unmarshal(pb, &p); err != nil {
-		return &PermanentError{Err: err}
+		return "unknown", &PermanentError{Err: err}
 	}
+	return p.Kind, n.send(ctx, &p)
+}
+
+func (n *Notifier) send(ctx context.Context, p *payload) error {
 	to := p.To
 	if p.Kind != kindConfirm {
 		sub, err := n.o.Subs.Get(ctx, p.Account)
@@ -352,7 +390,7 @@ func (n *Notifier) deliver(ctx context.Context, key string, j *job) error {
 		}
 		to = sub.Address
 	}
-	m, err := n.render(ctx, &p)
+	m, err := n.render(ctx, p)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/notify/notifytest"
 	"github.com/watashi-id/watashi/idp/seal"
@@ -426,6 +427,9 @@ func TestOutage(t *testing.T) {
 	if !strings.Contains(body, "方法: マイナンバーカード") || !strings.Contains(body, "Method: My Number Card") {
 		t.Fatalf("mail after the outage:\n%s", body)
 	}
+	if err := e.n.HandleEvent(ctx, ev); err != nil { // the outbox redelivers after the mail went out
+		t.Fatal(err)
+	}
 	e.clock.Advance(MaxBackoff)
 	e.n.Drain(ctx)
 	select {
@@ -435,6 +439,11 @@ func TestOutage(t *testing.T) {
 	}
 	if ids, _ := kv.SetMembers(ctx, jobsKey); len(ids) != 0 {
 		t.Fatalf("queue not empty: %v", ids)
+	}
+	for outcome, want := range map[string]float64{"queued": 1, "retry": 3, "sent": 1} {
+		if got := testutil.ToFloat64(e.n.mails.WithLabelValues(kindSignedIn, outcome)); got != want {
+			t.Errorf("watashi_notify_mails_total{signed_in,%s} = %v, want %v", outcome, got, want)
+		}
 	}
 
 	// A mail that cannot go out for MaxAge is dropped, not kept forever.
