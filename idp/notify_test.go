@@ -104,6 +104,18 @@ func TestNotificationMail(t *testing.T) {
 			t.Fatalf("address %q: %s", bad, loc)
 		}
 	}
+	// Refusals change nothing: no CSRF token, an unknown action, no session.
+	if h := b.submit(action, url.Values{"action": {"subscribe"}, "address": {"taro@example.jp"}}); h.status != http.StatusForbidden {
+		t.Fatalf("no CSRF token: %d", h.status)
+	}
+	if h := b.submit(action, url.Values{"csrf_token": fields["csrf_token"], "action": {"explode"}}); h.status != http.StatusBadRequest {
+		t.Fatalf("unknown action: %d", h.status)
+	}
+	stranger := op.browser()
+	sp := stranger.expectPage(stranger.get("/account"))
+	if strings.Contains(sp, "/account/notices") {
+		t.Fatal("the notices form is offered without a session")
+	}
 	f := url.Values{"csrf_token": fields["csrf_token"], "action": {"subscribe"}, "address": {"taro@example.jp"}}
 	if loc := b.expectRedirect(b.submit(action, f), "/account"); loc.Query().Get("notices") != "sent" {
 		t.Fatalf("subscribe: %s", loc)

@@ -216,6 +216,14 @@ func testNotify(t *testing.T, kv store.KV) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	e.subscribe("acct-1", "taro@example.jp")
+	for _, bad := range []string{"", "short", strings.Repeat("A", 43), strings.Repeat("A", 600)} {
+		if code := e.get(ConfirmPath, bad); code != http.StatusBadRequest && len(bad) != 43 {
+			t.Errorf("confirm page for %q: %d", bad, code)
+		}
+		if code, _, _ := e.post(ConfirmPath, bad); code != http.StatusBadRequest {
+			t.Errorf("confirm %q: %d", bad, code)
+		}
+	}
 
 	// The address is sealed at rest.
 	var plain bool

@@ -56,7 +56,18 @@ func TestBlockedSessionEnds(t *testing.T) {
 		if got := e.tokens.list(); !slices.Equal(got, []string{"g1", "g2"}) {
 			t.Fatalf("revoked %v, want g1 g2", got)
 		}
-		end := ended(published(t, kv))
+		evs := published(t, kv)
+		var changes []string
+		for _, ev := range evs {
+			if ev.Kind == events.CredentialChanged {
+				c := ev.Credential
+				changes = append(changes, ev.AccountID+" "+c.Type+" "+c.Change+" "+c.Ref+" "+c.Label)
+			}
+		}
+		if want := []string{"alice jpki revoke L1 JPKIAPGPSETOKEN"}; !slices.Equal(changes, want) {
+			t.Fatalf("CredentialChanged %v, want %v", changes, want)
+		}
+		end := ended(evs)
 		if ev := end[phone.ID]; ev.Reason != events.ReasonBlocked || ev.AccountID != "alice" {
 			t.Fatalf("SessionEnded %+v", end)
 		}

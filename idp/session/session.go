@@ -159,6 +159,16 @@ func (m *Manager) endBlocked(ctx context.Context, sess *Session) {
 		m.log.WarnContext(ctx, "blocked session not ended everywhere", "error", err)
 		return
 	}
+	// The authenticator is blocked, not removed: relying parties that
+	// follow credential changes hear of it once, with the label.
+	typ, ref, _ := strings.Cut(sess.Authenticator, ":")
+	if typ != "" && ref != "" {
+		c := &events.Credential{Type: typ, Change: "revoke", Ref: ref}
+		if kind, label, _ := strings.Cut(sess.Method, ":"); kind == "jpki" {
+			c.Label = label
+		}
+		m.publish(ctx, events.Event{Kind: events.CredentialChanged, AccountID: sess.AccountID, Credential: c})
+	}
 	m.log.InfoContext(ctx, "session ended: its sign-in is blocked by the operator")
 }
 
