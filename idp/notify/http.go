@@ -45,8 +45,11 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 var page = template.Must(template.New("notify").Parse(`<!doctype html>
 <html lang="ja"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer"><title>Watashi</title>
+<link rel="icon" href="/favicon.ico" sizes="any">
 <link rel="stylesheet" href="/static/watashi.css"></head>
-<body><main id="main"><div class="card">
+<body>
+<header class="site"><div class="bar"><p class="brand"><img src="/static/logo.svg" alt="" width="28" height="28"><span>Watashi</span></p></div></header>
+<main id="main"><div class="card">
 <h1>{{.TitleJA}} <span lang="en">/ {{.TitleEN}}</span></h1>
 <p>{{.JA}}</p><p lang="en">{{.EN}}</p>
 {{if .Token}}<form method="post" action="{{.Action}}"><input type="hidden" name="t" value="{{.Token}}">

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -465,5 +466,56 @@ func TestOutage(t *testing.T) {
 	e.n.Drain(ctx)
 	if ids, _ := kv.SetMembers(ctx, jobsKey); len(ids) != 0 || e.n.Dropped() != 1 {
 		t.Fatalf("old mail kept: %v, dropped %d", ids, e.n.Dropped())
+	}
+}
+
+// BenchmarkHandleEvent is what a sign-in's event costs the mail side on
+// the outbox consumer, with the relay up and with it down: the same,
+// since only the store is touched.
+func BenchmarkHandleEvent(bm *testing.B) {
+	for _, down := range []bool{false, true} {
+		name := map[bool]string{false: "relay-up", true: "relay-down"}[down]
+		bm.Run(name, func(bm *testing.B) {
+			kv := store.NewMemory()
+			ca := notifytest.NewCA(bm)
+			r := notifytest.StartRelay(bm, ca, false)
+			c := relayConfig(r, ca)
+			c.PasswordFile = passwordFile(bm, r.Pass)
+			sender, err := NewSender(c, true)
+			if err != nil {
+				bm.Fatal(err)
+			}
+			ring := seal.GenerateRing()
+			subs, _ := NewSubscriptions(kv, ring, nil)
+			n, err := New(Options{Store: kv, Ring: ring, Mailer: sender, Names: names{}, Subs: subs, Issuer: "https://id.example.jp",
+				LinkKey: bytes.Repeat([]byte{5}, 32)})
+			if err != nil {
+				bm.Fatal(err)
+			}
+			ctx := context.Background()
+			// Enough subscribed accounts that MaxPerHour drops nothing in
+			// -benchtime=10000x.
+			const accounts = 400
+			for a := range accounts {
+				tok, _ := subs.Request(ctx, fmt.Sprintf("acct-%d", a), "taro@example.jp")
+				if _, err := subs.Confirm(ctx, tok); err != nil {
+					bm.Fatal(err)
+				}
+			}
+			if down {
+				r.Stop()
+			}
+			i := 0
+			for bm.Loop() {
+				i++
+				ev := events.Event{ID: fmt.Sprintf("%d-0", i), Kind: events.SignedIn, AccountID: fmt.Sprintf("acct-%d", i%accounts), ClientIDs: []string{"city"}, Method: "jpki:JPKIAPICCTOKEN2", Time: fixedTime}
+				if err := n.HandleEvent(ctx, ev); err != nil {
+					bm.Fatal(err)
+				}
+			}
+			if n.Dropped() != 0 {
+				bm.Fatalf("%d events dropped by the hourly bound: the figure would not be a queued mail's", n.Dropped())
+			}
+		})
 	}
 }
