@@ -408,3 +408,47 @@ func TestBlocklistStoreOutage(t *testing.T) {
 		t.Fatal(blocked, err)
 	}
 }
+
+// BenchmarkBlockPropagation: from Add on node a to node b (its own
+// connection to one real Redis, subscribed) refusing the label, per op;
+// the median and the maximum are reported as well.
+func BenchmarkBlockPropagation(bm *testing.B) {
+	addr := storetest.StartRedis(bm)
+	a := newBlocklist(bm, redisNode(bm, addr, "blb:"), whitelist.BlocklistOptions{})
+	b := newBlocklist(bm, redisNode(bm, addr, "blb:"), whitelist.BlocklistOptions{})
+	runBlocklist(bm, b)
+	ctx := context.Background()
+	var ds []time.Duration
+	for bm.Loop() {
+		start := time.Now()
+		if _, err := a.Add(ctx, "label", "JPKIAPGPSETOKEN", operator); err != nil {
+			bm.Fatal(err)
+		}
+		for {
+			if blocked, err := b.LabelBlocked(ctx, "JPKIAPGPSETOKEN"); err != nil {
+				bm.Fatal(err)
+			} else if blocked {
+				break
+			}
+			if time.Since(start) > time.Second {
+				bm.Fatal("not propagated within 1 s")
+			}
+			time.Sleep(20 * time.Microsecond) // leave the 2 cores to the subscription
+		}
+		ds = append(ds, time.Since(start))
+		bm.StopTimer()
+		if err := a.Remove(ctx, "label", "JPKIAPGPSETOKEN", operator); err != nil {
+			bm.Fatal(err)
+		}
+		for {
+			if blocked, _ := b.LabelBlocked(ctx, "JPKIAPGPSETOKEN"); !blocked {
+				break
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+		bm.StartTimer()
+	}
+	slices.Sort(ds)
+	bm.ReportMetric(float64(ds[len(ds)/2].Microseconds()), "µs-median")
+	bm.ReportMetric(float64(ds[len(ds)-1].Microseconds()), "µs-max")
+}
