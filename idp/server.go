@@ -553,6 +553,9 @@ type notifyNames struct {
 
 func (n notifyNames) ClientName(ctx context.Context, id string) (string, error) {
 	e, err := n.clients.Display(ctx, id)
+	if errors.Is(err, clients.ErrUnknown) {
+		return "", nil // gone since the sign-in: the mail says so
+	}
 	if err != nil {
 		return "", err
 	}

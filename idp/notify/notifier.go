@@ -25,7 +25,9 @@ import (
 
 // Names turns the IDs an event carries into what a resident recognises.
 type Names interface {
-	// ClientName is the relying party's display name.
+	// ClientName is the relying party's display name; "" with no error
+	// for a client that is gone (deleted, revoked), an error only when
+	// it cannot be told now, which delays the mail.
 	ClientName(ctx context.Context, clientID string) (string, error)
 	// PasskeyName is the resident's own name for one of their passkeys.
 	PasskeyName(ctx context.Context, accountID, passkeyID string) (string, error)

@@ -40,10 +40,13 @@ func (c *fakeClock) Advance(d time.Duration) {
 type names struct{}
 
 func (names) ClientName(_ context.Context, id string) (string, error) {
-	if id == "city" {
+	switch id {
+	case "city":
 		return "市民ポータル", nil
+	case "gone":
+		return "", nil
 	}
-	return "", errors.New("unknown client")
+	return "", errors.New("client registry unavailable")
 }
 
 func (names) PasskeyName(_ context.Context, account, id string) (string, error) {
@@ -454,6 +457,27 @@ func TestOutage(t *testing.T) {
 			t.Errorf("watashi_notify_mails_total{signed_in,%s} = %v, want %v", outcome, got, want)
 		}
 	}
+
+	// A client deleted since the sign-in is named as such; one the
+	// registry cannot tell now delays the mail, it does not drop it.
+	gone := events.Event{ID: "3-0", Kind: events.SignedIn, AccountID: "acct-1", ClientIDs: []string{"gone"}, Method: "jpki:JPKIAPICCTOKEN2", Time: fixedTime}
+	if err := e.n.HandleEvent(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	e.n.Drain(ctx)
+	if _, body := e.wait(); !strings.Contains(body, "Service: 登録が取り消されたサービス / a service no longer registered") {
+		t.Fatalf("mail for a deleted client:\n%s", body)
+	}
+	later := events.Event{ID: "4-0", Kind: events.SignedIn, AccountID: "acct-1", ClientIDs: []string{"unknowable"}, Method: "jpki:JPKIAPICCTOKEN2", Time: fixedTime}
+	if err := e.n.HandleEvent(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	e.n.Drain(ctx)
+	if raw, err := kv.Get(ctx, jobKey("ev-4-0")); err != nil || !bytes.Contains(raw, []byte(`"attempts":1`)) {
+		t.Fatalf("a mail whose service cannot be named now: %s %v", raw, err)
+	}
+	_ = kv.Delete(ctx, jobKey("ev-4-0"))
+	_ = kv.SetRemove(ctx, jobsKey, "ev-4-0")
 
 	// A mail that cannot go out for MaxAge is dropped, not kept forever.
 	e.relay.Stop()

@@ -88,6 +88,9 @@ If you did not ask for this, ignore this mail; nothing will be set up.
 				return nil, err
 			}
 			name = oneLine(nm)
+			if name == "" {
+				name = "登録が取り消されたサービス / a service no longer registered"
+			}
 		}
 		ja, en, err := n.method(ctx, p)
 		if err != nil {
