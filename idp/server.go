@@ -2,13 +2,17 @@ package idp
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +26,7 @@ import (
 	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/keys"
+	"github.com/watashi-id/watashi/idp/notify"
 	"github.com/watashi-id/watashi/idp/passkey"
 	"github.com/watashi-id/watashi/idp/provider"
 	"github.com/watashi-id/watashi/idp/rplogo"
@@ -55,6 +60,10 @@ type Options struct {
 	// registration at /register. Nil: static clients only. Run keeps it
 	// in step with the other nodes.
 	Registry *whitelist.Registry
+	// Blocks is the operators' kill switch (token labels, passkey models,
+	// clients). Nil: one on Store. Run keeps it in step with the other
+	// nodes.
+	Blocks *whitelist.Blocklist
 	// TrustedSoftwareStatementIssuers may sign software statements for
 	// dynamic registration (RFC 7591 §2.3).
 	TrustedSoftwareStatementIssuers []whitelist.TrustedIssuer
@@ -96,6 +105,9 @@ type Options struct {
 	// Passkeys are the passkey sign-in after identity proofing.
 	Passkeys PasskeyOptions
 
+	// Notify is the residents' notification mail.
+	Notify NotifyOptions
+
 	// AllowedOrigins are the browser origins allowed to call the token,
 	// userinfo and revocation endpoints cross-origin (SPAs). Empty: none.
 	AllowedOrigins []string
@@ -126,6 +138,15 @@ type Options struct {
 	// used when it is also a Gatherer, as a *prometheus.Registry is.
 	Gatherer prometheus.Gatherer
 	Now      func() time.Time
+}
+
+// NotifyOptions configure the notification mail (package notify): off
+// unless Enabled, and then the relay is required.
+type NotifyOptions struct {
+	Enabled bool
+	SMTP    notify.SMTPConfig
+	// Mailer replaces the SMTP sender (tests that inject a fault).
+	Mailer notify.Mailer
 }
 
 // PasskeyOptions configure passkeys (package passkey).
@@ -188,6 +209,7 @@ type Server struct {
 	events   *events.Outbox
 	grants   *consent.Store
 	provider *provider.Server
+	notifier *notify.Notifier
 	handler  http.Handler
 }
 
@@ -213,9 +235,16 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	log := web.NewLogger(slog.New(logref.Wrap(unwrapLog(o.Logger.Handler()), logref.Key(o.CookieKey))))
+	if o.Blocks == nil {
+		if o.Blocks, err = whitelist.NewBlocklist(whitelist.BlocklistOptions{
+			Backend: whitelist.KVBackend(o.Store, store.ErrNotFound), Logger: log, Now: o.Now,
+		}); err != nil {
+			return nil, fmt.Errorf("idp: %w", err)
+		}
+	}
 	s := &Server{opts: o, log: log}
 	if s.clients, err = clients.New(ctx, clients.Options{
-		Static: o.Clients, Registry: o.Registry, PairwiseKey: o.PairwiseKey,
+		Static: o.Clients, Registry: o.Registry, Blocks: o.Blocks, PairwiseKey: o.PairwiseKey,
 		Dev: o.Dev, Fetcher: o.Fetcher, Logger: log, Now: o.Now,
 	}); err != nil {
 		return nil, fmt.Errorf("idp: %w", err)
@@ -255,6 +284,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.sessions = session.New(o.Store, s.web, o.SessionTTL, o.CookieKey)
 	s.events = events.NewOutbox(o.Store, log)
 	s.sessions.SetEvents(s.events)
+	s.sessions.SetBlocks(sessionBlocks{blocks: o.Blocks, accounts: s.accounts})
 	s.grants = consent.NewStore(o.Store, store.ErrNotFound)
 	registration, err := s.registration()
 	if err != nil {
@@ -276,7 +306,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		if passkeys, err = passkey.New(passkey.Options{
 			Web: s.web, Requests: s.requests, Sessions: s.sessions, Accounts: s.accounts, Store: o.Store,
 			RecentProofing: o.Passkeys.RecentProofing, Attestation: o.Passkeys.Attestation,
-			Policy: o.Passkeys.Policy, Metadata: o.Passkeys.Metadata, Metrics: o.Metrics, Events: s.events,
+			Policy: o.Passkeys.Policy, Metadata: o.Passkeys.Metadata, Metrics: o.Metrics, Events: s.events, Blocks: o.Blocks,
 		}); err != nil {
 			return nil, fmt.Errorf("idp: %w", err)
 		}
@@ -291,7 +321,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	login, err := signin.New(signin.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Accounts: s.accounts, Sessions: s.sessions,
 		Verifier: o.Verifier, Store: o.Store, TransactionTTL: o.TransactionTTL, CookieKey: o.CookieKey,
-		DemoWalletURL: o.DemoWalletURL, Metrics: o.Metrics, Passkeys: loginPasskeys, Events: s.events,
+		DemoWalletURL: o.DemoWalletURL, Metrics: o.Metrics, Passkeys: loginPasskeys, Events: s.events, Blocks: o.Blocks,
 	})
 	if err != nil {
 		return nil, err
@@ -302,9 +332,19 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var notices *notify.Handler
+	if o.Notify.Enabled {
+		if s.notifier, notices, err = s.newNotifier(log); err != nil {
+			return nil, fmt.Errorf("idp: %w", err)
+		}
+	}
+	var accountNotices accountpage.Notices
+	if s.notifier != nil {
+		accountNotices = s.notifier
+	}
 	accountPage, err := accountpage.New(accountpage.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Sessions: s.sessions, Grants: s.grants, Tokens: s.provider,
-		Accounts: s.accounts, Passkeys: accountPasskeys, Events: s.events,
+		Accounts: s.accounts, Passkeys: accountPasskeys, Events: s.events, Notices: accountNotices,
 	})
 	if err != nil {
 		return nil, err
@@ -322,6 +362,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	accountPage.Mount(mux)
 	if passkeys != nil {
 		passkeys.Mount(mux)
+	}
+	if notices != nil {
+		notices.Mount(mux)
 	}
 	s.provider.Mount(mux)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", s.web.Static()))
@@ -399,8 +442,8 @@ func (s *Server) RotateKeys(ctx context.Context) error {
 
 // Run does the provider's background work until ctx ends: scheduled key
 // rotation and reloading keys rotated by another node, and keeping the
-// whitelist cache in step with the other nodes, and trimming the event
-// outbox to its retention. It blocks; run it in its
+// whitelist cache and the block list in step with the other nodes, and
+// trimming the event outbox to its retention. It blocks; run it in its
 // own goroutine next to the HTTP servers.
 func (s *Server) Run(ctx context.Context) error {
 	done := make(chan struct{})
@@ -410,13 +453,126 @@ func (s *Server) Run(ctx context.Context) error {
 			_ = s.opts.Registry.Run(ctx)
 		}
 	}()
+	blocks := make(chan struct{})
+	go func() {
+		defer close(blocks)
+		_ = s.opts.Blocks.Run(ctx)
+	}()
 	trimmed := make(chan struct{})
 	go func() {
 		defer close(trimmed)
 		s.events.Maintain(ctx)
 	}()
+	if s.notifier != nil {
+		mailed := make(chan struct{}, 2)
+		go func() { _ = s.events.Consume(ctx, notify.ConsumerName, s.notifier.HandleEvent); mailed <- struct{}{} }()
+		go func() { _ = s.notifier.Run(ctx); mailed <- struct{}{} }()
+		defer func() { <-mailed; <-mailed }()
+	}
 	s.keys.Run(ctx, s.opts.KeyRotation)
 	<-done
+	<-blocks
 	<-trimmed
 	return nil
+}
+
+// Blocks is the server's kill switch, for the admin API.
+func (s *Server) Blocks() *whitelist.Blocklist { return s.opts.Blocks }
+
+// sessionBlocks answers the session manager's question with the block
+// list: a JPKI session by the token label it signed in with, a passkey
+// session by its key's model, which only needs the account read while
+// some model is blocked.
+type sessionBlocks struct {
+	blocks   *whitelist.Blocklist
+	accounts *account.Store
+}
+
+func (b sessionBlocks) SessionBlocked(ctx context.Context, s *session.Session) (bool, error) {
+	kind, ref, _ := strings.Cut(s.Method, ":")
+	switch kind {
+	case "jpki":
+		return b.blocks.LabelBlocked(ctx, ref)
+	case "passkey":
+		if some, err := b.blocks.HasKind(ctx, whitelist.BlockAAGUID); err != nil || !some {
+			return false, err
+		}
+		id, err := base64.RawURLEncoding.DecodeString(ref)
+		if err != nil {
+			return false, nil
+		}
+		a, err := b.accounts.Get(ctx, s.AccountID)
+		if err != nil {
+			return false, err
+		}
+		p, ok := a.Passkey(id)
+		if !ok {
+			return false, nil
+		}
+		return b.blocks.AAGUIDBlocked(ctx, p.AAGUID)
+	}
+	return false, nil
+}
+
+// newNotifier builds the notification mail: the relay, the sealed
+// subscriptions, the queue, and the pages of the mails' links.
+func (s *Server) newNotifier(log *slog.Logger) (*notify.Notifier, *notify.Handler, error) {
+	o := s.opts
+	mailer := o.Notify.Mailer
+	if mailer == nil {
+		sender, err := notify.NewSender(o.Notify.SMTP, !o.Dev)
+		if err != nil {
+			return nil, nil, err
+		}
+		mailer = sender
+	}
+	subs, err := notify.NewSubscriptions(o.Store, o.KEK, o.Now)
+	if err != nil {
+		return nil, nil, err
+	}
+	mac := hmac.New(sha256.New, o.CookieKey)
+	mac.Write([]byte("watashi notify link key"))
+	n, err := notify.New(notify.Options{Store: o.Store, Ring: o.KEK, Mailer: mailer, Names: notifyNames{clients: s.clients, accounts: s.accounts},
+		Subs: subs, Issuer: o.Issuer, LinkKey: mac.Sum(nil), Logger: log, Now: o.Now, Metrics: o.Metrics})
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := notify.NewHandler(n, s.sessions, "/account")
+	if err != nil {
+		return nil, nil, err
+	}
+	return n, h, nil
+}
+
+// notifyNames tells the mail what residents recognise: the relying
+// party's display name and the resident's own name for a passkey.
+type notifyNames struct {
+	clients  *clients.Resolver
+	accounts *account.Store
+}
+
+func (n notifyNames) ClientName(ctx context.Context, id string) (string, error) {
+	e, err := n.clients.Display(ctx, id)
+	if errors.Is(err, clients.ErrUnknown) {
+		return "", nil // gone since the sign-in: the mail says so
+	}
+	if err != nil {
+		return "", err
+	}
+	return e.Client.Name(), nil
+}
+
+func (n notifyNames) PasskeyName(ctx context.Context, accountID, ref string) (string, error) {
+	id, err := base64.RawURLEncoding.DecodeString(ref)
+	if err != nil {
+		return "", err
+	}
+	a, err := n.accounts.Get(ctx, accountID)
+	if err != nil {
+		return "", err
+	}
+	if p, ok := a.Passkey(id); ok {
+		return p.Name, nil
+	}
+	return "", nil
 }

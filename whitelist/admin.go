@@ -25,6 +25,8 @@ type AdminOptions struct {
 	// Prefix is the path the handler is mounted at (e.g. "/whitelist");
 	// routes are below it.
 	Prefix string
+	// Blocks, when set, adds the kill switch's routes (/blocks).
+	Blocks *Blocklist
 }
 
 // ErrAdminDisabled is returned by AdminHandler when no token hash is
@@ -49,6 +51,7 @@ func parseAdminHash(s string) (string, error) {
 
 type adminHandler struct {
 	r      *Registry
+	blocks *Blocklist
 	hash   string
 	prefix string
 }
@@ -63,6 +66,8 @@ type adminHandler struct {
 //	GET    /clients/{id}/history
 //	GET    /tokens                   POST /tokens {"tier":"...","ttl":"168h","one_time":true,"auto_approve":false}
 //	DELETE /tokens/{id}              GET /tokens/history
+//	GET    /blocks                   POST /blocks {"kind":"label|aaguid|client","value":"..."}
+//	DELETE /blocks/{kind}/{value}    GET /blocks/history
 //
 // Write requests may carry "actor" and "reason" (JSON body or query),
 // which the audit log records with via "admin-api". Every request needs
@@ -85,7 +90,7 @@ func (r *Registry) AdminHandler(o AdminOptions) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &adminHandler{r: r, hash: h, prefix: strings.TrimSuffix(o.Prefix, "/")}, nil
+	return &adminHandler{r: r, blocks: o.Blocks, hash: h, prefix: strings.TrimSuffix(o.Prefix, "/")}, nil
 }
 
 type adminBody struct {
@@ -101,6 +106,9 @@ type adminBody struct {
 	OneTime     bool   `json:"one_time"`
 	AutoApprove bool   `json:"auto_approve"`
 	Note        string `json:"note"`
+	// POST /blocks
+	Kind  string `json:"kind"`
+	Value string `json:"value"`
 }
 
 func adminErr(w http.ResponseWriter, status int, code, desc string) {
@@ -259,8 +267,49 @@ func (h *adminHandler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, withWarning(map[string]any{"token": t.Redacted(), "state": t.State(r.now())}, err))
+	case "GET blocks", "POST blocks", "GET blocks/history", "DELETE blocks/*/*":
+		h.serveBlocks(w, req, route, parts, body, ch)
 	default:
 		adminErr(w, http.StatusNotFound, "not_found", "no such admin route: "+req.Method+" "+p)
+	}
+}
+
+// serveBlocks is the kill switch: the same actions as `watashi block`.
+func (h *adminHandler) serveBlocks(w http.ResponseWriter, req *http.Request, route string, parts []string, body adminBody, ch Change) {
+	if h.blocks == nil {
+		adminErr(w, http.StatusNotFound, "not_found", "the block list is not configured on this server")
+		return
+	}
+	ctx := req.Context()
+	switch route {
+	case "GET blocks":
+		bs, err := h.blocks.List(ctx)
+		if err != nil {
+			h.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"blocks": bs})
+	case "GET blocks/history":
+		evs, err := h.blocks.History(ctx)
+		if err != nil {
+			h.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"history": nonNil(evs)})
+	case "POST blocks":
+		blk, err := h.blocks.Add(ctx, body.Kind, body.Value, ch)
+		if blk == nil {
+			h.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusCreated, withWarning(map[string]any{"block": blk}, err))
+	case "DELETE blocks/*/*":
+		err := h.blocks.Remove(ctx, parts[1], parts[2], ch)
+		if err != nil && !errors.Is(err, ErrPartial) {
+			h.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, withWarning(map[string]any{"unblocked": map[string]string{"kind": parts[1], "value": parts[2]}}, err))
 	}
 }
 
@@ -270,6 +319,9 @@ func routeShape(parts []string) []string {
 	for i, p := range parts {
 		out[i] = p
 		if i == 1 && (parts[0] == "clients" || parts[0] == "tokens") && p != "history" {
+			out[i] = "*"
+		}
+		if (i == 1 || i == 2) && parts[0] == "blocks" && len(parts) == 3 {
 			out[i] = "*"
 		}
 	}
@@ -295,10 +347,11 @@ func (h *adminHandler) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &ve):
 		adminErr(w, http.StatusBadRequest, ve.Code, ve.Description)
-	case errors.Is(err, ErrUnknownClient), errors.Is(err, ErrUnknownToken):
+	case errors.Is(err, ErrUnknownClient), errors.Is(err, ErrUnknownToken), errors.Is(err, ErrNotBlocked):
 		adminErr(w, http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, ErrInvalidTransition), errors.Is(err, ErrExists), errors.Is(err, ErrConflict),
-		errors.Is(err, ErrNoSecret), errors.Is(err, ErrTokenRevoked):
+		errors.Is(err, ErrNoSecret), errors.Is(err, ErrTokenRevoked), errors.Is(err, ErrAlreadyBlocked),
+		errors.Is(err, ErrTooManyBlocks):
 		adminErr(w, http.StatusConflict, "conflict", err.Error())
 	default:
 		h.r.log.Error("whitelist: admin API", "error", err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -190,5 +191,92 @@ func TestAdminAPI(t *testing.T) {
 	}
 	if code, _ := a.call("GET", "/elsewhere/clients", a.token, nil); code != 404 {
 		t.Fatalf("outside prefix: %d", code)
+	}
+}
+
+func TestAdminBlocks(t *testing.T) {
+	b := memoryBackend(t)
+	r := newNode(t, b)
+	l := newBlocklist(t, b, whitelist.BlocklistOptions{})
+	token, line := whitelist.NewAdminToken()
+	h, err := r.AdminHandler(whitelist.AdminOptions{TokenHash: line, Prefix: "/whitelist", Blocks: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	a := &adminEnv{t: t, r: r, srv: srv, token: token}
+	ctx := context.Background()
+
+	if code, out := a.call("POST", "/whitelist/blocks", "", map[string]any{"kind": "label", "value": "JPKIAPGPSETOKEN"}); code != 401 {
+		t.Fatalf("unauthenticated block: %d %v", code, out)
+	}
+	code, out := a.call("POST", "/whitelist/blocks", a.token, map[string]any{"kind": "aaguid", "value": strings.ToUpper(aaguidYubiKey), "actor": "alice", "reason": "CVE"})
+	if code != 201 {
+		t.Fatalf("block: %d %v", code, out)
+	}
+	if blk := out["block"].(map[string]any); blk["value"] != aaguidYubiKey || blk["actor"] != "alice" || blk["via"] != "admin-api" {
+		t.Fatalf("block record %v", blk)
+	}
+	if code, out := a.call("POST", "/whitelist/blocks", a.token, map[string]any{"kind": "label", "value": "JPKIAPGPSETOKEN"}); code != 201 {
+		t.Fatalf("block label: %d %v", code, out)
+	}
+
+	// Bad input: a clear error and nothing changed.
+	for _, bad := range []struct {
+		method, path string
+		body         any
+		want         int
+		msg          string
+	}{
+		{"POST", "/whitelist/blocks", map[string]any{"kind": "model", "value": "x"}, 400, "unknown kind"},
+		{"POST", "/whitelist/blocks", map[string]any{"kind": "aaguid", "value": "cb69481e8ff7"}, 400, "UUID"},
+		{"POST", "/whitelist/blocks", map[string]any{"kind": "label", "value": ""}, 400, "label is required"},
+		{"POST", "/whitelist/blocks", map[string]any{"kind": "label"}, 400, "label is required"},
+		{"POST", "/whitelist/blocks", map[string]any{"kind": "label", "value": "JPKIAPGPSETOKEN"}, 409, "already blocked"},
+		{"POST", "/whitelist/blocks", map[string]any{"kind": "label", "value": "X", "extra": 1}, 400, "expected JSON"},
+		{"POST", "/whitelist/blocks", map[string]any{"kind": "label", "value": "X", "actor": "a\nb"}, 400, "actor"},
+		{"DELETE", "/whitelist/blocks/label/JPKIAPIOSTOKEN", nil, 404, "not blocked"},
+		{"DELETE", "/whitelist/blocks/model/x", nil, 400, "unknown kind"},
+		{"DELETE", "/whitelist/blocks/aaguid/nope", nil, 400, "UUID"},
+		{"DELETE", "/whitelist/blocks/label", nil, 404, "no such admin route"},
+		{"PUT", "/whitelist/blocks", nil, 404, "no such admin route"},
+	} {
+		code, out := a.call(bad.method, bad.path, a.token, bad.body)
+		if code != bad.want || !strings.Contains(fmt.Sprint(out["error_description"]), bad.msg) {
+			t.Errorf("%s %s %v: %d %v; want %d %q", bad.method, bad.path, bad.body, code, out, bad.want, bad.msg)
+		}
+	}
+	if code, out := a.call("GET", "/whitelist/blocks/history", a.token, nil); code != 200 || len(out["history"].([]any)) != 2 {
+		t.Fatalf("history after refusals: %d %v", code, out)
+	}
+	code, out = a.call("GET", "/whitelist/blocks", a.token, nil)
+	if bs, _ := out["blocks"].([]any); code != 200 || len(bs) != 2 {
+		t.Fatalf("list: %d %v", code, out)
+	}
+	if blocked, _ := l.LabelBlocked(ctx, "JPKIAPGPSETOKEN"); !blocked {
+		t.Fatal("label not blocked")
+	}
+
+	if code, out := a.call("DELETE", "/whitelist/blocks/label/JPKIAPGPSETOKEN?reason=fixed", a.token, nil); code != 200 {
+		t.Fatalf("unblock: %d %v", code, out)
+	}
+	if blocked, _ := l.LabelBlocked(ctx, "JPKIAPGPSETOKEN"); blocked {
+		t.Fatal("label still blocked")
+	}
+	_, out = a.call("GET", "/whitelist/blocks/history", a.token, nil)
+	hist := out["history"].([]any)
+	last := hist[len(hist)-1].(map[string]any)
+	if last["action"] != "unblock" || last["block"] != "label:JPKIAPGPSETOKEN" || last["via"] != "admin-api" || last["reason"] != "fixed" {
+		t.Fatalf("audit entry %v", last)
+	}
+
+	// A server without a block list says so.
+	h2, _ := r.AdminHandler(whitelist.AdminOptions{TokenHash: line})
+	srv2 := httptest.NewServer(h2)
+	t.Cleanup(srv2.Close)
+	a2 := &adminEnv{t: t, r: r, srv: srv2, token: token}
+	if code, out := a2.call("GET", "/blocks", a.token, nil); code != 404 || !strings.Contains(fmt.Sprint(out["error_description"]), "not configured") {
+		t.Fatalf("no block list: %d %v", code, out)
 	}
 }

@@ -32,6 +32,19 @@
 // dropped message costs at most PollInterval), and without a working
 // subscription cached entries live only FallbackTTL (1 s).
 //
+// # The kill switch
+//
+// Blocklist is the operators' runtime block list: JPKI token labels,
+// passkey authenticator models (AAGUIDs) and clients that sign no one
+// in until unblocked (`watashi block`, the admin API's /blocks). Every
+// change is audited under "wl:log:blocks" and announced on
+// BlocksChangedChannel; each node holds the whole list (at most
+// MaxBlocks entries) in memory and rereads it after an announced change,
+// polls a change counter against lost messages, and rereads it every
+// FallbackTTL without a subscription, so a block holds on every node
+// within a second. The provider's parts ask it through one-method
+// interfaces of their own (LabelBlocked, AAGUIDBlocked, ClientBlocked).
+//
 // # Fetching integrators' URLs
 //
 // Fetcher is the one way Watashi requests a URL an integrator chose (a

@@ -153,6 +153,7 @@ type AuditEvent struct {
 	Action   string    `json:"action"`
 	ClientID string    `json:"client_id,omitempty"`
 	TokenID  string    `json:"token_id,omitempty"`
+	Block    string    `json:"block,omitempty"` // kind:value of a block-list change
 	From     Status    `json:"from,omitempty"`
 	To       Status    `json:"to,omitempty"`
 	Actor    string    `json:"actor"`

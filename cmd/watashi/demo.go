@@ -81,6 +81,9 @@ type demo struct {
 	logs *slog.Logger
 	// passkeys is whether the demo offers passkeys (its host is a name).
 	passkeys bool
+	// mailbox shows the notification mails at /mail/ instead of sending
+	// them.
+	mailbox *demoMailbox
 }
 
 // newDemoWith builds the demo for a browser reaching it at addr. The
@@ -157,6 +160,7 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 		return nil, err
 	}
 	d.kek = seal.GenerateRing()
+	d.mailbox = &demoMailbox{}
 	// Browsers accept passkeys for a host name only: the demo at
 	// localhost has them, at 127.0.0.1 not.
 	_, rpErr := passkey.RPID(issuer)
@@ -174,6 +178,7 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 		CookieKey:     randomKey(32),
 		DemoWalletURL: issuer + "/phone/",
 		Passkeys:      idp.PasskeyOptions{Enabled: d.passkeys},
+		Notify:        idp.NotifyOptions{Enabled: true, Mailer: d.mailbox},
 		Logger:        logger,
 		Metrics:       reg,
 		Gatherer:      reg,
@@ -199,6 +204,7 @@ func newDemoWith(addr string, logger *slog.Logger) (*demo, error) {
 	mux.Handle("/rp/", http.StripPrefix("/rp", rp))
 	mux.Handle("/sim/", http.StripPrefix("/sim", jpkisim.NewRevocationServer(d.sigCA, d.authCA)))
 	mux.Handle("/phone/", walletsim.PhoneHandler(d.sigCA, d.authCA, hc))
+	mux.Handle("GET /mail/", d.mailbox)
 	mux.Handle("/telemetry/", http.StripPrefix("/telemetry", d.server.TelemetryHandler()))
 	d.handler = mux
 	return d, nil
@@ -254,7 +260,9 @@ func (d *demo) guide(w io.Writer) {
      relying party shows the claims it received, its ID token and
      userinfo (pairwise sub included). Later sign-ins skip step 2 and use
      the authentication certificate alone. Your account page,
-     %[1]s/account, lists what each service receives.
+     %[1]s/account, lists what each service receives, and offers sign-in
+     notices by mail: the demo sends no mail but shows it at %[1]s/mail/
+     (confirm the address there, then sign in again and use "this wasn't me").
 %[3]s
   Register your own RP (RFC 7591; approved at once in the demo):
     curl -s %[1]s/register -H 'Authorization: Bearer %[2]s' \

@@ -127,7 +127,7 @@ func serve(ctx context.Context, p serveParams) error {
 	// The whitelist's admin API has a listener of its own, only when the
 	// operator configured both its address and its token hash.
 	if adminAddr, hashFile := cfg.WhitelistAdmin(); adminAddr != "" && opts.Registry != nil {
-		h, err := opts.Registry.AdminHandler(whitelist.AdminOptions{TokenHashFile: hashFile, Prefix: "/whitelist"})
+		h, err := opts.Registry.AdminHandler(whitelist.AdminOptions{TokenHashFile: hashFile, Prefix: "/whitelist", Blocks: srv.Blocks()})
 		if err != nil {
 			pubLn.Close()
 			telLn.Close()

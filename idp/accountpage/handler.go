@@ -67,6 +67,8 @@ type Options struct {
 	Ender Ender
 	// Events, when set, hears of removed authenticators.
 	Events Publisher
+	// Notices, when set, offers the notification mail.
+	Notices Notices
 }
 
 // Handler serves the account page.
@@ -82,6 +84,7 @@ type Handler struct {
 	ender     Ender
 	events    Publisher
 	authCerts AuthCerts
+	notices   Notices
 	log       *slog.Logger
 }
 
@@ -95,7 +98,7 @@ func New(o Options) (*Handler, error) {
 	}
 	return &Handler{web: o.Web, requests: o.Requests, clients: o.Clients, sessions: o.Sessions,
 		grants: o.Grants, tokens: o.Tokens, accounts: o.Accounts, passkeys: o.Passkeys,
-		ender: o.Ender, events: o.Events, authCerts: o.Accounts, log: o.Web.Logger()}, nil
+		ender: o.Ender, events: o.Events, authCerts: o.Accounts, notices: o.Notices, log: o.Web.Logger()}, nil
 }
 
 // Mount registers the routes.
@@ -105,6 +108,9 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+revokePath, h.handleAccountRevoke)
 	mux.HandleFunc("POST "+authenticatorsPath, h.handleAuthenticators)
 	mux.HandleFunc("POST "+everywherePath, h.handleEverywhere)
+	if h.notices != nil {
+		mux.HandleFunc("POST "+noticesPath, h.handleNotices)
+	}
 	if h.passkeys != nil {
 		mux.HandleFunc("POST "+passkeysPath, h.handlePasskeys)
 	}

@@ -106,6 +106,8 @@ type accountView struct {
 	Authenticators *authenticatorsView
 	// SignedOutEverywhere: the resident just did.
 	SignedOutEverywhere bool
+	// Notices is the notification mail section; nil when it is off.
+	Notices *noticesView
 }
 
 // connectedRP is one line of the account page.
@@ -212,6 +214,9 @@ func (h *Handler) handleAccount(w http.ResponseWriter, r *http.Request) {
 		v.Passkeys = h.passkeySection(r, a, sess, lang)
 	}
 	v.Authenticators = h.authenticatorSection(r, a, sess, lang)
+	if h.notices != nil {
+		v.Notices = h.noticesSection(ctx, r, sess.AccountID, lang)
+	}
 	v.CSRF = h.web.CSRFToken(w, r)
 	v.Action = revokePath + "?" + url.Values{web.LangParam: {lang}}.Encode()
 	h.web.Render(w, r, http.StatusOK, "account.html", lang, v)

@@ -40,6 +40,9 @@ type Options struct {
 	// Registry is consulted for every client_id that is not static; nil
 	// means static clients only.
 	Registry *whitelist.Registry
+	// Blocks, when set, is the operators' kill switch: a blocked client,
+	// static or registered, is refused everywhere as a suspended one is.
+	Blocks Blocks
 	// PairwiseKey keys the HMAC that derives pairwise subjects. Changing
 	// it changes every sub: it is durable key material (>= 32 bytes).
 	PairwiseKey []byte
@@ -50,6 +53,12 @@ type Options struct {
 	Fetcher Fetcher
 	Logger  *slog.Logger
 	Now     func() time.Time
+}
+
+// Blocks says whether the operator blocked a client
+// (whitelist.Blocklist).
+type Blocks interface {
+	ClientBlocked(ctx context.Context, id string) (bool, error)
 }
 
 // Entry is a client that may act now, with what is precomputed for it.
@@ -74,6 +83,7 @@ type Resolver struct {
 	static   map[string]*Entry
 	order    []*Client
 	registry *whitelist.Registry
+	blocks   Blocks
 	pairwise []byte
 	dev      bool
 	fetcher  Fetcher
@@ -101,7 +111,7 @@ func New(ctx context.Context, o Options) (*Resolver, error) {
 		return nil, errors.New("clients: the pairwise key must be at least 32 bytes")
 	}
 	r := &Resolver{
-		static: make(map[string]*Entry, len(o.Static)), registry: o.Registry,
+		static: make(map[string]*Entry, len(o.Static)), registry: o.Registry, blocks: o.Blocks,
 		pairwise: slices.Clone(o.PairwiseKey), dev: o.Dev, fetcher: o.Fetcher, log: o.Logger, now: o.Now,
 		secrets: newSecretVerifier(),
 	}
@@ -189,6 +199,17 @@ func (r *Resolver) HasRegistry() bool { return r.registry != nil }
 // registry approves. Every refusal wraps ErrUnknown; a registry that could
 // not be asked wraps ErrUnavailable.
 func (r *Resolver) Lookup(ctx context.Context, id string) (*Entry, error) {
+	if r.blocks != nil && id != "" {
+		blocked, err := r.blocks.ClientBlocked(ctx, id)
+		if err != nil {
+			r.log.ErrorContext(ctx, "block list unavailable", "client_id", id, "error", err)
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		if blocked {
+			r.log.InfoContext(ctx, "client blocked by the operator", "client_id", id)
+			return nil, fmt.Errorf("%w: %w", ErrUnknown, whitelist.ErrBlocked)
+		}
+	}
 	if e, ok := r.static[id]; ok {
 		return e, nil
 	}
@@ -249,10 +270,10 @@ func (r *Resolver) Display(ctx context.Context, id string) (*Entry, error) {
 }
 
 // Refused reports whether err is the registry refusing a client it knows
-// (pending, suspended, revoked, or without a usable tier), as opposed to
+// (pending, suspended, revoked, blocked, or without a usable tier), as opposed to
 // one nobody registered.
 func Refused(err error) bool {
-	return errors.Is(err, whitelist.ErrPending) || errors.Is(err, whitelist.ErrSuspended) ||
+	return errors.Is(err, whitelist.ErrPending) || errors.Is(err, whitelist.ErrSuspended) || errors.Is(err, whitelist.ErrBlocked) ||
 		errors.Is(err, whitelist.ErrRevoked) || errors.Is(err, whitelist.ErrTierUnavailable)
 }
 

@@ -40,6 +40,8 @@ type Config struct {
 	TTLs      TTLConfig       `yaml:"ttls"`
 	// Passkeys sign residents in after identity proofing.
 	Passkeys PasskeysConfig `yaml:"passkeys"`
+	// Notify mails residents who opt in at each sign-in.
+	Notify NotifyConfig `yaml:"notify"`
 	// KeyRotation is the signing key rotation period (default 720h;
 	// negative disables scheduled rotation).
 	KeyRotation time.Duration `yaml:"key_rotation"`

@@ -115,6 +115,27 @@ var envOverrides = []envOverride{
 	{"WATASHI_PASSKEYS_ATTESTATION", envString(func(c *Config) *string { return &c.Passkeys.Attestation })},
 	{"WATASHI_PASSKEYS_MDS_FILE", envString(func(c *Config) *string { return &c.Passkeys.MDSFile })},
 	{"WATASHI_PASSKEYS_MDS_ROOT_FILE", envString(func(c *Config) *string { return &c.Passkeys.MDSRootFile })},
+	{"WATASHI_NOTIFY_ENABLED", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("not a boolean (true or false)")
+		}
+		c.Notify.Enabled = b
+		return nil
+	}},
+	{"WATASHI_NOTIFY_SMTP_HOST", envString(func(c *Config) *string { return &c.Notify.SMTP.Host })},
+	{"WATASHI_NOTIFY_SMTP_PORT", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errors.New("not a port number")
+		}
+		c.Notify.SMTP.Port = n
+		return nil
+	}},
+	{"WATASHI_NOTIFY_SMTP_TLS", envString(func(c *Config) *string { return &c.Notify.SMTP.TLS })},
+	{"WATASHI_NOTIFY_SMTP_USERNAME", envString(func(c *Config) *string { return &c.Notify.SMTP.Username })},
+	{"WATASHI_NOTIFY_SMTP_PASSWORD_FILE", envString(func(c *Config) *string { return &c.Notify.SMTP.PasswordFile })},
+	{"WATASHI_NOTIFY_SMTP_FROM", envString(func(c *Config) *string { return &c.Notify.SMTP.From })},
 	{"WATASHI_LOG_LEVEL", envString(func(c *Config) *string { return &c.Log.Level })},
 	{"WATASHI_LOG_FORMAT", envString(func(c *Config) *string { return &c.Log.Format })},
 }

@@ -100,6 +100,8 @@ func (c *Config) resolvePaths(dir string) {
 	}
 	abs(&c.Whitelist.AdminTokenHashFile)
 	abs(&c.Passkeys.MDSFile)
+	abs(&c.Notify.SMTP.PasswordFile)
+	abs(&c.Notify.SMTP.CAFile)
 	abs(&c.Passkeys.MDSRootFile)
 	for i := range c.Whitelist.TrustedSoftwareStatementIssuers {
 		abs(&c.Whitelist.TrustedSoftwareStatementIssuers[i].JWKSFile)

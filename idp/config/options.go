@@ -89,6 +89,9 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 	}
 	o.Verifier = v
 
+	if o.Notify, err = c.notifyOptions(); err != nil {
+		return idp.Options{}, fmt.Errorf("notify: %w", err)
+	}
 	if o.Passkeys, err = c.passkeyOptions(); err != nil {
 		return idp.Options{}, err
 	}
@@ -106,6 +109,10 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 		return idp.Options{}, err
 	}
 	o.Store = kv
+	if o.Blocks, err = c.NewBlocklist(kv, logger); err != nil {
+		kv.Close()
+		return idp.Options{}, err
+	}
 	if c.Whitelist.Enabled {
 		if o.Registry, err = c.NewRegistry(kv, dev, logger); err != nil {
 			kv.Close()
@@ -400,4 +407,16 @@ func (c *Config) NewRegistry(kv store.KV, dev bool, logger *slog.Logger) (*white
 		return nil, fmt.Errorf("whitelist: %w", err)
 	}
 	return reg, nil
+}
+
+// NewBlocklist builds the operators' kill switch on kv, for the server and
+// the `watashi block` commands alike. It exists whether or not the
+// whitelist is enabled: static clients, token labels and authenticator
+// models can be blocked all the same.
+func (c *Config) NewBlocklist(kv store.KV, logger *slog.Logger) (*whitelist.Blocklist, error) {
+	l, err := whitelist.NewBlocklist(whitelist.BlocklistOptions{Backend: whitelist.KVBackend(kv, store.ErrNotFound), Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("block list: %w", err)
+	}
+	return l, nil
 }

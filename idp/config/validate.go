@@ -54,6 +54,7 @@ func (c *Config) Validate(dev bool) error {
 	c.validateWhitelist(&p, dev)
 	c.validateTTLs(&p)
 	c.validatePasskeys(&p)
+	c.validateNotify(&p, dev)
 	c.validateWeb(&p, dev)
 	return p.err()
 }

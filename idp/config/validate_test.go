@@ -433,3 +433,55 @@ func TestConfigWhitelist(t *testing.T) {
 		}
 	})
 }
+
+func TestConfigNotify(t *testing.T) {
+	f := newConfigFixture(t)
+	writeFile(t, f.dir, "smtp.password", []byte("s3cret\n"))
+	writeFile(t, f.dir, "bad.pem", []byte("not a certificate\n"))
+	relay := "enabled: true\n  smtp:\n    host: smtp.example.jp\n    port: 587\n    from: no-reply@id.example.jp\n"
+	tests := []struct {
+		name    string
+		section string
+		want    []string
+	}{
+		{"no relay", "enabled: true", []string{"notify.smtp.host:", "notify.smtp.port:", "notify.smtp.from:"}},
+		{"clear text", relay + "    tls: none", []string{"notify.smtp.tls: none sends residents' mail in the clear"}},
+		{"unknown tls", relay + "    tls: ssl", []string{"notify.smtp.tls: \"ssl\" is not starttls"}},
+		{"user without password file", relay + "    username: watashi", []string{"notify.smtp.username: and smtp.password_file go together"}},
+		{"missing password file", relay + "    username: watashi\n    password_file: nope", []string{"notify.smtp.password_file:"}},
+		{"from with a display name", "enabled: true\n  smtp:\n    host: smtp.example.jp\n    port: 587\n    from: \"Watashi <no-reply@id.example.jp>\"", []string{"notify.smtp.from:"}},
+		{"bad CA file", relay + "    ca_file: bad.pem", []string{"notify.smtp.ca_file: holds no PEM certificate"}},
+		{"long timeout", relay + "    timeout: 1h", []string{"notify.smtp.timeout:"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := f.parse(t, f.yaml+"notify:\n  "+tc.section+"\n", nil)
+			errs := joined(c.Validate(false))
+			if len(errs) != len(tc.want) {
+				t.Fatalf("got %d errors %v, want %v", len(errs), errs, tc.want)
+			}
+			for _, w := range tc.want {
+				if !slices.ContainsFunc(errs, func(e error) bool { return strings.HasPrefix(e.Error(), w) }) {
+					t.Errorf("missing %q in %v", w, errs)
+				}
+			}
+		})
+	}
+	t.Run("valid, and clear text under --dev", func(t *testing.T) {
+		c := f.parse(t, f.yaml+"notify:\n  "+relay+"    username: watashi\n    password_file: smtp.password\n", nil)
+		if err := c.Validate(false); err != nil {
+			t.Fatal(err)
+		}
+		c = f.parse(t, f.yaml+"notify:\n  "+relay+"    tls: none\n", nil)
+		if err := c.Validate(true); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("environment", func(t *testing.T) {
+		c := f.parse(t, f.yaml, map[string]string{"WATASHI_NOTIFY_ENABLED": "true", "WATASHI_NOTIFY_SMTP_HOST": "relay.example.jp",
+			"WATASHI_NOTIFY_SMTP_PORT": "465", "WATASHI_NOTIFY_SMTP_TLS": "implicit", "WATASHI_NOTIFY_SMTP_FROM": "a@example.jp"})
+		if err := c.Validate(false); err != nil || !c.Notify.Enabled || c.Notify.SMTP.Port != 465 {
+			t.Fatalf("%v %+v", err, c.Notify)
+		}
+	})
+}

@@ -31,6 +31,13 @@ type Accounts interface {
 	UpdatePasskey(ctx context.Context, id string, cred []byte, fn func(*account.Passkey) error) (*account.Account, error)
 }
 
+// Blocks is the operators' kill switch as passkeys see it: whether an
+// authenticator model is blocked (whitelist.Blocklist). An error is a
+// refusal that may pass on a retry.
+type Blocks interface {
+	AAGUIDBlocked(ctx context.Context, aaguid []byte) (bool, error)
+}
+
 // Attestation conveyance settings.
 const (
 	AttestationNone   = "none"
@@ -62,6 +69,9 @@ type Options struct {
 	Events interface {
 		Publish(ctx context.Context, e events.Event) error
 	}
+	// Blocks, when set, refuses sign-ins and registrations with a model
+	// the operator blocked, on top of the configured Policy.
+	Blocks Blocks
 }
 
 // Handler serves the passkey ceremonies and the offer after a JPKI
@@ -79,6 +89,7 @@ type Handler struct {
 	recent   time.Duration
 	attest   protocol.ConveyancePreference
 	policy   AAGUIDPolicy
+	blocks   Blocks
 	log      *slog.Logger
 	outcomes *prometheus.CounterVec
 }
@@ -111,7 +122,7 @@ func New(o Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{web: o.Web, requests: o.Requests, sessions: o.Sessions, accounts: o.Accounts,
-		cer: ceremonies{kv: o.Store}, recent: o.RecentProofing, policy: o.Policy, events: o.Events, log: o.Web.Logger()}
+		cer: ceremonies{kv: o.Store}, recent: o.RecentProofing, policy: o.Policy, events: o.Events, blocks: o.Blocks, log: o.Web.Logger()}
 	if h.recent == 0 {
 		h.recent = DefaultRecentProofing
 	}

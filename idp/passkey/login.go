@@ -46,6 +46,7 @@ const (
 	codeSignedOut         = "signed_out"
 	codeProofNeeded       = "proof_needed"
 	codeModelRefused      = "model_refused"
+	codeModelBlocked      = "model_blocked"
 	codeAlreadyRegistered = "already_registered"
 	codeLimit             = "limit"
 	codeServerError       = "server_error"
@@ -160,7 +161,7 @@ func statusOf(code string) int {
 	switch code {
 	case codeServerError:
 		return http.StatusServiceUnavailable
-	case codeJPKIRequired, codeProofNeeded, codeModelRefused, codeDisabled:
+	case codeJPKIRequired, codeProofNeeded, codeModelRefused, codeModelBlocked, codeDisabled:
 		return http.StatusForbidden
 	case codeSignedOut:
 		return http.StatusUnauthorized
@@ -305,6 +306,10 @@ func (h *Handler) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 		h.apiError(w, r, kindLogin, http.StatusForbidden, codeDisabled, errFlagsChanged)
 		return
 	}
+	if code := h.checkBlocked(ctx, stored.AAGUID); code != "" {
+		h.apiError(w, r, kindLogin, statusOf(code), code, errors.New("the authenticator model is blocked by the operator"))
+		return
+	}
 	now := h.web.Now().UTC()
 	counter := parsed.Response.AuthenticatorData.Counter
 	backedUp := parsed.Response.AuthenticatorData.Flags.HasBackupState()
@@ -350,6 +355,25 @@ func (h *Handler) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	h.outcomes.WithLabelValues(kindLogin, "ok").Inc()
 	h.log.InfoContext(ctx, "signed in with a passkey", logref.Account(acct.ID), "amr", amr)
 	web.WriteJSON(w, http.StatusOK, finishResponse{Redirect: h.afterSignIn(ctx, ar)})
+}
+
+// checkBlocked answers codeModelBlocked for a model the operator blocked,
+// codeServerError when the block list cannot be read, "" otherwise. The
+// AAGUID is the one stored at registration: the authenticator's word
+// then, attested only when attestation was verified.
+func (h *Handler) checkBlocked(ctx context.Context, aaguid []byte) string {
+	if h.blocks == nil {
+		return ""
+	}
+	blocked, err := h.blocks.AAGUIDBlocked(ctx, aaguid)
+	switch {
+	case err != nil:
+		h.log.ErrorContext(ctx, "passkey: block list unreadable", "error", err)
+		return codeServerError
+	case blocked:
+		return codeModelBlocked
+	}
+	return ""
 }
 
 // disable marks a credential unusable for good, for the reason given; the

@@ -156,6 +156,10 @@ func (h *Handler) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 		h.apiError(w, r, kindRegister, http.StatusForbidden, codeModelRefused, err)
 		return
 	}
+	if code := h.checkBlocked(ctx, cred.Authenticator.AAGUID); code != "" {
+		h.apiError(w, r, kindRegister, statusOf(code), code, errors.New("the authenticator model is blocked by the operator"))
+		return
+	}
 	lang := h.web.Lang(w, r, nil)
 	now := h.web.Now().UTC()
 	p := account.Passkey{

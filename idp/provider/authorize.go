@@ -18,6 +18,7 @@ import (
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/session"
+	"github.com/watashi-id/watashi/whitelist"
 )
 
 // authorizeDecoder reads /authorize's parameters into the library's type,
@@ -59,6 +60,8 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			// Nothing is known of the client: not "unknown", and no
 			// redirect to a URI nobody vouched for.
 			s.unavailablePage(w, r)
+		case errors.Is(err, whitelist.ErrBlocked):
+			s.errorPage(w, r, http.StatusForbidden, "client_blocked")
 		case clients.Refused(err):
 			s.errorPage(w, r, http.StatusBadRequest, "client_not_allowed")
 		default:

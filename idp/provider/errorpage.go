@@ -13,7 +13,7 @@ import (
 // answer; each has an error.<code> text in the catalogues.
 var pageCodes = map[string]bool{
 	"bad_request": true, "unknown_client": true, "client_not_allowed": true,
-	"invalid_redirect_uri": true, "unknown_request": true, "request_too_large": true,
+	"client_blocked": true, "invalid_redirect_uri": true, "unknown_request": true, "request_too_large": true,
 	"rate_limited": true, "foreign_browser": true, "temporarily_unavailable": true,
 }
 

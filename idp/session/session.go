@@ -80,11 +80,25 @@ type Manager struct {
 	now  func() time.Time
 	name string
 
-	// Set once at wiring (SetTokens, SetEvents), before serving.
+	// Set once at wiring (SetTokens, SetEvents, SetBlocks), before
+	// serving.
 	tokens   Tokens
 	tokenTTL time.Duration
 	events   Publisher
+	blocks   Blocks
 }
+
+// Blocks is the operators' kill switch as sessions see it: whether the
+// token label or the authenticator model a session signed in with is
+// blocked now.
+type Blocks interface {
+	SessionBlocked(ctx context.Context, s *Session) (bool, error)
+}
+
+// SetBlocks makes Current end a session whose sign-in the operator has
+// since blocked, with the sessions and token families of the same
+// authenticator, on whichever node the browser comes back to.
+func (m *Manager) SetBlocks(b Blocks) { m.blocks = b }
 
 // New returns a Manager whose sessions last ttl. key authenticates the
 // signed logout destinations (the cookie key).
@@ -118,7 +132,45 @@ func (m *Manager) Current(r *http.Request) (*Session, bool) {
 	if !m.now().Before(sess.ExpiresAt) {
 		return nil, false
 	}
+	if m.blocks != nil {
+		blocked, err := m.blocks.SessionBlocked(r.Context(), &sess)
+		if err != nil {
+			m.log.WarnContext(r.Context(), "session block check failed", "error", err)
+			return nil, false
+		}
+		if blocked {
+			m.endBlocked(r.Context(), &sess)
+			return nil, false
+		}
+	}
 	return &sess, true
+}
+
+// endBlocked ends a session the kill switch caught, and what the same
+// authenticator started: its other sessions and its token families.
+func (m *Manager) endBlocked(ctx context.Context, sess *Session) {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	if sess.Authenticator != "" {
+		err = m.EndAuthenticator(ctx, sess.AccountID, sess.Authenticator, events.ReasonBlocked)
+	} else if sess.ID != "" {
+		err = m.endSession(ctx, sess.AccountID, sess.ID, events.ReasonBlocked, true)
+	}
+	if err != nil {
+		m.log.WarnContext(ctx, "blocked session not ended everywhere", "error", err)
+		return
+	}
+	// The authenticator is blocked, not removed: relying parties that
+	// follow credential changes hear of it once, with the label.
+	typ, ref, _ := strings.Cut(sess.Authenticator, ":")
+	if typ != "" && ref != "" {
+		c := &events.Credential{Type: typ, Change: "revoke", Ref: ref}
+		if kind, label, _ := strings.Cut(sess.Method, ":"); kind == "jpki" {
+			c.Label = label
+		}
+		m.publish(ctx, events.Event{Kind: events.CredentialChanged, AccountID: sess.AccountID, Credential: c})
+	}
+	m.log.InfoContext(ctx, "session ended: its sign-in is blocked by the operator")
 }
 
 // Start stores a new session for a finished sign-in and sets its cookie.

@@ -57,6 +57,13 @@ type Verifier interface {
 	VerifyRaw(ctx context.Context, sig []byte, cert *x509.Certificate, want []byte, hash crypto.Hash) (*pkibridge.Result, error)
 }
 
+// Blocks is the operators' kill switch as the sign-in sees it: whether a
+// JPKI token label is blocked (whitelist.Blocklist). An error is a
+// refusal that may pass on a retry.
+type Blocks interface {
+	LabelBlocked(ctx context.Context, label string) (bool, error)
+}
+
 // Options are the sign-in's dependencies.
 type Options struct {
 	Web      *web.Kit
@@ -82,6 +89,9 @@ type Options struct {
 	Passkeys *PasskeyRoutes
 	// Events, when set, hears of every card or phone a proofing links.
 	Events Publisher
+	// Blocks, when set, refuses sign-ins from wallets reporting a
+	// blocked token label.
+	Blocks Blocks
 }
 
 // PasskeyRoutes are the passkey endpoints the login page links to (the
@@ -108,6 +118,7 @@ type Handler struct {
 	streams    streamLimiter
 	demoWallet string
 	passkeys   *PasskeyRoutes
+	blocks     Blocks
 	log        *slog.Logger
 	metrics    signinMetrics
 }
@@ -129,7 +140,7 @@ func New(o Options) (*Handler, error) {
 	h := &Handler{
 		web: o.Web, requests: o.Requests, clients: o.Clients, accounts: o.Accounts, sessions: o.Sessions,
 		verifier: o.Verifier, kv: o.Store, txTTL: o.TransactionTTL,
-		demoWallet: o.DemoWalletURL, passkeys: o.Passkeys, events: o.Events, log: o.Web.Logger(),
+		demoWallet: o.DemoWalletURL, passkeys: o.Passkeys, events: o.Events, blocks: o.Blocks, log: o.Web.Logger(),
 		txs: &transactions{kv: o.Store, issuer: o.Web.Issuer(), key: o.CookieKey, now: o.Web.Now, log: o.Web.Logger()},
 	}
 	if h.txTTL == 0 {

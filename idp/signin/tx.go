@@ -100,6 +100,7 @@ const (
 	codeWrongCertificate   = "wrong_certificate"
 	codeIdentityMismatch   = "identity_mismatch"
 	codeAccountConflict    = "account_conflict"
+	codeBlocked            = "authenticator_blocked"
 	codeServerError        = "server_error"
 )
 
@@ -605,6 +606,15 @@ func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission
 		return nil, h.failTx(ctx, tx, raw, txFail(codeWrongCertificate, "proofing takes one signature and one user-authentication certificate"))
 	}
 
+	// The operator's block applies to what the wallet reports, after the
+	// signature: an unverified request must not end a transaction.
+	if e := h.checkBlocked(ctx, sub.Authenticator); e != nil {
+		if !e.Final {
+			return nil, e
+		}
+		return nil, h.failTx(ctx, tx, raw, e)
+	}
+
 	// Claim the transaction before touching accounts: of two concurrent
 	// valid submissions exactly one gets past this point.
 	claimed := *tx
@@ -673,6 +683,25 @@ func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission
 	h.log.InfoContext(ctx, "sign-in transaction verified", "tx", tx.ID, "purpose", tx.Purpose,
 		logref.Account(accountID), "account_created", created, "amr", done.Result.AMR)
 	return &done, nil
+}
+
+// checkBlocked refuses a token label the operator has blocked. The label
+// is the wallet's own report: the block stops every honest wallet of
+// that kind at once, which is what an operator needs when an applet or a
+// phone model turns out to be broken; it cannot stop a wallet that lies.
+func (h *Handler) checkBlocked(ctx context.Context, a *walletAuthenticator) *txError {
+	if h.blocks == nil || a == nil || a.Token == "" {
+		return nil
+	}
+	blocked, err := h.blocks.LabelBlocked(ctx, a.Token)
+	if err != nil {
+		return &txError{Code: codeServerError, Status: http.StatusServiceUnavailable, Message: "the sign-in cannot be checked now; try again", Cause: err}
+	}
+	if blocked {
+		return &txError{Code: codeBlocked, Status: http.StatusForbidden, Final: true,
+			Message: "the operator has blocked sign-ins with this kind of JPKI token (" + a.Token + ")"}
+	}
+	return nil
 }
 
 // checkTxOpen refuses a transaction that can no longer be answered.
