@@ -10,7 +10,6 @@ import (
 
 	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/account"
-	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/config"
 	"github.com/watashi-id/watashi/idp/store"
 )
@@ -137,11 +136,11 @@ configuration or store failure, or an unknown client.`,
 				return usageErr("%v", err)
 			}
 			cfg.SetLogOutput(cmd.ErrOrStderr())
-			key, err := cfg.PairwiseKey()
+			subjects, err := cfg.Subjects()
 			if err != nil {
 				return usageErr("%v", err)
 			}
-			sector, err := cfg.ClientSector(ctx, kv, clientID, f.dev, cfg.NewLogger(cmd.ErrOrStderr()))
+			sector, err := subjects.Sector(ctx, kv, clientID, f.dev, cfg.NewLogger(cmd.ErrOrStderr()))
 			if err != nil {
 				return usageErr("client %q: %v", clientID, err)
 			}
@@ -155,7 +154,7 @@ configuration or store failure, or an unknown client.`,
 			}
 			found := ""
 			for _, id := range ids {
-				if clients.PairwiseSub(key, sector, id) == sub {
+				if subjects.Sub(sector, id) == sub {
 					found = id
 					break
 				}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/account"
-	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/config"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/store/storetest"
@@ -166,12 +165,12 @@ clients:
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, err := loaded.PairwiseKey()
+	subjects, err := loaded.Subjects()
 	if err != nil {
 		t.Fatal(err)
 	}
-	citySub := clients.PairwiseSub(pk, "city.example.test", ids[1])
-	bankSub := clients.PairwiseSub(pk, "bank.example.test", ids[1])
+	citySub := subjects.Sub("city.example.test", ids[1])
+	bankSub := subjects.Sub("bank.example.test", ids[1])
 
 	for _, tc := range []struct {
 		name     string

@@ -6,18 +6,22 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/watashi-id/watashi/idp/notify"
 	"github.com/watashi-id/watashi/idp/web"
 )
 
 // Notices is the notification mail as the account page offers it
 // (notify.Notifier): an address to confirm, the confirmed one, opting
-// out.
+// out. A refusal the resident can fix says which by its NoticeCode
+// (noticeCoder): bad_address or too_many.
 type Notices interface {
 	RequestConfirmation(ctx context.Context, accountID, address string) error
 	Subscription(ctx context.Context, accountID string) (address string, ok bool, err error)
 	Cancel(ctx context.Context, accountID string) error
 }
+
+// noticeCoder is a refusal of the notification service that the
+// resident can fix, by name.
+type noticeCoder interface{ NoticeCode() string }
 
 const (
 	noticesPath  = "/account/notices"
@@ -68,11 +72,10 @@ func (h *Handler) handleNotices(w http.ResponseWriter, r *http.Request) {
 	switch r.PostFormValue("action") {
 	case "subscribe":
 		err := h.notices.RequestConfirmation(ctx, sess.AccountID, r.PostFormValue("address"))
+		var refused noticeCoder
 		switch {
-		case errors.Is(err, notify.ErrAddress):
-			notice = "bad_address"
-		case errors.Is(err, notify.ErrTooMany):
-			notice = "too_many"
+		case errors.As(err, &refused) && (refused.NoticeCode() == "bad_address" || refused.NoticeCode() == "too_many"):
+			notice = refused.NoticeCode()
 		case err != nil:
 			h.log.ErrorContext(ctx, "notification confirmation not queued", "error", err)
 			notice = "unavailable"

@@ -11,14 +11,21 @@ import (
 	"github.com/watashi-id/watashi/whitelist"
 )
 
-// ErrUnknownClient is returned by ClientSector for a client that is
+// ErrUnknownClient is returned by Sector for a client that is
 // neither configured nor registered.
 var ErrUnknownClient = errors.New("no such client")
 
-// PairwiseKey returns the configured pairwise key. A key generated for
-// one --dev process is not one: the subjects it made died with it, so a
+// Subjects derives the subs relying parties hold, as the server does,
+// so that the operator can turn one back into the account it names.
+type Subjects struct {
+	c   *Config
+	key []byte
+}
+
+// Subjects needs the configured pairwise key. A key generated for one
+// --dev process is not one: the subjects it made died with it, so a
 // missing key is an error here even under --dev.
-func (c *Config) PairwiseKey() ([]byte, error) {
+func (c *Config) Subjects() (*Subjects, error) {
 	spec := c.secretSpecs()[0]
 	k, err := spec.load()
 	if err != nil {
@@ -27,15 +34,19 @@ func (c *Config) PairwiseKey() ([]byte, error) {
 	if k == nil {
 		return nil, fmt.Errorf("%s is not configured: the subjects of a generated key cannot be traced", spec.path)
 	}
-	return k, nil
+	return &Subjects{c: c, key: k}, nil
 }
 
-// ClientSector returns the pairwise sector of the client id: a configured
+// Sub is the sub of accountID in sector.
+func (s *Subjects) Sub(sector, accountID string) string {
+	return clients.PairwiseSub(s.key, sector, accountID)
+}
+
+// Sector returns the pairwise sector of the client id: a configured
 // client's as the server resolves it (its sector_identifier_uri fetched
 // through the guarded fetcher), or a registered client's as approved.
-// Together with PairwiseKey it turns a relying party's sub back into the
-// account it names, for the operator alone.
-func (c *Config) ClientSector(ctx context.Context, kv store.KV, id string, dev bool, logger *slog.Logger) (string, error) {
+func (s *Subjects) Sector(ctx context.Context, kv store.KV, id string, dev bool, logger *slog.Logger) (string, error) {
+	c := s.c
 	for i, cc := range c.Clients {
 		if cc.ID != id {
 			continue

@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"errors"
 	"net/mail"
 	"strings"
 	"unicode/utf8"
@@ -11,7 +10,17 @@ import (
 const MaxAddressLen = 254
 
 // ErrAddress is any address Watashi will not send to.
-var ErrAddress = errors.New("notify: not a usable mail address")
+var ErrAddress error = &refusal{msg: "notify: not a usable mail address", code: "bad_address"}
+
+// refusal is an error the resident caused and can fix. Its code names it
+// to pages that do not import this package (the account page), through
+// the one-method interface they declare.
+type refusal struct{ msg, code string }
+
+func (e *refusal) Error() string { return e.msg }
+
+// NoticeCode is the refusal's name on the account page.
+func (e *refusal) NoticeCode() string { return e.code }
 
 // ParseAddress accepts one bare address (local@domain) and returns it as
 // it will be written in the To header. Display names, comments, groups,

@@ -43,7 +43,7 @@ const (
 var (
 	// ErrTooMany: the account asked for MaxPending confirmations within
 	// ConfirmTTL.
-	ErrTooMany = errors.New("notify: too many confirmation mails; try again tomorrow")
+	ErrTooMany error = &refusal{msg: "notify: too many confirmation mails; try again tomorrow", code: "too_many"}
 	// ErrToken: the link is unknown, used or expired.
 	ErrToken = errors.New("notify: the link is not valid (used, expired or mistyped)")
 	// ErrNotSubscribed: the account has no confirmed address.
