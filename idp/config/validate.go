@@ -349,6 +349,13 @@ func (c *Config) validateClients(p *problems, dev bool) {
 				p.add(path+".logo_uri", "must be an https URL (Watashi fetches the logo to show it on the login and consent screens)")
 			}
 		}
+		if cc.BackchannelLogoutURI != "" {
+			u, err := url.Parse(cc.BackchannelLogoutURI)
+			if err != nil || u.Host == "" || u.Fragment != "" || u.User != nil || len(cc.BackchannelLogoutURI) > 2000 ||
+				(u.Scheme != "https" && !(dev && u.Scheme == "http")) {
+				p.add(path+".backchannel_logout_uri", "must be an https URL without a fragment or user information, at most 2000 characters (Watashi posts logout tokens to it)")
+			}
+		}
 		if cc.AgeAlternatives && !slices.Contains(cc.Scopes, "birthdate") && !slices.Contains(cc.Scopes, "profile") {
 			p.add(path+".age_alternatives", "offers an age check instead of the birth date, but the client may not ask for the birth date (scopes birthdate or profile)")
 		}

@@ -145,6 +145,8 @@ func TestConfigProductionRefusals(t *testing.T) {
 		{name: "bad id token alg", mutate: func(c *Config) { c.Clients[1].IDTokenAlg = "HS256" }, path: "clients[1].id_token_signed_response_alg:"},
 		{name: "bad scope", mutate: func(c *Config) { c.Clients[0].Scopes = []string{"a b", "birthdate"} }, path: "clients[0].scopes[0]:"},
 		{name: "http sector uri", mutate: func(c *Config) { c.Clients[0].SectorIdentifierURI = "http://rp.example.com/sector.json" }, path: "clients[0].sector_identifier_uri:", devOK: true},
+		{name: "http backchannel logout uri", mutate: func(c *Config) { c.Clients[0].BackchannelLogoutURI = "http://rp.example.com/bcl" }, path: "clients[0].backchannel_logout_uri:", devOK: true},
+		{name: "backchannel logout uri with fragment", mutate: func(c *Config) { c.Clients[0].BackchannelLogoutURI = "https://rp.example.com/bcl#x" }, path: "clients[0].backchannel_logout_uri:"},
 		{name: "http policy uri", mutate: func(c *Config) { c.Clients[0].PolicyURI = "http://rp.example.com/privacy" }, path: "clients[0].policy_uri: must be an https URL", devOK: true},
 		{name: "relative policy uri", mutate: func(c *Config) { c.Clients[0].PolicyURI = "/privacy" }, path: "clients[0].policy_uri:"},
 		{name: "http logo uri", mutate: func(c *Config) { c.Clients[0].LogoURI = "http://rp.example.com/logo.png" }, path: "clients[0].logo_uri: must be an https URL", devOK: true},
