@@ -339,6 +339,14 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+type later struct{ d time.Duration }
+
+func (l later) Error() string { return "delivery: held for " + l.d.String() }
+
+// Later asks for the job to be tried again after d without counting an
+// attempt (a paused receiver). Retention still bounds how long it waits.
+func Later(d time.Duration) error { return later{d} }
+
 // Run delivers due jobs with send until ctx ends.
 func (q *Queue) Run(ctx context.Context, send Sender) {
 	wake, err := q.kv.Subscribe(ctx, q.channel())
@@ -417,6 +425,14 @@ func (q *Queue) work(ctx context.Context, dest string, send Sender) {
 			q.log.Warn("delivery: refused, dropped", "err", err, "attempts", j.Attempts+1)
 			q.remove(ctx, j)
 			continue
+		}
+		var hold later
+		if errors.As(err, &hold) {
+			j.Next = q.o.Now().Add(hold.d)
+			if b, err := json.Marshal(j); err == nil {
+				_ = q.kv.Set(ctx, q.jobKey(dest, j.ID), b, q.o.Retention)
+			}
+			return
 		}
 		q.sent.WithLabelValues(q.o.Name, "retry").Inc()
 		j.Attempts++
