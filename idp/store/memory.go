@@ -319,6 +319,31 @@ func (m *Memory) StreamRange(ctx context.Context, key, after string, count int) 
 	return out, nil
 }
 
+func (m *Memory) StreamTrim(ctx context.Context, key, minID string) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if _, _, ok := ParseStreamID(minID); !ok {
+		return 0, fmt.Errorf("store: stream trim: bad ID %q", minID)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	log := m.logs[key]
+	i := 0
+	for i < len(log) && streamIDAfter(minID, log[i].ID) {
+		i++
+	}
+	if i == 0 {
+		return 0, nil
+	}
+	if i == len(log) {
+		delete(m.logs, key)
+	} else {
+		m.logs[key] = append([]StreamEntry(nil), log[i:]...)
+	}
+	return int64(i), nil
+}
+
 // streamIDAfter compares "ms-seq" IDs numerically.
 func streamIDAfter(id, after string) bool {
 	a1, a2 := splitStreamID(id)

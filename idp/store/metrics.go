@@ -182,6 +182,13 @@ func (m *Instrumented) StreamRange(ctx context.Context, key, after string, count
 	return v, err
 }
 
+func (m *Instrumented) StreamTrim(ctx context.Context, key, minID string) (int64, error) {
+	start := time.Now()
+	n, err := m.kv.StreamTrim(ctx, key, minID)
+	m.observe("stream_trim", start, err)
+	return n, err
+}
+
 func (m *Instrumented) Ping(ctx context.Context) error {
 	start := time.Now()
 	err := m.kv.Ping(ctx)

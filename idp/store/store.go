@@ -45,6 +45,11 @@ type KV interface {
 	// StreamRange returns up to count entries with IDs greater than after
 	// ("" for the beginning), oldest first.
 	StreamRange(ctx context.Context, key, after string, count int) ([]StreamEntry, error)
+	// StreamTrim deletes the entries whose IDs are lower than minID
+	// (Redis XTRIM MINID) and returns how many it deleted: how a log that
+	// is read once and then kept for a while stays bounded. minID must
+	// be a well-formed "ms-seq" ID.
+	StreamTrim(ctx context.Context, key, minID string) (int64, error)
 
 	// Scan calls fn with the key of every record, durable or not, whose
 	// key begins with prefix: each key present throughout the scan at

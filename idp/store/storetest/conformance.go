@@ -231,6 +231,56 @@ func RunKV(t *testing.T, newKV func(t *testing.T) store.KV) {
 			t.Fatalf("range after last = %+v", none)
 		}
 	})
+	t.Run("StreamTrim", func(t *testing.T) {
+		kv := newKV(t)
+		if n, err := kv.StreamTrim(ctx, "log", "1-0"); err != nil || n != 0 {
+			t.Fatalf("trim of a missing stream = %d, %v", n, err)
+		}
+		var ids []string
+		for _, v := range []string{"a", "b", "c", "d"} {
+			id, err := kv.StreamAdd(ctx, "log", []byte(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		for _, bad := range []string{"", "x", "1-", "-1", "01-0", "1-2-3"} {
+			if _, err := kv.StreamTrim(ctx, "log", bad); err == nil {
+				t.Errorf("StreamTrim(%q) succeeded", bad)
+			}
+		}
+		if all, _ := kv.StreamRange(ctx, "log", "", 0); len(all) != 4 {
+			t.Fatalf("a refused trim changed the stream: %+v", all)
+		}
+		// Entries below minID go; minID itself stays.
+		n, err := kv.StreamTrim(ctx, "log", ids[2])
+		if err != nil || n != 2 {
+			t.Fatalf("trim below the third = %d, %v", n, err)
+		}
+		left, _ := kv.StreamRange(ctx, "log", "", 0)
+		if len(left) != 2 || left[0].ID != ids[2] || string(left[1].Value) != "d" {
+			t.Fatalf("after trim = %+v", left)
+		}
+		if n, err := kv.StreamTrim(ctx, "log", ids[2]); err != nil || n != 0 {
+			t.Fatalf("trim again = %d, %v", n, err)
+		}
+		// Trimmed to nothing, the stream still orders what comes next
+		// after what it had.
+		ms, seq, _ := store.ParseStreamID(ids[3])
+		if _, err := kv.StreamTrim(ctx, "log", fmt.Sprintf("%d-%d", ms, seq+1)); err != nil {
+			t.Fatal(err)
+		}
+		if all, _ := kv.StreamRange(ctx, "log", "", 0); len(all) != 0 {
+			t.Fatalf("trim past the end left %+v", all)
+		}
+		id, err := kv.StreamAdd(ctx, "log", []byte("e"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := kv.StreamRange(ctx, "log", ids[3], 0); len(got) != 1 || got[0].ID != id {
+			t.Fatalf("entry after a full trim = %q, not after %q: %+v", id, ids[3], got)
+		}
+	})
 	t.Run("Ping", func(t *testing.T) {
 		if err := newKV(t).Ping(ctx); err != nil {
 			t.Fatal(err)
