@@ -17,8 +17,10 @@ import (
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/accountpage"
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/backchannel"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/consentflow"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/passkey"
@@ -27,6 +29,7 @@ import (
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/signin"
+	"github.com/watashi-id/watashi/idp/ssf"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/web"
 	"github.com/watashi-id/watashi/pkibridge"
@@ -187,6 +190,13 @@ type Server struct {
 	grants   *consent.Store
 	provider *provider.Server
 	handler  http.Handler
+
+	outbox      *events.Outbox
+	backchannel *backchannel.Sender
+	ssf         *ssf.Transmitter
+	// pairwiseSID is the sid a client of a sector sees for a session;
+	// nil until sessions carry IDs.
+	pairwiseSID func(sessionID, sector string) string
 }
 
 // New builds the provider from its options. It fails when they are
@@ -252,6 +262,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	s.sessions = session.New(o.Store, s.web, o.SessionTTL, o.CookieKey)
 	s.grants = consent.NewStore(o.Store, store.ErrNotFound)
+	s.outbox = events.NewOutbox(o.Store, log)
 	registration, err := s.registration()
 	if err != nil {
 		return nil, err
@@ -262,6 +273,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		TTLs:           provider.TTLs{Code: o.CodeTTL, AccessToken: o.AccessTokenTTL, RefreshToken: o.RefreshTokenTTL, IDToken: o.IDTokenTTL},
 		AllowedOrigins: slices.Clone(o.AllowedOrigins), Metrics: o.Metrics,
 	}); err != nil {
+		return nil, err
+	}
+	if err := s.relyingPartyEvents(); err != nil {
 		return nil, err
 	}
 	var passkeys *passkey.Handler
@@ -319,10 +333,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		passkeys.Mount(mux)
 	}
 	s.provider.Mount(mux)
+	s.ssf.Mount(mux)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", s.web.Static()))
 	// Browsers ask for /favicon.ico whatever a page links to.
 	mux.Handle("GET /favicon.ico", s.web.Static())
-	s.handler = s.web.Wrap(mux, provider.RouteNames())
+	s.handler = s.web.Wrap(mux, routeNames())
 	return s, nil
 }
 
@@ -404,7 +419,13 @@ func (s *Server) Run(ctx context.Context) error {
 			_ = s.opts.Registry.Run(ctx)
 		}
 	}()
+	rpDone := make(chan struct{})
+	go func() {
+		defer close(rpDone)
+		s.runRelyingPartyEvents(ctx)
+	}()
 	s.keys.Run(ctx, s.opts.KeyRotation)
 	<-done
+	<-rpDone
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/delivery"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/whitelist"
 )
@@ -204,4 +205,21 @@ func classify(err error) error {
 		}
 	}
 	return err
+}
+
+// Handle is the outbox consumer: a SessionEnded event logs the session
+// out at the clients that got tokens in it; a ConsentWithdrawn event
+// logs the account out at the withdrawn client (every session: the
+// token has no sid). Other kinds are not this package's.
+func (s *Sender) Handle(ctx context.Context, e events.Event) error {
+	switch e.Kind {
+	case events.SessionEnded:
+		return s.Ended(ctx, e.ID, e.AccountID, e.SessionID, e.ClientIDs)
+	case events.ConsentWithdrawn:
+		if len(e.ClientIDs) == 0 {
+			return nil
+		}
+		return s.Ended(ctx, e.ID, e.AccountID, "", e.ClientIDs[:1])
+	}
+	return nil
 }

@@ -1,0 +1,64 @@
+package idp
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/watashi-id/watashi/idp/backchannel"
+	"github.com/watashi-id/watashi/idp/events"
+	"github.com/watashi-id/watashi/idp/provider"
+	"github.com/watashi-id/watashi/idp/ssf"
+)
+
+// Outbox consumer names of the relying-party events.
+const (
+	consumerBackchannel = "backchannel-logout"
+	consumerSSF         = "ssf"
+)
+
+// relyingPartyEvents builds what tells relying parties about residents'
+// sessions and credentials: back-channel logout and the SSF transmitter,
+// both fed by the events outbox and sending through the guarded fetcher.
+func (s *Server) relyingPartyEvents() error {
+	o := s.opts
+	var err error
+	if s.backchannel, err = backchannel.New(backchannel.Options{
+		Store: o.Store, Issuer: s.web.Issuer(), Clients: s.clients, Keys: s.keys, Fetcher: o.Fetcher,
+		SID: s.pairwiseSID, Logger: s.log, Metrics: o.Metrics, Now: o.Now,
+	}); err != nil {
+		return fmt.Errorf("idp: %w", err)
+	}
+	if s.ssf, err = ssf.New(ssf.Options{
+		Store: o.Store, Web: s.web, Clients: s.clients, Grants: s.grants, Keys: s.keys, Fetcher: o.Fetcher,
+		Auth: s.provider, Refused: provider.ErrClientRefused, Dev: o.Dev, Logger: s.log, Metrics: o.Metrics, Now: o.Now,
+	}); err != nil {
+		return fmt.Errorf("idp: %w", err)
+	}
+	return nil
+}
+
+// runRelyingPartyEvents consumes the outbox for both and delivers their
+// queues until ctx ends.
+func (s *Server) runRelyingPartyEvents(ctx context.Context) {
+	consume := func(name string, h func(context.Context, events.Event) error) {
+		if err := s.outbox.Consume(ctx, name, h); err != nil && ctx.Err() == nil {
+			s.log.Error("events consumer stopped", "consumer", name, "err", err)
+		}
+	}
+	go consume(consumerBackchannel, s.backchannel.Handle)
+	go consume(consumerSSF, s.ssf.Handle)
+	go s.backchannel.Run(ctx)
+	s.ssf.Run(ctx)
+}
+
+// routeNames are the metric labels of every route.
+func routeNames() map[string]string {
+	out := map[string]string{}
+	for k, v := range provider.RouteNames() {
+		out[k] = v
+	}
+	for k, v := range ssf.RouteNames() {
+		out[k] = v
+	}
+	return out
+}
