@@ -2,12 +2,15 @@ package idp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/watashi-id/watashi/idp/backchannel"
 	"github.com/watashi-id/watashi/idp/events"
+	"github.com/watashi-id/watashi/idp/factsmon"
 	"github.com/watashi-id/watashi/idp/provider"
 	"github.com/watashi-id/watashi/idp/ssf"
+	"github.com/watashi-id/watashi/pkibridge"
 )
 
 // Outbox consumer names of the relying-party events.
@@ -34,6 +37,42 @@ func (s *Server) relyingPartyEvents() error {
 	}); err != nil {
 		return fmt.Errorf("idp: %w", err)
 	}
+	return s.factsMonitor()
+}
+
+// factsMonitor builds the scheduled re-check of the facts' certificates
+// when it is enabled: the verifier's CRLs are asked first (free), its
+// OCSP responders, when allowed, for the rest.
+func (s *Server) factsMonitor() error {
+	fo := s.opts.FactsMonitor
+	if !fo.Enabled {
+		return nil
+	}
+	mo := factsmon.Options{Store: s.opts.Store, Accounts: s.accounts, Events: s.outbox, Interval: fo.Interval,
+		Partitions: fo.Partitions, Tick: fo.Tick, Logger: s.log, Metrics: s.opts.Metrics, Now: s.opts.Now}
+	v := s.opts.Verifier
+	chk, ok := v.Revocation.(*pkibridge.Checker)
+	switch {
+	case v.Mode == pkibridge.RevocationOff || v.Revocation == nil:
+		return errors.New("idp: the facts monitor needs revocation sources")
+	case !ok:
+		// A checker of another kind: it decides what it asks.
+		mo.OCSP = v.Revocation
+	default:
+		if len(chk.CRLs) > 0 {
+			mo.CRL = &pkibridge.Checker{CRLs: chk.CRLs, Logger: chk.Logger, SourceError: chk.SourceError}
+		}
+		if fo.OCSP && len(chk.OCSP) > 0 {
+			mo.OCSP = &pkibridge.Checker{OCSP: chk.OCSP, Logger: chk.Logger, SourceError: chk.SourceError}
+		}
+	}
+	if mo.CRL == nil && mo.OCSP == nil {
+		return errors.New("idp: the facts monitor has no revocation source to ask (CRLs, or OCSP when allowed)")
+	}
+	var err error
+	if s.monitor, err = factsmon.New(mo); err != nil {
+		return fmt.Errorf("idp: %w", err)
+	}
 	return nil
 }
 
@@ -48,6 +87,9 @@ func (s *Server) runRelyingPartyEvents(ctx context.Context) {
 	go consume(consumerBackchannel, s.backchannel.Handle)
 	go consume(consumerSSF, s.ssf.Handle)
 	go s.backchannel.Run(ctx)
+	if s.monitor != nil {
+		go s.monitor.Run(ctx)
+	}
 	s.ssf.Run(ctx)
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/consentflow"
 	"github.com/watashi-id/watashi/idp/events"
+	"github.com/watashi-id/watashi/idp/factsmon"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/passkey"
@@ -87,7 +88,7 @@ type Options struct {
 	// KeyRotation is the signing key rotation period (default 30 days;
 	// negative disables scheduled rotation).
 	KeyRotation time.Duration
-	// FactsRecheck is how old the last revocation check of the facts'
+	// FactsRecheck is how old the last revocation check of the facts
 	// source certificate may be when facts are about to be released
 	// (default 1h). A JPKI signature certificate is revoked when the
 	// resident moves or changes name, so an old check may hide facts that
@@ -97,6 +98,9 @@ type Options struct {
 
 	// Passkeys are the passkey sign-in after identity proofing.
 	Passkeys PasskeyOptions
+	// FactsMonitor re-checks every account's proofing certificate on a
+	// schedule.
+	FactsMonitor FactsMonitorOptions
 
 	// AllowedOrigins are the browser origins allowed to call the token,
 	// userinfo and revocation endpoints cross-origin (SPAs). Empty: none.
@@ -143,6 +147,21 @@ type PasskeyOptions struct {
 	Policy      passkey.AAGUIDPolicy
 	// Metadata is a verified FIDO metadata blob, or nil.
 	Metadata *passkey.Metadata
+}
+
+// FactsMonitorOptions configure the scheduled re-check of the facts
+// certificates (package factsmon).
+type FactsMonitorOptions struct {
+	Enabled bool
+	// Interval: every account once per interval (default 24h).
+	Interval time.Duration
+	// OCSP asks the verifier's OCSP responders for what its CRLs leave
+	// undecided; each query may cost a fee.
+	OCSP bool
+	// Partitions and Tick tune the sharing between nodes (defaults 64
+	// and 1m); tests shorten them.
+	Partitions int
+	Tick       time.Duration
 }
 
 // SetDefaults fills every zero duration, the logger, the metrics registry,
@@ -194,6 +213,7 @@ type Server struct {
 	outbox      *events.Outbox
 	backchannel *backchannel.Sender
 	ssf         *ssf.Transmitter
+	monitor     *factsmon.Monitor
 	// pairwiseSID is the sid a client of a sector sees for a session;
 	// nil until sessions carry IDs.
 	pairwiseSID func(sessionID, sector string) string

@@ -54,6 +54,7 @@ func (c *Config) Validate(dev bool) error {
 	c.validateWhitelist(&p, dev)
 	c.validateTTLs(&p)
 	c.validatePasskeys(&p)
+	c.validateFactsMonitor(&p)
 	c.validateWeb(&p, dev)
 	return p.err()
 }
@@ -498,6 +499,23 @@ func (c *Config) validateTTLs(p *problems) {
 	}
 	if c.KeyRotation > 0 && c.KeyRotation < time.Hour {
 		p.add("key_rotation", "must be at least 1h so that JWKS caches keep up (negative disables)")
+	}
+}
+
+func (c *Config) validateFactsMonitor(p *problems) {
+	fm := c.FactsMonitor
+	if fm.Interval < 0 || (fm.Interval > 0 && fm.Interval < time.Minute) || fm.Interval > 30*24*time.Hour {
+		p.add("facts_monitor.interval", "must be between 1m and 720h (0: the default, 24h)")
+	}
+	if !fm.Enabled {
+		return
+	}
+	rev := c.PKI.Revocation
+	if len(rev.CRLs) == 0 && !(fm.OCSP && len(rev.OCSP) > 0) {
+		p.add("facts_monitor.enabled", "needs pki.revocation.crls, or facts_monitor.ocsp with pki.revocation.ocsp: there is nothing to check against")
+	}
+	if fm.OCSP && len(rev.OCSP) == 0 {
+		p.add("facts_monitor.ocsp", "needs pki.revocation.ocsp")
 	}
 }
 
