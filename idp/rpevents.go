@@ -9,6 +9,7 @@ import (
 	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/factsmon"
 	"github.com/watashi-id/watashi/idp/provider"
+	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/ssf"
 	"github.com/watashi-id/watashi/pkibridge"
 )
@@ -27,7 +28,7 @@ func (s *Server) relyingPartyEvents() error {
 	var err error
 	if s.backchannel, err = backchannel.New(backchannel.Options{
 		Store: o.Store, Issuer: s.web.Issuer(), Clients: s.clients, Keys: s.keys, Fetcher: o.Fetcher,
-		SID: s.pairwiseSID, Logger: s.log, Metrics: o.Metrics, Now: o.Now,
+		SID: session.PairwiseSID, Logger: s.log, Metrics: o.Metrics, Now: o.Now,
 	}); err != nil {
 		return fmt.Errorf("idp: %w", err)
 	}
@@ -48,7 +49,7 @@ func (s *Server) factsMonitor() error {
 	if !fo.Enabled {
 		return nil
 	}
-	mo := factsmon.Options{Store: s.opts.Store, Accounts: s.accounts, Events: s.outbox, Interval: fo.Interval,
+	mo := factsmon.Options{Store: s.opts.Store, Accounts: s.accounts, Events: s.events, Interval: fo.Interval,
 		Partitions: fo.Partitions, Tick: fo.Tick, Logger: s.log, Metrics: s.opts.Metrics, Now: s.opts.Now}
 	v := s.opts.Verifier
 	chk, ok := v.Revocation.(*pkibridge.Checker)
@@ -80,7 +81,7 @@ func (s *Server) factsMonitor() error {
 // queues until ctx ends.
 func (s *Server) runRelyingPartyEvents(ctx context.Context) {
 	consume := func(name string, h func(context.Context, events.Event) error) {
-		if err := s.outbox.Consume(ctx, name, h); err != nil && ctx.Err() == nil {
+		if err := s.events.Consume(ctx, name, h); err != nil && ctx.Err() == nil {
 			s.log.Error("events consumer stopped", "consumer", name, "err", err)
 		}
 	}

@@ -16,7 +16,6 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/watashi-id/watashi/idp/backchannel"
-	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/ssf"
 	"github.com/watashi-id/watashi/idp/store"
 )
@@ -218,17 +217,21 @@ func TestRelyingPartyEvents(t *testing.T) {
 		t.Fatalf("ssf-configuration: %v", meta)
 	}
 
-	// A resident signs in at both RPs, in two sessions (two devices).
+	// A resident proves at "web", then signs in at "other" in the same
+	// session; both RPs exchange their codes for tokens.
 	w := pki.wallet(t, factsTaro)
-	for i, client := range []string{"web", "other"} {
-		purpose := "proofing"
-		if i > 0 {
-			purpose = ""
-		}
-		if rp := op.browser().signIn(w, client, purpose, "jws"); rp.Query().Get("code") == "" {
-			t.Fatalf("sign-in at %s: %s", client, rp)
-		}
+	b := op.browser()
+	ar, conf, v := op.authorizeClaims("web", []string{"name"}, "")
+	tx, _ := b.openTx(ar, "proofing")
+	if err := w.Approve(context.Background(), o.ts.Client(), b.walletURL(tx), "jws"); err != nil {
+		t.Fatal(err)
 	}
+	b.finish(ar, tx)
+	_, loc := b.consentAll(ar)
+	idTokens := map[string]string{"web": op.tokens(conf, v, b.callback(loc)).Extra("id_token").(string)}
+	ar, conf, v = b.request("other", []string{"name"}, "")
+	_, loc = b.consent(ar, "allow")
+	idTokens["other"] = op.tokens(conf, v, b.callback(loc)).Extra("id_token").(string)
 	account := accountOf(t, kv)
 
 	// The RP "web" creates a push stream for session and credential
@@ -249,9 +252,9 @@ func TestRelyingPartyEvents(t *testing.T) {
 	if status, _, raw := ssfCall(t, o, http.MethodPost, ssf.VerifyPath, "web", testSecret, map[string]any{"stream_id": streamID, "state": "st-42"}); status != http.StatusNoContent {
 		t.Fatalf("verify: %d %s", status, raw)
 	}
-	v := verifyJWT(t, o.issuer, recv.next(t), "secevent+jwt")
-	if ev, _ := v["events"].(map[string]any); ev[ssf.EventVerification] == nil || ev[ssf.EventVerification].(map[string]any)["state"] != "st-42" || v["aud"] != "web" {
-		t.Fatalf("verification SET: %v", v)
+	vs := verifyJWT(t, o.issuer, recv.next(t), "secevent+jwt")
+	if ev, _ := vs["events"].(map[string]any); ev[ssf.EventVerification] == nil || ev[ssf.EventVerification].(map[string]any)["state"] != "st-42" || vs["aud"] != "web" {
+		t.Fatalf("verification SET: %v", vs)
 	}
 	if status, _, _ := ssfCall(t, o, http.MethodPost, ssf.VerifyPath, "web", testSecret, map[string]any{"stream_id": streamID}); status != http.StatusTooManyRequests {
 		t.Fatalf("a second verification at once: %d", status)
@@ -270,11 +273,10 @@ func TestRelyingPartyEvents(t *testing.T) {
 		t.Fatalf("poll endpoint %q", pollURL)
 	}
 
-	// A session ends in which both RPs got tokens. (The producer is the
-	// session index; here the event is published as it would.)
-	if err := o.s.outbox.Publish(context.Background(), events.Event{Kind: events.SessionEnded, AccountID: account,
-		SessionID: "session-1", ClientIDs: []string{"web", "other"}, Reason: events.ReasonLogout}); err != nil {
-		t.Fatal(err)
+	// The resident signs out at "web" (RP-Initiated Logout with the ID
+	// token): the session in which both RPs got tokens ends.
+	if code, _, body := b.endSession(url.Values{"id_token_hint": {idTokens["web"]}}); code >= 400 {
+		t.Fatalf("logout: %d %.300s", code, body)
 	}
 	subs := map[string]string{}
 	for client, rp := range map[string]*logoutRP{"web": rpWeb, "other": rpOther} {
@@ -289,10 +291,18 @@ func TestRelyingPartyEvents(t *testing.T) {
 		if ev, _ := c["events"].(map[string]any); len(ev) != 1 || ev[backchannel.EventURI] == nil {
 			t.Fatalf("%s: events %v", client, c["events"])
 		}
+		// The sid and sub of the ID token the RP holds.
+		idt := idTokenClaims(t, idTokens[client])
+		if c["sid"] == nil || c["sid"] != idt["sid"] || c["sub"] != idt["sub"] {
+			t.Fatalf("%s: logout token sid/sub %v/%v, ID token %v/%v", client, c["sid"], c["sub"], idt["sid"], idt["sub"])
+		}
 		subs[client] = c["sub"].(string)
 	}
 	if subs["web"] == subs["other"] {
 		t.Fatal("two sectors got the same sub")
+	}
+	if idTokenClaims(t, idTokens["web"])["sid"] == idTokenClaims(t, idTokens["other"])["sid"] {
+		t.Fatal("two sectors got the same sid")
 	}
 	set := verifyJWT(t, o.issuer, recv.next(t), "secevent+jwt")
 	sub, _ := set["sub_id"].(map[string]any)

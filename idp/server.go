@@ -206,17 +206,14 @@ type Server struct {
 	accounts *account.Store
 	keys     *keys.Manager
 	sessions *session.Manager
+	events   *events.Outbox
 	grants   *consent.Store
 	provider *provider.Server
 	handler  http.Handler
 
-	outbox      *events.Outbox
 	backchannel *backchannel.Sender
 	ssf         *ssf.Transmitter
 	monitor     *factsmon.Monitor
-	// pairwiseSID is the sid a client of a sector sees for a session;
-	// nil until sessions carry IDs.
-	pairwiseSID func(sessionID, sector string) string
 }
 
 // New builds the provider from its options. It fails when they are
@@ -281,8 +278,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("idp: %w", err)
 	}
 	s.sessions = session.New(o.Store, s.web, o.SessionTTL, o.CookieKey)
+	s.events = events.NewOutbox(o.Store, log)
+	s.sessions.SetEvents(s.events)
 	s.grants = consent.NewStore(o.Store, store.ErrNotFound)
-	s.outbox = events.NewOutbox(o.Store, log)
 	registration, err := s.registration()
 	if err != nil {
 		return nil, err
@@ -295,6 +293,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}); err != nil {
 		return nil, err
 	}
+	s.sessions.SetTokens(s.provider, max(o.RefreshTokenTTL, o.AccessTokenTTL))
 	if err := s.relyingPartyEvents(); err != nil {
 		return nil, err
 	}
@@ -333,7 +332,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	accountPage, err := accountpage.New(accountpage.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Sessions: s.sessions, Grants: s.grants, Tokens: s.provider,
-		Accounts: s.accounts, Passkeys: accountPasskeys,
+		Accounts: s.accounts, Passkeys: accountPasskeys, Events: s.events,
 	})
 	if err != nil {
 		return nil, err

@@ -102,6 +102,10 @@ type CertRef struct {
 	Link     string         `json:"link"`
 	NotAfter time.Time      `json:"not_after"`
 	LinkedAt time.Time      `json:"linked_at"`
+	// Label is the JPKI token an authentication certificate was last
+	// used from, as its wallet reported it (TokenLabels): what tells the
+	// resident the card from a phone on the account page.
+	Label string `json:"label,omitempty"`
 }
 
 // Get loads an account; the error wraps store.ErrNotFound when there is

@@ -20,9 +20,11 @@ type Clients interface {
 	Get(ctx context.Context, id string) (*clients.Client, error)
 }
 
-// Accounts name the signed-in resident (account.Store).
+// Accounts name the signed-in resident and remove a linked card or
+// phone (account.Store).
 type Accounts interface {
 	Get(ctx context.Context, id string) (*account.Account, error)
+	AuthCerts
 }
 
 // Tokens revoke what an account gave a client.
@@ -60,19 +62,27 @@ type Options struct {
 	Accounts Accounts
 	// Passkeys, when set, lists the resident's passkeys and adds one.
 	Passkeys *PasskeyOptions
+	// Ender ends sessions when an authenticator goes or the resident
+	// signs out everywhere; Sessions when nil.
+	Ender Ender
+	// Events, when set, hears of removed authenticators.
+	Events Publisher
 }
 
 // Handler serves the account page.
 type Handler struct {
-	web      *web.Kit
-	requests *authreq.Repo
-	clients  Clients
-	sessions *session.Manager
-	grants   *consent.Store
-	tokens   Tokens
-	accounts Accounts
-	passkeys *PasskeyOptions
-	log      *slog.Logger
+	web       *web.Kit
+	requests  *authreq.Repo
+	clients   Clients
+	sessions  *session.Manager
+	grants    *consent.Store
+	tokens    Tokens
+	accounts  Accounts
+	passkeys  *PasskeyOptions
+	ender     Ender
+	events    Publisher
+	authCerts AuthCerts
+	log       *slog.Logger
 }
 
 // New checks the options.
@@ -80,8 +90,12 @@ func New(o Options) (*Handler, error) {
 	if o.Web == nil || o.Requests == nil || o.Clients == nil || o.Sessions == nil || o.Grants == nil || o.Tokens == nil || o.Accounts == nil {
 		return nil, errors.New("accountpage: a dependency is missing")
 	}
+	if o.Ender == nil {
+		o.Ender = o.Sessions
+	}
 	return &Handler{web: o.Web, requests: o.Requests, clients: o.Clients, sessions: o.Sessions,
-		grants: o.Grants, tokens: o.Tokens, accounts: o.Accounts, passkeys: o.Passkeys, log: o.Web.Logger()}, nil
+		grants: o.Grants, tokens: o.Tokens, accounts: o.Accounts, passkeys: o.Passkeys,
+		ender: o.Ender, events: o.Events, authCerts: o.Accounts, log: o.Web.Logger()}, nil
 }
 
 // Mount registers the routes.
@@ -89,6 +103,8 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+pagePath, h.handleAccount)
 	mux.HandleFunc("GET "+loginPath, h.handleAccountLogin)
 	mux.HandleFunc("POST "+revokePath, h.handleAccountRevoke)
+	mux.HandleFunc("POST "+authenticatorsPath, h.handleAuthenticators)
+	mux.HandleFunc("POST "+everywherePath, h.handleEverywhere)
 	if h.passkeys != nil {
 		mux.HandleFunc("POST "+passkeysPath, h.handlePasskeys)
 	}

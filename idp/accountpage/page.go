@@ -101,6 +101,11 @@ type accountView struct {
 	LogoutURL string
 	// Passkeys is the passkey section; nil when passkeys are off.
 	Passkeys *passkeysView
+	// Authenticators lists the linked cards and phones and offers to
+	// sign out everywhere.
+	Authenticators *authenticatorsView
+	// SignedOutEverywhere: the resident just did.
+	SignedOutEverywhere bool
 }
 
 // connectedRP is one line of the account page.
@@ -155,6 +160,7 @@ func (h *Handler) handleAccount(w http.ResponseWriter, r *http.Request) {
 		Languages: web.LangLinks(&url.URL{Path: pagePath}, lang),
 		LogoutURL: session.LogoutPath,
 	}
+	v.SignedOutEverywhere = r.URL.Query().Get(everywhereParam) != ""
 	sess, ok := h.sessions.Current(r)
 	if !ok {
 		h.web.Render(w, r, http.StatusOK, "account.html", lang, v)
@@ -205,6 +211,7 @@ func (h *Handler) handleAccount(w http.ResponseWriter, r *http.Request) {
 	if h.passkeys != nil {
 		v.Passkeys = h.passkeySection(r, a, sess, lang)
 	}
+	v.Authenticators = h.authenticatorSection(r, a, sess, lang)
 	v.CSRF = h.web.CSRFToken(w, r)
 	v.Action = revokePath + "?" + url.Values{web.LangParam: {lang}}.Encode()
 	h.web.Render(w, r, http.StatusOK, "account.html", lang, v)

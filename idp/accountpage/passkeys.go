@@ -106,7 +106,19 @@ func (h *Handler) handlePasskeys(w http.ResponseWriter, r *http.Request) {
 		notice = renamedParam
 		err = h.passkeys.Store.RenamePasskey(ctx, sess.AccountID, cred, r.PostFormValue("name"))
 	} else {
-		err = h.passkeys.Store.RemovePasskey(ctx, sess.AccountID, cred)
+		var a *account.Account
+		if a, err = h.passkeys.Store.Get(ctx, sess.AccountID); err == nil {
+			p, ok := a.Passkey(cred)
+			switch {
+			case !ok:
+				err = account.ErrPasskeyNotFound
+			case p.Disabled == "" && ways(a) <= 1 && r.PostFormValue("confirm_last") != "1":
+				h.web.ErrorPage(w, r, lang, http.StatusBadRequest, "last_authenticator")
+				return
+			default:
+				err = h.passkeys.Store.RemovePasskey(ctx, sess.AccountID, cred)
+			}
+		}
 	}
 	switch {
 	case errors.Is(err, account.ErrPasskeyNotFound), errors.Is(err, account.ErrPasskeyInvalid):
@@ -118,5 +130,9 @@ func (h *Handler) handlePasskeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.InfoContext(ctx, "passkey changed by the resident", "action", action)
+	if action == "remove" {
+		h.afterRemoval(w, r, lang, sess, h.passkeyRemoved(ctx, sess.AccountID, cred), notice, "#passkeys")
+		return
+	}
 	http.Redirect(w, r, pagePath+"?"+url.Values{web.LangParam: {lang}, notice: {"1"}}.Encode()+"#passkeys", http.StatusSeeOther)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/store"
@@ -37,6 +38,9 @@ type page struct {
 	accounts *account.Store
 	requests *authreq.Repo
 	mux      *http.ServeMux
+	kv       store.KV
+	tokens   *revoked
+	out      *events.Outbox
 }
 
 func newPage(t *testing.T) *page {
@@ -46,18 +50,22 @@ func newPage(t *testing.T) *page {
 		t.Fatal(err)
 	}
 	kv := store.NewMemory()
-	p := &page{t: t, mux: http.NewServeMux()}
+	p := &page{t: t, mux: http.NewServeMux(), kv: kv}
 	if p.kit, err = web.New(web.Options{Issuer: "https://id.example.jp", CookieKey: bytes.Repeat([]byte{7}, 32), Counter: kv, Templates: set}); err != nil {
 		t.Fatal(err)
 	}
 	p.sessions = session.New(kv, p.kit, time.Hour, bytes.Repeat([]byte{9}, 32))
+	p.tokens, p.out = &revoked{}, events.NewOutbox(kv, nil)
+	p.sessions.SetTokens(p.tokens, 24*time.Hour)
+	p.sessions.SetEvents(p.out)
 	p.requests = authreq.New(kv, 10*time.Minute, time.Now, "https://id.example.jp")
 	if p.accounts, err = account.New(kv, account.Options{KEK: seal.GenerateRing()}); err != nil {
 		t.Fatal(err)
 	}
 	h, err := New(Options{Web: p.kit, Requests: p.requests, Clients: noClients{}, Sessions: p.sessions,
 		Grants: consent.NewStore(kv, store.ErrNotFound), Tokens: noTokens{}, Accounts: p.accounts,
-		Passkeys: &PasskeyOptions{Store: p.accounts, Begin: "/b", Finish: "/f", RecentProofing: 5 * time.Minute}})
+		Passkeys: &PasskeyOptions{Store: p.accounts, Begin: "/b", Finish: "/f", RecentProofing: 5 * time.Minute},
+		Events: p.out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,11 +103,17 @@ type client struct {
 }
 
 func (p *page) client(accountID, acr string) *client {
+	return p.clientWith(accountID, acr, "")
+}
+
+// clientWith is a browser whose session authenticator started.
+func (p *page) clientWith(accountID, acr, authenticator string) *client {
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest("GET", "/", nil)
 	c := &client{p: p, csrf: p.kit.CSRFToken(w, r)}
 	if accountID != "" {
-		if _, err := p.sessions.Start(context.Background(), w, authreq.Authentication{AccountID: accountID, ACR: acr, Time: time.Now()}); err != nil {
+		if _, err := p.sessions.Start(context.Background(), w, authreq.Authentication{AccountID: accountID, ACR: acr, Time: time.Now(),
+			Authenticator: authenticator}); err != nil {
 			p.t.Fatal(err)
 		}
 	}

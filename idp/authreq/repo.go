@@ -178,6 +178,8 @@ func (r *Repo) Complete(ctx context.Context, id string, c Completion) (*AuthRequ
 		ar.ACR = c.ACR
 		ar.AMR = slices.Clone(c.AMR)
 		ar.AuthTime = c.Time.UTC()
+		ar.SessionID = c.SessionID
+		ar.Authenticator = c.Authenticator
 		if c.Time.IsZero() {
 			ar.AuthTime = now
 		}

@@ -58,6 +58,12 @@ type AuthRequest struct {
 	ACR       string    `json:"acr,omitempty"`
 	AMR       []string  `json:"amr,omitempty"`
 	AuthTime  time.Time `json:"auth_time,omitzero"`
+	// SessionID is the internal ID of the SSO session that completed the
+	// request: the grant keeps it, so that ending the session revokes
+	// the tokens, and the ID token's sid derives from it.
+	SessionID string `json:"session_id,omitempty"`
+	// Authenticator is the session's (Authentication.Authenticator).
+	Authenticator string `json:"authenticator,omitempty"`
 	// Granted lists the claims the resident consented to for this request.
 	Granted   []string  `json:"granted,omitempty"`
 	Completed bool      `json:"done,omitempty"`
@@ -98,6 +104,17 @@ type Authentication struct {
 	// (user presence or verification), "sc" (smart card).
 	AMR  []string  `json:"amr"`
 	Time time.Time `json:"auth_time"`
+	// SessionID is the session carrying the sign-in (session.Session.ID),
+	// "" until a session holds it.
+	SessionID string `json:"session_id,omitempty"`
+	// Method says how the resident signed in, for the resident's own
+	// eyes (notification mail): "jpki:<token label>" or
+	// "passkey:<passkey id>".
+	Method string `json:"method,omitempty"`
+	// Authenticator names what signed in inside the account: "jpki:<link>"
+	// (the authentication certificate's link) or "passkey:<id>".
+	// Removing that authenticator ends the sessions it started.
+	Authenticator string `json:"authenticator,omitempty"`
 }
 
 // Completion is what Complete records: the sign-in, the subject the RP

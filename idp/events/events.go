@@ -74,10 +74,12 @@ type Event struct {
 }
 
 // Bounds on one event. Events come from authenticated actions only, but
-// a stream entry is kept for days, so each is capped all the same.
+// a stream entry is kept for days, so each is capped all the same. A
+// field holds at most a passkey's credential ID (1023 bytes, base64url)
+// with its prefix.
 const (
 	maxClients = 64
-	maxField   = 256
+	maxField   = 1400
 )
 
 // validate refuses an event a producer got wrong; it is a programming

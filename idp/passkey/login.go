@@ -3,6 +3,7 @@ package passkey
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/web"
@@ -335,7 +337,13 @@ func (h *Handler) handleLoginFinish(w http.ResponseWriter, r *http.Request) {
 	if p.Synced() {
 		amr[1] = session.AMRSoftwareKey
 	}
-	if _, err := h.sessions.Start(ctx, w, authreq.Authentication{AccountID: acct.ID, ACR: session.ACRPasskey, AMR: amr, Time: now}); err != nil {
+	ref := "passkey:" + base64.RawURLEncoding.EncodeToString(stored.ID)
+	client := ar.ClientID
+	if client == clients.SelfServiceID {
+		client = ""
+	}
+	if _, err := h.sessions.Begin(ctx, w, authreq.Authentication{AccountID: acct.ID, ACR: session.ACRPasskey, AMR: amr, Time: now,
+		Method: ref, Authenticator: ref}, client); err != nil {
 		h.apiError(w, r, kindLogin, http.StatusServiceUnavailable, codeServerError, err)
 		return
 	}

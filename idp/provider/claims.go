@@ -15,6 +15,7 @@ import (
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/internal/logref"
+	"github.com/watashi-id/watashi/idp/session"
 )
 
 // What leaves the provider about a resident is decided by package
@@ -72,14 +73,14 @@ func putClaims(ui *oidc.UserInfo, claims map[string]any) {
 // released for the ID token. A refreshed ID token gets acr here, since
 // the library takes acr only from an auth request.
 func (st *storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo, req op.IDTokenRequest, _ []string) error {
-	var client, account string
+	var client, account, sid string
 	var scopes, granted []string
 	var claims *consent.ClaimsRequest
 	switch r := req.(type) {
 	case *authreq.AuthRequest:
-		client, account, scopes, claims, granted = r.ClientID, r.AccountID, r.Scopes, r.Claims, r.Granted
+		client, account, scopes, claims, granted, sid = r.ClientID, r.AccountID, r.Scopes, r.Claims, r.Granted, r.SessionID
 	case *refreshRequest:
-		client, account, scopes, claims, granted = r.grant.ClientID, r.grant.AccountID, r.scopes, r.grant.Claims, r.grant.Granted
+		client, account, scopes, claims, granted, sid = r.grant.ClientID, r.grant.AccountID, r.scopes, r.grant.Claims, r.grant.Granted, r.grant.SessionID
 		if r.grant.ACR != "" {
 			ui.AppendClaims("acr", r.grant.ACR)
 		}
@@ -87,6 +88,17 @@ func (st *storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo
 		return oidc.ErrServerError().WithDescription("unexpected token request")
 	}
 	ui.Subject = req.GetSubject()
+	if sid != "" {
+		// The session as this relying party's sector sees it, for
+		// back-channel logout and session management.
+		c, err := st.s.clients.Get(ctx, client)
+		if errors.Is(err, clients.ErrUnavailable) {
+			return fmt.Errorf("provider: ID token sid: %w", err)
+		}
+		if err == nil {
+			ui.AppendClaims("sid", session.PairwiseSID(sid, c.Sector))
+		}
+	}
 	released, err := st.s.releaseClaims(ctx, client, account, scopes, claims, granted, consent.TargetIDToken)
 	if err != nil {
 		return fmt.Errorf("provider: ID token claims: %w", err)

@@ -27,6 +27,9 @@ import (
 
 // grants stores grants and their tokens.
 type grants struct {
+	// issued records a new family in the account's session index
+	// (session.Manager.TokensIssued) before its tokens leave.
+	issued  func(ctx context.Context, sessionID, accountID, authenticator, clientID, grantID string, exp time.Time) error
 	kv      store.KV
 	ttl     TTLs
 	clock   func() time.Time
@@ -62,9 +65,12 @@ type grantRecord struct {
 	ACR      string                 `json:"acr,omitempty"`
 	AMR      []string               `json:"amr,omitempty"`
 	AuthTime time.Time              `json:"auth_time,omitzero"`
-	Offline  bool                   `json:"offline,omitempty"`
-	Revoked  bool                   `json:"revoked,omitempty"`
-	Created  time.Time              `json:"created"`
+	// SessionID is the SSO session the code came from: the ID token's
+	// sid derives from it, refreshed ones included.
+	SessionID string    `json:"session_id,omitempty"`
+	Offline   bool      `json:"offline,omitempty"`
+	Revoked   bool      `json:"revoked,omitempty"`
+	Created   time.Time `json:"created"`
 	// Exp ends the family: refresh tokens do not slide it, so a resident
 	// signs in with the card again at least once per RefreshTokenTTL.
 	Exp time.Time `json:"exp"`
@@ -112,7 +118,7 @@ func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline b
 	g := &grantRecord{
 		ID: ar.ID, ClientID: ar.ClientID, AccountID: ar.AccountID, Subject: ar.Subject,
 		Scopes: ar.Scopes, Claims: ar.Claims, Granted: ar.Granted, ACR: ar.ACR, AMR: ar.AMR, AuthTime: ar.AuthTime,
-		Offline: offline, Created: now, Exp: now.Add(ttl),
+		SessionID: ar.SessionID, Offline: offline, Created: now, Exp: now.Add(ttl),
 	}
 	b, err := json.Marshal(g)
 	if err != nil {
@@ -120,6 +126,11 @@ func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline b
 	}
 	if err := gr.index(ctx, g); err != nil {
 		return nil, err
+	}
+	if gr.issued != nil {
+		if err := gr.issued(ctx, g.SessionID, g.AccountID, ar.Authenticator, g.ClientID, g.ID, g.Exp); err != nil {
+			return nil, fmt.Errorf("provider: session index: %w", err)
+		}
 	}
 	ok, err := gr.kv.SetNX(ctx, grantKey(g.ID), b, ttl)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -167,7 +168,7 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.storage = &storage{s: s}
-	s.grants = &grants{kv: o.Store, ttl: o.TTLs, clock: o.Web.Now, log: s.log, metrics: &s.metrics}
+	s.grants = &grants{issued: o.Sessions.TokensIssued, kv: o.Store, ttl: o.TTLs, clock: o.Web.Now, log: s.log, metrics: &s.metrics}
 	cfg := &op.Config{
 		CryptoKey:                o.TokenKey,
 		DefaultLogoutRedirectURI: session.LogoutPath,
@@ -297,6 +298,16 @@ func (s *Server) now() time.Time { return s.web.Now() }
 // the resident withdraws that relying party.
 func (s *Server) RevokeAccountClient(ctx context.Context, accountID, clientID string) error {
 	return s.grants.revokeAccountClient(ctx, accountID, clientID)
+}
+
+// RevokeGrant revokes one token family, every access and refresh token
+// an authorization code minted, by its grant ID: what ending a session
+// or signing out everywhere does to the tokens (session.Tokens).
+func (s *Server) RevokeGrant(ctx context.Context, grantID string) error {
+	if grantID == "" || strings.ContainsAny(grantID, ":{}") {
+		return errors.New("provider: bad grant ID")
+	}
+	return s.grants.revoke(ctx, grantID)
 }
 
 type refuseKeySet struct{}

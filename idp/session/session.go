@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/web"
@@ -22,6 +23,10 @@ import (
 
 // Session is one browser's sign-in.
 type Session struct {
+	// ID names the session inside the provider (the account's session
+	// index, events, the grants it led to). It is not the cookie and is
+	// never shown: relying parties see PairwiseSID of it.
+	ID        string    `json:"id,omitempty"`
 	AccountID string    `json:"account_id"`
 	AuthTime  time.Time `json:"auth_time"`
 	ACR       string    `json:"acr"`
@@ -33,6 +38,12 @@ type Session struct {
 	// zero for a session a passkey started. Adding a passkey needs a
 	// recent one (JPKIRecent).
 	JPKIAt time.Time `json:"jpki_at,omitzero"`
+
+	// Method and Authenticator are the sign-in's (authreq.Authentication):
+	// how, for the resident's eyes, and which authenticator of the
+	// account, so that removing it ends this session.
+	Method        string `json:"method,omitempty"`
+	Authenticator string `json:"authenticator,omitempty"`
 }
 
 // JPKIRecent reports whether the session signed in with the JPKI
@@ -44,7 +55,8 @@ func (s *Session) JPKIRecent(now time.Time, within time.Duration) bool {
 
 // Authentication is the sign-in the session carries.
 func (s *Session) Authentication() authreq.Authentication {
-	return authreq.Authentication{AccountID: s.AccountID, ACR: s.ACR, AMR: slices.Clone(s.AMR), Time: s.AuthTime}
+	return authreq.Authentication{AccountID: s.AccountID, ACR: s.ACR, AMR: slices.Clone(s.AMR), Time: s.AuthTime,
+		SessionID: s.ID, Method: s.Method, Authenticator: s.Authenticator}
 }
 
 // KV is the part of the store sessions use.
@@ -52,6 +64,9 @@ type KV interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
 	Delete(ctx context.Context, keys ...string) error
+	SetAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error
+	SetMembers(ctx context.Context, key string) ([]string, error)
+	SetRemove(ctx context.Context, key string, members ...string) error
 }
 
 // Manager keeps sessions.
@@ -63,6 +78,11 @@ type Manager struct {
 	log  *slog.Logger
 	now  func() time.Time
 	name string
+
+	// Set once at wiring (SetTokens, SetEvents), before serving.
+	tokens   Tokens
+	tokenTTL time.Duration
+	events   Publisher
 }
 
 // New returns a Manager whose sessions last ttl. key authenticates the
@@ -102,14 +122,24 @@ func (m *Manager) Current(r *http.Request) (*Session, bool) {
 
 // Start stores a new session for a finished sign-in and sets its cookie.
 func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, a authreq.Authentication) (*Session, error) {
+	return m.Begin(ctx, w, a, "")
+}
+
+// Begin is Start for a sign-in made at clientID's request ("" for none):
+// the session joins its account's index and a SignedIn event names the
+// client, the method and the session.
+func (m *Manager) Begin(ctx context.Context, w http.ResponseWriter, a authreq.Authentication, clientID string) (*Session, error) {
 	now := m.now().UTC()
 	sess := &Session{
-		AccountID: a.AccountID,
-		AuthTime:  a.Time,
-		ACR:       a.ACR,
-		AMR:       slices.Clone(a.AMR),
-		CreatedAt: now,
-		ExpiresAt: now.Add(m.ttl),
+		ID:            ids.Long(),
+		Method:        a.Method,
+		Authenticator: a.Authenticator,
+		AccountID:     a.AccountID,
+		AuthTime:      a.Time,
+		ACR:           a.ACR,
+		AMR:           slices.Clone(a.AMR),
+		CreatedAt:     now,
+		ExpiresAt:     now.Add(m.ttl),
 	}
 	if a.ACR == ACRJPKI {
 		sess.JPKIAt = a.Time
@@ -119,18 +149,41 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, a authreq.Au
 		return nil, err
 	}
 	v := ids.Long()
-	if err := m.kv.Set(ctx, recordKey(ids.Hash(v)), b, m.ttl); err != nil {
+	hash := ids.Hash(v)
+	// The index first: a session that exists is always one that "sign
+	// out everywhere" can find.
+	if err := m.indexSession(ctx, sess, hash); err != nil {
+		return nil, err
+	}
+	if err := m.kv.Set(ctx, recordKey(hash), b, m.ttl); err != nil {
 		return nil, fmt.Errorf("session: store: %w", err)
 	}
 	m.web.SetCookie(w, m.name, v, 0)
+	var clients []string
+	if clientID != "" {
+		clients = []string{clientID}
+	}
+	m.publish(ctx, events.Event{Kind: events.SignedIn, AccountID: sess.AccountID, SessionID: sess.ID,
+		ClientIDs: clients, Method: sess.Method, Time: now})
 	return sess, nil
 }
 
-// End deletes the browser's session record and cookie.
+// End deletes the browser's session record and cookie: the resident
+// signed out. Its tokens stay (a relying party's offline access is its
+// own); SessionEnded tells the relying parties that got tokens in it.
 func (m *Manager) End(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(m.name); err == nil && c.Value != "" && len(c.Value) <= cookieMax {
-		if err := m.kv.Delete(r.Context(), recordKey(ids.Hash(c.Value))); err != nil {
-			m.log.WarnContext(r.Context(), "session record not deleted", "error", err)
+		ctx := r.Context()
+		key := recordKey(ids.Hash(c.Value))
+		var sess Session
+		b, err := m.kv.Get(ctx, key)
+		if err == nil && json.Unmarshal(b, &sess) == nil && sess.ID != "" {
+			if err := m.endSession(ctx, sess.AccountID, sess.ID, events.ReasonLogout, false); err != nil {
+				m.log.WarnContext(ctx, "session not ended everywhere", "error", err)
+			}
+		}
+		if err := m.kv.Delete(ctx, key); err != nil {
+			m.log.WarnContext(ctx, "session record not deleted", "error", err)
 		}
 	}
 	m.web.ClearCookie(w, m.name)

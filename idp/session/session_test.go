@@ -439,3 +439,6 @@ func TestStartRecordsJPKI(t *testing.T) {
 		}
 	}
 }
+func (failingKV) SetAdd(context.Context, string, time.Duration, ...string) error { return errDown }
+func (failingKV) SetMembers(context.Context, string) ([]string, error)           { return nil, errDown }
+func (failingKV) SetRemove(context.Context, string, ...string) error             { return errDown }

@@ -33,6 +33,12 @@ type Clients interface {
 type Accounts interface {
 	SignIn(ctx context.Context, auth *pkibridge.Result) (string, error)
 	Proof(ctx context.Context, sig, auth *pkibridge.Result, sessionAccount string) (id string, created bool, err error)
+	// CertLink names the authentication certificate inside the account,
+	// so that removing it ends the sessions it started.
+	CertLink(ctx context.Context, c *x509.Certificate) (string, error)
+	// NoteAuthLabel remembers which JPKI token the certificate was used
+	// from, for the account page.
+	NoteAuthLabel(ctx context.Context, id, link, label string) error
 }
 
 // Verifier checks wallet signatures (pkibridge.Verifier).

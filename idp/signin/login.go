@@ -554,7 +554,7 @@ func (h *Handler) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 		h.signedIn(w, r, ar)
 		return
 	}
-	if _, err := h.sessions.Start(ctx, w, tx.Result.authentication()); err != nil {
+	if _, err := h.sessions.Begin(ctx, w, tx.Result.authentication(), signedInClient(ar.ClientID)); err != nil {
 		h.log.ErrorContext(ctx, "start session", "error", err)
 		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
 		return
@@ -566,6 +566,15 @@ func (h *Handler) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.signedIn(w, r, ar)
+}
+
+// signedInClient is the relying party a sign-in is for, "" for the
+// resident's own account page.
+func signedInClient(id string) string {
+	if id == clients.SelfServiceID {
+		return ""
+	}
+	return id
 }
 
 type signedOutView struct{ Next string }

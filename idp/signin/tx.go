@@ -225,10 +225,14 @@ type txResult struct {
 	AMR       []string  `json:"amr"`
 	AuthTime  time.Time `json:"auth_time"`
 	Created   bool      `json:"created,omitempty"` // a proofing made a new account
+	// Method and Authenticator as in authreq.Authentication.
+	Method        string `json:"method,omitempty"`
+	Authenticator string `json:"authenticator,omitempty"`
 }
 
 func (r *txResult) authentication() authreq.Authentication {
-	return authreq.Authentication{AccountID: r.AccountID, ACR: r.ACR, AMR: slices.Clone(r.AMR), Time: r.AuthTime}
+	return authreq.Authentication{AccountID: r.AccountID, ACR: r.ACR, AMR: slices.Clone(r.AMR), Time: r.AuthTime,
+		Method: r.Method, Authenticator: r.Authenticator}
 }
 
 // sameBinding compares binding hashes in constant time; "" never matches.
@@ -605,14 +609,28 @@ func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission
 		}
 		return nil, h.failTx(ctx, &claimed, craw, te)
 	}
+	link, err := h.accounts.CertLink(ctx, auth.Leaf)
+	if err != nil {
+		return nil, h.failTx(ctx, &claimed, craw, fromAccountError(err))
+	}
+	label := ""
+	if a := sub.Authenticator; a != nil && account.KnownTokenLabel(a.Token) {
+		label = a.Token
+		if err := h.accounts.NoteAuthLabel(ctx, accountID, link, label); err != nil {
+			// Only the account page's wording depends on it.
+			h.log.WarnContext(ctx, "token label not recorded", "error", err)
+		}
+	}
 	done := claimed
 	done.State = txVerified
 	done.Result = &txResult{
-		AccountID: accountID,
-		ACR:       session.ACRJPKI,
-		AMR:       amrFor(sub.Authenticator),
-		AuthTime:  h.web.Now().UTC(),
-		Created:   created,
+		AccountID:     accountID,
+		ACR:           session.ACRJPKI,
+		AMR:           amrFor(sub.Authenticator),
+		AuthTime:      h.web.Now().UTC(),
+		Created:       created,
+		Method:        "jpki:" + label,
+		Authenticator: "jpki:" + link,
 	}
 	if _, ok, err := h.txs.swap(ctx, craw, &done); err != nil || !ok {
 		if err == nil {
