@@ -16,6 +16,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/backchannel"
 	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
@@ -210,5 +211,55 @@ func testLogoutTokens(t *testing.T, kv store.KV) {
 func TestNewRequiresParts(t *testing.T) {
 	if _, err := backchannel.New(backchannel.Options{}); err == nil || errors.Is(err, context.Canceled) {
 		t.Fatal("New without parts")
+	}
+}
+
+// TestHandle: the outbox consumer sends for SessionEnded (with sid) and
+// ConsentWithdrawn (the withdrawn client only, without sid), and ignores
+// other kinds.
+func TestHandle(t *testing.T) {
+	ctx := context.Background()
+	kv := store.NewMemory()
+	a, b := newRP(t), newRP(t)
+	tlsConf := &tls.Config{RootCAs: a.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	fetcher := whitelist.NewFetcher(whitelist.FetcherOptions{TLS: tlsConf, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	res, err := clients.New(ctx, clients.Options{PairwiseKey: make([]byte, 32), Static: []*clients.Client{
+		{ID: "rp-a", RedirectURIs: []string{"https://a.example/cb"}, AuthMethod: "none", BackchannelLogoutURI: a.URL},
+		{ID: "rp-b", RedirectURIs: []string{"https://b.example/cb"}, AuthMethod: "none", BackchannelLogoutURI: b.URL},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	km, _ := keys.New(kv, keys.Options{KEK: seal.GenerateRing()})
+	if err := km.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := backchannel.New(backchannel.Options{Store: kv, Issuer: "https://id.example.jp", Clients: res, Keys: km, Fetcher: fetcher,
+		SID: func(sid, sector string) string { return sid + "@" + sector }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []events.Event{
+		{ID: "1-0", Kind: events.SignedIn, AccountID: "acct", SessionID: "s1", ClientIDs: []string{"rp-a", "rp-b"}},
+		{ID: "2-0", Kind: events.ConsentWithdrawn, AccountID: "acct", ClientIDs: []string{"rp-b", "rp-a"}},
+		{ID: "3-0", Kind: events.CredentialChanged, AccountID: "acct", Credential: &events.Credential{Type: "jpki", Change: "delete", Ref: "x"}},
+	} {
+		if err := s.Handle(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Round(ctx)
+	if len(a.got()) != 0 || len(b.got()) != 1 {
+		t.Fatalf("a got %d, b got %d; want only b, once", len(a.got()), len(b.got()))
+	}
+	if c := verify(t, km, b.got()[0], "rp-b"); c.SID != "" {
+		t.Fatalf("a withdrawn consent names a session: %q", c.SID)
+	}
+	if err := s.Handle(ctx, events.Event{ID: "4-0", Kind: events.SessionEnded, AccountID: "acct", SessionID: "s2", ClientIDs: []string{"rp-a"}}); err != nil {
+		t.Fatal(err)
+	}
+	s.Round(ctx)
+	if len(a.got()) != 1 || verify(t, km, a.got()[0], "rp-a").SID != "s2@a.example" {
+		t.Fatalf("session end: %d tokens", len(a.got()))
 	}
 }

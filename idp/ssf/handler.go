@@ -430,18 +430,40 @@ type pollRequest struct {
 	SetErrs           map[string]json.RawMessage `json:"setErrs,omitempty"`
 }
 
+// check bounds a poll request and returns how many SETs it asks for.
+func (req *pollRequest) check() (int, error) {
+	max := defaultPollEvents
+	if req.MaxEvents != nil {
+		max = *req.MaxEvents
+	}
+	if max < 0 || max > maxPollEvents {
+		return 0, badConfig("maxEvents must be 0 to %d", maxPollEvents)
+	}
+	if len(req.Ack)+len(req.SetErrs) > maxAcks {
+		return 0, badConfig("at most %d acknowledgements and errors together", maxAcks)
+	}
+	for _, j := range req.Ack {
+		if j == "" || len(j) > maxStreamID {
+			return 0, badConfig("ack: a jti is empty or too long")
+		}
+	}
+	for j := range req.SetErrs {
+		if j == "" || len(j) > maxStreamID {
+			return 0, badConfig("setErrs: a jti is empty or too long")
+		}
+	}
+	return max, nil
+}
+
 func (t *Transmitter) handlePoll(w http.ResponseWriter, r *http.Request, e *clients.Entry) {
 	ctx := r.Context()
 	var req pollRequest
 	if !readJSON(w, r, maxPollBody, &req) {
 		return
 	}
-	max := defaultPollEvents
-	if req.MaxEvents != nil {
-		max = *req.MaxEvents
-	}
-	if max < 0 || max > maxPollEvents || len(req.Ack) > maxAcks || len(req.SetErrs) > maxAcks {
-		fail(w, http.StatusBadRequest, "invalid_request", "maxEvents must be 0 to 100, and at most 1000 acknowledgements")
+	max, err := req.check()
+	if err != nil {
+		fail(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	s, _, err := t.streams.owned(ctx, e.Client.ID, r.PathValue("stream"))
