@@ -428,7 +428,8 @@ func (s *Server) RotateKeys(ctx context.Context) error {
 
 // Run does the provider's background work until ctx ends: scheduled key
 // rotation and reloading keys rotated by another node, and keeping the
-// whitelist cache in step with the other nodes. It blocks; run it in its
+// whitelist cache in step with the other nodes, and trimming the event
+// outbox to its retention. It blocks; run it in its
 // own goroutine next to the HTTP servers.
 func (s *Server) Run(ctx context.Context) error {
 	done := make(chan struct{})
@@ -438,6 +439,11 @@ func (s *Server) Run(ctx context.Context) error {
 			_ = s.opts.Registry.Run(ctx)
 		}
 	}()
+	trimmed := make(chan struct{})
+	go func() {
+		defer close(trimmed)
+		s.events.Maintain(ctx)
+	}()
 	rpDone := make(chan struct{})
 	go func() {
 		defer close(rpDone)
@@ -445,6 +451,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	s.keys.Run(ctx, s.opts.KeyRotation)
 	<-done
+	<-trimmed
 	<-rpDone
 	return nil
 }

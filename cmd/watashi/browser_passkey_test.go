@@ -245,6 +245,26 @@ func TestBrowserPasskey(t *testing.T) {
 	b.arrive(main, "open the account page again", `#passkey-disabled-notice`, chromedp.Navigate(d.issuer+"/account"))
 	shootPage(b, main, "passkey-disabled-account", `#pk-0-disabled`)
 
+	// 6. The account page lists the card or phone that proved the
+	// identity; with the passkey turned off it is the last way to sign
+	// in, and removing it warns. Signing out everywhere, confirmed, ends
+	// this session and the second context's passkey session too.
+	if n := browserRun(b, main, "count cards and phones", chromedp.Evaluate[int](`document.querySelectorAll("#jpki-list li").length`)); n != 1 {
+		b.fail(main, "account page", fmt.Errorf("%d cards and phones listed, want 1", n))
+	}
+	b.do(main, "open the removal", chromedp.Click(chromedp.CSS(`#jpki-0-remove-open`)), chromedp.WaitVisible(chromedp.CSS(`#jpki-0-last`)))
+	b.do(main, "open sign out everywhere", chromedp.Click(chromedp.CSS(`#everywhere-open`)), chromedp.WaitVisible(chromedp.CSS(`#everywhere-confirm`)),
+		chromedp.Click(chromedp.CSS(`#everywhere-confirm`)))
+	b.screenshot(main, "account-authenticators-ja.png")
+	b.setViewport(main, phone)
+	b.screenshot(main, "account-authenticators-ja-390.png")
+	b.setViewport(main, desktop)
+	shootPage(b, main, "account-authenticators", `#everywhere-open`)
+	b.do(main, "open sign out everywhere again", chromedp.Click(chromedp.CSS(`#everywhere-open`)), chromedp.WaitVisible(chromedp.CSS(`#everywhere-confirm`)))
+	b.arrive(main, "sign out everywhere", `#everywhere-done`, chromedp.Click(chromedp.CSS(`#everywhere-confirm`)), chromedp.Click(chromedp.CSS(`#everywhere-do`)))
+	shootPage(b, main, "account-signed-out-everywhere", `#everywhere-done`)
+	b.arrive(fresh, "the passkey session ended too", `#account-signed-out`, chromedp.Navigate(d.issuer+"/account"))
+
 	// No page hit a CSP violation or a script error.
 	var problems []string
 	for _, tab := range b.tabs {

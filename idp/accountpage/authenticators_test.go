@@ -325,3 +325,29 @@ func TestAccountSignOutEverywhere(t *testing.T) {
 		t.Errorf("%d SessionEnded events, want 2", n)
 	}
 }
+
+// The last passkey of an account without a card or phone is removed
+// only with the second tick; a disabled passkey never counts.
+func TestAccountRemoveLastPasskey(t *testing.T) {
+	p := newPage(t)
+	creds := p.linked("taro", nil, "Only")
+	c := p.clientWith("taro", session.ACRPasskey, "passkey:"+base64.RawURLEncoding.EncodeToString(creds[0]))
+	body := c.do("GET", "/account?lang=en", nil).Body.String()
+	if !strings.Contains(body, `id="pk-0-last"`) || !strings.Contains(body, `id="jpki-none"`) {
+		t.Fatal("no last-way warning on the only passkey")
+	}
+	if w := c.change("remove", creds[0], ""); w.Code != http.StatusBadRequest {
+		t.Fatalf("unconfirmed removal of the last passkey: %d", w.Code)
+	}
+	if a, _ := p.accounts.Get(context.Background(), "taro"); len(a.Passkeys) != 1 || !c.signedIn() {
+		t.Fatal("an unconfirmed removal changed something")
+	}
+	w := c.do("POST", passkeysPath, url.Values{web.CSRFField: {c.csrf}, "action": {"remove"}, "confirm_last": {"1"},
+		"passkey": {base64.RawURLEncoding.EncodeToString(creds[0])}})
+	if w.Code != http.StatusSeeOther {
+		t.Fatalf("confirmed removal: %d", w.Code)
+	}
+	if a, _ := p.accounts.Get(context.Background(), "taro"); len(a.Passkeys) != 0 || c.signedIn() {
+		t.Fatal("the confirmed removal did not remove the passkey and end its session")
+	}
+}

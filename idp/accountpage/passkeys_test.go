@@ -65,7 +65,7 @@ func newPage(t *testing.T) *page {
 	h, err := New(Options{Web: p.kit, Requests: p.requests, Clients: noClients{}, Sessions: p.sessions,
 		Grants: consent.NewStore(kv, store.ErrNotFound), Tokens: noTokens{}, Accounts: p.accounts,
 		Passkeys: &PasskeyOptions{Store: p.accounts, Begin: "/b", Finish: "/f", RecentProofing: 5 * time.Minute},
-		Events: p.out})
+		Events:   p.out})
 	if err != nil {
 		t.Fatal(err)
 	}

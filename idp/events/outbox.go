@@ -377,6 +377,18 @@ func (o *Outbox) maybeTrim(ctx context.Context, log *slog.Logger) {
 	}
 }
 
+// Maintain trims the log every TrimEvery until ctx ends, so that it
+// stays bounded on a node that runs no consumer (or before any consumer
+// exists). Every node may run it; trims are idempotent.
+func (o *Outbox) Maintain(ctx context.Context) {
+	for {
+		o.maybeTrim(ctx, o.log)
+		if !sleep(ctx, o.TrimEvery, nil) {
+			return
+		}
+	}
+}
+
 // Trim applies the retention now and reports how many entries it
 // dropped. Consumers call it on their own; operators' tools may too.
 func (o *Outbox) Trim(ctx context.Context) (int64, error) {

@@ -472,3 +472,33 @@ func TestUndecodableEntryIsPassed(t *testing.T) {
 		t.Fatalf("got %+v", e)
 	}
 }
+
+// Without any consumer, Maintain keeps the log to its retention.
+func TestMaintainTrimsWithoutConsumers(t *testing.T) {
+	kv := store.NewMemory()
+	ctx := context.Background()
+	o := NewOutbox(kv, nil)
+	for i := range 3 {
+		if err := o.Publish(ctx, signedIn("acct", fmt.Sprint("s", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Retention, o.TrimEvery = time.Hour, 20*time.Millisecond
+	o.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { o.Maintain(mctx); close(done) }()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		all, _ := kv.StreamRange(ctx, streamKey, "", 0)
+		if len(all) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries outlived the retention", len(all))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}

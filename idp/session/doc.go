@@ -17,4 +17,14 @@
 // say whether the RP proved with an id_token_hint that it speaks for the
 // resident of this very session. Only then does the session end without
 // a question; any other sign-out is confirmed by the resident.
+//
+// Each session has an internal ID and remembers the authenticator that
+// started it (a JPKI certificate link or a passkey). An index in the store
+// (index.go) lists an account's sessions and the token families minted
+// from them, which the provider reports on every code exchange
+// (TokensIssued). SignOutEverywhere ends them all and revokes every
+// family; EndAuthenticator ends what one removed card, phone or passkey
+// started. Ending a session publishes SessionEnded with the clients that
+// received tokens in it; a new session publishes SignedIn. Relying
+// parties see a session as PairwiseSID of its ID for their sector.
 package session

@@ -322,3 +322,75 @@ func TestPairwiseSID(t *testing.T) {
 		t.Fatal("a sid for no session")
 	}
 }
+
+// counted counts the store calls the session manager makes.
+type counted struct {
+	kv *store.Memory
+	n  *atomic.Int64
+}
+
+func (c counted) Get(ctx context.Context, k string) ([]byte, error) {
+	c.n.Add(1)
+	return c.kv.Get(ctx, k)
+}
+func (c counted) Set(ctx context.Context, k string, v []byte, ttl time.Duration) error {
+	c.n.Add(1)
+	return c.kv.Set(ctx, k, v, ttl)
+}
+func (c counted) Delete(ctx context.Context, k ...string) error {
+	c.n.Add(1)
+	return c.kv.Delete(ctx, k...)
+}
+func (c counted) SetAdd(ctx context.Context, k string, ttl time.Duration, m ...string) error {
+	c.n.Add(1)
+	return c.kv.SetAdd(ctx, k, ttl, m...)
+}
+func (c counted) SetMembers(ctx context.Context, k string) ([]string, error) {
+	c.n.Add(1)
+	return c.kv.SetMembers(ctx, k)
+}
+func (c counted) SetRemove(ctx context.Context, k string, m ...string) error {
+	c.n.Add(1)
+	return c.kv.SetRemove(ctx, k, m...)
+}
+
+// countingOutbox counts the outbox's store calls on publish.
+type countingOutbox struct {
+	n *atomic.Int64
+}
+
+func (o countingOutbox) Publish(context.Context, events.Event) error {
+	o.n.Add(2) // StreamAdd and the wake-up (events.Outbox.Publish)
+	return nil
+}
+
+// TestIndexRoundTrips pins the store round trips the operator guide
+// quotes.
+func TestIndexRoundTrips(t *testing.T) {
+	var n atomic.Int64
+	kv := counted{kv: store.NewMemory(), n: &n}
+	m, clk := newManager(t, kv, time.Hour)
+	m.SetTokens(&revocations{}, time.Hour)
+	m.SetEvents(countingOutbox{n: &n})
+	ctx := context.Background()
+	w := httptest.NewRecorder()
+	sess, err := m.Begin(ctx, w, authreq.Authentication{AccountID: "a", ACR: ACRJPKI, Time: clk.Now(), Authenticator: "jpki:L"}, "rp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Swap(0); got != 1+5 {
+		t.Errorf("sign-in: %d round trips, want 6 (1 before the index)", got)
+	}
+	if err := m.TokensIssued(ctx, sess.ID, "a", "jpki:L", "rp", "g1", clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.Swap(0); got != 3 {
+		t.Errorf("code exchange: %d round trips, want 3", got)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.AddCookie(sessionCookie(t, w, m.name))
+	m.End(httptest.NewRecorder(), r)
+	if got := n.Swap(0); got != 1+8 {
+		t.Errorf("logout: %d round trips, want 9 (1 before the index)", got)
+	}
+}
