@@ -428,9 +428,10 @@ func (s *Server) RotateKeys(ctx context.Context) error {
 
 // Run does the provider's background work until ctx ends: scheduled key
 // rotation and reloading keys rotated by another node, and keeping the
-// whitelist cache in step with the other nodes, and trimming the event
-// outbox to its retention. It blocks; run it in its
-// own goroutine next to the HTTP servers.
+// whitelist cache in step with the other nodes, trimming the event
+// outbox to its retention, telling relying parties what happened
+// (back-channel logout, SSF) and, when enabled, the facts monitor. It
+// blocks; run it in its own goroutine next to the HTTP servers.
 func (s *Server) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
