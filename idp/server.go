@@ -304,7 +304,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		if passkeys, err = passkey.New(passkey.Options{
 			Web: s.web, Requests: s.requests, Sessions: s.sessions, Accounts: s.accounts, Store: o.Store,
 			RecentProofing: o.Passkeys.RecentProofing, Attestation: o.Passkeys.Attestation,
-			Policy: o.Passkeys.Policy, Metadata: o.Passkeys.Metadata, Metrics: o.Metrics,
+			Policy: o.Passkeys.Policy, Metadata: o.Passkeys.Metadata, Metrics: o.Metrics, Events: s.events,
 		}); err != nil {
 			return nil, fmt.Errorf("idp: %w", err)
 		}
@@ -319,7 +319,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	login, err := signin.New(signin.Options{
 		Web: s.web, Requests: s.requests, Clients: s.clients, Accounts: s.accounts, Sessions: s.sessions,
 		Verifier: o.Verifier, Store: o.Store, TransactionTTL: o.TransactionTTL, CookieKey: o.CookieKey,
-		DemoWalletURL: o.DemoWalletURL, Metrics: o.Metrics, Passkeys: loginPasskeys,
+		DemoWalletURL: o.DemoWalletURL, Metrics: o.Metrics, Passkeys: loginPasskeys, Events: s.events,
 	})
 	if err != nil {
 		return nil, err

@@ -228,8 +228,10 @@ func TestE2ESessionIndex(t *testing.T) {
 		seen = append(seen, s)
 	}
 	want := []string{
+		"credential_changed jpki create JPKIAPICCTOKEN2",
 		"signed_in jpki:JPKIAPICCTOKEN2 web",
 		"signed_in jpki:JPKIAPICCTOKEN2 web",
+		"credential_changed jpki create JPKIAPGPSETOKEN",
 		"signed_in jpki:JPKIAPGPSETOKEN web",
 		"session_ended authenticator_removed web",
 		"credential_changed jpki delete JPKIAPGPSETOKEN",

@@ -16,6 +16,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/metrics"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/web"
@@ -57,11 +58,18 @@ type Options struct {
 	// authenticators against.
 	Metadata *Metadata
 	Metrics  prometheus.Registerer
+	// Events, when set, hears of every passkey added (events.Outbox).
+	Events interface {
+		Publish(ctx context.Context, e events.Event) error
+	}
 }
 
 // Handler serves the passkey ceremonies and the offer after a JPKI
 // sign-in.
 type Handler struct {
+	events interface {
+		Publish(ctx context.Context, e events.Event) error
+	}
 	web      *web.Kit
 	requests *authreq.Repo
 	sessions *session.Manager
@@ -103,7 +111,7 @@ func New(o Options) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{web: o.Web, requests: o.Requests, sessions: o.Sessions, accounts: o.Accounts,
-		cer: ceremonies{kv: o.Store}, recent: o.RecentProofing, policy: o.Policy, log: o.Web.Logger()}
+		cer: ceremonies{kv: o.Store}, recent: o.RecentProofing, policy: o.Policy, events: o.Events, log: o.Web.Logger()}
 	if h.recent == 0 {
 		h.recent = DefaultRecentProofing
 	}

@@ -2,6 +2,7 @@ package passkey
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/session"
 )
 
@@ -55,9 +57,14 @@ func TestRegisterAndSignIn(t *testing.T) {
 		{"synced", true, []string{"user", "swk"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := newEnv(t, nil)
+			rec := &recorder{}
+			e := newEnv(t, func(o *Options) { o.Events = rec })
 			_, key := enrolled(t, e, "taro", func(k *softKey) { k.be, k.bs = c.synced, c.synced })
 			p := e.passkey("taro", key.credID)
+			if len(rec.got) != 1 || rec.got[0].Kind != events.CredentialChanged || rec.got[0].AccountID != "taro" ||
+				*rec.got[0].Credential != (events.Credential{Type: "passkey", Change: "create", Ref: base64.RawURLEncoding.EncodeToString(key.credID)}) {
+				t.Fatalf("events %+v", rec.got)
+			}
 			if p.Synced() != c.synced || p.Name != "パスキー 1" || p.CreatedAt.IsZero() {
 				t.Fatalf("stored %+v", p)
 			}
@@ -77,6 +84,11 @@ func TestRegisterAndSignIn(t *testing.T) {
 			sess, ok := nb.session()
 			if !ok || sess.AccountID != "taro" || sess.ACR != "aal2" || !slices.Equal(sess.AMR, c.amr) || !sess.JPKIAt.IsZero() {
 				t.Fatalf("session %+v", sess)
+			}
+			// The session remembers the passkey, so that removing it ends
+			// the session.
+			if ref := "passkey:" + base64.RawURLEncoding.EncodeToString(key.credID); sess.Authenticator != ref || sess.Method != ref || sess.ID == "" {
+				t.Fatalf("session authenticator %q method %q", sess.Authenticator, sess.Method)
 			}
 			if p := e.passkey("taro", key.credID); p.SignCount != key.counter || p.LastUsedAt.IsZero() {
 				t.Fatalf("after use %+v", p)
@@ -387,4 +399,12 @@ func TestRPID(t *testing.T) {
 			t.Errorf("RPID(%q) = %q, %v", c.issuer, got, err)
 		}
 	}
+}
+
+// recorder keeps what a handler published.
+type recorder struct{ got []events.Event }
+
+func (r *recorder) Publish(_ context.Context, e events.Event) error {
+	r.got = append(r.got, e)
+	return nil
 }

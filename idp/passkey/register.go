@@ -1,6 +1,7 @@
 package passkey
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/web"
 )
@@ -182,6 +184,14 @@ func (h *Handler) handleRegisterFinish(w http.ResponseWriter, r *http.Request) {
 	}
 	h.outcomes.WithLabelValues(kindRegister, "ok").Inc()
 	h.log.InfoContext(ctx, "passkey added", logref.Account(acct.ID), "synced", p.Synced(), "attestation", p.AttestationFormat)
+	if h.events != nil {
+		e := events.Event{Kind: events.CredentialChanged, AccountID: acct.ID, Credential: &events.Credential{
+			Type: "passkey", Change: "create", Ref: base64.RawURLEncoding.EncodeToString(p.ID)}}
+		if err := h.events.Publish(ctx, e); err != nil {
+			// The passkey is added; only the notice of it is lost.
+			h.log.ErrorContext(ctx, "event not published", "kind", string(e.Kind), "error", err)
+		}
+	}
 	next := c.Next
 	if c.Request != "" {
 		next = accountPath

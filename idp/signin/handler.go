@@ -13,6 +13,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/metrics"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/store"
@@ -39,6 +40,14 @@ type Accounts interface {
 	// NoteAuthLabel remembers which JPKI token the certificate was used
 	// from, for the account page.
 	NoteAuthLabel(ctx context.Context, id, link, label string) error
+	// LinkedTo says which account a certificate is linked to, "" for
+	// none: a proofing that links a new one announces it.
+	LinkedTo(ctx context.Context, c *x509.Certificate) (string, error)
+}
+
+// Publisher appends events to the outbox (events.Outbox).
+type Publisher interface {
+	Publish(ctx context.Context, e events.Event) error
 }
 
 // Verifier checks wallet signatures (pkibridge.Verifier).
@@ -71,6 +80,8 @@ type Options struct {
 	// Passkeys, when set, adds the passkey sign-in to the login page and
 	// the passkey offer after a JPKI sign-in.
 	Passkeys *PasskeyRoutes
+	// Events, when set, hears of every card or phone a proofing links.
+	Events Publisher
 }
 
 // PasskeyRoutes are the passkey endpoints the login page links to (the
@@ -84,6 +95,7 @@ type PasskeyRoutes struct {
 // Handler serves the resident's sign-in: the login page, its transaction
 // endpoints, the wallet protocol and sign-out.
 type Handler struct {
+	events     Publisher
 	web        *web.Kit
 	requests   *authreq.Repo
 	clients    Clients
@@ -117,7 +129,7 @@ func New(o Options) (*Handler, error) {
 	h := &Handler{
 		web: o.Web, requests: o.Requests, clients: o.Clients, accounts: o.Accounts, sessions: o.Sessions,
 		verifier: o.Verifier, kv: o.Store, txTTL: o.TransactionTTL,
-		demoWallet: o.DemoWalletURL, passkeys: o.Passkeys, log: o.Web.Logger(),
+		demoWallet: o.DemoWalletURL, passkeys: o.Passkeys, events: o.Events, log: o.Web.Logger(),
 		txs: &transactions{kv: o.Store, issuer: o.Web.Issuer(), key: o.CookieKey, now: o.Web.Now, log: o.Web.Logger()},
 	}
 	if h.txTTL == 0 {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/session"
@@ -595,11 +596,11 @@ func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission
 		return nil, txBad(http.StatusConflict, codeAlreadyUsed, "the transaction has already been answered")
 	}
 
-	var accountID string
+	var accountID, before string
 	var created bool
 	if tx.Purpose == purposeSignin {
 		accountID, err = h.accounts.SignIn(ctx, auth)
-	} else {
+	} else if before, err = h.accounts.LinkedTo(ctx, auth.Leaf); err == nil {
 		accountID, created, err = h.accounts.Proof(ctx, sig, auth, tx.SessionAccount)
 	}
 	if err != nil {
@@ -619,6 +620,15 @@ func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission
 		if err := h.accounts.NoteAuthLabel(ctx, accountID, link, label); err != nil {
 			// Only the account page's wording depends on it.
 			h.log.WarnContext(ctx, "token label not recorded", "error", err)
+		}
+	}
+	if tx.Purpose == purposeProofing && before != accountID && h.events != nil {
+		// A card or phone joined the account (or came back after its
+		// removal).
+		e := events.Event{Kind: events.CredentialChanged, AccountID: accountID,
+			Credential: &events.Credential{Type: "jpki", Change: "create", Ref: link, Label: label}}
+		if err := h.events.Publish(ctx, e); err != nil {
+			h.log.ErrorContext(ctx, "event not published", "kind", string(e.Kind), "error", err)
 		}
 	}
 	done := claimed
