@@ -34,7 +34,7 @@ func (s *Server) relyingPartyEvents() error {
 	}
 	if s.ssf, err = ssf.New(ssf.Options{
 		Store: o.Store, Web: s.web, Clients: s.clients, Grants: s.grants, Keys: s.keys, Fetcher: o.Fetcher,
-		Auth: s.provider, Refused: provider.ErrClientRefused, Dev: o.Dev, Logger: s.log, Metrics: o.Metrics, Now: o.Now,
+		Auth: s.provider, Refused: provider.ErrClientRefused, KEK: o.KEK, Dev: o.Dev, Logger: s.log, Metrics: o.Metrics, Now: o.Now,
 	}); err != nil {
 		return fmt.Errorf("idp: %w", err)
 	}

@@ -249,6 +249,11 @@ func TestRelyingPartyEvents(t *testing.T) {
 		fmt.Sprint(cfg["events_delivered"]) != fmt.Sprint([]string{ssf.EventSessionRevoked, ssf.EventCredentialChange}) {
 		t.Fatalf("stream config: %s", raw)
 	}
+	// The receiver's secret is sealed at rest.
+	rec, err := kv.Get(context.Background(), "ssf:stream:"+streamID)
+	if err != nil || strings.Contains(string(rec), "receiver-secret") || !strings.Contains(string(rec), "auth_sealed") {
+		t.Fatalf("stream record holds the authorization header in the clear: %s %v", rec, err)
+	}
 	if status, _, raw := ssfCall(t, o, http.MethodPost, ssf.VerifyPath, "web", testSecret, map[string]any{"stream_id": streamID, "state": "st-42"}); status != http.StatusNoContent {
 		t.Fatalf("verify: %d %s", status, raw)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/store"
 )
 
@@ -59,15 +60,20 @@ type Delivery struct {
 
 // Stream is a stream as stored.
 type Stream struct {
-	ID              string    `json:"stream_id"`
-	Client          string    `json:"client"`
-	EventsRequested []string  `json:"events_requested"`
-	Delivery        Delivery  `json:"delivery"`
-	Description     string    `json:"description,omitempty"`
-	Status          string    `json:"status"`
-	Reason          string    `json:"reason,omitempty"`
-	Created         time.Time `json:"created"`
-	Updated         time.Time `json:"updated"`
+	ID              string   `json:"stream_id"`
+	Client          string   `json:"client"`
+	EventsRequested []string `json:"events_requested"`
+	Delivery        Delivery `json:"delivery"`
+	Description     string   `json:"description,omitempty"`
+	Status          string   `json:"status"`
+	Reason          string   `json:"reason,omitempty"`
+	// AuthSealed is the push receiver's authorization header, a secret
+	// of the receiver, sealed under AuthKey (a data key the KEK wraps):
+	// Delivery.AuthorizationHeader is never stored.
+	AuthSealed []byte    `json:"auth_sealed,omitempty"`
+	AuthKey    []byte    `json:"auth_key,omitempty"`
+	Created    time.Time `json:"created"`
+	Updated    time.Time `json:"updated"`
 }
 
 // delivered are the requested events the transmitter sends.
@@ -170,6 +176,7 @@ func apply(s *Stream, req streamRequest, dev bool, checkURL func(string) error) 
 			return badConfig("delivery.method %q is not supported: use %q (push) or %q (poll)", d.Method, MethodPush, MethodPoll)
 		}
 		s.Delivery = d
+		s.AuthSealed, s.AuthKey = nil, nil // the new delivery replaces the old one whole
 	}
 	if s.Delivery.Method == "" {
 		return badConfig("delivery is required")
@@ -198,7 +205,50 @@ func checkEndpoint(raw string, dev bool) error {
 }
 
 // streams is the stream records in the store.
-type streams struct{ kv KV }
+type streams struct {
+	kv   KV
+	ring *seal.Ring
+}
+
+func authAAD(id string) []byte { return []byte("ssf-auth:" + id) }
+
+// sealAuth moves a plaintext authorization header into the sealed
+// fields, before a record is written.
+func (st streams) sealAuth(s *Stream) error {
+	h := s.Delivery.AuthorizationHeader
+	if h == "" {
+		return nil
+	}
+	if st.ring == nil {
+		return errors.New("ssf: no key to seal the receiver's authorization header")
+	}
+	sealer, w, err := st.ring.NewSealer(authAAD(s.ID))
+	if err != nil {
+		return err
+	}
+	s.AuthKey, s.AuthSealed = w, sealer.Seal([]byte(h), authAAD(s.ID))
+	s.Delivery.AuthorizationHeader = ""
+	return nil
+}
+
+// authHeader opens the receiver's authorization header ("" for none).
+func (st streams) authHeader(s *Stream) (string, error) {
+	if len(s.AuthSealed) == 0 {
+		return "", nil
+	}
+	if st.ring == nil {
+		return "", errors.New("ssf: no key to open the receiver's authorization header")
+	}
+	sealer, err := st.ring.OpenSealer(s.AuthKey, authAAD(s.ID))
+	if err != nil {
+		return "", fmt.Errorf("ssf: authorization header key: %w", err)
+	}
+	b, err := sealer.Open(s.AuthSealed, authAAD(s.ID))
+	if err != nil {
+		return "", fmt.Errorf("ssf: authorization header: %w", err)
+	}
+	return string(b), nil
+}
 
 var errNoStream = errors.New("ssf: no such stream")
 
@@ -255,6 +305,9 @@ func (st streams) list(ctx context.Context, client string) ([]*Stream, error) {
 }
 
 func (st streams) create(ctx context.Context, s *Stream) error {
+	if err := st.sealAuth(s); err != nil {
+		return err
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -272,6 +325,9 @@ func (st streams) create(ctx context.Context, s *Stream) error {
 // replace writes s over the record read as old; false when it changed
 // meanwhile.
 func (st streams) replace(ctx context.Context, old []byte, s *Stream) (bool, error) {
+	if err := st.sealAuth(s); err != nil {
+		return false, err
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return false, err

@@ -17,6 +17,7 @@ import (
 	"github.com/watashi-id/watashi/idp/delivery"
 	"github.com/watashi-id/watashi/idp/events"
 	"github.com/watashi-id/watashi/idp/internal/ids"
+	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/web"
 	"github.com/watashi-id/watashi/whitelist"
 )
@@ -66,6 +67,8 @@ type Options struct {
 	// Refused is the error ClientAuth wraps when it refuses credentials
 	// (provider.ErrClientRefused).
 	Refused error
+	// KEK seals receivers' authorization headers at rest (required).
+	KEK *seal.Ring
 	// Dev allows http receiver endpoints.
 	Dev bool
 	// MinVerificationInterval is how often a stream may ask for a
@@ -94,8 +97,8 @@ type Transmitter struct {
 
 // New returns a transmitter.
 func New(o Options) (*Transmitter, error) {
-	if o.Store == nil || o.Web == nil || o.Clients == nil || o.Grants == nil || o.Keys == nil || o.Fetcher == nil || o.Auth == nil {
-		return nil, errors.New("ssf: Store, Web, Clients, Grants, Keys, Fetcher and Auth are required")
+	if o.Store == nil || o.Web == nil || o.Clients == nil || o.Grants == nil || o.Keys == nil || o.Fetcher == nil || o.Auth == nil || o.KEK == nil {
+		return nil, errors.New("ssf: Store, Web, Clients, Grants, Keys, Fetcher, Auth and KEK are required")
 	}
 	if o.MinVerificationInterval <= 0 {
 		o.MinVerificationInterval = 15 * time.Second
@@ -109,7 +112,7 @@ func New(o Options) (*Transmitter, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	t := &Transmitter{o: o, streams: streams{o.Store}, log: o.Logger, issuer: o.Web.Issuer()}
+	t := &Transmitter{o: o, streams: streams{kv: o.Store, ring: o.KEK}, log: o.Logger, issuer: o.Web.Issuer()}
 	qo := o.Queue
 	qo.Name, qo.Logger, qo.Metrics, qo.Now = "ssf-push", o.Logger, o.Metrics, o.Now
 	var err error
@@ -273,6 +276,9 @@ func (t *Transmitter) Handle(ctx context.Context, e events.Event) error {
 		}
 		sub := subID{Format: "iss_sub", Iss: t.issuer, Sub: t.o.Clients.Subject(c, e.AccountID)}
 		for _, s := range ss {
+			if e.Time.Before(s.Created) {
+				continue // it happened before the stream existed
+			}
 			for typ, p := range ps {
 				if !s.wants(typ) {
 					continue
@@ -340,12 +346,16 @@ func (t *Transmitter) send(ctx context.Context, dj delivery.Job) error {
 	case s.Status == StatusPaused:
 		return delivery.Later(30 * time.Second)
 	}
+	auth, err := t.streams.authHeader(s)
+	if err != nil {
+		return err // a KEK missing on this node is its fault, not the receiver's
+	}
 	tok, err := t.sign(ctx, j)
 	if err != nil {
 		return err
 	}
 	_, err = t.o.Fetcher.Post(ctx, s.Delivery.EndpointURL, []byte(tok), whitelist.PostOptions{
-		ContentType: "application/secevent+jwt", Accept: "application/json", Authorization: s.Delivery.AuthorizationHeader,
+		ContentType: "application/secevent+jwt", Accept: "application/json", Authorization: auth,
 	})
 	var fe *whitelist.FetchError
 	if errors.As(err, &fe) {
