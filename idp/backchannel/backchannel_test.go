@@ -263,3 +263,42 @@ func TestHandle(t *testing.T) {
 		t.Fatalf("session end: %d tokens", len(a.got()))
 	}
 }
+
+// TestGuardedFetcher: a back-channel logout URI at an internal address is
+// never called: the guarded fetcher refuses it, and the token is dropped
+// rather than retried.
+func TestGuardedFetcher(t *testing.T) {
+	ctx := context.Background()
+	kv := store.NewMemory()
+	rp := newRP(t)
+	tlsConf := &tls.Config{RootCAs: rp.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	strict := whitelist.NewFetcher(whitelist.FetcherOptions{TLS: tlsConf}) // production rules: no loopback
+	res, err := clients.New(ctx, clients.Options{PairwiseKey: make([]byte, 32), Static: []*clients.Client{
+		{ID: "rp", RedirectURIs: []string{"https://a.example/cb"}, AuthMethod: "none", BackchannelLogoutURI: rp.URL},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	km, _ := keys.New(kv, keys.Options{KEK: seal.GenerateRing()})
+	if err := km.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := backchannel.New(backchannel.Options{Store: kv, Issuer: "https://id.example.jp", Clients: res, Keys: km, Fetcher: strict})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ended(ctx, "ev", "acct", "sess", []string{"rp"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		s.Round(ctx)
+	}
+	if len(rp.got()) != 0 {
+		t.Fatal("a loopback URI was called")
+	}
+	var left int
+	_ = kv.Scan(ctx, "dq:backchannel:j:", func(string) error { left++; return nil })
+	if left != 0 {
+		t.Fatalf("%d refused jobs still queued", left)
+	}
+}
