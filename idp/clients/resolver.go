@@ -272,27 +272,28 @@ func FromWhitelist(wc *whitelist.Client) *Client {
 			claims = append(claims, cl)
 		}
 	}
-	return &Client{
-		ID:                   wc.ID,
-		DisplayName:          wc.ClientName,
-		Organization:         wc.OrganizationName,
-		SecretHash:           wc.SecretHash,
-		AuthMethod:           wc.TokenEndpointAuthMethod,
-		RedirectURIs:         slices.Clone(wc.RedirectURIs),
-		PostLogout:           slices.Clone(wc.PostLogoutRedirectURIs),
-		SectorIdentifierURI:  wc.SectorIdentifierURI,
-		Sector:               wc.Sector,
-		JWKS:                 slices.Clone([]byte(wc.JWKS)),
-		Scopes:               scopes,
-		IDTokenAlg:           wc.IDTokenSignedResponseAlg,
-		PolicyURI:            wc.PolicyURI,
-		LogoURI:              wc.LogoURI,
-		BackchannelLogoutURI: wc.BackchannelLogoutURI,
-		VerifiedClaims:       slices.Contains(wc.AllowedClaims, consent.ClaimVerifiedClaims),
-		ApplicationType:      wc.ApplicationType,
-		TierClaims:           claims,
-		MinACR:               wc.MinACR,
+	c := &Client{
+		ID:                  wc.ID,
+		DisplayName:         wc.ClientName,
+		Organization:        wc.OrganizationName,
+		SecretHash:          wc.SecretHash,
+		AuthMethod:          wc.TokenEndpointAuthMethod,
+		RedirectURIs:        slices.Clone(wc.RedirectURIs),
+		PostLogout:          slices.Clone(wc.PostLogoutRedirectURIs),
+		SectorIdentifierURI: wc.SectorIdentifierURI,
+		Sector:              wc.Sector,
+		JWKS:                slices.Clone([]byte(wc.JWKS)),
+		Scopes:              scopes,
+		IDTokenAlg:          wc.IDTokenSignedResponseAlg,
+		PolicyURI:           wc.PolicyURI,
+		LogoURI:             wc.LogoURI,
+		VerifiedClaims:      slices.Contains(wc.AllowedClaims, consent.ClaimVerifiedClaims),
+		ApplicationType:     wc.ApplicationType,
+		TierClaims:          claims,
+		MinACR:              wc.MinACR,
 	}
+	c.BackchannelLogoutURI = wc.BackchannelLogoutURI
+	return c
 }
 
 func entryFromRegistry(wc *whitelist.Client) (*Entry, error) {
