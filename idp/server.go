@@ -21,9 +21,11 @@ import (
 	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/accountpage"
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/backchannel"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/consentflow"
 	"github.com/watashi-id/watashi/idp/events"
+	"github.com/watashi-id/watashi/idp/factsmon"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/keys"
 	"github.com/watashi-id/watashi/idp/notify"
@@ -33,6 +35,7 @@ import (
 	"github.com/watashi-id/watashi/idp/seal"
 	"github.com/watashi-id/watashi/idp/session"
 	"github.com/watashi-id/watashi/idp/signin"
+	"github.com/watashi-id/watashi/idp/ssf"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/web"
 	"github.com/watashi-id/watashi/pkibridge"
@@ -94,7 +97,7 @@ type Options struct {
 	// KeyRotation is the signing key rotation period (default 30 days;
 	// negative disables scheduled rotation).
 	KeyRotation time.Duration
-	// FactsRecheck is how old the last revocation check of the facts'
+	// FactsRecheck is how old the last revocation check of the facts
 	// source certificate may be when facts are about to be released
 	// (default 1h). A JPKI signature certificate is revoked when the
 	// resident moves or changes name, so an old check may hide facts that
@@ -104,6 +107,9 @@ type Options struct {
 
 	// Passkeys are the passkey sign-in after identity proofing.
 	Passkeys PasskeyOptions
+	// FactsMonitor re-checks every account's proofing certificate on a
+	// schedule.
+	FactsMonitor FactsMonitorOptions
 
 	// Notify is the residents' notification mail.
 	Notify NotifyOptions
@@ -164,6 +170,21 @@ type PasskeyOptions struct {
 	Metadata *passkey.Metadata
 }
 
+// FactsMonitorOptions configure the scheduled re-check of the facts
+// certificates (package factsmon).
+type FactsMonitorOptions struct {
+	Enabled bool
+	// Interval: every account once per interval (default 24h).
+	Interval time.Duration
+	// OCSP asks the verifier's OCSP responders for what its CRLs leave
+	// undecided; each query may cost a fee.
+	OCSP bool
+	// Partitions and Tick tune the sharing between nodes (defaults 64
+	// and 1m); tests shorten them.
+	Partitions int
+	Tick       time.Duration
+}
+
 // SetDefaults fills every zero duration, the logger, the metrics registry,
 // the clock and the fetcher with their documented defaults.
 func (o *Options) SetDefaults() {
@@ -211,6 +232,10 @@ type Server struct {
 	provider *provider.Server
 	notifier *notify.Notifier
 	handler  http.Handler
+
+	backchannel *backchannel.Sender
+	ssf         *ssf.Transmitter
+	monitor     *factsmon.Monitor
 }
 
 // New builds the provider from its options. It fails when they are
@@ -299,6 +324,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.sessions.SetTokens(s.provider, max(o.RefreshTokenTTL, o.AccessTokenTTL))
+	if err := s.relyingPartyEvents(); err != nil {
+		return nil, err
+	}
 	var passkeys *passkey.Handler
 	var loginPasskeys *signin.PasskeyRoutes
 	var accountPasskeys *accountpage.PasskeyOptions
@@ -367,10 +395,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		notices.Mount(mux)
 	}
 	s.provider.Mount(mux)
+	s.ssf.Mount(mux)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", s.web.Static()))
 	// Browsers ask for /favicon.ico whatever a page links to.
 	mux.Handle("GET /favicon.ico", s.web.Static())
-	s.handler = s.web.Wrap(mux, provider.RouteNames())
+	s.handler = s.web.Wrap(mux, routeNames())
 	return s, nil
 }
 
@@ -442,9 +471,11 @@ func (s *Server) RotateKeys(ctx context.Context) error {
 
 // Run does the provider's background work until ctx ends: scheduled key
 // rotation and reloading keys rotated by another node, and keeping the
-// whitelist cache and the block list in step with the other nodes, and
-// trimming the event outbox to its retention. It blocks; run it in its
-// own goroutine next to the HTTP servers.
+// whitelist cache and the block list in step with the other nodes,
+// trimming the event outbox to its retention, mailing residents' notices,
+// telling relying parties what happened (back-channel logout, SSF) and,
+// when enabled, the facts monitor. It blocks; run it in its own goroutine
+// next to the HTTP servers.
 func (s *Server) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
@@ -469,10 +500,16 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() { _ = s.notifier.Run(ctx); mailed <- struct{}{} }()
 		defer func() { <-mailed; <-mailed }()
 	}
+	rpDone := make(chan struct{})
+	go func() {
+		defer close(rpDone)
+		s.runRelyingPartyEvents(ctx)
+	}()
 	s.keys.Run(ctx, s.opts.KeyRotation)
 	<-done
 	<-blocks
 	<-trimmed
+	<-rpDone
 	return nil
 }
 

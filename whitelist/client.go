@@ -74,6 +74,15 @@ type Metadata struct {
 	Claims          []string `json:"claims,omitempty"`
 	SoftwareID      string   `json:"software_id,omitempty"`
 	SoftwareVersion string   `json:"software_version,omitempty"`
+	// BackchannelLogoutURI receives logout tokens when a resident's
+	// session ends (OpenID Connect Back-Channel Logout 1.0 §2.2). Watashi
+	// posts to it through the guarded fetcher, so it must be https and
+	// public like every URL an integrator controls.
+	BackchannelLogoutURI string `json:"backchannel_logout_uri,omitempty"`
+	// BackchannelLogoutSessionRequired asks for sid in every logout token.
+	// Watashi always sends sid when the session is known; the flag is kept
+	// so that an integrator reads back what it registered.
+	BackchannelLogoutSessionRequired bool `json:"backchannel_logout_session_required,omitempty"`
 }
 
 // Client is a registered relying party: its metadata, its standing and

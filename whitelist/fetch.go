@@ -1,6 +1,7 @@
 package whitelist
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -484,4 +485,71 @@ func Denied(a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// PostOptions describe one POST.
+type PostOptions struct {
+	// ContentType of the body (required).
+	ContentType string
+	// Accept is the Accept header (default application/json).
+	Accept string
+	// Authorization, when set, is sent as the Authorization header (a
+	// receiver's own bearer token, for SSF push delivery).
+	Authorization string
+	// MaxBytes bounds the answer's body (default 4 KiB): a receiver
+	// answers with a status and at most a short error object.
+	MaxBytes int64
+}
+
+// Post sends body to rawURL under the same rules as Fetch: https, a
+// public address checked where the connection is made, no redirect, no
+// proxy, the timeout. It is how Watashi delivers logout tokens and
+// security events to URLs relying parties registered. A 2xx answer
+// returns its (bounded) body; any other status is a FetchError with
+// Kind ErrFetchStatus and the status, with the body as far as read,
+// so that the caller can tell a receiver's refusal (4xx) from its
+// outage (5xx).
+func (f *Fetcher) Post(ctx context.Context, rawURL string, body []byte, o PostOptions) ([]byte, error) {
+	u, err := f.checkURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if o.ContentType == "" {
+		return nil, errors.New("whitelist: Post needs a content type")
+	}
+	if o.Accept == "" {
+		o.Accept = "application/json"
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 4 << 10
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
+	if err != nil {
+		return nil, &FetchError{Kind: ErrFetchURL, Reason: "is not a URL that can be posted to", Err: err}
+	}
+	req.Header.Set("Content-Type", o.ContentType)
+	req.Header.Set("Accept", o.Accept)
+	req.Header.Set("User-Agent", "watashi")
+	if o.Authorization != "" {
+		req.Header.Set("Authorization", o.Authorization)
+	}
+	res, err := f.client.Do(req)
+	if err != nil {
+		return nil, transportError(err)
+	}
+	defer res.Body.Close()
+	answer, rerr := io.ReadAll(io.LimitReader(res.Body, o.MaxBytes))
+	switch {
+	case res.StatusCode >= 300 && res.StatusCode < 400:
+		return nil, &FetchError{Kind: ErrFetchRedirect, Status: res.StatusCode,
+			Reason: fmt.Sprintf("answered HTTP %d; redirects are not followed: register the final URL", res.StatusCode)}
+	case res.StatusCode < 200 || res.StatusCode > 299:
+		return answer, &FetchError{Kind: ErrFetchStatus, Status: res.StatusCode, Reason: fmt.Sprintf("answered HTTP %d", res.StatusCode)}
+	}
+	// The receiver took the request (2xx): an answer body cut short (rerr)
+	// does not undo that.
+	_ = rerr
+	return answer, nil
 }

@@ -398,3 +398,55 @@ func FuzzFetcherCheckURL(f *testing.F) {
 		}
 	})
 }
+
+// TestFetcherPost: a POST follows the same rules as a fetch, sends the
+// body and headers, and tells a receiver's refusal from its outage.
+func TestFetcherPost(t *testing.T) {
+	var got struct {
+		ctype, auth, body string
+	}
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.ctype, got.auth, got.body = r.Header.Get("Content-Type"), r.Header.Get("Authorization"), string(b)
+		switch r.URL.Path {
+		case "/ok":
+			w.WriteHeader(http.StatusAccepted)
+		case "/bad":
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"err":"invalid_request"}`))
+		case "/down":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/redirect":
+			http.Redirect(w, r, "/ok", http.StatusTemporaryRedirect)
+		}
+	}))
+	defer ts.Close()
+	tlsConf := ts.Client().Transport.(*http.Transport).TLSClientConfig
+	ctx := context.Background()
+	f := whitelist.NewFetcher(whitelist.FetcherOptions{TLS: tlsConf, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	if _, err := f.Post(ctx, ts.URL+"/ok", []byte("logout_token=x"), whitelist.PostOptions{ContentType: "application/x-www-form-urlencoded", Authorization: "Bearer t"}); err != nil {
+		t.Fatal(err)
+	}
+	if got.ctype != "application/x-www-form-urlencoded" || got.auth != "Bearer t" || got.body != "logout_token=x" {
+		t.Fatalf("received %+v", got)
+	}
+	for path, want := range map[string]int{"/bad": 400, "/down": 503, "/redirect": 307} {
+		_, err := f.Post(ctx, ts.URL+path, []byte("x"), whitelist.PostOptions{ContentType: "text/plain"})
+		var fe *whitelist.FetchError
+		if !errors.As(err, &fe) || fe.Status != want {
+			t.Errorf("%s: %v, want status %d", path, err, want)
+		}
+	}
+	// The address rules hold for a POST as for a GET: nothing is sent.
+	got.body = ""
+	strict := whitelist.NewFetcher(whitelist.FetcherOptions{TLS: tlsConf})
+	if _, err := strict.Post(ctx, ts.URL+"/ok", []byte("secret"), whitelist.PostOptions{ContentType: "text/plain"}); !errors.Is(err, whitelist.ErrFetchURL) {
+		t.Fatalf("loopback literal: %v", err)
+	}
+	if _, err := strict.Post(ctx, "http://rp.example/ok", []byte("secret"), whitelist.PostOptions{ContentType: "text/plain"}); !errors.Is(err, whitelist.ErrFetchURL) {
+		t.Fatalf("http outside dev: %v", err)
+	}
+	if got.body != "" {
+		t.Fatal("a refused POST reached the server")
+	}
+}

@@ -129,6 +129,7 @@ func (f fieldSet) metadata() (Metadata, *Error) {
 		{"scope", &m.Scope},
 		{"software_id", &m.SoftwareID},
 		{"software_version", &m.SoftwareVersion},
+		{"backchannel_logout_uri", &m.BackchannelLogoutURI},
 	}
 	for _, s := range strFields {
 		if *s.dst, e = f.str(s.name); e != nil {
@@ -149,6 +150,11 @@ func (f fieldSet) metadata() (Metadata, *Error) {
 	for _, l := range listFields {
 		if *l.dst, e = f.strs(l.name); e != nil {
 			return Metadata{}, e
+		}
+	}
+	if f.present("backchannel_logout_session_required") {
+		if err := json.Unmarshal(f["backchannel_logout_session_required"], &m.BackchannelLogoutSessionRequired); err != nil {
+			return Metadata{}, typeErr("backchannel_logout_session_required", "a boolean")
 		}
 	}
 	if f.present("jwks") {
@@ -254,6 +260,16 @@ func validateMetadata(m *Metadata, tier Tier, cat *catalogue, dev bool) *Error {
 		if e := checkWebURI("sector_identifier_uri", m.SectorIdentifierURI, dev, true); e != nil {
 			return e
 		}
+	}
+
+	if m.BackchannelLogoutURI != "" {
+		// Back-Channel Logout 1.0 §2.2: an absolute URI without a
+		// fragment; the query is kept as registered.
+		if e := checkWebURI("backchannel_logout_uri", m.BackchannelLogoutURI, dev, true); e != nil {
+			return e
+		}
+	} else if m.BackchannelLogoutSessionRequired {
+		return metaErr("backchannel_logout_session_required", "needs a backchannel_logout_uri")
 	}
 
 	if len(m.Contacts) > maxContacts {

@@ -77,6 +77,23 @@ func TestRegisterAndApprove(t *testing.T) {
 	}
 }
 
+func TestRegisterBackchannelLogout(t *testing.T) {
+	e := newEnv(t, whitelist.Backend{})
+	ctx := context.Background()
+	res := e.register(e.standard, with(webMeta(t, "rp.example"), "backchannel_logout_uri", "https://rp.example/bcl?tenant=1",
+		"backchannel_logout_session_required", true))
+	if res.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", res.status, res.raw)
+	}
+	if res.str("backchannel_logout_uri") != "https://rp.example/bcl?tenant=1" || res.obj["backchannel_logout_session_required"] != true {
+		t.Fatalf("response %s", res.raw)
+	}
+	c, err := e.r.Get(ctx, res.str("client_id"))
+	if err != nil || c.BackchannelLogoutURI != "https://rp.example/bcl?tenant=1" || !c.BackchannelLogoutSessionRequired {
+		t.Fatalf("stored %+v %v", c, err)
+	}
+}
+
 func TestRegisterSecretAutoApproved(t *testing.T) {
 	e := newEnv(t, whitelist.Backend{})
 	m := with(webMeta(t, "secret.example"), "token_endpoint_auth_method", "client_secret_basic", "jwks", nil,
@@ -452,6 +469,13 @@ func TestNegativeCatalogue(t *testing.T) {
 		{name: "logo_uri data", meta: with(base, "logo_uri", "data:image/png;base64,AAAA"), code: "invalid_client_metadata", says: "https"},
 		{name: "policy_uri over http", meta: with(base, "policy_uri", "http://neg.example/privacy"), code: "invalid_client_metadata", says: "https"},
 		{name: "tos_uri with userinfo", meta: with(base, "tos_uri", "https://u@neg.example/tos"), code: "invalid_client_metadata", says: "user information"},
+		{name: "backchannel_logout_uri over http", meta: with(base, "backchannel_logout_uri", "http://neg.example/bcl"), code: "invalid_client_metadata", says: "https"},
+		{name: "backchannel_logout_uri with fragment", meta: with(base, "backchannel_logout_uri", "https://neg.example/bcl#x"), code: "invalid_client_metadata", says: "fragment"},
+		{name: "backchannel_logout_uri relative", meta: with(base, "backchannel_logout_uri", "/bcl"), code: "invalid_client_metadata", says: "absolute"},
+		{name: "backchannel_logout_uri too long", meta: with(base, "backchannel_logout_uri", "https://neg.example/"+strings.Repeat("a", 2000)), code: "invalid_client_metadata", says: "longer"},
+		{name: "backchannel_logout_uri not a string", meta: with(base, "backchannel_logout_uri", 7), code: "invalid_client_metadata", says: "a string"},
+		{name: "backchannel_logout_session_required not a boolean", meta: with(base, "backchannel_logout_uri", "https://neg.example/bcl", "backchannel_logout_session_required", "yes"), code: "invalid_client_metadata", says: "boolean"},
+		{name: "backchannel_logout_session_required without a URI", meta: with(base, "backchannel_logout_session_required", true), code: "invalid_client_metadata", says: "backchannel_logout_uri"},
 		{name: "contacts not e-mail", meta: with(base, "contacts", []string{"call us"}), code: "invalid_client_metadata", says: "e-mail"},
 		{name: "unknown application_type", meta: with(base, "application_type", "spa"), code: "invalid_client_metadata", says: "native"},
 		{name: "non-JSON body", raw: []byte("client_name=x"), code: "invalid_client_metadata", says: "JSON object"},

@@ -75,6 +75,11 @@ type FactsSource struct {
 	// this record.
 	Stale   bool      `json:"stale,omitempty"`
 	StaleAt time.Time `json:"stale_at,omitzero"`
+	// AnnouncedAt is when the facts monitor published that the facts are
+	// stale (the resident's mail, relying parties' events): set after the
+	// event is stored, so that a crash between the two repeats the
+	// event rather than losing it.
+	AnnouncedAt time.Time `json:"announced_at,omitzero"`
 }
 
 // RevocationRef is what an OCSP or CRL check asks about a certificate,

@@ -55,6 +55,10 @@ type Client struct {
 	// origin (LogoPath), so a resident's browser never contacts the RP
 	// before consenting.
 	LogoURI string `json:"logo_uri,omitempty" yaml:"logo_uri"`
+	// BackchannelLogoutURI receives a logout token whenever a session in
+	// which the client got tokens ends (OpenID Connect Back-Channel
+	// Logout 1.0), posted through the guarded fetcher.
+	BackchannelLogoutURI string `json:"backchannel_logout_uri,omitempty" yaml:"backchannel_logout_uri"`
 	// AgeAlternatives declares that an age check (age_over_18 or
 	// age_over_20) serves this RP wherever it asks for the birth date, so
 	// the consent screen offers the resident the narrower answer even

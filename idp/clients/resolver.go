@@ -293,7 +293,7 @@ func FromWhitelist(wc *whitelist.Client) *Client {
 			claims = append(claims, cl)
 		}
 	}
-	return &Client{
+	c := &Client{
 		ID:                  wc.ID,
 		DisplayName:         wc.ClientName,
 		Organization:        wc.OrganizationName,
@@ -313,6 +313,8 @@ func FromWhitelist(wc *whitelist.Client) *Client {
 		TierClaims:          claims,
 		MinACR:              wc.MinACR,
 	}
+	c.BackchannelLogoutURI = wc.BackchannelLogoutURI
+	return c
 }
 
 func entryFromRegistry(wc *whitelist.Client) (*Entry, error) {

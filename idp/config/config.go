@@ -42,6 +42,9 @@ type Config struct {
 	Passkeys PasskeysConfig `yaml:"passkeys"`
 	// Notify mails residents who opt in at each sign-in.
 	Notify NotifyConfig `yaml:"notify"`
+	// FactsMonitor re-checks every account's proofing certificate on a
+	// schedule.
+	FactsMonitor FactsMonitorConfig `yaml:"facts_monitor"`
 	// KeyRotation is the signing key rotation period (default 720h;
 	// negative disables scheduled rotation).
 	KeyRotation time.Duration `yaml:"key_rotation"`
@@ -286,4 +289,16 @@ func (c *Config) WhitelistAdmin() (listen, tokenHashFile string) {
 		return "", ""
 	}
 	return c.Whitelist.AdminListen, c.Whitelist.AdminTokenHashFile
+}
+
+// FactsMonitorConfig schedules the re-check of every account's proofing
+// (signature) certificate: CRLs first (free), OCSP for what they leave
+// undecided when OCSP is true (each query may cost a fee).
+type FactsMonitorConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Interval is how often every account is checked (default 24h).
+	Interval time.Duration `yaml:"interval"`
+	// OCSP also asks the configured OCSP responders, for certificates
+	// the CRLs do not decide.
+	OCSP bool `yaml:"ocsp"`
 }

@@ -34,8 +34,9 @@ type SMTPConfig struct {
 	Timeout time.Duration `yaml:"timeout"`
 }
 
-func (c *Config) smtpConfig() (notify.SMTPConfig, error) {
-	s := c.Notify.SMTP
+// relay is the relay's settings as the notify package takes them, the
+// trust anchor file read.
+func (s SMTPConfig) relay() (notify.SMTPConfig, error) {
 	out := notify.SMTPConfig{Host: s.Host, Port: s.Port, TLS: s.TLS, Username: s.Username, PasswordFile: s.PasswordFile,
 		From: s.From, Timeout: s.Timeout}
 	if s.CAFile != "" {
@@ -56,7 +57,7 @@ func (c *Config) validateNotify(p *problems, dev bool) {
 	if !n.Enabled {
 		return
 	}
-	s, err := c.smtpConfig()
+	s, err := n.SMTP.relay()
 	if err != nil {
 		p.add("notify.smtp.ca_file", "%v", err)
 	}
@@ -80,7 +81,7 @@ func (c *Config) notifyOptions() (idp.NotifyOptions, error) {
 	if !c.Notify.Enabled {
 		return idp.NotifyOptions{}, nil
 	}
-	s, err := c.smtpConfig()
+	s, err := c.Notify.SMTP.relay()
 	if err != nil {
 		return idp.NotifyOptions{}, err
 	}

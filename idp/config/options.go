@@ -88,6 +88,7 @@ func (c *Config) Options(ctx context.Context, dev bool) (idp.Options, error) {
 		return idp.Options{}, err
 	}
 	o.Verifier = v
+	o.FactsMonitor = idp.FactsMonitorOptions{Enabled: c.FactsMonitor.Enabled, Interval: c.FactsMonitor.Interval, OCSP: c.FactsMonitor.OCSP}
 
 	if o.Notify, err = c.notifyOptions(); err != nil {
 		return idp.Options{}, fmt.Errorf("notify: %w", err)

@@ -55,6 +55,7 @@ func (c *Config) Validate(dev bool) error {
 	c.validateTTLs(&p)
 	c.validatePasskeys(&p)
 	c.validateNotify(&p, dev)
+	c.validateFactsMonitor(&p)
 	c.validateWeb(&p, dev)
 	return p.err()
 }
@@ -350,6 +351,13 @@ func (c *Config) validateClients(p *problems, dev bool) {
 				p.add(path+".logo_uri", "must be an https URL (Watashi fetches the logo to show it on the login and consent screens)")
 			}
 		}
+		if cc.BackchannelLogoutURI != "" {
+			u, err := url.Parse(cc.BackchannelLogoutURI)
+			if err != nil || u.Host == "" || u.Fragment != "" || u.User != nil || len(cc.BackchannelLogoutURI) > 2000 ||
+				(u.Scheme != "https" && !(dev && u.Scheme == "http")) {
+				p.add(path+".backchannel_logout_uri", "must be an https URL without a fragment or user information, at most 2000 characters (Watashi posts logout tokens to it)")
+			}
+		}
 		if cc.AgeAlternatives && !slices.Contains(cc.Scopes, "birthdate") && !slices.Contains(cc.Scopes, "profile") {
 			p.add(path+".age_alternatives", "offers an age check instead of the birth date, but the client may not ask for the birth date (scopes birthdate or profile)")
 		}
@@ -492,6 +500,23 @@ func (c *Config) validateTTLs(p *problems) {
 	}
 	if c.KeyRotation > 0 && c.KeyRotation < time.Hour {
 		p.add("key_rotation", "must be at least 1h so that JWKS caches keep up (negative disables)")
+	}
+}
+
+func (c *Config) validateFactsMonitor(p *problems) {
+	fm := c.FactsMonitor
+	if fm.Interval < 0 || (fm.Interval > 0 && fm.Interval < time.Minute) || fm.Interval > 30*24*time.Hour {
+		p.add("facts_monitor.interval", "must be between 1m and 720h (0: the default, 24h)")
+	}
+	if !fm.Enabled {
+		return
+	}
+	rev := c.PKI.Revocation
+	if len(rev.CRLs) == 0 && !(fm.OCSP && len(rev.OCSP) > 0) {
+		p.add("facts_monitor.enabled", "needs pki.revocation.crls, or facts_monitor.ocsp with pki.revocation.ocsp: there is nothing to check against")
+	}
+	if fm.OCSP && len(rev.OCSP) == 0 {
+		p.add("facts_monitor.ocsp", "needs pki.revocation.ocsp")
 	}
 }
 

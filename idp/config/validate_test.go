@@ -145,6 +145,14 @@ func TestConfigProductionRefusals(t *testing.T) {
 		{name: "bad id token alg", mutate: func(c *Config) { c.Clients[1].IDTokenAlg = "HS256" }, path: "clients[1].id_token_signed_response_alg:"},
 		{name: "bad scope", mutate: func(c *Config) { c.Clients[0].Scopes = []string{"a b", "birthdate"} }, path: "clients[0].scopes[0]:"},
 		{name: "http sector uri", mutate: func(c *Config) { c.Clients[0].SectorIdentifierURI = "http://rp.example.com/sector.json" }, path: "clients[0].sector_identifier_uri:", devOK: true},
+		{name: "facts monitor interval too short", mutate: func(c *Config) { c.FactsMonitor.Interval = time.Second }, path: "facts_monitor.interval:"},
+		{name: "facts monitor without sources", mutate: func(c *Config) {
+			c.FactsMonitor.Enabled = true // OCSP responders, but not allowed, and no CRL
+			c.PKI.Revocation.CRLs = nil
+		}, path: "facts_monitor.enabled:"},
+		{name: "facts monitor OCSP without responders", mutate: func(c *Config) { c.FactsMonitor.Enabled, c.FactsMonitor.OCSP = true, true; c.PKI.Revocation.OCSP = nil }, path: "facts_monitor.ocsp:"},
+		{name: "http backchannel logout uri", mutate: func(c *Config) { c.Clients[0].BackchannelLogoutURI = "http://rp.example.com/bcl" }, path: "clients[0].backchannel_logout_uri:", devOK: true},
+		{name: "backchannel logout uri with fragment", mutate: func(c *Config) { c.Clients[0].BackchannelLogoutURI = "https://rp.example.com/bcl#x" }, path: "clients[0].backchannel_logout_uri:"},
 		{name: "http policy uri", mutate: func(c *Config) { c.Clients[0].PolicyURI = "http://rp.example.com/privacy" }, path: "clients[0].policy_uri: must be an https URL", devOK: true},
 		{name: "relative policy uri", mutate: func(c *Config) { c.Clients[0].PolicyURI = "/privacy" }, path: "clients[0].policy_uri:"},
 		{name: "http logo uri", mutate: func(c *Config) { c.Clients[0].LogoURI = "http://rp.example.com/logo.png" }, path: "clients[0].logo_uri: must be an https URL", devOK: true},

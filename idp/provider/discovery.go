@@ -69,6 +69,10 @@ type discoveryDocument struct {
 	TrustFrameworksSupported        []string `json:"trust_frameworks_supported"`
 	EvidenceSupported               []string `json:"evidence_supported"`
 	ClaimsInVerifiedClaimsSupported []string `json:"claims_in_verified_claims_supported"`
+	// OpenID Connect Back-Channel Logout 1.0 §2.1: logout tokens carry
+	// sid whenever the session is known.
+	BackchannelLogoutSupported        bool `json:"backchannel_logout_supported"`
+	BackchannelLogoutSessionSupported bool `json:"backchannel_logout_session_supported"`
 }
 
 func (s *Server) discovery() *discoveryDocument {
@@ -107,6 +111,8 @@ func (s *Server) discovery() *discoveryDocument {
 		TrustFrameworksSupported:                           md.TrustFrameworksSupported,
 		EvidenceSupported:                                  md.EvidenceSupported,
 		ClaimsInVerifiedClaimsSupported:                    md.ClaimsInVerifiedClaimsSupported,
+		BackchannelLogoutSupported:                         true,
+		BackchannelLogoutSessionSupported:                  true,
 	}
 }
 
