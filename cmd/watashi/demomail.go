@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/watashi-id/watashi/idp/web"
 )
 
 // demoMailbox stands in for a mail relay in the demo: the notification
@@ -51,7 +53,7 @@ func (m *demoMailbox) Send(_ context.Context, to string, msg []byte) error {
 	if err != nil {
 		return err
 	}
-	dm := demoMail{To: to, Subject: subject, At: time.Now()}
+	dm := demoMail{To: to, Subject: subject, At: time.Now().In(web.JST)}
 	for _, l := range strings.Split(strings.ReplaceAll(string(body), "\r\n", "\n"), "\n") {
 		if demoLink.MatchString(l) {
 			dm.Lines = append(dm.Lines, demoLine{Link: l})
@@ -75,7 +77,7 @@ var demoMailPage = template.Must(template.New("mail").Parse(`<!doctype html>
 <h1>デモのメール <span lang="en">/ The demo's mail</span></h1>
 <p class="small">デモはメールを送らず、ここに表示します。<span lang="en">The demo sends no mail: it shows it here.</span></p>
 {{range $i, $m := .}}<article class="mail" id="mail-{{$i}}">
-<h2>{{$m.Subject}}</h2><p class="small">To: {{$m.To}} · {{$m.At.Format "2006-01-02 15:04:05"}}</p>
+<h2>{{$m.Subject}}</h2><p class="small">To: {{$m.To}} · {{$m.At.Format "2006-01-02 15:04:05 MST"}}</p>
 <pre style="white-space: pre-wrap">{{range $m.Lines}}{{if .Link}}<a href="{{.Link}}">{{.Link}}</a>{{else}}{{.Text}}{{end}}
 {{end}}</pre></article>
 {{else}}<p id="mail-none">まだメールはありません。<span lang="en">No mail yet.</span></p>{{end}}
