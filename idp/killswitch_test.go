@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -12,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/watashi-id/watashi/idp"
+	"github.com/watashi-id/watashi/idp/backchannel"
+	"github.com/watashi-id/watashi/idp/ssf"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/store/storetest"
 	"github.com/watashi-id/watashi/idp/walletsim"
@@ -65,6 +70,80 @@ func (a *adminAPI) call(method, path string, body any) int {
 	return res.StatusCode
 }
 
+// rpInbox is a relying party's endpoint for what the provider pushes: a
+// real HTTP server taking back-channel logout tokens (form posts) and
+// SSF SETs (RFC 8935 push with the bearer token the receiver gave).
+type rpInbox struct {
+	*httptest.Server
+	logout, sets chan string
+}
+
+const inboxAuth = "Bearer inbox-secret-0123456789"
+
+func newRPInbox(t *testing.T) *rpInbox {
+	in := &rpInbox{logout: make(chan string, 16), sets: make(chan string, 16)}
+	in.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/bcl" && r.PostFormValue("logout_token") != "":
+			in.logout <- r.PostFormValue("logout_token")
+			w.WriteHeader(http.StatusOK)
+		case r.Method == http.MethodPost && r.URL.Path == "/events" && r.Header.Get("Authorization") == inboxAuth &&
+			r.Header.Get("Content-Type") == "application/secevent+jwt":
+			b, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+			in.sets <- string(b)
+			w.WriteHeader(http.StatusAccepted)
+		default:
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	t.Cleanup(in.Close)
+	return in
+}
+
+func (in *rpInbox) next(t *testing.T, c chan string, what string) string {
+	t.Helper()
+	select {
+	case s := <-c:
+		return s
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no %s within 15 s", what)
+		return ""
+	}
+}
+
+// pushedClaims verifies a token the provider pushed as the RP does:
+// against the published JWKS, with the typ it expects.
+func pushedClaims(t *testing.T, issuer, tok, typ string) map[string]any {
+	t.Helper()
+	res, err := http.Get(issuer + "/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(res.Body).Decode(&set); err != nil {
+		t.Fatal(err)
+	}
+	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256, jose.RS256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := jws.Signatures[0].Header
+	keys := set.Key(h.KeyID)
+	if h.ExtraHeaders["typ"] != typ || len(keys) != 1 {
+		t.Fatalf("typ %v (want %s), kid %q", h.ExtraHeaders["typ"], typ, h.KeyID)
+	}
+	payload, err := jws.Verify(keys[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil || claims["iss"] != issuer {
+		t.Fatalf("claims %s: %v", payload, err)
+	}
+	return claims
+}
+
 func redisConn(t testing.TB, addr, prefix string) store.KV {
 	t.Helper()
 	kv, err := store.NewRedis(store.RedisOptions{Addrs: []string{addr}, Prefix: prefix})
@@ -79,9 +158,12 @@ func redisConn(t testing.TB, addr, prefix string) store.KV {
 // the admin API of node A; the very next sign-in with that label on
 // node B, which shares one real Redis, is refused, and the browser is
 // told why. The time from the admin call to node B's refusal is logged
-// for each run, with its median. A blocked client is refused at node B's
-// /authorize the same way, and lifting either block lets the resident
-// through again.
+// for each run, with its median. When a session signed in with a blocked
+// label comes back, it ends, and the RP that holds it hears so at its
+// back-channel logout endpoint and by SSF (session revoked by the admin,
+// credential revoked and to be changed). A blocked client is refused at
+// node B's /authorize the same way, and lifting either block lets the
+// resident through again.
 func TestKillSwitchAcrossNodes(t *testing.T) {
 	addr := storetest.StartRedis(t)
 	admin := newAdminAPI(t, redisConn(t, addr, "ks:"))
@@ -91,14 +173,30 @@ func TestKillSwitchAcrossNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Node B runs its background work (the block list, the events to
+	// relying parties); "city" registered a back-channel logout endpoint.
+	inbox := newRPInbox(t)
+	o := op.opts
+	o.Verifier = op.pki.verifier(t)
+	o.Blocks = blocksB
+	o.Clients = e2eClients(op.pki.secretHash)
+	for _, c := range o.Clients {
+		if c.ID == "city" {
+			c.BackchannelLogoutURI = inbox.URL + "/bcl"
+		}
+	}
+	srvB, err := idp.New(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op.front.set(srvB.Handler())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = blocksB.Run(ctx) }() // as Server.Run does
+	go func() { defer close(done); _ = srvB.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	for !blocksB.Live() {
 		time.Sleep(time.Millisecond)
 	}
-	op.node(func(o *idp.Options) { o.Blocks = blocksB })
 	rp := op.rp("city", e2eCityRedirect)
 	phone := op.pki.wallet(t, e2eTaro) // reports JPKIAPGPSETOKEN
 
@@ -159,6 +257,29 @@ func TestKillSwitchAcrossNodes(t *testing.T) {
 		t.Fatal("no refresh token")
 	}
 	sb.signedInCode(rp.begin()) // the SSO session works
+	var idt struct {
+		Sub string `json:"sub"`
+		Sid string `json:"sid"`
+	}
+	if err := l.idt.Claims(&idt); err != nil || idt.Sid == "" {
+		t.Fatalf("ID token sid: %+v %v", idt, err)
+	}
+	// "city" follows the resident's sessions and credentials by SSF.
+	stream, _ := json.Marshal(map[string]any{
+		"events_requested": []string{ssf.EventSessionRevoked, ssf.EventCredentialChange, ssf.EventChangeRequired},
+		"delivery":         map[string]any{"method": ssf.MethodPush, "endpoint_url": inbox.URL + "/events", "authorization_header": inboxAuth},
+	})
+	req, _ := http.NewRequest(http.MethodPost, op.issuer+ssf.StreamPath, bytes.NewReader(stream))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth("city", e2eSecret)
+	res, err := op.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("create SSF stream: HTTP %d", res.StatusCode)
+	}
 
 	// A block ends what that label already started: the session, when
 	// the browser comes back to any node, with the sessions and the
@@ -179,6 +300,35 @@ func TestKillSwitchAcrossNodes(t *testing.T) {
 	}
 	if _, errCode := rp.refresh(l.tok.RefreshToken); errCode != "invalid_grant" {
 		t.Fatalf("refresh token of a blocked session: %q", errCode)
+	}
+	// "city" hears of it: a logout token for the session it holds, and
+	// SETs saying the operator ended the session and revoked the
+	// credential, which must change.
+	lt := pushedClaims(t, op.issuer, inbox.next(t, inbox.logout, "logout token"), backchannel.TokenType)
+	if ev, _ := lt["events"].(map[string]any); lt["aud"] != "city" || lt["sub"] != idt.Sub || lt["sid"] != idt.Sid || ev[backchannel.EventURI] == nil {
+		t.Fatalf("logout token %v", lt)
+	}
+	heard := map[string]map[string]any{}
+	for range 3 {
+		set := pushedClaims(t, op.issuer, inbox.next(t, inbox.sets, "SET"), "secevent+jwt")
+		sub, _ := set["sub_id"].(map[string]any)
+		ev, _ := set["events"].(map[string]any)
+		if set["aud"] != "city" || sub["sub"] != idt.Sub || len(ev) != 1 {
+			t.Fatalf("SET %v", set)
+		}
+		for uri, p := range ev {
+			heard[uri], _ = p.(map[string]any)
+		}
+	}
+	if p := heard[ssf.EventSessionRevoked]; p == nil || p["initiating_entity"] != "admin" {
+		t.Fatalf("session-revoked %v", heard)
+	}
+	if p := heard[ssf.EventCredentialChange]; p == nil || p["change_type"] != "revoke" || p["credential_type"] != "x509" ||
+		p["friendly_name"] != walletsim.TokenAndroid || p["initiating_entity"] != "admin" {
+		t.Fatalf("credential-change %v", heard)
+	}
+	if heard[ssf.EventChangeRequired] == nil {
+		t.Fatalf("account-credential-change-required missing: %v", heard)
 	}
 	if code := admin.call("DELETE", "/whitelist/blocks/label/"+walletsim.TokenAndroid, nil); code != http.StatusOK {
 		t.Fatalf("unblock: HTTP %d", code)
@@ -219,7 +369,7 @@ func TestKillSwitchAcrossNodes(t *testing.T) {
 	}
 	// Its other endpoints refuse it too: the token endpoint answers
 	// invalid_client.
-	res, err := op.hc.PostForm(op.issuer+"/oauth/token", map[string][]string{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {"city"}, "client_secret": {e2eSecret}})
+	res, err = op.hc.PostForm(op.issuer+"/oauth/token", map[string][]string{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {"city"}, "client_secret": {e2eSecret}})
 	if err != nil {
 		t.Fatal(err)
 	}
