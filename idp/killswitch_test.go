@@ -257,6 +257,15 @@ func TestKillSwitchAcrossNodes(t *testing.T) {
 		t.Fatal("no refresh token")
 	}
 	sb.signedInCode(rp.begin()) // the SSO session works
+	// A second browser signs in with the same phone and never comes
+	// back: its relying party must not refresh on once the label is
+	// blocked.
+	away := op.browser()
+	second := rp.begin()
+	awayLogin := rp.callback(second, away.signIn(phone, second, "signin", "jws"))
+	if awayLogin.tok.RefreshToken == "" {
+		t.Fatal("no refresh token for the second browser")
+	}
 	var idt struct {
 		Sub string `json:"sub"`
 		Sid string `json:"sid"`
@@ -287,6 +296,21 @@ func TestKillSwitchAcrossNodes(t *testing.T) {
 	if code := admin.call("POST", "/whitelist/blocks", map[string]string{"kind": "label", "value": walletsim.TokenAndroid}); code != http.StatusCreated {
 		t.Fatalf("block: HTTP %d", code)
 	}
+	// Before any browser of that label returns: the family it left
+	// behind refreshes no more (a rotation the block had not reached yet
+	// hands on its new token).
+	rt := awayLogin.tok.RefreshToken
+	for start := time.Now(); ; {
+		tok, errCode := rp.refresh(rt)
+		if errCode == "invalid_grant" {
+			break
+		}
+		if errCode != "" || tok == nil || time.Since(start) > time.Second {
+			t.Fatalf("refresh of a family the blocked label signed in, after the block: %q", errCode)
+		}
+		rt = tok.RefreshToken
+		time.Sleep(5 * time.Millisecond)
+	}
 	start := time.Now()
 	for {
 		h := sb.get(sb.authorize(rp.begin()).String())
@@ -304,12 +328,28 @@ func TestKillSwitchAcrossNodes(t *testing.T) {
 	// "city" hears of it: a logout token for the session it holds, and
 	// SETs saying the operator ended the session and revoked the
 	// credential, which must change.
-	lt := pushedClaims(t, op.issuer, inbox.next(t, inbox.logout, "logout token"), backchannel.TokenType)
-	if ev, _ := lt["events"].(map[string]any); lt["aud"] != "city" || lt["sub"] != idt.Sub || lt["sid"] != idt.Sid || ev[backchannel.EventURI] == nil {
-		t.Fatalf("logout token %v", lt)
+	// Both sessions of that phone end: the one whose browser came back
+	// and the one whose browser stayed away; each has its logout token.
+	var awayIDT struct {
+		Sid string `json:"sid"`
+	}
+	if err := awayLogin.idt.Claims(&awayIDT); err != nil || awayIDT.Sid == "" || awayIDT.Sid == idt.Sid {
+		t.Fatalf("second browser's sid: %+v %v", awayIDT, err)
+	}
+	sids := map[any]bool{}
+	for range 2 {
+		lt := pushedClaims(t, op.issuer, inbox.next(t, inbox.logout, "logout token"), backchannel.TokenType)
+		if ev, _ := lt["events"].(map[string]any); lt["aud"] != "city" || lt["sub"] != idt.Sub || ev[backchannel.EventURI] == nil {
+			t.Fatalf("logout token %v", lt)
+		}
+		sids[lt["sid"]] = true
+	}
+	if !sids[idt.Sid] || !sids[awayIDT.Sid] {
+		t.Fatalf("logout tokens for sids %v, want %s and %s", sids, idt.Sid, awayIDT.Sid)
 	}
 	heard := map[string]map[string]any{}
-	for range 3 {
+	revoked := 0
+	for range 4 {
 		set := pushedClaims(t, op.issuer, inbox.next(t, inbox.sets, "SET"), "secevent+jwt")
 		sub, _ := set["sub_id"].(map[string]any)
 		ev, _ := set["events"].(map[string]any)
@@ -318,10 +358,13 @@ func TestKillSwitchAcrossNodes(t *testing.T) {
 		}
 		for uri, p := range ev {
 			heard[uri], _ = p.(map[string]any)
+			if uri == ssf.EventSessionRevoked {
+				revoked++
+			}
 		}
 	}
-	if p := heard[ssf.EventSessionRevoked]; p == nil || p["initiating_entity"] != "admin" {
-		t.Fatalf("session-revoked %v", heard)
+	if p := heard[ssf.EventSessionRevoked]; p == nil || p["initiating_entity"] != "admin" || revoked != 2 {
+		t.Fatalf("session-revoked (%d of 2) %v", revoked, heard)
 	}
 	if p := heard[ssf.EventCredentialChange]; p == nil || p["change_type"] != "revoke" || p["credential_type"] != "x509" ||
 		p["friendly_name"] != walletsim.TokenAndroid || p["initiating_entity"] != "admin" {

@@ -319,7 +319,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		Web: s.web, Requests: s.requests, Clients: s.clients, Accounts: s.accounts, Keys: s.keys,
 		Sessions: s.sessions, Store: o.Store, Registration: registration, TokenKey: o.TokenKey,
 		TTLs:           provider.TTLs{Code: o.CodeTTL, AccessToken: o.AccessTokenTTL, RefreshToken: o.RefreshTokenTTL, IDToken: o.IDTokenTTL},
-		AllowedOrigins: slices.Clone(o.AllowedOrigins), Metrics: o.Metrics,
+		AllowedOrigins: slices.Clone(o.AllowedOrigins), Metrics: o.Metrics, Blocks: o.Blocks,
 	}); err != nil {
 		return nil, err
 	}

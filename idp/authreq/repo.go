@@ -249,6 +249,7 @@ func (r *Repo) complete(ctx context.Context, id string, first []byte, c Completi
 		ar.AuthTime = c.Time.UTC()
 		ar.SessionID = c.SessionID
 		ar.Authenticator = c.Authenticator
+		ar.Method = c.Method
 		if c.Time.IsZero() {
 			ar.AuthTime = now
 		}

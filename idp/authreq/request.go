@@ -64,6 +64,10 @@ type AuthRequest struct {
 	SessionID string `json:"session_id,omitempty"`
 	// Authenticator is the session's (Authentication.Authenticator).
 	Authenticator string `json:"authenticator,omitempty"`
+	// Method is the session's (Authentication.Method): the grant keeps
+	// it, so that a refresh after the operator blocked the token label
+	// that signed in is refused.
+	Method string `json:"method,omitempty"`
 	// Granted lists the claims the resident consented to for this request.
 	Granted   []string  `json:"granted,omitempty"`
 	Completed bool      `json:"done,omitempty"`

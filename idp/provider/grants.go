@@ -79,10 +79,14 @@ type grantRecord struct {
 	AuthTime time.Time              `json:"auth_time,omitzero"`
 	// SessionID is the SSO session the code came from: the ID token's
 	// sid derives from it, refreshed ones included.
-	SessionID string    `json:"session_id,omitempty"`
-	Offline   bool      `json:"offline,omitempty"`
-	Revoked   bool      `json:"revoked,omitempty"`
-	Created   time.Time `json:"created"`
+	SessionID string `json:"session_id,omitempty"`
+	// Method is how the resident signed in ("jpki:<token label>" or
+	// "passkey:<id>"): a family whose label the operator blocks refreshes
+	// no more.
+	Method  string    `json:"method,omitempty"`
+	Offline bool      `json:"offline,omitempty"`
+	Revoked bool      `json:"revoked,omitempty"`
+	Created time.Time `json:"created"`
 	// Exp ends the family: refresh tokens do not slide it, so a resident
 	// signs in with the card again at least once per RefreshTokenTTL.
 	Exp time.Time `json:"exp"`
@@ -169,7 +173,7 @@ func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline b
 	g := &grantRecord{
 		ID: ar.ID, ClientID: ar.ClientID, AccountID: ar.AccountID, Subject: ar.Subject,
 		Scopes: ar.Scopes, Claims: ar.Claims, Granted: ar.Granted, ACR: ar.ACR, AMR: ar.AMR, AuthTime: ar.AuthTime,
-		SessionID: ar.SessionID, Offline: offline, Created: now, Exp: now.Add(ttl),
+		SessionID: ar.SessionID, Method: ar.Method, Offline: offline, Created: now, Exp: now.Add(ttl),
 	}
 	b, err := json.Marshal(g)
 	if err != nil {

@@ -106,6 +106,15 @@ type Options struct {
 	// endpoints from a browser.
 	AllowedOrigins []string
 	Metrics        prometheus.Registerer
+	// Blocks, when set, refuses refreshing a family that a blocked JPKI
+	// token label signed in.
+	Blocks Blocks
+}
+
+// Blocks is the part of the operators' kill switch the refresh grant
+// asks.
+type Blocks interface {
+	LabelBlocked(ctx context.Context, label string) (bool, error)
 }
 
 // Server is the OpenID provider on zitadel/oidc's op.Server. The
@@ -131,6 +140,7 @@ type Server struct {
 	cors         func(http.Handler) http.Handler
 	log          *slog.Logger
 	metrics      providerMetrics
+	blocks       Blocks
 	errs         apiErrors
 	spends       *spends
 }
@@ -181,7 +191,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		web: o.Web, requests: o.Requests, clients: o.Clients, accounts: o.Accounts, keys: o.Keys,
 		sessions: o.Sessions, kv: o.Store, registration: o.Registration, ttl: o.TTLs,
-		origins: o.AllowedOrigins, log: o.Web.Logger(),
+		origins: o.AllowedOrigins, blocks: o.Blocks, log: o.Web.Logger(),
 	}
 	if err := s.registerMetrics(o.Metrics); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -83,6 +84,9 @@ func (s *Server) takeRefresh(ctx context.Context, clientID, token string, scopes
 	if rec.Used {
 		return nil, s.spends.refreshReused(ctx, grant)
 	}
+	if err := s.grants.refuseBlocked(ctx, s.blocks, g); err != nil {
+		return nil, err
+	}
 	req := &refreshRequest{token: token, grant: g, scopes: slices.Clone(g.Scopes)}
 	if err := op.ValidateRefreshTokenScopes(scopes, req); err != nil {
 		return nil, err
@@ -128,4 +132,27 @@ func (sp *spends) refreshReused(ctx context.Context, grant string) error {
 // Watashi's own (takeRefresh).
 func (st *storage) TokenRequestByRefreshToken(context.Context, string) (op.RefreshTokenRequest, error) {
 	return nil, errOwnEndpoint
+}
+
+// refuseBlocked ends a family whose JPKI token label the operator has
+// blocked: the session that minted it may never come back to end
+// itself, and its RP must not refresh on in the meantime. A block list
+// that cannot answer is a temporary failure, never a refusal.
+func (gr *grants) refuseBlocked(ctx context.Context, blocks Blocks, g *grantRecord) error {
+	kind, label, _ := strings.Cut(g.Method, ":")
+	if blocks == nil || kind != "jpki" || label == "" {
+		return nil
+	}
+	blocked, err := blocks.LabelBlocked(ctx, label)
+	if err != nil {
+		return fmt.Errorf("provider: block list: %w: %w", errUnavailable, err)
+	}
+	if !blocked {
+		return nil
+	}
+	gr.log.WarnContext(ctx, "refresh refused: the token label that signed in is blocked; revoking the family")
+	if err := gr.revoke(ctx, g.ID); err != nil {
+		return err
+	}
+	return invalidRefresh()
 }
