@@ -262,12 +262,7 @@ func (l *Blocklist) Remove(ctx context.Context, kind, value string, ch Change) e
 // finish records a change already in effect and tells every node.
 func (l *Blocklist) finish(ctx context.Context, ev AuditEvent) error {
 	ev.At = l.now().UTC()
-	var aerr error
-	if b, err := json.Marshal(ev); err != nil {
-		aerr = err
-	} else if _, err := l.b.Audit.Append(ctx, blocksLogKey, b); err != nil {
-		aerr = fmt.Errorf("audit log: %w", err)
-	}
+	aerr := appendAudit(ctx, l.b.Audit, blocksLogKey, ev)
 	l.invalidate()
 	_, ierr := l.b.Store.Incr(ctx, blocksGenKey, 0)
 	perr := l.b.Store.Publish(ctx, BlocksChangedChannel, []byte(ev.Block))
@@ -315,26 +310,7 @@ func (l *Blocklist) List(ctx context.Context) ([]*Block, error) {
 
 // History returns the block list's audit log, oldest first.
 func (l *Blocklist) History(ctx context.Context) ([]AuditEvent, error) {
-	var out []AuditEvent
-	after := ""
-	for {
-		es, err := l.b.Audit.Range(ctx, blocksLogKey, after, 500)
-		if err != nil {
-			return nil, fmt.Errorf("whitelist: audit log: %w", err)
-		}
-		for _, e := range es {
-			var ev AuditEvent
-			if err := json.Unmarshal(e.Value, &ev); err != nil {
-				return nil, fmt.Errorf("whitelist: audit entry %s does not decode", e.ID)
-			}
-			ev.ID = e.ID
-			out = append(out, ev)
-		}
-		if len(es) < 500 {
-			return out, nil
-		}
-		after = es[len(es)-1].ID
-	}
+	return readAudit(ctx, l.b.Audit, blocksLogKey)
 }
 
 // ---- enforcement ----

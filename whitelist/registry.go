@@ -177,25 +177,36 @@ const (
 )
 
 func (r *Registry) appendAudit(ctx context.Context, key string, ev AuditEvent) error {
-	ev.ID = ""
 	if ev.At.IsZero() {
 		ev.At = r.now().UTC()
 	}
+	return appendAudit(ctx, r.b.Audit, key, ev)
+}
+
+func (r *Registry) readAudit(ctx context.Context, key string) ([]AuditEvent, error) {
+	return readAudit(ctx, r.b.Audit, key)
+}
+
+// appendAudit writes ev to the audit log key: the one encoding of every
+// audit log of the whitelist (clients, initial access tokens, blocks).
+func appendAudit(ctx context.Context, log AuditLog, key string, ev AuditEvent) error {
+	ev.ID = ""
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return err
 	}
-	if _, err := r.b.Audit.Append(ctx, key, b); err != nil {
+	if _, err := log.Append(ctx, key, b); err != nil {
 		return fmt.Errorf("whitelist: audit log: %w", err)
 	}
 	return nil
 }
 
-func (r *Registry) readAudit(ctx context.Context, key string) ([]AuditEvent, error) {
+// readAudit reads the audit log key, oldest first, in pages.
+func readAudit(ctx context.Context, log AuditLog, key string) ([]AuditEvent, error) {
 	var out []AuditEvent
 	after := ""
 	for {
-		es, err := r.b.Audit.Range(ctx, key, after, 500)
+		es, err := log.Range(ctx, key, after, 500)
 		if err != nil {
 			return nil, fmt.Errorf("whitelist: audit log: %w", err)
 		}
