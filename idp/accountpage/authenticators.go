@@ -117,14 +117,8 @@ const maxLinkField = 64
 // link of another account is simply not found, and changes nothing.
 func (h *Handler) handleAuthenticators(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	lang := h.web.Lang(w, r, nil)
-	if !h.web.CheckCSRF(r) {
-		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "csrf")
-		return
-	}
-	sess, ok := h.sessions.Current(r)
+	sess, lang, ok := h.postForm(w, r)
 	if !ok {
-		http.Redirect(w, r, accountURL(lang, ""), http.StatusSeeOther)
 		return
 	}
 	link := r.PostFormValue("link")
@@ -194,14 +188,8 @@ func (h *Handler) afterRemoval(w http.ResponseWriter, r *http.Request, lang stri
 // and revokes every token it holds, once the resident confirmed it.
 func (h *Handler) handleEverywhere(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	lang := h.web.Lang(w, r, nil)
-	if !h.web.CheckCSRF(r) {
-		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "csrf")
-		return
-	}
-	sess, ok := h.sessions.Current(r)
+	sess, lang, ok := h.postForm(w, r)
 	if !ok {
-		http.Redirect(w, r, accountURL(lang, ""), http.StatusSeeOther)
 		return
 	}
 	if r.PostFormValue("confirm") != "1" {

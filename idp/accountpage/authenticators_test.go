@@ -185,6 +185,9 @@ func TestAccountRemoveAuthenticatorRefused(t *testing.T) {
 	}{
 		{"no CSRF token", url.Values{web.CSRFField: {"forged"}, "confirm": {"1"}}, http.StatusForbidden},
 		{"unconfirmed", url.Values{web.CSRFField: {c.csrf}}, http.StatusBadRequest},
+		// A body past the forms' bound is not parsed at all, so its
+		// CSRF token is never seen and nothing happens.
+		{"oversized body", url.Values{"confirm": {"1"}, "pad": {strings.Repeat("x", maxFormBytes)}, web.CSRFField: {c.csrf}}, http.StatusForbidden},
 	} {
 		t.Run("everywhere "+tc.name, func(t *testing.T) {
 			if w := c.do("POST", everywherePath, tc.form); w.Code != tc.want {

@@ -115,3 +115,26 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 		mux.HandleFunc("POST "+passkeysPath, h.handlePasskeys)
 	}
 }
+
+// maxFormBytes bounds the body of the account page's forms: the longest
+// field is a passkey's credential ID (maxCredentialIDField).
+const maxFormBytes = 16 << 10
+
+// postForm is what every form of the account page checks first: a
+// bounded body, the CSRF token, then the session whose account the form
+// acts on (never an account the form names). Without a session it sends
+// the browser to sign in; ok false means the answer is written.
+func (h *Handler) postForm(w http.ResponseWriter, r *http.Request) (sess *session.Session, lang string, ok bool) {
+	lang = h.web.Lang(w, r, nil)
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if !h.web.CheckCSRF(r) {
+		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "csrf")
+		return nil, lang, false
+	}
+	sess, ok = h.sessions.Current(r)
+	if !ok {
+		http.Redirect(w, r, accountURL(lang, ""), http.StatusSeeOther)
+		return nil, lang, false
+	}
+	return sess, lang, true
+}

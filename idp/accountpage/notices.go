@@ -57,15 +57,8 @@ func (h *Handler) noticesSection(ctx context.Context, r *http.Request, accountID
 // out. The address counts only once its owner opened the link.
 func (h *Handler) handleNotices(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	lang := h.web.Lang(w, r, nil)
-	r.Body = http.MaxBytesReader(w, r.Body, 4096)
-	if !h.web.CheckCSRF(r) {
-		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "csrf")
-		return
-	}
-	sess, ok := h.sessions.Current(r)
+	sess, lang, ok := h.postForm(w, r)
 	if !ok {
-		http.Redirect(w, r, accountURL(lang, ""), http.StatusSeeOther)
 		return
 	}
 	notice := "sent"

@@ -228,14 +228,8 @@ func (h *Handler) handleAccount(w http.ResponseWriter, r *http.Request) {
 // tokens: the resident asked for the RP to be cut off.
 func (h *Handler) handleAccountRevoke(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	lang := h.web.Lang(w, r, nil)
-	if !h.web.CheckCSRF(r) {
-		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "csrf")
-		return
-	}
-	sess, ok := h.sessions.Current(r)
+	sess, lang, ok := h.postForm(w, r)
 	if !ok {
-		http.Redirect(w, r, accountURL(lang, ""), http.StatusSeeOther)
 		return
 	}
 	client := r.PostFormValue("client_id")

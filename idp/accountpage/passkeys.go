@@ -84,14 +84,8 @@ const maxCredentialIDField = 1364
 // session's, never the form's.
 func (h *Handler) handlePasskeys(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	lang := h.web.Lang(w, r, nil)
-	if !h.web.CheckCSRF(r) {
-		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "csrf")
-		return
-	}
-	sess, ok := h.sessions.Current(r)
+	sess, lang, ok := h.postForm(w, r)
 	if !ok {
-		http.Redirect(w, r, accountURL(lang, ""), http.StatusSeeOther)
 		return
 	}
 	field := r.PostFormValue("passkey")
