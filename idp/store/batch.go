@@ -27,6 +27,12 @@ const (
 	OpSetNX
 	OpDelete
 	OpIncr
+	OpTake
+	OpCAS
+	OpSetAdd
+	OpSetRemove
+	OpSetMembers
+	OpPublish
 )
 
 // MaxBatch bounds the operations of one batch.
@@ -38,6 +44,10 @@ type Op struct {
 	Key  string
 	Val  []byte
 	TTL  time.Duration
+	// Old is what a CAS expects; Members what a set operation adds or
+	// removes.
+	Old     []byte
+	Members []string
 }
 
 // Get reads key (Result.Val, or Result.Err ErrNotFound).
@@ -62,11 +72,44 @@ func Delete(key string) Op { return Op{Kind: OpDelete, Key: key} }
 // created.
 func Incr(key string, ttl time.Duration) Op { return Op{Kind: OpIncr, Key: key, TTL: ttl} }
 
+// Take reads and deletes key (Result.Val, or Result.Err ErrNotFound): of
+// two concurrent takers exactly one gets the value.
+func Take(key string) Op { return Op{Kind: OpTake, Key: key} }
+
+// CAS replaces old with new under key and gives it ttl (> 0), atomically,
+// only if key holds old (Result.OK). Unlike KV.CompareAndSwap it sets the
+// lifetime: a record that changes state often changes how long it must
+// live too (a request whose code is minted lives only as long as the
+// code), and a batch writes nothing durable.
+func CAS(key string, old, new []byte, ttl time.Duration) Op {
+	return Op{Kind: OpCAS, Key: key, Old: old, Val: new, TTL: ttl}
+}
+
+// SetAdd adds members to the set key and (re)sets its ttl (> 0).
+func SetAdd(key string, ttl time.Duration, members ...string) Op {
+	return Op{Kind: OpSetAdd, Key: key, TTL: ttl, Members: members}
+}
+
+// SetRemove removes members from the set key, which must have a TTL: a
+// durable set is changed with KV.SetRemove, which waits for replicas.
+func SetRemove(key string, members ...string) Op {
+	return Op{Kind: OpSetRemove, Key: key, Members: members}
+}
+
+// SetMembers lists the set key (Result.Members, unordered; a missing set
+// is empty).
+func SetMembers(key string) Op { return Op{Kind: OpSetMembers, Key: key} }
+
+// Publish sends msg on channel, as KV.Publish does.
+func Publish(channel string, msg []byte) Op { return Op{Kind: OpPublish, Key: channel, Val: msg} }
+
 // Result is one operation's outcome.
 type Result struct {
-	// Val is what a Get read.
+	// Val is what a Get or Take read.
 	Val []byte
-	// OK reports whether a SetNX wrote.
+	// Members is what a SetMembers listed.
+	Members []string
+	// OK reports whether a SetNX or CAS wrote.
 	OK bool
 	// N is a counter's value after Incr.
 	N int64
@@ -85,8 +128,17 @@ func checkBatch(ops []Op) error {
 	}
 	for i, op := range ops {
 		switch op.Kind {
-		case OpGet, OpDelete:
-		case OpSet, OpSetNX, OpIncr:
+		case OpGet, OpDelete, OpTake, OpSetMembers, OpPublish:
+		case OpSetRemove:
+			if len(op.Members) == 0 {
+				return fmt.Errorf("%w: operation %d removes no members from %q", ErrBadBatch, i, op.Key)
+			}
+		case OpSetAdd:
+			if len(op.Members) == 0 {
+				return fmt.Errorf("%w: operation %d adds no members to %q", ErrBadBatch, i, op.Key)
+			}
+			fallthrough
+		case OpSet, OpSetNX, OpIncr, OpCAS:
 			if op.TTL <= 0 {
 				return fmt.Errorf("%w: operation %d writes %q without a TTL", ErrBadBatch, i, op.Key)
 			}

@@ -129,12 +129,19 @@ func (m *Memory) Take(ctx context.Context, key string) ([]byte, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v, ok := m.get(key)
+	v, ok := m.take(key)
 	if !ok {
 		return nil, ErrNotFound
 	}
-	delete(m.items, key)
 	return v, nil
+}
+
+func (m *Memory) take(key string) ([]byte, bool) {
+	v, ok := m.get(key)
+	if ok {
+		delete(m.items, key)
+	}
+	return v, ok
 }
 
 func (m *Memory) Delete(ctx context.Context, keys ...string) error {
@@ -196,6 +203,11 @@ func (m *Memory) SetAdd(ctx context.Context, key string, ttl time.Duration, memb
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.setAdd(key, ttl, members)
+	return nil
+}
+
+func (m *Memory) setAdd(key string, ttl time.Duration, members []string) {
 	s, ok := m.sets[key]
 	if !ok || !m.live(s.exp) {
 		m.sweep()
@@ -208,7 +220,6 @@ func (m *Memory) SetAdd(ctx context.Context, key string, ttl time.Duration, memb
 		s.exp = m.expiry(ttl)
 	}
 	m.sets[key] = s
-	return nil
 }
 
 func (m *Memory) SetMembers(ctx context.Context, key string) ([]string, error) {
@@ -217,15 +228,19 @@ func (m *Memory) SetMembers(ctx context.Context, key string) ([]string, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.setMembers(key), nil
+}
+
+func (m *Memory) setMembers(key string) []string {
 	s, ok := m.sets[key]
 	if !ok || !m.live(s.exp) {
-		return nil, nil
+		return nil
 	}
 	out := make([]string, 0, len(s.members))
 	for x := range s.members {
 		out = append(out, x)
 	}
-	return out, nil
+	return out
 }
 
 func (m *Memory) SetRemove(ctx context.Context, key string, members ...string) error {
@@ -234,12 +249,16 @@ func (m *Memory) SetRemove(ctx context.Context, key string, members ...string) e
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.setRemove(key, members)
+	return nil
+}
+
+func (m *Memory) setRemove(key string, members []string) {
 	if s, ok := m.sets[key]; ok {
 		for _, x := range members {
 			delete(s.members, x)
 		}
 	}
-	return nil
 }
 
 func (m *Memory) Publish(ctx context.Context, channel string, msg []byte) error {
@@ -248,13 +267,17 @@ func (m *Memory) Publish(ctx context.Context, channel string, msg []byte) error 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.publish(channel, msg)
+	return nil
+}
+
+func (m *Memory) publish(channel string, msg []byte) {
 	for ch := range m.subs[channel] {
 		select {
 		case ch <- clone(msg):
 		default: // a slow subscriber drops messages rather than blocking publishers
 		}
 	}
-	return nil
 }
 
 func (m *Memory) Subscribe(ctx context.Context, channel string) (<-chan []byte, error) {
@@ -397,6 +420,25 @@ func (m *Memory) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 			delete(m.logs, op.Key)
 		case OpIncr:
 			r.N, r.Err = m.incr(op.Key, op.TTL)
+		case OpTake:
+			if v, ok := m.take(op.Key); ok {
+				r.Val = v
+			} else {
+				r.Err = ErrNotFound
+			}
+		case OpCAS:
+			if it, ok := m.items[op.Key]; ok && m.live(it.exp) && bytes.Equal(it.val, op.Old) {
+				m.items[op.Key] = memItem{val: clone(op.Val), exp: m.expiry(op.TTL)}
+				r.OK = true
+			}
+		case OpSetAdd:
+			m.setAdd(op.Key, op.TTL, op.Members)
+		case OpSetRemove:
+			m.setRemove(op.Key, op.Members)
+		case OpSetMembers:
+			r.Members = m.setMembers(op.Key)
+		case OpPublish:
+			m.publish(op.Key, op.Val)
 		}
 	}
 	return out, nil

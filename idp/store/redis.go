@@ -417,6 +417,21 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 		case OpIncr:
 			pipe.SetArgs(ctx, k, 0, redis.SetArgs{Mode: "NX", TTL: op.TTL})
 			cmds[i] = pipe.Incr(ctx, k)
+		case OpTake:
+			cmds[i] = pipe.GetDel(ctx, k)
+		case OpCAS:
+			// EVAL, not EVALSHA: a pipeline cannot fall back when the
+			// script cache was flushed; the body is short.
+			cmds[i] = pipe.Eval(ctx, casTTLScript, []string{k}, op.Old, op.Val, op.TTL.Milliseconds())
+		case OpSetAdd:
+			cmds[i] = pipe.SAdd(ctx, k, members(op.Members)...)
+			pipe.PExpire(ctx, k, op.TTL)
+		case OpSetRemove:
+			cmds[i] = pipe.SRem(ctx, k, members(op.Members)...)
+		case OpSetMembers:
+			cmds[i] = pipe.SMembers(ctx, k)
+		case OpPublish:
+			cmds[i] = pipe.Publish(ctx, k, op.Val)
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && allFailed(cmds) {
@@ -437,9 +452,31 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 			res.OK = res.Err == nil && c.Val() == "OK"
 		case *redis.IntCmd:
 			res.N, res.Err = c.Result()
+		case *redis.StringSliceCmd:
+			res.Members, res.Err = c.Result()
+		case *redis.Cmd: // a CAS script: 1 when it swapped
+			n, err := c.Int()
+			res.OK, res.Err = n == 1, err
 		}
 	}
 	return out, nil
+}
+
+// casTTLScript is the batch's CAS: swap and set the TTL (ms) when the
+// key holds ARGV[1].
+const casTTLScript = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0`
+
+func members(ms []string) []any {
+	out := make([]any, len(ms))
+	for i, m := range ms {
+		out[i] = m
+	}
+	return out
 }
 
 // allFailed reports whether no command of a pipeline got an answer: the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -98,6 +99,10 @@ func runBatch(t *testing.T, newKV func(t *testing.T) store.KV) {
 			"Incr without TTL": {store.Incr("br:d", 0)},
 			"empty key":        {store.Get("")},
 			"unknown kind":     {{Kind: 0, Key: "br:x"}},
+			"CAS without TTL":  {store.CAS("br:d", []byte("a"), []byte("b"), 0)},
+			"SetAdd no TTL":    {store.SetAdd("br:set", 0, "m")},
+			"SetAdd nothing":   {store.SetAdd("br:set", time.Minute)},
+			"SetRemove none":   {store.SetRemove("br:set")},
 			"too many":         long,
 		} {
 			if _, err := kv.Do(ctx, ops...); !errors.Is(err, store.ErrBadBatch) {
@@ -117,6 +122,108 @@ func runBatch(t *testing.T, newKV func(t *testing.T) store.KV) {
 		cancel()
 		if _, err := kv.Do(cctx, store.Set("br:c", []byte("x"), time.Minute)); err == nil {
 			t.Error("batch with a cancelled context succeeded")
+		}
+	})
+	t.Run("BatchStateOperations", func(t *testing.T) {
+		kv := newKV(t)
+		sub, err := kv.Subscribe(ctx, "bs:ch")
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, kv.Set(ctx, "bs:cas", []byte("v1"), time.Hour))
+		must(t, kv.Set(ctx, "bs:take", []byte("t"), time.Minute))
+		must(t, kv.SetAdd(ctx, "bs:set", time.Hour, "a", "b"))
+		res, err := kv.Do(ctx,
+			store.CAS("bs:cas", []byte("other"), []byte("no"), time.Minute),
+			store.CAS("bs:cas", []byte("v1"), []byte("v2"), 80*time.Millisecond),
+			store.CAS("bs:missing", []byte(""), []byte("x"), time.Minute),
+			store.Take("bs:take"),
+			store.Take("bs:take"),
+			store.SetAdd("bs:set", 80*time.Millisecond, "c"),
+			store.SetRemove("bs:set", "a"),
+			store.SetMembers("bs:set"),
+			store.SetMembers("bs:noset"),
+			store.Publish("bs:ch", []byte("hello")),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		members := res[7].Members
+		slices.Sort(members)
+		checks := []struct {
+			ok   bool
+			what string
+		}{
+			{!res[0].OK && res[0].Err == nil, "CAS with the wrong old value"},
+			{res[1].OK && res[1].Err == nil, "CAS with the right old value"},
+			{!res[2].OK && res[2].Err == nil, "CAS of a missing key"},
+			{string(res[3].Val) == "t" && res[3].Err == nil, "Take of a present key"},
+			{errors.Is(res[4].Err, store.ErrNotFound), "Take of a taken key"},
+			{res[5].Err == nil && res[6].Err == nil, "SetAdd, SetRemove"},
+			{slices.Equal(members, []string{"b", "c"}), "SetMembers after add and remove"},
+			{len(res[8].Members) == 0 && res[8].Err == nil, "SetMembers of a missing set"},
+			{res[9].Err == nil, "Publish"},
+		}
+		for _, c := range checks {
+			if !c.ok {
+				t.Errorf("%s: results %+v", c.what, res)
+			}
+		}
+		select {
+		case msg := <-sub:
+			if string(msg) != "hello" {
+				t.Errorf("published %q", msg)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("the batch's Publish reached no subscriber")
+		}
+		if v, err := kv.Get(ctx, "bs:cas"); err != nil || string(v) != "v2" {
+			t.Errorf("after CAS: %q, %v", v, err)
+		}
+		// The CAS and SetAdd set the new, shorter lifetimes.
+		waitGone(t, kv, "bs:cas")
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			m, err := kv.SetMembers(ctx, "bs:set")
+			if err == nil && len(m) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("set still holds %v after its batch TTL", m)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	t.Run("BatchCASRace", func(t *testing.T) {
+		// Of concurrent batches swapping one value, exactly one wins; of
+		// concurrent takers exactly one gets the value.
+		kv := newKV(t)
+		must(t, kv.Set(ctx, "rc", []byte("start"), time.Minute))
+		must(t, kv.Set(ctx, "rt", []byte("once"), time.Minute))
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		swaps, takes := 0, 0
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := kv.Do(ctx, store.CAS("rc", []byte("start"), []byte(fmt.Sprint(i)), time.Minute), store.Take("rt"))
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if res[0].OK {
+					swaps++
+				}
+				if res[1].Err == nil {
+					takes++
+				}
+			}()
+		}
+		wg.Wait()
+		if swaps != 1 || takes != 1 {
+			t.Fatalf("%d swaps and %d takes won, want 1 and 1", swaps, takes)
 		}
 	})
 	t.Run("BatchSetNXRace", func(t *testing.T) {
