@@ -58,7 +58,11 @@ func (o *benchOP) code(clientID string, scope ...string) (code, verifier string)
 	rec := o.serve(areq)
 	loc, _ := url.Parse(rec.Header().Get("Location"))
 	id := loc.Query().Get("id")
-	cookie := ids.Long()
+	c := bindCookie(o.s, rec.Result().Cookies())
+	if c == nil {
+		o.b.Fatal("/authorize set no binding cookie")
+	}
+	cookie := c.Value
 	if err := o.s.requests.Bind(ctx, id, ids.Hash(cookie)); err != nil {
 		o.b.Fatal(err)
 	}

@@ -82,10 +82,7 @@ func TestRepoLifecycle(t *testing.T) {
 		if _, err := r.Complete(ctx, ar.ID, c); !errors.Is(err, ErrDone) {
 			t.Fatalf("second completion: %v", err)
 		}
-		// Keep shortens the lifetime; Delete removes.
-		if err := r.Keep(ctx, done, time.Second); err != nil {
-			t.Fatal(err)
-		}
+		// Delete removes.
 		if err := r.Delete(ctx, ar.ID); err != nil {
 			t.Fatal(err)
 		}

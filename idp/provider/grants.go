@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zitadel/oidc/v3/pkg/oidc"
-
 	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/internal/ids"
@@ -83,13 +81,17 @@ type grantRecord struct {
 	// Method is how the resident signed in ("jpki:<token label>" or
 	// "passkey:<id>"): a family whose label the operator blocks refreshes
 	// no more.
-	Method  string    `json:"method,omitempty"`
-	Offline bool      `json:"offline,omitempty"`
-	Revoked bool      `json:"revoked,omitempty"`
-	Created time.Time `json:"created"`
+	Method  string `json:"method,omitempty"`
+	Offline bool   `json:"offline,omitempty"`
+	Revoked bool   `json:"revoked,omitempty"`
 	// Exp ends the family: refresh tokens do not slide it, so a resident
 	// signs in with the card again at least once per RefreshTokenTTL.
 	Exp time.Time `json:"exp"`
+	// Code is the digest of the code that minted the grant (codeDigest):
+	// the record is the code's tombstone, and a second presentation of
+	// the code revokes it only when it comes from the code's own client
+	// with its redirect URI and PKCE verifier.
+	Code string `json:"code,omitempty"`
 }
 
 // accessRecord is an access token as its ID and its grant describe it.
@@ -157,71 +159,105 @@ func ttlUntil(now, exp time.Time) time.Duration {
 	return max(exp.Sub(now), time.Second)
 }
 
-// create writes the grant record of a code exchange and, with offline,
-// the family's first refresh token, in one round trip. SetNX: if a
-// replay of the code already wrote a revoked record, minting stops here
-// (the refresh token written beside it is dead with its grant). The
-// grant joins its account's index for the client first, so that a
-// withdrawal running meanwhile sees it (and its revoked record then
-// stops this exchange).
-func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline bool) (*grantRecord, string, error) {
+// newGrant is the grant of a code exchange as built before anything is
+// written: the record, and with offline its first refresh token.
+type newGrant struct {
+	g   *grantRecord
+	b   []byte        // the record as stored
+	ttl time.Duration // the record's lifetime in the store
+	rt  string        // the first refresh token, "" without offline
+	rtw store.Op      // the write of its record
+}
+
+// prepare builds the grant of a code exchange of ar. code is the digest
+// of the spent code (codeDigest): the record is also the code's
+// tombstone, so it lives at least as long as the code could be
+// presented again.
+func (gr *grants) prepare(ar *authreq.AuthRequest, offline bool, code string) (*newGrant, error) {
 	now := gr.now().UTC()
 	ttl := gr.ttl.AccessToken
 	if offline {
 		ttl = max(gr.ttl.RefreshToken, gr.ttl.AccessToken)
 	}
+	// Times to the second: ID tokens and access tokens carry no finer
+	// ones, and each saves ten bytes of every record.
 	g := &grantRecord{
 		ID: ar.ID, ClientID: ar.ClientID, AccountID: ar.AccountID, Subject: ar.Subject,
-		Scopes: ar.Scopes, Claims: ar.Claims, Granted: ar.Granted, ACR: ar.ACR, AMR: ar.AMR, AuthTime: ar.AuthTime,
-		SessionID: ar.SessionID, Method: ar.Method, Offline: offline, Created: now, Exp: now.Add(ttl),
+		Scopes: ar.Scopes, Claims: ar.Claims, Granted: ar.Granted, ACR: ar.ACR, AMR: ar.AMR, AuthTime: ar.AuthTime.Truncate(time.Second),
+		SessionID: ar.SessionID, Method: ar.Method, Offline: offline, Exp: now.Add(ttl).Truncate(time.Second), Code: code,
 	}
 	b, err := json.Marshal(g)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	if err := gr.index(ctx, g); err != nil {
-		return nil, "", err
-	}
-	if gr.issued != nil {
-		if err := gr.issued(ctx, g.SessionID, g.AccountID, ar.Authenticator, g.ClientID, g.ID, g.Exp); err != nil {
-			return nil, "", fmt.Errorf("provider: session index: %w", err)
-		}
-	}
-	ops := []store.Op{store.SetNX(grantKey(g.ID), b, ttl)}
-	var rt string
+	ng := &newGrant{g: g, b: b, ttl: max(ttl, gr.ttl.Code)}
 	if offline {
-		var op store.Op
-		if rt, op, err = gr.newRefresh(g); err != nil {
-			return nil, "", err
+		if ng.rt, ng.rtw, err = gr.newRefresh(g); err != nil {
+			return nil, err
 		}
-		ops = append(ops, op)
 	}
-	res, err := gr.kv.Do(ctx, ops...)
-	if err == nil {
-		err = res[0].Err
+	return ng, nil
+}
+
+// The positions of a new grant's writes in the batch of writeOps.
+const (
+	opIndex = iota
+	opIndexCount
+	opGrant
+	opRefresh
+)
+
+// writeOps is the batch that writes ng, in this order: the grant joins
+// its account's index for the client first, so that a withdrawal running
+// meanwhile sees it (and its revoked record then stops this exchange);
+// the index's counter says when to prune it; the record is written with
+// SetNX, which is the single-use point of the code (of any number of
+// exchanges of one code, exactly one writes it, and a replay's or a
+// withdrawal's revoked record written before it stops the exchange);
+// last the first refresh token.
+func (gr *grants) writeOps(ng *newGrant) []store.Op {
+	g, ttl := ng.g, max(gr.ttl.RefreshToken, gr.ttl.AccessToken)
+	ops := []store.Op{
+		store.SetAdd(accountGrantsKey(g.AccountID, g.ClientID), ttl, indexMember(g)),
+		store.Incr(accountGrantsCountKey(g.AccountID, g.ClientID), ttl),
+		store.SetNX(grantKey(g.ID), ng.b, ng.ttl),
 	}
-	if err != nil {
-		return nil, "", fmt.Errorf("provider: store grant: %w", err)
+	if ng.rt != "" {
+		ops = append(ops, ng.rtw)
 	}
-	if !res[0].OK {
-		return nil, "", oidc.ErrInvalidGrant().WithDescription("grant revoked")
+	return ops
+}
+
+// undoOps removes what writeOps wrote besides the grant record: the
+// refresh token and the index member.
+func (gr *grants) undoOps(ng *newGrant) []store.Op {
+	ops := []store.Op{store.SetRemove(accountGrantsKey(ng.g.AccountID, ng.g.ClientID), indexMember(ng.g))}
+	if ng.rt != "" {
+		ops = append(ops, store.Delete(ng.rtw.Key))
 	}
-	if offline {
-		if err := res[1].Err; err != nil {
-			return nil, "", fmt.Errorf("provider: store refresh token: %w", err)
-		}
-		gr.metrics.tokens.WithLabelValues("refresh").Inc()
-	}
-	return g, rt, nil
+	return ops
 }
 
 // The index acctgrants:<account>:<client> lists an account's live grants
 // for one client, so that withdrawing the client revokes them. It holds
 // only live grants: each member carries its grant's expiry
-// ("<unix ms exp>:<grant>"), every new grant prunes the expired ones, and at
-// most maxLiveGrants stay, the oldest beyond that being revoked. Its TTL
-// is the longest a grant lives, from the newest grant.
-const maxLiveGrants = 32
+// ("<unix ms exp>:<grant>"), and every pruneEvery-th new grant (the
+// counter beside the index says which) drops the expired ones and
+// revokes the oldest beyond maxLiveGrants. So at most maxLiveGrants +
+// pruneEvery - 1 live grants stay, and an exchange lists the index only
+// once in pruneEvery. Its TTL is the longest a grant lives, from the
+// newest grant.
+const (
+	maxLiveGrants = 32
+	pruneEvery    = 8
+)
+
+// accountGrantsCountKey counts the grants added to an index, for
+// pruneEvery.
+func accountGrantsCountKey(acct, client string) string { return "acctgrantsn:" + acct + ":" + client }
+
+// prunes reports whether the n-th grant of an index prunes it.
+func prunes(n int64) bool { return n%pruneEvery == 0 }
 
 func indexMember(g *grantRecord) string { return strconv.FormatInt(g.Exp.UnixMilli(), 10) + ":" + g.ID }
 
@@ -241,12 +277,10 @@ func parseMember(m string) (indexed, bool) {
 	return indexed{member: m, grant: grant, exp: time.UnixMilli(unix)}, true
 }
 
-// index adds g to its account's index for the client and prunes it.
-func (gr *grants) index(ctx context.Context, g *grantRecord) error {
+// prune drops the expired members of g's index and revokes the oldest
+// live grants beyond maxLiveGrants, never g itself.
+func (gr *grants) prune(ctx context.Context, g *grantRecord) error {
 	key := accountGrantsKey(g.AccountID, g.ClientID)
-	if err := gr.kv.SetAdd(ctx, key, max(gr.ttl.RefreshToken, gr.ttl.AccessToken), indexMember(g)); err != nil {
-		return fmt.Errorf("provider: index grant: %w", err)
-	}
 	members, err := gr.kv.SetMembers(ctx, key)
 	if err != nil {
 		return fmt.Errorf("provider: list grants: %w", err)
@@ -266,7 +300,7 @@ func (gr *grants) index(ctx context.Context, g *grantRecord) error {
 	}
 	if len(dead) > 0 {
 		if err := gr.kv.SetRemove(ctx, key, dead...); err != nil {
-			// The next grant prunes them; nothing is wrong meanwhile.
+			// The next pruning drops them; nothing is wrong meanwhile.
 			gr.log.WarnContext(ctx, "expired grants not pruned from the index", "error", err)
 		}
 	}
@@ -355,7 +389,7 @@ func (gr *grants) decode(b []byte, err error) (*grantRecord, error) {
 // still running) gets a revoked record, which makes the exchange fail.
 func (gr *grants) revoke(ctx context.Context, id string) error {
 	now := gr.now().UTC()
-	g := &grantRecord{ID: id, Created: now, Exp: now.Add(gr.ttl.Code + gr.ttl.AccessToken)}
+	g := &grantRecord{ID: id, Exp: now.Add(gr.ttl.Code + gr.ttl.AccessToken)}
 	if b, err := gr.kv.Get(ctx, grantKey(id)); err == nil {
 		if err := json.Unmarshal(b, g); err != nil {
 			return fmt.Errorf("provider: grant record: %w", err)

@@ -46,7 +46,7 @@ func TestGrantIndexLegacyMembers(t *testing.T) {
 	now := gr.now()
 	put := func(id string, exp time.Time, revoked bool) {
 		t.Helper()
-		b, _ := json.Marshal(grantRecord{ID: id, ClientID: "web", AccountID: "a1", Created: now, Exp: exp, Revoked: revoked})
+		b, _ := json.Marshal(grantRecord{ID: id, ClientID: "web", AccountID: "a1", Exp: exp, Revoked: revoked})
 		if err := s.kv.Set(ctx, grantKey(id), b, time.Hour); err != nil {
 			t.Fatal(err)
 		}
@@ -58,8 +58,15 @@ func TestGrantIndexLegacyMembers(t *testing.T) {
 	if err := s.kv.SetAdd(ctx, key, time.Hour, "legacy-live", "legacy-revoked", "legacy-expired", "legacy-gone"); err != nil {
 		t.Fatal(err)
 	}
-	g, _, err := gr.create(ctx, &authreq.AuthRequest{ID: "new", ClientID: "web", AccountID: "a1"}, false)
+	ng, err := gr.prepare(&authreq.AuthRequest{ID: "new", ClientID: "web", AccountID: "a1"}, false, "")
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.kv.Do(ctx, gr.writeOps(ng)...); err != nil {
+		t.Fatal(err)
+	}
+	g := ng.g
+	if err := gr.prune(ctx, g); err != nil {
 		t.Fatal(err)
 	}
 	members, _ := s.kv.SetMembers(ctx, key)
