@@ -27,7 +27,7 @@ const (
 	// bounded by the caps below.
 	MaxRequestBytes = 32 << 10
 	// MaxRecordBytes bounds a stored request as encoded, whatever it
-	// holds; Create, Update and Keep refuse a larger one. Every
+	// holds; Create and Update refuse a larger one. Every
 	// parameter that is kept is capped below, but JSON escaping can
 	// make a value grow up to sixfold ("<" is written \u003c), so the
 	// record is checked as it will be written.

@@ -82,7 +82,6 @@ type grantRecord struct {
 	// "passkey:<id>"): a family whose label the operator blocks refreshes
 	// no more.
 	Method  string `json:"method,omitempty"`
-	Offline bool   `json:"offline,omitempty"`
 	Revoked bool   `json:"revoked,omitempty"`
 	// Exp ends the family: refresh tokens do not slide it, so a resident
 	// signs in with the card again at least once per RefreshTokenTTL.
@@ -184,7 +183,7 @@ func (gr *grants) prepare(ar *authreq.AuthRequest, offline bool, code string) (*
 	g := &grantRecord{
 		ID: ar.ID, ClientID: ar.ClientID, AccountID: ar.AccountID, Subject: ar.Subject,
 		Scopes: ar.Scopes, Claims: ar.Claims, Granted: ar.Granted, ACR: ar.ACR, AMR: ar.AMR, AuthTime: ar.AuthTime.Truncate(time.Second),
-		SessionID: ar.SessionID, Method: ar.Method, Offline: offline, Exp: now.Add(ttl).Truncate(time.Second), Code: code,
+		SessionID: ar.SessionID, Method: ar.Method, Exp: now.Add(ttl).Truncate(time.Second), Code: code,
 	}
 	b, err := json.Marshal(g)
 	if err != nil {

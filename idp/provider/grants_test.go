@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/internal/ids"
+	"golang.org/x/oauth2"
 )
 
 func TestParseMember(t *testing.T) {
@@ -139,4 +141,70 @@ func FuzzParseAccessID(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A grant record keeps what its tokens need and the code's digest, no
+// more: no creation time, no offline flag (the scopes say it), times to
+// the second, and never the redirect URI or the challenge.
+func TestGrantRecordSmall(t *testing.T) {
+	s := newTestServer(t)
+	ar := &authreq.AuthRequest{
+		ID: strings.Repeat("g", 43), ClientID: "web", RedirectURI: testRedirect, AccountID: strings.Repeat("a", 22), Subject: strings.Repeat("s", 43),
+		Scopes: []string{"openid", "offline_access", "name"}, Granted: []string{"name"}, ACR: "aal3", AMR: []string{"hwk", "pin"},
+		AuthTime: time.Now(), SessionID: strings.Repeat("x", 43), Method: "jpki:" + strings.Repeat("l", 16), Challenge: strings.Repeat("c", 43),
+	}
+	use := codeUse{ClientID: ar.ClientID, RedirectURI: ar.RedirectURI, Challenge: ar.Challenge}
+	ng, err := s.grants.prepare(ar, true, codeDigest(ids.Hash("code"), use))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := string(ng.b)
+	for _, never := range []string{`"created"`, `"offline"`, testRedirect, ar.Challenge, "."} {
+		if strings.Contains(rec, never) {
+			t.Errorf("the record holds %s: %s", never, rec)
+		}
+	}
+	const most = 460 // with IDs of real length; 334 in TestLoginRoundTrips
+	if len(rec) > most {
+		t.Errorf("grant record of %d bytes, want at most %d: %s", len(rec), most, rec)
+	}
+	var back grantRecord
+	if err := json.Unmarshal(ng.b, &back); err != nil || back.ID != ar.ID || len(back.Code) != 22 || !back.Exp.Equal(back.Exp.Truncate(time.Second)) {
+		t.Fatalf("record read back: %+v %v", back, err)
+	}
+	if ng.ttl < s.ttl.Code || ng.rt == "" {
+		t.Fatalf("ttl %v, refresh token %q", ng.ttl, ng.rt)
+	}
+	t.Logf("grant record: %d bytes", len(rec))
+}
+
+// The digest of a code matches a presentation only with the code, the
+// client, the redirect URI and a verifier of the challenge all the same.
+func TestCodeDigest(t *testing.T) {
+	const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+	challenge := oauth2.S256ChallengeFromVerifier(verifier)
+	h := ids.Hash("req.code")
+	stored := codeDigest(h, codeUse{ClientID: "web", RedirectURI: testRedirect, Challenge: challenge})
+	for _, c := range []struct {
+		name   string
+		h      string
+		client string
+		tr     tokenRequest
+		match  bool
+	}{
+		{"the code's own client", h, "web", tokenRequest{redirectURI: testRedirect, verifier: verifier}, true},
+		{"another client", h, "other", tokenRequest{redirectURI: testRedirect, verifier: verifier}, false},
+		{"another redirect URI", h, "web", tokenRequest{redirectURI: testRedirect + "x", verifier: verifier}, false},
+		{"no redirect URI", h, "web", tokenRequest{verifier: verifier}, false},
+		{"another verifier", h, "web", tokenRequest{redirectURI: testRedirect, verifier: verifier + "x"}, false},
+		{"no verifier", h, "web", tokenRequest{redirectURI: testRedirect}, false},
+		{"another code", ids.Hash("req.other"), "web", tokenRequest{redirectURI: testRedirect, verifier: verifier}, false},
+		// The parts are separated: moving bytes from one to the next
+		// is another digest.
+		{"parts shifted", h, "we", tokenRequest{redirectURI: "b" + testRedirect, verifier: verifier}, false},
+	} {
+		if got := presentedDigest(c.h, c.client, &c.tr) == stored; got != c.match {
+			t.Errorf("%s: match %v, want %v", c.name, got, c.match)
+		}
+	}
 }

@@ -52,17 +52,19 @@ type spentCode struct {
 func usedCodeKey(hash string) string { return "usedcode:" + hash }
 
 // codeDigest is what a grant keeps of the code that minted it: the
-// SHA-256 of the code's hash and what its exchange checked, 43 bytes
-// instead of the client, redirect URI (up to 2 KiB) and challenge.
-// Presented again, the code matches it only from the same client, with
-// the same redirect URI and a verifier of the same challenge.
+// SHA-256 of the code's hash and what its exchange checked, cut to 128
+// bits (22 bytes in the record instead of the client, the redirect URI of
+// up to 2 KiB and the challenge; finding another presentation with the
+// same digest is a second preimage of 128 bits). Presented again, the
+// code matches it only from the same client, with the same redirect URI
+// and a verifier of the same challenge.
 func codeDigest(h string, u codeUse) string {
 	d := sha256.New()
 	for _, part := range []string{h, u.ClientID, u.RedirectURI, u.Challenge} {
 		d.Write([]byte(part))
 		d.Write([]byte{0})
 	}
-	return base64.RawURLEncoding.EncodeToString(d.Sum(nil))
+	return base64.RawURLEncoding.EncodeToString(d.Sum(nil)[:16])
 }
 
 // presentedDigest is codeDigest of a presentation: the presenter's
