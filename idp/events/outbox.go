@@ -52,6 +52,7 @@ const (
 	DefaultMinBackoff = time.Second
 	DefaultMaxBackoff = 5 * time.Minute
 	DefaultTrimEvery  = time.Hour
+	DefaultWakeDelay  = 100 * time.Millisecond
 	batch             = 100
 )
 
@@ -80,11 +81,18 @@ type Outbox struct {
 	MinBackoff, MaxBackoff time.Duration
 	// TrimEvery is how often a consumer trims the log.
 	TrimEvery time.Duration
+	// WakeDelay is how long a node gathers the events it appends before
+	// it wakes the consumers once for all of them: a wake-up per event
+	// would cost each sign-in a round trip, and every consumer a read
+	// per event, for deliveries that a tenth of a second does not harm.
+	WakeDelay time.Duration
 
 	now func() time.Time
 
 	mu       sync.Mutex
 	lastTrim time.Time
+	// waking is set while a wake-up is scheduled.
+	waking bool
 }
 
 // NewOutbox returns an outbox over kv with the default settings.
@@ -96,8 +104,8 @@ func NewOutbox(kv KV, log *slog.Logger) *Outbox {
 		kv: kv, log: log,
 		Retention: DefaultRetention, MaxAge: DefaultMaxAge, LeaseTTL: DefaultLeaseTTL,
 		Poll: DefaultPoll, MinBackoff: DefaultMinBackoff, MaxBackoff: DefaultMaxBackoff,
-		TrimEvery: DefaultTrimEvery,
-		now:       time.Now,
+		TrimEvery: DefaultTrimEvery, WakeDelay: DefaultWakeDelay,
+		now: time.Now,
 	}
 }
 
@@ -121,12 +129,31 @@ func (o *Outbox) Publish(ctx context.Context, e Event) error {
 	if err != nil {
 		return fmt.Errorf("events: append: %w", err)
 	}
-	// The entry is stored; a lost wake-up only delays consumers until
-	// their next poll.
-	if err := o.kv.Publish(ctx, wakeChannel, []byte(id)); err != nil {
-		o.log.Warn("events: wake-up not published", "err", err)
-	}
+	o.wakeSoon(id)
 	return nil
+}
+
+// wakeSoon publishes one wake-up WakeDelay after the first of a burst of
+// appends, on its own context: the entry is stored, and a lost wake-up
+// only delays consumers until their next poll.
+func (o *Outbox) wakeSoon(id string) {
+	o.mu.Lock()
+	if o.waking {
+		o.mu.Unlock()
+		return
+	}
+	o.waking = true
+	o.mu.Unlock()
+	time.AfterFunc(o.WakeDelay, func() {
+		o.mu.Lock()
+		o.waking = false
+		o.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := o.kv.Publish(ctx, wakeChannel, []byte(id)); err != nil {
+			o.log.Warn("events: wake-up not published", "err", err)
+		}
+	})
 }
 
 // Consume calls handle for every event after the consumer's cursor, in
