@@ -74,7 +74,8 @@ type PhaseResult struct {
 	P99ms       float64        `json:"p99_ms"`
 	Errors      map[string]int `json:"errors"`
 	ServerCPUms *float64       `json:"server_cpu_ms_per_op,omitempty"`
-	StoreOps    *float64       `json:"store_ops_per_op,omitempty"`
+	StoreOps    *float64       `json:"store_round_trips_per_op,omitempty"`
+	BgOps       *float64       `json:"background_round_trips_per_op,omitempty"`
 	RedisCmds   *float64       `json:"redis_commands_per_op,omitempty"`
 	RedisCPUms  *float64       `json:"redis_cpu_ms_per_op,omitempty"`
 	RedisBytes  *float64       `json:"redis_bytes_per_op,omitempty"`
@@ -376,6 +377,7 @@ func runPhase(ctx context.Context, o Options, t *target, pr *probe, ws []*worker
 		if before.metricOK && after.metricOK {
 			r.ServerCPUms = per((after.cpu - before.cpu) * 1000)
 			r.StoreOps = per(after.storeOps - before.storeOps)
+			r.BgOps = per(after.bgOps - before.bgOps)
 		}
 		if before.redisOK && after.redisOK {
 			r.RedisCmds = per(after.redisCmd - before.redisCmd)
