@@ -62,7 +62,11 @@ func TestLoadAgainstServe(t *testing.T) {
 			report := filepath.Join(t.TempDir(), "report.json")
 			out.Reset()
 			errOut.Reset()
-			code := run([]string{"load", "run", "--dir", dir, "--concurrency", "2", "--duration", "700ms", "--auth", auth, "--json", report}, &out, &errOut)
+			args := []string{"load", "run", "--dir", dir, "--concurrency", "2", "--duration", "700ms", "--auth", auth, "--json", report}
+			if auth == loadtool.AuthPrivateKeyJWT {
+				args = append(args, "--residents", "3") // the default, 64 per worker, runs with the other
+			}
+			code := run(args, &out, &errOut)
 			if code != exitOK {
 				t.Fatalf("run: exit %d\n%s%s\n%s", code, out.String(), errOut.String(), logs.String())
 			}

@@ -77,3 +77,22 @@ func TestErrorKind(t *testing.T) {
 		}
 	}
 }
+
+// TestRunRefusesBadOptions: options that cannot make a run are refused
+// before anything is sent.
+func TestRunRefusesBadOptions(t *testing.T) {
+	for name, o := range map[string]Options{
+		"no workers":          {Concurrency: 0, Duration: time.Second},
+		"too many workers":    {Concurrency: 1025, Duration: time.Second},
+		"no duration":         {Concurrency: 1},
+		"fewer residents":     {Concurrency: 4, Residents: 3, Duration: time.Second},
+		"too many residents":  {Concurrency: 1, Residents: MaxResidents + 1, Duration: time.Second},
+		"unknown phase":       {Concurrency: 1, Duration: time.Second, Phases: []string{"logout"}},
+		"no setup in the dir": {Concurrency: 1, Duration: time.Second, Dir: t.TempDir()},
+		"negative residents":  {Concurrency: 1, Residents: -1, Duration: time.Second},
+	} {
+		if _, err := Run(t.Context(), o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
