@@ -134,7 +134,8 @@ func TestRecordRoomForTheFlow(t *testing.T) {
 	stores(t, func(t *testing.T, kv store.KV) {
 		ctx := context.Background()
 		r := New(kv, time.Minute, nil, "https://id.example")
-		ar := &AuthRequest{ClientID: "web", RedirectURI: "https://rp.example/cb", Scopes: []string{"openid"}, Challenge: strings.Repeat("c", 43)}
+		// Bound at creation, as /authorize binds a GET's browser.
+		ar := &AuthRequest{ClientID: "web", RedirectURI: "https://rp.example/cb", Scopes: []string{"openid"}, Challenge: strings.Repeat("c", 43), Binding: ids.Hash("cookie")}
 		for CheckSize(ar) == nil {
 			ar.State += strings.Repeat("s", 16)
 		}

@@ -98,8 +98,11 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		fail(oerr)
 		return
 	}
-	if errors.Is(authreq.CheckSize(ar), authreq.ErrTooLarge) {
+	tooLarge := func() {
 		fail(oidc.ErrInvalidRequest().WithDescription("the request is too large to keep; shorten state, nonce, claims or the other parameters"))
+	}
+	if errors.Is(authreq.CheckSize(ar), authreq.ErrTooLarge) {
+		tooLarge()
 		return
 	}
 	if r.Method == http.MethodGet {
@@ -112,6 +115,12 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		ar.Binding = authreq.EnsureBinding(s.web, w, r)
 	}
 	create, err := s.requests.CreateOp(ar)
+	if errors.Is(err, authreq.ErrTooLarge) {
+		// CheckSize counted the binding: not reached, but the right
+		// answer if it were.
+		tooLarge()
+		return
+	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "store auth request", "error", err)
 		fail(unavailableToRP())

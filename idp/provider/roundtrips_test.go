@@ -57,6 +57,8 @@ type roundTripOP struct {
 	ops    func() int
 	issued int // round trips of session.Manager.TokensIssued
 	calls  int // its calls
+	// account signs in; "" is "acct-1".
+	account string
 }
 
 func newRoundTripOP(t *testing.T, kv store.KV) *roundTripOP {
@@ -97,29 +99,48 @@ func (o *roundTripOP) serve(r *http.Request) *httptest.ResponseRecorder {
 
 func (o *roundTripOP) token(form url.Values) map[string]any {
 	o.t.Helper()
+	code, out := o.tokenCall(form)
+	if code != http.StatusOK {
+		o.t.Fatalf("token %s: %d %v", form.Get("grant_type"), code, out)
+	}
+	return out
+}
+
+// tokenCall posts form to the token endpoint as the public client "web".
+func (o *roundTripOP) tokenCall(form url.Values) (int, map[string]any) {
+	o.t.Helper()
 	form.Set("client_id", "web")
 	r := httptest.NewRequest(http.MethodPost, testIssuer+tokenPath, strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	w := o.serve(r)
-	if w.Code != http.StatusOK {
-		o.t.Fatalf("token %s: %d %s", form.Get("grant_type"), w.Code, w.Body)
-	}
 	var out map[string]any
 	if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil {
-		o.t.Fatal(err)
+		o.t.Fatalf("token answer %d: %v %s", w.Code, err, w.Body)
 	}
-	return out
+	return w.Code, out
+}
+
+// exchange is the code exchange of code with verifier v.
+func (o *roundTripOP) exchange(code, v string) (int, map[string]any) {
+	return o.tokenCall(url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {v}, "redirect_uri": {testRedirect}})
 }
 
 // login runs a whole login through the provider's steps (the sign-in and
 // consent done directly on the request) and returns each step's round
 // trips.
 func (o *roundTripOP) login() map[string]int {
+	got, code, v := o.toCode()
+	return o.afterCode(got, code, v)
+}
+
+// toCode runs a login up to the code and returns the round trips of its
+// steps, the code and the PKCE verifier.
+func (o *roundTripOP) toCode() (got map[string]int, code, v string) {
 	t := o.t
 	t.Helper()
 	ctx := context.Background()
-	got := map[string]int{}
-	v := oauth2.GenerateVerifier()
+	got = map[string]int{}
+	v = oauth2.GenerateVerifier()
 	q := url.Values{"client_id": {"web"}, "response_type": {"code"}, "scope": {"openid offline_access name"},
 		"redirect_uri": {testRedirect}, "state": {"s"}, "nonce": {"n"},
 		"code_challenge": {oauth2.S256ChallengeFromVerifier(v)}, "code_challenge_method": {"S256"}}
@@ -148,8 +169,12 @@ func (o *roundTripOP) login() map[string]int {
 			t.Fatal(err)
 		}
 	})
+	acct := o.account
+	if acct == "" {
+		acct = "acct-1"
+	}
 	if _, err := o.s.requests.Complete(ctx, id, authreq.Completion{
-		Authentication: authreq.Authentication{AccountID: "acct-1", ACR: "aal3", AMR: []string{"hwk", "pin"}, Time: time.Now()},
+		Authentication: authreq.Authentication{AccountID: acct, ACR: "aal3", AMR: []string{"hwk", "pin"}, Time: time.Now()},
 		Subject:        "sub-1", Granted: []string{"name"},
 	}); err != nil {
 		t.Fatal(err)
@@ -160,10 +185,18 @@ func (o *roundTripOP) login() map[string]int {
 		w = o.serve(r)
 	})
 	cb, _ := url.Parse(w.Header().Get("Location"))
-	code := cb.Query().Get("code")
+	code = cb.Query().Get("code")
 	if w.Code != http.StatusFound || code == "" {
 		t.Fatalf("callback: %d %q", w.Code, w.Header().Get("Location"))
 	}
+	return got, code, v
+}
+
+// afterCode runs the exchange of code, userinfo and a refresh, adding
+// their round trips to got.
+func (o *roundTripOP) afterCode(got map[string]int, code, v string) map[string]int {
+	t := o.t
+	t.Helper()
 	calls := o.calls
 	var tok map[string]any
 	got["code exchange"] = o.step(func() {
