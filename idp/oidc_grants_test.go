@@ -27,10 +27,10 @@ func (c *manualClock) Advance(d time.Duration) { c.t.Add(int64(d)) }
 // gives one client (docs/rp-integration.md).
 const liveGrantsBound = 32
 
-// grantsPruneEvery is how often a new grant prunes its index: every
-// eighth grant of an account for a client. Between prunings up to
-// grantsPruneEvery-1 more live grants are indexed.
-const grantsPruneEvery = 8
+// grantsIndexSlack is how far past the bound an account's index for a
+// client grows before the grant that fills it prunes it: up to
+// grantsIndexSlack-1 more live grants are indexed between prunings.
+const grantsIndexSlack = 8
 
 // The index of an account's grants for a client holds only live ones:
 // expired grants leave it at the next sign-in, the oldest go beyond the
@@ -82,9 +82,9 @@ func TestGrantIndexHoldsLiveOnly(t *testing.T) {
 		}
 		clock.Advance(11 * time.Minute)
 
-		// 3 + n grants: the last one prunes.
+		// 3 + n grants: the last one fills the index and prunes it.
 		const n = liveGrantsBound + 5
-		if (3+n)%grantsPruneEvery != 0 {
+		if 3+n != liveGrantsBound+grantsIndexSlack {
 			t.Fatal("the test's sign-ins must end on a pruning")
 		}
 		var long []*oauth2.Token

@@ -201,15 +201,15 @@ func (gr *grants) prepare(ar *authreq.AuthRequest, offline bool, code string) (*
 // The positions of a new grant's writes in the batch of writeOps.
 const (
 	opIndex = iota
-	opIndexCount
 	opGrant
 	opRefresh
 )
 
 // writeOps is the batch that writes ng, in this order: the grant joins
 // its account's index for the client first, so that a withdrawal running
-// meanwhile sees it (and its revoked record then stops this exchange);
-// the index's counter says when to prune it; the record is written with
+// meanwhile sees it (and its revoked record then stops this exchange),
+// and the index's size after the add says whether to prune it
+// (prunes); the record is written with
 // SetNX, which is the single-use point of the code (of any number of
 // exchanges of one code, exactly one writes it, and a replay's or a
 // withdrawal's revoked record written before it stops the exchange);
@@ -218,7 +218,6 @@ func (gr *grants) writeOps(ng *newGrant) []store.Op {
 	g, ttl := ng.g, max(gr.ttl.RefreshToken, gr.ttl.AccessToken)
 	ops := []store.Op{
 		store.SetAdd(accountGrantsKey(g.AccountID, g.ClientID), ttl, indexMember(g)),
-		store.Incr(accountGrantsCountKey(g.AccountID, g.ClientID), ttl),
 		store.SetNX(grantKey(g.ID), ng.b, ng.ttl),
 	}
 	if ng.rt != "" {
@@ -237,26 +236,23 @@ func (gr *grants) undoOps(ng *newGrant) []store.Op {
 	return ops
 }
 
-// The index acctgrants:<account>:<client> lists an account's live grants
-// for one client, so that withdrawing the client revokes them. It holds
-// only live grants: each member carries its grant's expiry
-// ("<unix ms exp>:<grant>"), and every pruneEvery-th new grant (the
-// counter beside the index says which) drops the expired ones and
-// revokes the oldest beyond maxLiveGrants. So at most maxLiveGrants +
-// pruneEvery - 1 live grants stay, and an exchange lists the index only
-// once in pruneEvery. Its TTL is the longest a grant lives, from the
-// newest grant.
+// The index acctgrants:<account>:<client> lists an account's grants for
+// one client, so that withdrawing the client revokes them. Each member
+// carries its grant's expiry ("<unix ms exp>:<grant>"). A new grant that
+// brings the index to maxLiveGrants + indexSlack members prunes it: the
+// expired members go, and the oldest live grants beyond maxLiveGrants are
+// revoked. So the index never holds more than maxLiveGrants + indexSlack
+// - 1 members after an exchange, at most that many grants live, and an
+// exchange lists it only once in indexSlack when it is full (a resident
+// who signs in a few times a day at an RP never lists it). Its TTL is the
+// longest a grant lives, from the newest grant.
 const (
 	maxLiveGrants = 32
-	pruneEvery    = 8
+	indexSlack    = 8
 )
 
-// accountGrantsCountKey counts the grants added to an index, for
-// pruneEvery.
-func accountGrantsCountKey(acct, client string) string { return "acctgrantsn:" + acct + ":" + client }
-
-// prunes reports whether the n-th grant of an index prunes it.
-func prunes(n int64) bool { return n%pruneEvery == 0 }
+// prunes reports whether an index of n members after an add is pruned.
+func prunes(n int64) bool { return n >= maxLiveGrants+indexSlack }
 
 func indexMember(g *grantRecord) string { return strconv.FormatInt(g.Exp.UnixMilli(), 10) + ":" + g.ID }
 
@@ -290,11 +286,13 @@ func (gr *grants) prune(ctx context.Context, g *grantRecord) error {
 		// in this often at one RP has abandoned them (each sign-in is a
 		// new family).
 		others := slices.DeleteFunc(live, func(it indexed) bool { return it.grant == g.ID })
+		var old []string
 		for _, it := range others[:min(over, len(others))] {
-			if err := gr.revoke(ctx, it.grant); err != nil {
-				return err
-			}
+			old = append(old, it.grant)
 			dead = append(dead, it.member)
+		}
+		if err := gr.revokeAll(ctx, old); err != nil {
+			return err
 		}
 	}
 	if len(dead) > 0 {
@@ -387,27 +385,63 @@ func (gr *grants) decode(b []byte, err error) (*grantRecord, error) {
 // refresh token it minted. A grant not written yet (its code exchange is
 // still running) gets a revoked record, which makes the exchange fail.
 func (gr *grants) revoke(ctx context.Context, id string) error {
+	return gr.revokeAll(ctx, []string{id})
+}
+
+// revokeAll is revoke of several grants in two round trips per
+// store.MaxBatch of them: their records are read together, then the
+// revoked ones written together.
+func (gr *grants) revokeAll(ctx context.Context, ids []string) error {
+	for chunk := range slices.Chunk(ids, store.MaxBatch) {
+		if err := gr.revokeBatch(ctx, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (gr *grants) revokeBatch(ctx context.Context, ids []string) error {
 	now := gr.now().UTC()
-	g := &grantRecord{ID: id, Exp: now.Add(gr.ttl.Code + gr.ttl.AccessToken)}
-	if b, err := gr.kv.Get(ctx, grantKey(id)); err == nil {
-		if err := json.Unmarshal(b, g); err != nil {
-			return fmt.Errorf("provider: grant record: %w", err)
-		}
-		if g.Revoked {
-			return nil
-		}
-	} else if !errors.Is(err, store.ErrNotFound) {
+	reads := make([]store.Op, len(ids))
+	for i, id := range ids {
+		reads[i] = store.Get(grantKey(id))
+	}
+	res, err := gr.kv.Do(ctx, reads...)
+	if err != nil {
 		return fmt.Errorf("provider: load grant: %w", err)
 	}
-	g.Revoked = true
-	b, err := json.Marshal(g)
-	if err != nil {
-		return err
+	var writes []store.Op
+	for i, id := range ids {
+		g := &grantRecord{ID: id, Exp: now.Add(gr.ttl.Code + gr.ttl.AccessToken)}
+		switch err := res[i].Err; {
+		case err == nil:
+			if err := json.Unmarshal(res[i].Val, g); err != nil {
+				return fmt.Errorf("provider: grant record: %w", err)
+			}
+			if g.Revoked {
+				continue
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("provider: load grant: %w", err)
+		}
+		g.Revoked = true
+		b, err := json.Marshal(g)
+		if err != nil {
+			return err
+		}
+		writes = append(writes, store.Set(grantKey(id), b, ttlUntil(now, g.Exp)))
 	}
-	if err := gr.kv.Set(ctx, grantKey(id), b, ttlUntil(now, g.Exp)); err != nil {
+	if len(writes) == 0 {
+		return nil
+	}
+	res, err = gr.kv.Do(ctx, writes...)
+	if err == nil {
+		err = store.FirstErr(res)
+	}
+	if err != nil {
 		return fmt.Errorf("provider: revoke grant: %w", err)
 	}
-	gr.metrics.revoked.Inc()
+	gr.metrics.revoked.Add(float64(len(writes)))
 	return nil
 }
 
@@ -422,10 +456,12 @@ func (gr *grants) revokeAccountClient(ctx context.Context, accountID, clientID s
 		return fmt.Errorf("provider: list grants: %w", err)
 	}
 	live, _ := gr.sortIndex(ctx, members)
-	for _, it := range live {
-		if err := gr.revoke(ctx, it.grant); err != nil {
-			return err
-		}
+	ids := make([]string, len(live))
+	for i, it := range live {
+		ids[i] = it.grant
+	}
+	if err := gr.revokeAll(ctx, ids); err != nil {
+		return err
 	}
 	if len(members) == 0 {
 		return nil

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/internal/ids"
+	"github.com/watashi-id/watashi/idp/store"
 	"golang.org/x/oauth2"
 )
 
@@ -205,6 +207,56 @@ func TestCodeDigest(t *testing.T) {
 	} {
 		if got := presentedDigest(c.h, c.client, &c.tr) == stored; got != c.match {
 			t.Errorf("%s: match %v, want %v", c.name, got, c.match)
+		}
+	}
+}
+
+// revokeAll revokes live, missing and revoked grants alike, two round
+// trips per store.MaxBatch, and leaves a revoked record alone.
+func TestRevokeAll(t *testing.T) {
+	kv, ops := countedStore(t, store.NewMemory())
+	s := newTestServerOn(t, kv)
+	ctx := context.Background()
+	now := s.grants.now()
+	var all []string
+	for i := range store.MaxBatch + 6 {
+		id := "g" + strconv.Itoa(i)
+		all = append(all, id)
+		switch i % 3 {
+		case 0: // missing: a revoked record stops its exchange
+		case 1:
+			b, _ := json.Marshal(grantRecord{ID: id, ClientID: "web", AccountID: "a1", Exp: now.Add(time.Hour)})
+			if err := kv.Set(ctx, grantKey(id), b, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		case 2:
+			b, _ := json.Marshal(grantRecord{ID: id, ClientID: "web", AccountID: "a1", Exp: now.Add(time.Hour), Revoked: true})
+			if err := kv.Set(ctx, grantKey(id), b, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := ops()
+	if err := s.grants.revokeAll(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if got := ops() - before; got != 4 {
+		t.Errorf("%d round trips for %d grants, want 4", got, len(all))
+	}
+	for _, id := range all {
+		if _, err := s.grants.load(ctx, id); err != errGrantRevoked {
+			t.Errorf("%s: %v, want revoked", id, err)
+		}
+	}
+	if err := s.grants.revokeAll(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPrunes(t *testing.T) {
+	for n, want := range map[int64]bool{1: false, maxLiveGrants: false, maxLiveGrants + indexSlack - 1: false, maxLiveGrants + indexSlack: true, 100: true} {
+		if prunes(n) != want {
+			t.Errorf("prunes(%d) = %v", n, !want)
 		}
 	}
 }

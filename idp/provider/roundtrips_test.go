@@ -247,7 +247,7 @@ func TestLoginRoundTrips(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			o := newRoundTripOP(t, be.kv(t))
 			o.login() // the first one makes the signing keys
-			for i := range pruneEvery - 2 {
+			for i := range maxLiveGrants + indexSlack - 2 {
 				got := o.login()
 				for step, n := range want {
 					if got[step] != n {
@@ -255,10 +255,14 @@ func TestLoginRoundTrips(t *testing.T) {
 					}
 				}
 			}
-			// Every pruneEvery-th grant of an account for a client lists
-			// its index (one round trip more; nothing to drop here).
-			if got := o.login()["code exchange"]; got != want["code exchange"]+1 {
-				t.Errorf("pruning exchange: %d round trips, want %d", got, want["code exchange"]+1)
+			// The grant that fills the account's index for the client
+			// prunes it: one round trip lists it, two revoke the oldest
+			// families beyond the bound, one removes them from the index.
+			if got := o.login()["code exchange"]; got != want["code exchange"]+4 {
+				t.Errorf("pruning exchange: %d round trips, want %d", got, want["code exchange"]+4)
+			}
+			if got := o.login()["code exchange"]; got != want["code exchange"] {
+				t.Errorf("the exchange after the pruning: %d round trips, want %d", got, want["code exchange"])
 			}
 		})
 	}

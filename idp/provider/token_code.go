@@ -149,9 +149,7 @@ func (s *Server) exchangeCode(ctx context.Context, client *opClient, tr *tokenRe
 		// answers for the code meanwhile.
 		s.log.WarnContext(ctx, "spent code's request not deleted", "error", err)
 	}
-	if n := res[opIndexCount]; n.Err != nil {
-		s.log.WarnContext(ctx, "grant index not counted", "error", n.Err)
-	} else if prunes(n.N) {
+	if prunes(res[opIndex].N) {
 		if err := s.grants.prune(ctx, g); err != nil {
 			// The next pruning catches up.
 			s.log.WarnContext(ctx, "grant index not pruned", "error", err)

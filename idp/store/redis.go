@@ -403,6 +403,7 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 	defer cancel()
 	pipe := r.c.Pipeline()
 	cmds := make([]redis.Cmder, len(ops))
+	cards := map[int]*redis.IntCmd{} // a SetAdd's size after the add
 	for i, op := range ops {
 		k := r.k(op.Key)
 		switch op.Kind {
@@ -426,6 +427,7 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 		case OpSetAdd:
 			cmds[i] = pipe.SAdd(ctx, k, members(op.Members)...)
 			pipe.PExpire(ctx, k, op.TTL)
+			cards[i] = pipe.SCard(ctx, k)
 		case OpSetRemove:
 			cmds[i] = pipe.SRem(ctx, k, members(op.Members)...)
 		case OpSetMembers:
@@ -454,6 +456,9 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 			res.OK = res.Err == nil && c.Val() == "OK"
 		case *redis.IntCmd:
 			res.N, res.Err = c.Result()
+			if card, ok := cards[i]; ok && res.Err == nil {
+				res.N, res.Err = card.Result()
+			}
 		case *redis.StringSliceCmd:
 			res.Members, res.Err = c.Result()
 		case *redis.Cmd:
