@@ -40,7 +40,7 @@ func (st *consentState) promptConsent() bool { return st.ar.HasPrompt(oidc.Promp
 // under its policy and the remembered grant, with the account in the
 // same round trip. It writes the answer itself when it returns false.
 func (h *Handler) loadConsentState(w http.ResponseWriter, r *http.Request) (*consentState, bool) {
-	ar, sess, lang, ok := h.consentContext(w, r)
+	ar, sess, lang, pre, ok := h.consentContext(w, r)
 	if !ok {
 		return nil, false
 	}
@@ -61,13 +61,22 @@ func (h *Handler) loadConsentState(w http.ResponseWriter, r *http.Request) (*con
 		}
 		h.log.InfoContext(ctx, "requested claims not allowed for the client were left out", "client", c.ID, "claims", names)
 	}
-	// The grant and the account in one round trip: the grant decides,
-	// and with anything requested the account's facts are read next.
-	ops := []store.Op{store.Get(consent.GrantKey(sess.AccountID, c.ID))}
-	if !st.req.Empty() {
-		ops = append(ops, h.accounts.ReadOps(sess.AccountID)...)
+	// The grant and the account in one round trip, unless the cookie's
+	// hint had them read with the session: the grant decides, and with
+	// anything requested the account's facts are read next.
+	var res []store.Result
+	if pre.account == sess.AccountID && pre.client == c.ID && pre.res != nil {
+		res = pre.res
+		if st.req.Empty() {
+			res = res[:1]
+		}
+	} else {
+		ops := []store.Op{store.Get(consent.GrantKey(sess.AccountID, c.ID))}
+		if !st.req.Empty() {
+			ops = append(ops, h.accounts.ReadOps(sess.AccountID)...)
+		}
+		res, err = h.kv.Do(ctx, ops...)
 	}
-	res, err := h.kv.Do(ctx, ops...)
 	if err == nil {
 		st.existing, err = h.grants.FromRecord(sess.AccountID, c.ID, res[0].Val, res[0].Err)
 	}
@@ -82,23 +91,31 @@ func (h *Handler) loadConsentState(w http.ResponseWriter, r *http.Request) (*con
 	return st, true
 }
 
+// prefetch is the grant and the account read with the session, for the
+// account and client the session cookie's hint names
+// (session.Manager.Hint): the grant's result, then the account's.
+type prefetch struct {
+	account, client string
+	res             []store.Result
+}
+
 // consentContext loads what both consent handlers need and answers the
 // cases where no consent page is due.
-func (h *Handler) consentContext(w http.ResponseWriter, r *http.Request) (*authreq.AuthRequest, *session.Session, string, bool) {
-	ar, sess, signedIn, ok := h.loadRequest(w, r)
+func (h *Handler) consentContext(w http.ResponseWriter, r *http.Request) (*authreq.AuthRequest, *session.Session, string, prefetch, bool) {
+	ar, sess, signedIn, pre, ok := h.loadRequest(w, r)
 	if !ok {
-		return nil, nil, "", false
+		return nil, nil, "", prefetch{}, false
 	}
 	lang := h.web.Lang(w, r, ar.UILocales)
 	if ar.Return != "" {
 		// A resident's own sign-in has nothing to consent to; the login
 		// page sends it back where it came from.
 		http.Redirect(w, r, authreq.LoginURL(ar.ID), http.StatusSeeOther)
-		return nil, nil, "", false
+		return nil, nil, "", prefetch{}, false
 	}
 	if !ar.BoundTo(authreq.BrowserBinding(h.web, r)) {
 		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "foreign_browser")
-		return nil, nil, "", false
+		return nil, nil, "", prefetch{}, false
 	}
 	if !signedIn || !h.satisfies(r.Context(), ar, sess) {
 		if ar.HasPrompt(oidc.PromptNone) {
@@ -106,9 +123,9 @@ func (h *Handler) consentContext(w http.ResponseWriter, r *http.Request) (*authr
 		} else {
 			http.Redirect(w, r, authreq.LoginURL(ar.ID), http.StatusSeeOther)
 		}
-		return nil, nil, "", false
+		return nil, nil, "", prefetch{}, false
 	}
-	return ar, sess, lang, true
+	return ar, sess, lang, pre, true
 }
 
 // maxRequestID bounds the request IDs worth looking up (authreq.Repo.Load
@@ -116,11 +133,12 @@ func (h *Handler) consentContext(w http.ResponseWriter, r *http.Request) (*authr
 const maxRequestID = 64
 
 // loadRequest loads the auth request named in the query and the
-// browser's session, in one round trip. A request that is finished
+// browser's session, in one round trip, and with them the grant and the
+// account the session cookie's hint names. A request that is finished
 // (completed, or gone after its code was exchanged) is what a signed-in
 // resident meets by going Back from the relying party: that is no error,
 // the page says they are done. Anyone else gets the error page.
-func (h *Handler) loadRequest(w http.ResponseWriter, r *http.Request) (*authreq.AuthRequest, *session.Session, bool, bool) {
+func (h *Handler) loadRequest(w http.ResponseWriter, r *http.Request) (*authreq.AuthRequest, *session.Session, bool, prefetch, bool) {
 	ctx := r.Context()
 	id := r.URL.Query().Get("id")
 	// An ID no request can have is not sent to the store.
@@ -132,6 +150,13 @@ func (h *Handler) loadRequest(w http.ResponseWriter, r *http.Request) (*authreq.
 	sessOp, hasCookie := h.sessions.ReadOp(r)
 	if hasCookie {
 		ops = append(ops, sessOp)
+	}
+	var pre prefetch
+	if hasCookie {
+		if acct, client, ok := h.sessions.Hint(r); ok {
+			pre.account, pre.client = acct, client
+			ops = append(append(ops, store.Get(consent.GrantKey(acct, client))), h.accounts.ReadOps(acct)...)
+		}
 	}
 	var (
 		ar       *authreq.AuthRequest
@@ -147,6 +172,9 @@ func (h *Handler) loadRequest(w http.ResponseWriter, r *http.Request) (*authreq.
 				got = append([]store.Result{{Err: store.ErrNotFound}}, got...)
 			}
 			copy(res, got)
+			if pre.account != "" {
+				pre.res = got[2:]
+			}
 		} else {
 			err = fmt.Errorf("consentflow: read: %w", err)
 		}
@@ -166,7 +194,7 @@ func (h *Handler) loadRequest(w http.ResponseWriter, r *http.Request) (*authreq.
 		lang := h.web.Lang(w, r, uiLocales)
 		h.web.Render(w, r, http.StatusOK, "message.html", lang, messageView{Kind: "done",
 			Languages: web.LangLinks(&url.URL{Path: authreq.ConsentPath, RawQuery: url.Values{"id": {id}}.Encode()}, lang)})
-		return nil, nil, false, false
+		return nil, nil, false, prefetch{}, false
 	}
 	switch {
 	case errors.Is(err, authreq.ErrNotFound):
@@ -177,9 +205,9 @@ func (h *Handler) loadRequest(w http.ResponseWriter, r *http.Request) (*authreq.
 	case ar.Completed:
 		h.web.ErrorPage(w, r, h.web.Lang(w, r, uiLocales), http.StatusBadRequest, "already_completed")
 	default:
-		return ar, sess, signedIn, true
+		return ar, sess, signedIn, pre, true
 	}
-	return nil, nil, false, false
+	return nil, nil, false, prefetch{}, false
 }
 
 // messageView is the data of the provider's one-message pages; Kind

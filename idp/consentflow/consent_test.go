@@ -141,14 +141,22 @@ type browser struct {
 	ar      *authreq.AuthRequest
 }
 
-// signIn makes a bound request for scopes and a session of acct.
+// signIn makes a bound request for scopes and a session of acct signed
+// in at the request's client.
 func (e *env) signIn(t *testing.T, acct string, scopes ...string) *browser {
+	t.Helper()
+	return e.signInFor(t, acct, "rp", scopes...)
+}
+
+// signInFor is signIn with a session signed in at client's request (""
+// for none, as the account pages' sign-in).
+func (e *env) signInFor(t *testing.T, acct, client string, scopes ...string) *browser {
 	t.Helper()
 	ctx := context.Background()
 	w := httptest.NewRecorder()
 	bind := authreq.EnsureBinding(e.kit, w, httptest.NewRequest(http.MethodGet, "/", nil))
 	if acct != "" {
-		if _, err := e.sessions.Begin(ctx, w, authreq.Authentication{AccountID: acct, ACR: session.ACRJPKI, Time: e.now}, "rp"); err != nil {
+		if _, err := e.sessions.Begin(ctx, w, authreq.Authentication{AccountID: acct, ACR: session.ACRJPKI, Time: e.now}, client); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -174,9 +182,11 @@ func (e *env) get(b *browser, id string) *httptest.ResponseRecorder {
 }
 
 // TestConsentRoundTrips pins the store round trips of the consent step,
-// so that one more shows as a failure: the request and the session in
-// one batch, the remembered grant and the account in another, then the
-// completion's compare-and-swap.
+// so that one more shows as a failure: the request, the session, and
+// the remembered grant and the account that the session cookie's hint
+// names in one batch, then the completion's compare-and-swap. Without a
+// hint, or with one for another client, the grant and the account take
+// a batch of their own.
 func TestConsentRoundTrips(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -199,18 +209,28 @@ func TestConsentRoundTrips(t *testing.T) {
 			b := e.signIn(t, "alice", "name")
 			remember(t, "alice", b, consent.ClaimName)
 			return b, b.ar.ID
+		}, http.StatusSeeOther, "/callback", 2},
+		{"remembered consent, the session made for another client", func(t *testing.T) (*browser, string) {
+			b := e.signInFor(t, "alice", "other", "name")
+			remember(t, "alice", b, consent.ClaimName)
+			return b, b.ar.ID
+		}, http.StatusSeeOther, "/callback", 3},
+		{"remembered consent, the session made for no client", func(t *testing.T) (*browser, string) {
+			b := e.signInFor(t, "alice", "", "name")
+			remember(t, "alice", b, consent.ClaimName)
+			return b, b.ar.ID
 		}, http.StatusSeeOther, "/callback", 3},
 		{"nothing requested, connection remembered", func(t *testing.T) (*browser, string) {
 			b := e.signIn(t, "alice")
 			remember(t, "alice", b)
 			return b, b.ar.ID
-		}, http.StatusSeeOther, "/callback", 3},
+		}, http.StatusSeeOther, "/callback", 2},
 		{"consent due: the screen", func(t *testing.T) (*browser, string) {
 			b := e.signIn(t, "bob", "name")
 			e.accounts.put(t, &account.Account{ID: "bob", Facts: &pkibridge.Attributes{Name: "山田 太郎"},
 				FactsSource: &account.FactsSource{VerifiedAt: e.now.Add(-time.Hour), CheckedAt: e.now}})
 			return b, b.ar.ID
-		}, http.StatusOK, `id="consent"`, 2},
+		}, http.StatusOK, `id="consent"`, 1},
 		{"no session", func(t *testing.T) (*browser, string) {
 			b := e.signIn(t, "", "name")
 			return b, b.ar.ID
@@ -234,7 +254,7 @@ func TestConsentRoundTrips(t *testing.T) {
 			b := e.signIn(t, "carol", "name")
 			remember(t, "carol", b, consent.ClaimName)
 			return b, b.ar.ID
-		}, http.StatusInternalServerError, "", 2},
+		}, http.StatusInternalServerError, "", 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			b, id := c.setup(t)

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/events"
-	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/web"
 )
@@ -79,6 +79,7 @@ type Manager struct {
 	log  *slog.Logger
 	now  func() time.Time
 	name string
+	hint cipher.AEAD // seals the cookie's hint (hint.go)
 
 	// Set once at wiring (SetTokens, SetEvents, SetBlocks), before
 	// serving.
@@ -103,7 +104,8 @@ func (m *Manager) SetBlocks(b Blocks) { m.blocks = b }
 // New returns a Manager whose sessions last ttl. key authenticates the
 // signed logout destinations (the cookie key).
 func New(kv KV, k *web.Kit, ttl time.Duration, key []byte) *Manager {
-	return &Manager{kv: kv, web: k, ttl: ttl, key: slices.Clone(key), log: k.Logger(), now: k.Now, name: k.CookieName("sess")}
+	return &Manager{kv: kv, web: k, ttl: ttl, key: slices.Clone(key), log: k.Logger(), now: k.Now, name: k.CookieName("sess"),
+		hint: newHintAEAD(key)}
 }
 
 // recordKey is the session's record: its ID, the hash of its cookie.
@@ -121,8 +123,9 @@ func sessionID(v string) string {
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
 
-// cookieMax bounds the cookie value we are willing to hash.
-const cookieMax = 128
+// cookieMax bounds the cookie value we are willing to hash: the random
+// part, and a hint for a client ID of up to hintMaxClient bytes.
+const cookieMax = 256
 
 // cookieSession is the ID of the session r's cookie names, if it has one.
 func (m *Manager) cookieSession(r *http.Request) (string, bool) {
@@ -274,7 +277,7 @@ func (m *Manager) Begin(ctx context.Context, w http.ResponseWriter, a authreq.Au
 	if a.AccountID == "" {
 		return nil, errors.New("session: sign-in without an account")
 	}
-	v := ids.Long()
+	v := m.newCookie(a.AccountID, clientID)
 	now := m.now().UTC()
 	// The expiry is kept to the millisecond, as the record and the index
 	// hold it.
