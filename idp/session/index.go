@@ -78,10 +78,11 @@ func (m *Manager) SetTokens(t Tokens, familyTTL time.Duration) { m.tokens, m.tok
 func (m *Manager) SetEvents(p Publisher) { m.events = p }
 
 // PairwiseSID is the sid a relying party of sector sees for the session
-// sessionID. The session ID is a secret of 256 random bits that never
-// leaves the provider, so a hash of it with the sector is as unlinkable
-// across sectors as a keyed MAC, and needs no key of its own that every
-// node and the logout tokens would have to share.
+// sessionID. The session ID is a secret as strong as the cookie's 256
+// random bits (it is their SHA-256) that never leaves the provider, so a
+// hash of it with the sector is as unlinkable across sectors as a keyed
+// MAC, and needs no key of its own that every node and the logout tokens
+// would have to share.
 func PairwiseSID(sessionID, sector string) string {
 	if sessionID == "" {
 		return ""
