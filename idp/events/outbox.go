@@ -313,34 +313,91 @@ func (o *Outbox) run(ctx context.Context, name string, handle func(context.Conte
 			}
 			continue
 		}
+		// The cursor moves once per batch, not once per event: a round
+		// trip per event and consumer was most of what consuming cost.
+		// A handler that is slow or failing must not hold back what was
+		// handled before it, so its progress is also saved when a
+		// delivery takes longer than commitAfter; and what was handled
+		// is saved before run returns, so that the next holder of the
+		// lease does not handle it again.
+		p := &progress{o: o, key: key, committed: cursor, log: log}
 		for _, ent := range entries {
 			var e Event
 			if err := json.Unmarshal(ent.Value, &e); err != nil {
 				log.Error("events: undecodable entry passed", "id", ent.ID, "err", err)
-			} else {
-				e.ID = ent.ID
-				if !o.deliver(ctx, e, handle, log) {
-					return
-				}
+				p.handled(ent.ID)
+				continue
 			}
-			for {
-				ok, err := o.kv.CompareAndSwap(ctx, key, []byte(cursor), []byte(ent.ID))
-				if err == nil && !ok {
-					// Another node moved the cursor: it holds the lease now.
-					log.Info("events: cursor moved elsewhere")
-					return
-				}
-				if err == nil {
-					break
-				}
-				if !fail("cursor", err) {
-					return
-				}
+			e.ID = ent.ID
+			t := time.AfterFunc(commitAfter, func() { p.save(ctx) })
+			ok := o.deliver(ctx, e, handle, log)
+			t.Stop()
+			if !ok {
+				p.save(ctx)
+				return
 			}
-			backoff = o.MinBackoff
-			cursor = ent.ID
+			p.handled(ent.ID)
 		}
+		for {
+			last, moved, err := p.save(ctx)
+			if moved {
+				return
+			}
+			if err == nil {
+				cursor = last
+				break
+			}
+			if !fail("cursor", err) {
+				return
+			}
+		}
+		backoff = o.MinBackoff
 	}
+}
+
+// commitAfter is how long a delivery may take before the progress made
+// before it is saved.
+const commitAfter = 50 * time.Millisecond
+
+// progress is a consumer's position in one batch: what it handled, and
+// what the store's cursor says.
+type progress struct {
+	o         *Outbox
+	key       string
+	log       *slog.Logger
+	mu        sync.Mutex
+	committed string // the cursor as stored
+	delivered string // the last entry handled ("" for none yet)
+}
+
+func (p *progress) handled(id string) {
+	p.mu.Lock()
+	p.delivered = id
+	p.mu.Unlock()
+}
+
+// save moves the stored cursor to the last entry handled. It runs on a
+// context of its own: a lease that just ended does not make handled
+// events unhandled, and the compare-and-swap refuses when another node
+// moved the cursor meanwhile (moved).
+func (p *progress) save(ctx context.Context) (cursor string, moved bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.delivered == "" || p.delivered == p.committed {
+		return p.committed, false, nil
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	ok, err := p.o.kv.CompareAndSwap(sctx, p.key, []byte(p.committed), []byte(p.delivered))
+	switch {
+	case err != nil:
+		return p.committed, false, err
+	case !ok:
+		p.log.Info("events: cursor moved elsewhere")
+		return p.committed, true, nil
+	}
+	p.committed = p.delivered
+	return p.committed, false, nil
 }
 
 // deliver calls handle until it succeeds or ctx ends.

@@ -503,10 +503,16 @@ func TestMaintainTrimsWithoutConsumers(t *testing.T) {
 	<-done
 }
 
-// wakeCounter counts the wake-ups an outbox publishes.
+// wakeCounter counts the wake-ups an outbox publishes and its cursor
+// writes.
 type wakeCounter struct {
 	KV
-	n atomic.Int32
+	n, cas atomic.Int32
+}
+
+func (w *wakeCounter) CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error) {
+	w.cas.Add(1)
+	return w.KV.CompareAndSwap(ctx, key, old, new)
 }
 
 func (w *wakeCounter) Publish(ctx context.Context, channel string, msg []byte) error {
@@ -515,8 +521,8 @@ func (w *wakeCounter) Publish(ctx context.Context, channel string, msg []byte) e
 }
 
 // TestBurstWakesOnce appends a burst of events: the consumers are woken
-// once for all of them, not once per event, and still receive every one
-// without waiting for a poll.
+// once for all of them, not once per event, still receive every one
+// without waiting for a poll, and move their cursor once per read.
 func TestBurstWakesOnce(t *testing.T) {
 	backends(t, func(t *testing.T, newKV func() KV) {
 		ctx := context.Background()
@@ -537,6 +543,10 @@ func TestBurstWakesOnce(t *testing.T) {
 		}
 		if n := kv.n.Load(); n != 1 {
 			t.Errorf("%d wake-ups for one burst of 20 events, want 1", n)
+		}
+		time.Sleep(50 * time.Millisecond) // the last cursor write
+		if n := kv.cas.Load(); n != 1 {
+			t.Errorf("%d cursor writes for one burst read at once, want 1", n)
 		}
 	})
 }
