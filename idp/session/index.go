@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -273,9 +274,28 @@ func (m *Manager) revoke(ctx context.Context, grantID string) error {
 	return m.tokens.RevokeGrant(ctx, grantID)
 }
 
-// perBatch is how many sessions one batch ends: three operations each
+// perBatch is how many sessions one batch ends: four operations each
 // and the index's removal.
-const perBatch = (store.MaxBatch - 1) / 3
+const perBatch = (store.MaxBatch - 1) / 4
+
+// legacyRefKey is where a session made before its record was keyed by
+// its ID kept its cookie hash ({"h": hex SHA-256 of the cookie}, as
+// "sess:<hash>" keyed the record). Ending a session reads it too, and
+// deletes it with the record it names, so that while such sessions live
+// on (and nodes that still make them serve), signing out everywhere and
+// the caps still reach them.
+func legacyRefKey(sid string) string { return "sessref:" + sid }
+
+// legacyRecordKey reads a legacy reference: the record key it names.
+func legacyRecordKey(ref []byte) (string, bool) {
+	var r struct {
+		Hash string `json:"h"`
+	}
+	if json.Unmarshal(ref, &r) != nil || len(r.Hash) != 64 || strings.Trim(r.Hash, "0123456789abcdef") != "" {
+		return "", false
+	}
+	return "sess:" + r.Hash, true
+}
 
 // endSessions ends sessions of accountID, given as members of its set:
 // their records, their client lists and their index entries go (with
@@ -288,11 +308,12 @@ func (m *Manager) endSessions(ctx context.Context, accountID string, sessions []
 	for len(sessions) > 0 || len(drop) > 0 {
 		chunk := sessions[:min(len(sessions), perBatch)]
 		sessions = sessions[len(chunk):]
-		ops := make([]store.Op, 0, 3*len(chunk)+1)
+		ops := make([]store.Op, 0, 4*len(chunk)+1)
 		gone := drop
 		drop = nil
 		for _, s := range chunk {
-			ops = append(ops, store.Take(recordKey(s.id)), store.SetMembers(sessRPKey(s.id)), store.Delete(sessRPKey(s.id)))
+			ops = append(ops, store.Take(recordKey(s.id)), store.SetMembers(sessRPKey(s.id)), store.Delete(sessRPKey(s.id)),
+				store.Get(legacyRefKey(s.id)))
 			gone = append(gone, s.raw)
 		}
 		ops = append(ops, store.SetRemove(acctSessKey(accountID), gone...))
@@ -301,11 +322,18 @@ func (m *Manager) endSessions(ctx context.Context, accountID string, sessions []
 			errs = append(errs, fmt.Errorf("session: end: %w", err))
 			continue
 		}
+		var legacy []store.Op
 		for i, s := range chunk {
-			took, clients, del := res[3*i], res[3*i+1], res[3*i+2]
-			if err := store.FirstErr([]store.Result{took, clients, del}); err != nil {
+			took, clients, del, ref := res[4*i], res[4*i+1], res[4*i+2], res[4*i+3]
+			if err := store.FirstErr([]store.Result{took, clients, del, ref}); err != nil {
 				errs = append(errs, fmt.Errorf("session: end: %w", err))
 				continue
+			}
+			if ref.Err == nil {
+				if key, ok := legacyRecordKey(ref.Val); ok {
+					legacy = append(legacy, store.Delete(key), store.Delete(legacyRefKey(s.id)))
+					took.Err = nil
+				}
 			}
 			if took.Err != nil {
 				continue // gone already: expired, or ended by a concurrent call
@@ -316,6 +344,15 @@ func (m *Manager) endSessions(ctx context.Context, accountID string, sessions []
 			// The records are gone; the entries only count against the
 			// cap until they expire or the next ending removes them.
 			m.log.WarnContext(ctx, "session index not pruned", "error", err)
+		}
+		if len(legacy) > 0 {
+			res, err := m.kv.Do(ctx, legacy...)
+			if err == nil {
+				err = store.FirstErr(res)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("session: end: %w", err))
+			}
 		}
 	}
 	return errors.Join(errs...)
@@ -389,16 +426,16 @@ func (m *Manager) end(ctx context.Context, accountID, reason, authenticator stri
 	return errors.Join(errs...)
 }
 
-// startedBy keeps the sessions whose records say authenticator started
-// them, reading the records in batches; a session whose record is gone
-// has nothing left to end.
+// startedBy keeps the sessions whose records (or legacy references) say
+// authenticator started them, reading them in batches; a session whose
+// record is gone has nothing left to end.
 func (m *Manager) startedBy(ctx context.Context, sessions []member, authenticator string) ([]member, error) {
 	var out []member
 	var errs []error
-	for chunk := range slices.Chunk(sessions, store.MaxBatch) {
-		ops := make([]store.Op, len(chunk))
-		for i, s := range chunk {
-			ops[i] = store.Get(recordKey(s.id))
+	for chunk := range slices.Chunk(sessions, store.MaxBatch/2) {
+		ops := make([]store.Op, 0, 2*len(chunk))
+		for _, s := range chunk {
+			ops = append(ops, store.Get(recordKey(s.id)), store.Get(legacyRefKey(s.id)))
 		}
 		res, err := m.kv.Do(ctx, ops...)
 		if err != nil {
@@ -406,14 +443,25 @@ func (m *Manager) startedBy(ctx context.Context, sessions []member, authenticato
 			continue
 		}
 		for i, s := range chunk {
-			if errors.Is(res[i].Err, store.ErrNotFound) {
+			rec, ref := res[2*i], res[2*i+1]
+			if err := store.FirstErr([]store.Result{rec, ref}); err != nil {
+				errs = append(errs, fmt.Errorf("session: index: %w", err))
 				continue
 			}
-			if res[i].Err != nil {
-				errs = append(errs, fmt.Errorf("session: index: %w", res[i].Err))
-				continue
+			var started string
+			if rec.Err == nil {
+				if sess, ok := decodeRecord(rec.Val, s.id, m.ttl); ok {
+					started = sess.Authenticator
+				}
+			} else if ref.Err == nil {
+				var r struct {
+					Authenticator string `json:"n"`
+				}
+				if json.Unmarshal(ref.Val, &r) == nil {
+					started = r.Authenticator
+				}
 			}
-			if sess, ok := decodeRecord(res[i].Val, s.id, m.ttl); ok && sess.Authenticator == authenticator {
+			if started == authenticator {
 				out = append(out, s)
 			}
 		}

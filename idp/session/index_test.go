@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/events"
+	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/store/storetest"
 )
@@ -500,3 +502,60 @@ func TestIndexRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// Sessions made when the record was keyed by the cookie's hex hash, with
+// a reference record from the ID to it, are still ended by signing out
+// everywhere and by removing their authenticator.
+func TestLegacySessionsEnd(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		end   func(e *indexEnv) error
+		ended bool
+	}{
+		{"sign out everywhere", func(e *indexEnv) error {
+			return e.m.SignOutEverywhere(context.Background(), "alice", events.ReasonEverywhere)
+		}, true},
+		{"its authenticator removed", func(e *indexEnv) error {
+			return e.m.EndAuthenticator(context.Background(), "alice", "jpki:OLD", events.ReasonAuthenticatorRemoved)
+		}, true},
+		{"another authenticator removed", func(e *indexEnv) error {
+			return e.m.EndAuthenticator(context.Background(), "alice", "jpki:NEW", events.ReasonAuthenticatorRemoved)
+		}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			stores(t, func(t *testing.T, kv store.KV) {
+				e := newIndexEnv(t, kv)
+				ctx := context.Background()
+				// What the earlier code wrote for one sign-in.
+				sid, cookie := ids.Long(), ids.Long()
+				exp := e.clk.Now().Add(time.Hour)
+				record := recordKeyOf(ids.Hash(cookie))
+				ref := fmt.Sprintf(`{"h":%q,"a":"alice","n":"jpki:OLD","x":%q}`, ids.Hash(cookie), exp.Format(time.RFC3339Nano))
+				for k, v := range map[string]string{record: `{"id":"` + sid + `","account_id":"alice"}`, legacyRefKey(sid): ref} {
+					if err := kv.Set(ctx, k, []byte(v), time.Hour); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := kv.SetAdd(ctx, acctSessKey("alice"), time.Hour, newMember(exp, sid, "")); err != nil {
+					t.Fatal(err)
+				}
+				e.start(t, "alice", "jpki:NEW", "rp1")
+				if err := c.end(e); err != nil {
+					t.Fatal(err)
+				}
+				_, errRecord := kv.Get(ctx, record)
+				_, errRef := kv.Get(ctx, legacyRefKey(sid))
+				gone := errors.Is(errRecord, store.ErrNotFound) && errors.Is(errRef, store.ErrNotFound)
+				if gone != c.ended || !gone && (errRecord != nil || errRef != nil) {
+					t.Fatalf("record %v, reference %v; want ended %v", errRecord, errRef, c.ended)
+				}
+				if _, ok := ended(published(t, kv))[sid]; ok != c.ended {
+					t.Fatalf("SessionEnded %v, want %v", ok, c.ended)
+				}
+			})
+		})
+	}
+}
+
+// recordKeyOf is the key the earlier code kept a record under.
+func recordKeyOf(hexHash string) string { return "sess:" + hexHash }
