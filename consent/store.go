@@ -58,6 +58,21 @@ func checkIDs(account, client string) error {
 
 func (s *Store) load(ctx context.Context, account, client string) (*Grant, []byte, error) {
 	b, err := s.kv.Get(ctx, GrantKey(account, client))
+	return s.decode(account, client, b, err)
+}
+
+// FromRecord is Get from a read of GrantKey(account, client) the caller
+// made itself (b and err as the store's Get returned them), for a
+// caller that reads the grant in one round trip with other records.
+func (s *Store) FromRecord(account, client string, b []byte, err error) (*Grant, error) {
+	if err := checkIDs(account, client); err != nil {
+		return nil, err
+	}
+	g, _, err := s.decode(account, client, b, err)
+	return g, err
+}
+
+func (s *Store) decode(account, client string, b []byte, err error) (*Grant, []byte, error) {
 	if s.notFound != nil && errors.Is(err, s.notFound) {
 		return nil, nil, nil
 	}

@@ -355,7 +355,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	consentPage, err := consentflow.New(consentflow.Options{
-		Web: s.web, Requests: s.requests, Clients: s.clients, Accounts: s.accounts, Sessions: s.sessions, Grants: s.grants,
+		Web: s.web, Requests: s.requests, Clients: s.clients, Accounts: s.accounts, Sessions: s.sessions, Grants: s.grants, Store: o.Store,
 	})
 	if err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/session"
+	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/web"
 )
 
@@ -26,16 +27,20 @@ type consentState struct {
 	approved bool // the "verified relying party" badge
 	req      consent.Requested
 	existing *consent.Grant
+	// account holds the results of Accounts.ReadOps for the session's
+	// account, read with the grant; nil when nothing is requested, as no
+	// facts can then matter.
+	account []store.Result
 }
 
 // promptConsent reports prompt=consent: ask about everything again.
 func (st *consentState) promptConsent() bool { return st.ar.HasPrompt(oidc.PromptConsent) }
 
 // loadConsentState runs consentContext and loads the client, the request
-// under its policy and the remembered grant. It writes the answer itself
-// when it returns false.
+// under its policy and the remembered grant, with the account in the
+// same round trip. It writes the answer itself when it returns false.
 func (h *Handler) loadConsentState(w http.ResponseWriter, r *http.Request) (*consentState, bool) {
-	ar, sess, lang, ok := h.consentContext(w, r)
+	ar, sess, lang, pre, ok := h.consentContext(w, r)
 	if !ok {
 		return nil, false
 	}
@@ -56,75 +61,153 @@ func (h *Handler) loadConsentState(w http.ResponseWriter, r *http.Request) (*con
 		}
 		h.log.InfoContext(ctx, "requested claims not allowed for the client were left out", "client", c.ID, "claims", names)
 	}
-	if st.existing, err = h.grants.Get(ctx, sess.AccountID, c.ID); err != nil {
+	// The grant and the account in one round trip, unless the cookie's
+	// hint had them read with the session: the grant decides, and with
+	// anything requested the account's facts are read next.
+	var res []store.Result
+	if pre.account == sess.AccountID && pre.client == c.ID && pre.res != nil {
+		res = pre.res
+		if st.req.Empty() {
+			res = res[:1]
+		}
+	} else {
+		ops := []store.Op{store.Get(consent.GrantKey(sess.AccountID, c.ID))}
+		if !st.req.Empty() {
+			ops = append(ops, h.accounts.ReadOps(sess.AccountID)...)
+		}
+		res, err = h.kv.Do(ctx, ops...)
+	}
+	if err == nil {
+		st.existing, err = h.grants.FromRecord(sess.AccountID, c.ID, res[0].Val, res[0].Err)
+	}
+	if err != nil {
 		h.log.ErrorContext(ctx, "load consent", "error", err)
 		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
 		return nil, false
 	}
+	if len(res) > 1 {
+		st.account = res[1:]
+	}
 	return st, true
+}
+
+// prefetch is the grant and the account read with the session, for the
+// account and client the session cookie's hint names
+// (session.Manager.Hint): the grant's result, then the account's.
+type prefetch struct {
+	account, client string
+	res             []store.Result
 }
 
 // consentContext loads what both consent handlers need and answers the
 // cases where no consent page is due.
-func (h *Handler) consentContext(w http.ResponseWriter, r *http.Request) (*authreq.AuthRequest, *session.Session, string, bool) {
-	ar, ok := h.loadRequest(w, r)
+func (h *Handler) consentContext(w http.ResponseWriter, r *http.Request) (*authreq.AuthRequest, *session.Session, string, prefetch, bool) {
+	ar, sess, signedIn, pre, ok := h.loadRequest(w, r)
 	if !ok {
-		return nil, nil, "", false
+		return nil, nil, "", prefetch{}, false
 	}
 	lang := h.web.Lang(w, r, ar.UILocales)
 	if ar.Return != "" {
 		// A resident's own sign-in has nothing to consent to; the login
 		// page sends it back where it came from.
 		http.Redirect(w, r, authreq.LoginURL(ar.ID), http.StatusSeeOther)
-		return nil, nil, "", false
+		return nil, nil, "", prefetch{}, false
 	}
 	if !ar.BoundTo(authreq.BrowserBinding(h.web, r)) {
 		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "foreign_browser")
-		return nil, nil, "", false
+		return nil, nil, "", prefetch{}, false
 	}
-	sess, ok := h.sessions.Current(r)
-	if !ok || !h.satisfies(r.Context(), ar, sess) {
+	if !signedIn || !h.satisfies(r.Context(), ar, sess) {
 		if ar.HasPrompt(oidc.PromptNone) {
 			h.requests.Fail(w, r, ar, oidc.ErrLoginRequired(), h.log)
 		} else {
 			http.Redirect(w, r, authreq.LoginURL(ar.ID), http.StatusSeeOther)
 		}
-		return nil, nil, "", false
+		return nil, nil, "", prefetch{}, false
 	}
-	return ar, sess, lang, true
+	return ar, sess, lang, pre, true
 }
 
-// loadRequest loads the auth request named in the query. A request that
-// is finished (completed, or gone after its code was exchanged) is what a
-// signed-in resident meets by going Back from the relying party: that is
-// no error, the page says they are done. Anyone else gets the error page.
-func (h *Handler) loadRequest(w http.ResponseWriter, r *http.Request) (*authreq.AuthRequest, bool) {
-	ar, err := h.requests.Load(r.Context(), r.URL.Query().Get("id"))
+// maxRequestID bounds the request IDs worth looking up (authreq.Repo.Load
+// refuses longer ones too).
+const maxRequestID = 64
+
+// loadRequest loads the auth request named in the query and the
+// browser's session, in one round trip, and with them the grant and the
+// account the session cookie's hint names. A request that is finished
+// (completed, or gone after its code was exchanged) is what a signed-in
+// resident meets by going Back from the relying party: that is no error,
+// the page says they are done. Anyone else gets the error page.
+func (h *Handler) loadRequest(w http.ResponseWriter, r *http.Request) (*authreq.AuthRequest, *session.Session, bool, prefetch, bool) {
+	ctx := r.Context()
+	id := r.URL.Query().Get("id")
+	// An ID no request can have is not sent to the store.
+	var ops []store.Op
+	validID := id != "" && len(id) <= maxRequestID
+	if validID {
+		ops = append(ops, h.requests.ReadOp(id))
+	}
+	sessOp, hasCookie := h.sessions.ReadOp(r)
+	if hasCookie {
+		ops = append(ops, sessOp)
+	}
+	var pre prefetch
+	if hasCookie {
+		if acct, client, ok := h.sessions.Hint(r); ok {
+			pre.account, pre.client = acct, client
+			ops = append(append(ops, store.Get(consent.GrantKey(acct, client))), h.accounts.ReadOps(acct)...)
+		}
+	}
+	var (
+		ar       *authreq.AuthRequest
+		sess     *session.Session
+		signedIn bool
+		res      = []store.Result{{Err: store.ErrNotFound}, {Err: store.ErrNotFound}}
+		err      error
+	)
+	if len(ops) > 0 {
+		var got []store.Result
+		if got, err = h.kv.Do(ctx, ops...); err == nil {
+			if !validID {
+				got = append([]store.Result{{Err: store.ErrNotFound}}, got...)
+			}
+			copy(res, got)
+			if pre.account != "" {
+				pre.res = got[2:]
+			}
+		} else {
+			err = fmt.Errorf("consentflow: read: %w", err)
+		}
+	}
+	if err == nil {
+		ar, err = h.requests.FromResult(id, res[0])
+		if hasCookie {
+			sess, signedIn = h.sessions.FromResult(r, res[1])
+		}
+	}
 	var uiLocales []string
 	if ar != nil {
 		uiLocales = ar.UILocales
 	}
 	finished := errors.Is(err, authreq.ErrNotFound) || err == nil && ar.Completed
-	if finished {
-		if _, signedIn := h.sessions.Current(r); signedIn {
-			lang := h.web.Lang(w, r, uiLocales)
-			h.web.Render(w, r, http.StatusOK, "message.html", lang, messageView{Kind: "done",
-				Languages: web.LangLinks(&url.URL{Path: authreq.ConsentPath, RawQuery: url.Values{"id": {r.URL.Query().Get("id")}}.Encode()}, lang)})
-			return nil, false
-		}
+	if finished && signedIn {
+		lang := h.web.Lang(w, r, uiLocales)
+		h.web.Render(w, r, http.StatusOK, "message.html", lang, messageView{Kind: "done",
+			Languages: web.LangLinks(&url.URL{Path: authreq.ConsentPath, RawQuery: url.Values{"id": {id}}.Encode()}, lang)})
+		return nil, nil, false, prefetch{}, false
 	}
 	switch {
 	case errors.Is(err, authreq.ErrNotFound):
 		h.web.ErrorPage(w, r, h.web.Lang(w, r, nil), http.StatusBadRequest, "unknown_request")
 	case err != nil:
-		h.log.ErrorContext(r.Context(), "load auth request", "error", err)
+		h.log.ErrorContext(ctx, "load auth request", "error", err)
 		h.web.ErrorPage(w, r, h.web.Lang(w, r, nil), http.StatusInternalServerError, "server_error")
 	case ar.Completed:
 		h.web.ErrorPage(w, r, h.web.Lang(w, r, uiLocales), http.StatusBadRequest, "already_completed")
 	default:
-		return ar, true
+		return ar, sess, signedIn, pre, true
 	}
-	return nil, false
+	return nil, nil, false, prefetch{}, false
 }
 
 // messageView is the data of the provider's one-message pages; Kind
@@ -138,7 +221,15 @@ type messageView struct {
 // re-checks their certificate's revocation.
 func (h *Handler) consentFacts(w http.ResponseWriter, r *http.Request, st *consentState) (*account.Account, bool) {
 	ctx := r.Context()
-	a, err := h.accounts.Get(ctx, st.sess.AccountID)
+	var (
+		a   *account.Account
+		err error
+	)
+	if st.account != nil {
+		a, err = h.accountFrom(st.sess.AccountID, st.account)
+	} else {
+		a, err = h.accounts.Get(ctx, st.sess.AccountID)
+	}
 	if err == nil {
 		a, err = h.accounts.RecheckFacts(ctx, a)
 	}
@@ -148,6 +239,18 @@ func (h *Handler) consentFacts(w http.ResponseWriter, r *http.Request, st *conse
 		return nil, false
 	}
 	return a, true
+}
+
+// accountFrom opens the account read with the grant. A missing account
+// is an error here, as Accounts.Get has it, not the empty account a
+// release of a deleted one gets.
+func (h *Handler) accountFrom(id string, res []store.Result) (*account.Account, error) {
+	for _, r := range res {
+		if errors.Is(r.Err, store.ErrNotFound) {
+			return nil, account.ErrNotFound
+		}
+	}
+	return h.accounts.ForReleaseFrom(id, res)
 }
 
 // reproof sends the resident to prove their identity again (the login

@@ -18,6 +18,12 @@
 //	                              (consent.Effective) is recorded on the
 //	                              auth request, then the callback
 //
+// Both methods read the request and the session in one round trip, and
+// with them the remembered grant and the account when the session
+// cookie names them (a sign-in made for this very client: the usual
+// way here); otherwise those two take one more. A remembered consent
+// then completes with one compare-and-swap: two round trips in all.
+//
 // A request that is over (answered, or gone after its code was used) is
 // what a signed-in resident meets by going Back from the relying party:
 // both methods then show a "you're done" page instead of an error, and

@@ -11,6 +11,7 @@ import (
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/session"
+	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/web"
 )
 
@@ -22,10 +23,18 @@ type Clients interface {
 }
 
 // Accounts give the facts the screen shows, re-checked before they are
-// released.
+// released. ReadOps and ForReleaseFrom read an account in a batch with
+// the remembered grant (account.Store).
 type Accounts interface {
 	Get(ctx context.Context, id string) (*account.Account, error)
 	RecheckFacts(ctx context.Context, a *account.Account) (*account.Account, error)
+	ReadOps(id string) []store.Op
+	ForReleaseFrom(id string, res []store.Result) (*account.Account, error)
+}
+
+// Batcher runs independent store reads in one round trip (store.KV).
+type Batcher interface {
+	Do(ctx context.Context, ops ...store.Op) ([]store.Result, error)
 }
 
 // Options are the consent step's dependencies.
@@ -36,6 +45,9 @@ type Options struct {
 	Accounts Accounts
 	Sessions *session.Manager
 	Grants   *consent.Store
+	// Store reads the request with the session, and the grant with the
+	// account, in one round trip each.
+	Store Batcher
 }
 
 // Handler serves /consent.
@@ -46,16 +58,17 @@ type Handler struct {
 	accounts Accounts
 	sessions *session.Manager
 	grants   *consent.Store
+	kv       Batcher
 	log      *slog.Logger
 }
 
 // New checks the options.
 func New(o Options) (*Handler, error) {
-	if o.Web == nil || o.Requests == nil || o.Clients == nil || o.Accounts == nil || o.Sessions == nil || o.Grants == nil {
+	if o.Web == nil || o.Requests == nil || o.Clients == nil || o.Accounts == nil || o.Sessions == nil || o.Grants == nil || o.Store == nil {
 		return nil, errors.New("consentflow: a dependency is missing")
 	}
 	return &Handler{web: o.Web, requests: o.Requests, clients: o.Clients, accounts: o.Accounts,
-		sessions: o.Sessions, grants: o.Grants, log: o.Web.Logger()}, nil
+		sessions: o.Sessions, grants: o.Grants, kv: o.Store, log: o.Web.Logger()}, nil
 }
 
 // Mount registers the routes.

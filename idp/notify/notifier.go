@@ -197,10 +197,16 @@ func (n *Notifier) HandleEvent(ctx context.Context, e events.Event) error {
 	default:
 		return nil
 	}
-	if _, err := n.o.Subs.Get(ctx, e.AccountID); errors.Is(err, ErrNotSubscribed) {
+	sub, err := n.o.Subs.Get(ctx, e.AccountID)
+	if errors.Is(err, ErrNotSubscribed) {
 		return nil
 	} else if err != nil {
 		return err
+	}
+	if e.Time.Before(sub.ConfirmedAt.Truncate(time.Millisecond)) {
+		// What happened before the address was confirmed is not told
+		// to it, however late the outbox hands it over.
+		return nil
 	}
 	p := payload{Kind: kind, Account: e.AccountID, Method: e.Method, Time: e.Time}
 	if len(e.ClientIDs) > 0 {

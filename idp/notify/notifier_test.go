@@ -246,8 +246,11 @@ func testNotify(t *testing.T, kv store.KV) {
 	go func() { _ = outbox.Consume(ctx, "notify-mail", e.n.HandleEvent) }()
 	go func() { _ = e.n.Run(ctx) }()
 
-	when := time.Date(2026, 12, 5, 1, 2, 0, 0, time.UTC) // 10:02 JST
+	when := time.Date(2026, 12, 5, 4, 2, 0, 0, time.UTC) // 13:02 JST, after the confirmation
 	for _, ev := range []events.Event{
+		// Before the address was confirmed: told to no one, however late
+		// the outbox hands it over.
+		{Kind: events.SignedIn, AccountID: "acct-1", SessionID: "s0", ClientIDs: []string{"city"}, Method: "jpki:JPKIAPGPSETOKEN", Time: fixedTime.Add(-time.Minute)},
 		{Kind: events.SignedIn, AccountID: "acct-1", SessionID: "s1", ClientIDs: []string{"city"}, Method: "jpki:JPKIAPGPSETOKEN", Time: when},
 		{Kind: events.SignedIn, AccountID: "acct-2", SessionID: "s2", ClientIDs: []string{"city"}, Method: "jpki:JPKIAPIOSTOKEN", Time: when}, // not subscribed
 		{Kind: events.SignedIn, AccountID: "acct-1", SessionID: "s3", Method: "passkey:pk1", Time: when},
@@ -276,8 +279,8 @@ func testNotify(t *testing.T, kv store.KV) {
 		}
 	}
 	body := mails["jpki"]
-	for _, want := range []string{"サービス: 市民ポータル", "日時: 2026-12-05 10:02 JST", "方法: スマートフォン（Android）の電子証明書",
-		"Service: 市民ポータル", "When: 2026-12-05 10:02 JST", "Method: the certificate on an Android smartphone"} {
+	for _, want := range []string{"サービス: 市民ポータル", "日時: 2026-12-05 13:02 JST", "方法: スマートフォン（Android）の電子証明書",
+		"Service: 市民ポータル", "When: 2026-12-05 13:02 JST", "Method: the certificate on an Android smartphone"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("mail lacks %q:\n%s", want, body)
 		}

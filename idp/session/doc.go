@@ -5,9 +5,11 @@
 // on).
 //
 // The cookie holds 256 random bits; the store keys the record by their
-// SHA-256, so a copy of the store does not yield usable cookies. The
-// cookie has no Max-Age: closing the browser ends the session, the safer
-// default on the shared computers of libraries and city halls. Starting a
+// SHA-256 (under a label of its own), so a copy of the store does not
+// yield usable cookies. That hash is also the session's ID, so the index
+// reaches the record from the ID alone. The cookie has no Max-Age:
+// closing the browser ends the session, the safer default on the shared
+// computers of libraries and city halls. Starting a
 // session always makes a new cookie value, never reusing one the browser
 // sent, which rules out session fixation.
 //
@@ -18,9 +20,9 @@
 // resident of this very session. Only then does the session end without
 // a question; any other sign-out is confirmed by the resident.
 //
-// Each session has an internal ID and remembers the authenticator that
-// started it (a JPKI certificate link or a passkey). An index in the store
-// (index.go) lists an account's sessions and the token families minted
+// Each session remembers the authenticator that started it (a JPKI
+// certificate link or a passkey). An index in the store (index.go)
+// lists an account's sessions and the token families minted
 // from them, which the provider reports on every code exchange
 // (TokensIssued). SignOutEverywhere ends them all and revokes every
 // family; EndAuthenticator ends what one removed card, phone or passkey

@@ -21,28 +21,39 @@ import (
 // from one browser: every session of the account, or those one
 // authenticator started, and every token family they led to.
 //
-//	sessref:<sid>      the session's cookie hash, account and authenticator (TTL: the session's)
+//	sess:<sid>         the session (session.go), found from the cookie,
+//	                   whose hash is the session ID (TTL: the session's)
 //	acctsess:<acct>    "<exp ms>:<sid>" of the account's sessions (TTL: the newest session's)
 //	sessrp:<sid>       the clients that received tokens in the session (TTL: the session's)
 //	acctfam:<acct>     "<exp ms>:<grant>:<authenticator>" of the account's token families
 //	                   (TTL: the longest a family lives)
-//
 //	acctfamn:<acct>    how many families were added since the key was made
 //
+// The session ID names the record itself, so ending a session needs no
+// reference record from ID to cookie hash: the account's set and the
+// ID are enough.
+//
 // Every member carries its expiry, so the sets hold only what still
-// lives: an addition drops the expired members, and beyond the caps the
-// oldest session is ended and the oldest family revoked, as a resident
-// who signs in that often has abandoned them. Sessions are few and
-// pruned on every addition; families are pruned on every pruneEvery-th
-// (the counter says which), so that a code exchange does not read the
-// whole set: the family set holds at most maxFamilies+pruneEvery-1.
+// lives: beyond the caps the oldest session is ended and the oldest
+// family revoked, as a resident who signs in that often has abandoned
+// them. A sign-in adds its session and lists the set in the same round
+// trip, so the session cap is exact; when it is passed the oldest are
+// ended down to maxSessions-sessionSlack at once, so that an account
+// that signs in all the time pays for the endings on one sign-in in
+// sessionSlack+1, not on every one. Expired sessions leave the set with
+// those endings, or once maxDead of them gathered. Families are pruned
+// on every pruneEvery-th addition and on the first one after the counter
+// expired (the counter says which), so that a code exchange does not
+// read the whole set: the family set holds at most
+// maxFamilies+pruneEvery-1.
 const (
-	maxSessions = 32
-	maxFamilies = 256
-	pruneEvery  = 16
+	maxSessions  = 32
+	sessionSlack = 8
+	maxDead      = 8
+	maxFamilies  = 256
+	pruneEvery   = 16
 )
 
-func refKey(sid string) string       { return "sessref:" + sid }
 func acctSessKey(acct string) string { return "acctsess:" + acct }
 func sessRPKey(sid string) string    { return "sessrp:" + sid }
 func acctFamKey(acct string) string  { return "acctfam:" + acct }
@@ -68,10 +79,11 @@ func (m *Manager) SetTokens(t Tokens, familyTTL time.Duration) { m.tokens, m.tok
 func (m *Manager) SetEvents(p Publisher) { m.events = p }
 
 // PairwiseSID is the sid a relying party of sector sees for the session
-// sessionID. The session ID is a secret of 256 random bits that never
-// leaves the provider, so a hash of it with the sector is as unlinkable
-// across sectors as a keyed MAC, and needs no key of its own that every
-// node and the logout tokens would have to share.
+// sessionID. The session ID is a secret as strong as the cookie's 256
+// random bits (it is their SHA-256) that never leaves the provider, so a
+// hash of it with the sector is as unlinkable across sectors as a keyed
+// MAC, and needs no key of its own that every node and the logout tokens
+// would have to share.
 func PairwiseSID(sessionID, sector string) string {
 	if sessionID == "" {
 		return ""
@@ -82,13 +94,6 @@ func PairwiseSID(sessionID, sector string) string {
 	h.Write([]byte{0})
 	h.Write([]byte(sessionID))
 	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:18])
-}
-
-type sessionRef struct {
-	Hash          string    `json:"h"`
-	AccountID     string    `json:"a"`
-	Authenticator string    `json:"n,omitempty"`
-	Exp           time.Time `json:"x"`
 }
 
 // member is one "<exp ms>:<id>[:<rest>]" entry of an index set.
@@ -118,13 +123,9 @@ func parseMember(raw string) (member, bool) {
 	return member{raw: raw, id: id, rest: rest, exp: time.UnixMilli(ms)}, true
 }
 
-// members lists a set's live members, oldest first, and the raw members
-// to drop (expired or not ours).
-func (m *Manager) members(ctx context.Context, key string) (live []member, dead []string, err error) {
-	raw, err := m.kv.SetMembers(ctx, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("session: index: %w", err)
-	}
+// split sorts a set's raw members into the live ones, oldest first, and
+// those to drop (expired or not ours).
+func (m *Manager) split(raw []string) (live []member, dead []string) {
 	now := m.now()
 	for _, r := range raw {
 		it, ok := parseMember(r)
@@ -140,6 +141,17 @@ func (m *Manager) members(ctx context.Context, key string) (live []member, dead 
 		}
 		return strings.Compare(a.id, b.id)
 	})
+	return live, dead
+}
+
+// members lists a set's live members, oldest first, and the raw members
+// to drop.
+func (m *Manager) members(ctx context.Context, key string) (live []member, dead []string, err error) {
+	raw, err := m.kv.SetMembers(ctx, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("session: index: %w", err)
+	}
+	live, dead = m.split(raw)
 	return live, dead, nil
 }
 
@@ -153,33 +165,60 @@ func (m *Manager) prune(ctx context.Context, key string, dead []string) {
 	}
 }
 
-// indexSession records a new session before its cookie record exists.
-func (m *Manager) indexSession(ctx context.Context, sess *Session, hash string) error {
-	ref, err := json.Marshal(sessionRef{Hash: hash, AccountID: sess.AccountID, Authenticator: sess.Authenticator, Exp: sess.ExpiresAt})
+// store writes a new session and its index entry, and keeps the
+// account's sessions within the cap, in one round trip unless the cap
+// or the expired entries call for endings. The cookie is not set yet:
+// a record written by a sign-in that then fails is one no browser can
+// present, and it is removed at once all the same.
+func (m *Manager) store(ctx context.Context, sess *Session) error {
+	rec, err := encodeRecord(sess)
 	if err != nil {
 		return err
-	}
-	if err := m.kv.Set(ctx, refKey(sess.ID), ref, m.ttl); err != nil {
-		return fmt.Errorf("session: index: %w", err)
 	}
 	key := acctSessKey(sess.AccountID)
-	if err := m.kv.SetAdd(ctx, key, m.ttl, newMember(sess.ExpiresAt, sess.ID, "")); err != nil {
-		return fmt.Errorf("session: index: %w", err)
+	mine := newMember(sess.ExpiresAt, sess.ID, "")
+	res, err := m.kv.Do(ctx,
+		store.SetAdd(key, m.ttl, mine),
+		store.Set(recordKey(sess.ID), rec, m.ttl),
+		store.SetMembers(key))
+	if err == nil {
+		err = store.FirstErr(res)
 	}
-	live, dead, err := m.members(ctx, key)
 	if err != nil {
+		m.discard(ctx, sess.ID, key, mine)
+		return fmt.Errorf("session: store: %w", err)
+	}
+	live, dead := m.split(res[2].Members)
+	if len(live) <= maxSessions {
+		if len(dead) >= maxDead {
+			m.prune(ctx, key, dead)
+		}
+		return nil
+	}
+	var oldest []member
+	for _, it := range live[:len(live)-(maxSessions-sessionSlack)] {
+		if it.id != sess.ID {
+			oldest = append(oldest, it)
+		}
+	}
+	if err := m.endSessions(ctx, sess.AccountID, oldest, dead, events.ReasonExpired); err != nil {
+		m.discard(ctx, sess.ID, key, mine)
 		return err
 	}
-	for i := 0; i < len(live)-maxSessions; i++ {
-		if live[i].id == sess.ID {
-			continue
-		}
-		if err := m.endSession(ctx, sess.AccountID, live[i].id, events.ReasonExpired, true); err != nil {
-			return err
-		}
-	}
-	m.prune(ctx, key, dead)
 	return nil
+}
+
+// discard removes a session whose sign-in failed before its cookie was
+// set; a failure leaves records no cookie can reach, which expire.
+func (m *Manager) discard(ctx context.Context, sid, key, mine string) {
+	ctx = context.WithoutCancel(ctx)
+	res, err := m.kv.Do(ctx, store.Delete(recordKey(sid)), store.SetRemove(key, mine))
+	if err == nil {
+		err = store.FirstErr(res)
+	}
+	if err != nil {
+		m.log.WarnContext(ctx, "failed sign-in's session not removed", "error", err)
+	}
 }
 
 // TokensIssued records that a token family (grantID, for clientID, living
@@ -187,25 +226,28 @@ func (m *Manager) indexSession(ctx context.Context, sess *Session, hash string) 
 // ending the session names the client and ending the account or the
 // authenticator revokes the family. authenticator is the session's
 // (authreq.Authentication.Authenticator). Called on every code exchange
-// before the tokens leave.
+// before the tokens leave: one round trip, and on one exchange in
+// pruneEvery two more.
 func (m *Manager) TokensIssued(ctx context.Context, sessionID, accountID, authenticator, clientID, grantID string, exp time.Time) error {
 	if accountID == "" || grantID == "" || strings.Contains(grantID, ":") {
 		return errors.New("session: tokens issued without an account or grant")
 	}
-	if sessionID != "" && clientID != "" {
-		if err := m.kv.SetAdd(ctx, sessRPKey(sessionID), m.ttl, clientID); err != nil {
-			return fmt.Errorf("session: index: %w", err)
-		}
-	}
 	key, ttl := acctFamKey(accountID), max(m.tokenTTL, m.ttl)
-	if err := m.kv.SetAdd(ctx, key, ttl, newMember(exp, grantID, authenticator)); err != nil {
-		return fmt.Errorf("session: index: %w", err)
+	ops := make([]store.Op, 0, 3)
+	if sessionID != "" && clientID != "" {
+		ops = append(ops, store.SetAdd(sessRPKey(sessionID), m.ttl, clientID))
 	}
-	n, err := m.kv.Incr(ctx, acctFamNKey(accountID), ttl)
+	ops = append(ops, store.SetAdd(key, ttl, newMember(exp, grantID, authenticator)), store.Incr(acctFamNKey(accountID), ttl))
+	res, err := m.kv.Do(ctx, ops...)
+	if err == nil {
+		err = store.FirstErr(res)
+	}
 	if err != nil {
 		return fmt.Errorf("session: index: %w", err)
 	}
-	if n%pruneEvery != 0 {
+	// The first addition after the counter expired prunes too: the set
+	// may have outlived it, with what its last pruneEvery additions left.
+	if n := res[len(res)-1].N; n != 1 && n%pruneEvery != 0 {
 		return nil
 	}
 	live, dead, err := m.members(ctx, key)
@@ -232,53 +274,94 @@ func (m *Manager) revoke(ctx context.Context, grantID string) error {
 	return m.tokens.RevokeGrant(ctx, grantID)
 }
 
-// endSession deletes one session's records and its index entries and
-// publishes SessionEnded with the clients that received tokens in it.
-// deleteRecord is false when the caller deletes the cookie's record
-// itself (logout).
-func (m *Manager) endSession(ctx context.Context, accountID, sid, reason string, deleteRecord bool) error {
-	var ref sessionRef
-	b, err := m.kv.Get(ctx, refKey(sid))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		// Gone already: expired, or ended by a concurrent call.
-	case err != nil:
-		return fmt.Errorf("session: index: %w", err)
-	default:
-		if err := json.Unmarshal(b, &ref); err != nil {
-			return fmt.Errorf("session: index record: %w", err)
+// perBatch is how many sessions one batch ends: four operations each
+// and the index's removal.
+const perBatch = (store.MaxBatch - 1) / 4
+
+// legacyRefKey is where a session made before its record was keyed by
+// its ID kept its cookie hash ({"h": hex SHA-256 of the cookie}, as
+// "sess:<hash>" keyed the record). Ending a session reads it too, and
+// deletes it with the record it names, so that while such sessions live
+// on (and nodes that still make them serve), signing out everywhere and
+// the caps still reach them.
+func legacyRefKey(sid string) string { return "sessref:" + sid }
+
+// legacyRecordKey reads a legacy reference: the record key it names.
+func legacyRecordKey(ref []byte) (string, bool) {
+	var r struct {
+		Hash string `json:"h"`
+	}
+	if json.Unmarshal(ref, &r) != nil || len(r.Hash) != 64 || strings.Trim(r.Hash, "0123456789abcdef") != "" {
+		return "", false
+	}
+	return "sess:" + r.Hash, true
+}
+
+// endSessions ends sessions of accountID, given as members of its set:
+// their records, their client lists and their index entries go (with
+// the raw members in drop, dead ones), in one round trip per perBatch
+// sessions. SessionEnded names the clients that received tokens in each
+// session whose record this call took: of two concurrent enders only
+// one announces it.
+func (m *Manager) endSessions(ctx context.Context, accountID string, sessions []member, drop []string, reason string) error {
+	var errs []error
+	for len(sessions) > 0 || len(drop) > 0 {
+		chunk := sessions[:min(len(sessions), perBatch)]
+		sessions = sessions[len(chunk):]
+		ops := make([]store.Op, 0, 4*len(chunk)+1)
+		gone := drop
+		drop = nil
+		for _, s := range chunk {
+			ops = append(ops, store.Take(recordKey(s.id)), store.SetMembers(sessRPKey(s.id)), store.Delete(sessRPKey(s.id)),
+				store.Get(legacyRefKey(s.id)))
+			gone = append(gone, s.raw)
 		}
-	}
-	if ref.AccountID != "" && ref.AccountID != accountID {
-		return errors.New("session: index names another account")
-	}
-	clients, err := m.kv.SetMembers(ctx, sessRPKey(sid))
-	if err != nil {
-		return fmt.Errorf("session: index: %w", err)
-	}
-	keys := []string{refKey(sid), sessRPKey(sid)}
-	if deleteRecord && ref.Hash != "" {
-		keys = append(keys, recordKey(ref.Hash))
-	}
-	if err := m.kv.Delete(ctx, keys...); err != nil {
-		return fmt.Errorf("session: end: %w", err)
-	}
-	if raw, err := m.kv.SetMembers(ctx, acctSessKey(accountID)); err == nil {
-		var gone []string
-		for _, r := range raw {
-			if it, ok := parseMember(r); ok && it.id == sid {
-				gone = append(gone, r)
+		ops = append(ops, store.SetRemove(acctSessKey(accountID), gone...))
+		res, err := m.kv.Do(ctx, ops...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("session: end: %w", err))
+			continue
+		}
+		var legacy []store.Op
+		for i, s := range chunk {
+			took, clients, del, ref := res[4*i], res[4*i+1], res[4*i+2], res[4*i+3]
+			if err := store.FirstErr([]store.Result{took, clients, del, ref}); err != nil {
+				errs = append(errs, fmt.Errorf("session: end: %w", err))
+				continue
+			}
+			if ref.Err == nil {
+				if key, ok := legacyRecordKey(ref.Val); ok {
+					legacy = append(legacy, store.Delete(key), store.Delete(legacyRefKey(s.id)))
+					took.Err = nil
+				}
+			}
+			if took.Err != nil {
+				continue // gone already: expired, or ended by a concurrent call
+			}
+			m.announceEnd(ctx, accountID, s.id, clients.Members, reason)
+		}
+		if err := res[len(res)-1].Err; err != nil {
+			// The records are gone; the entries only count against the
+			// cap until they expire or the next ending removes them.
+			m.log.WarnContext(ctx, "session index not pruned", "error", err)
+		}
+		if len(legacy) > 0 {
+			res, err := m.kv.Do(ctx, legacy...)
+			if err == nil {
+				err = store.FirstErr(res)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("session: end: %w", err))
 			}
 		}
-		m.prune(ctx, acctSessKey(accountID), gone)
 	}
-	if ref.Hash == "" {
-		return nil // nothing ended here, nothing to announce
-	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) announceEnd(ctx context.Context, accountID, sid string, clients []string, reason string) {
 	slices.Sort(clients)
 	m.publish(ctx, events.Event{Kind: events.SessionEnded, AccountID: accountID, SessionID: sid,
 		ClientIDs: clients, Reason: reason})
-	return nil
 }
 
 // SignOutEverywhere ends every session of the account and revokes every
@@ -289,7 +372,7 @@ func (m *Manager) SignOutEverywhere(ctx context.Context, accountID, reason strin
 	if accountID == "" {
 		return errors.New("session: sign out everywhere without an account")
 	}
-	return m.end(ctx, accountID, reason, func(string) bool { return true })
+	return m.end(ctx, accountID, reason, "")
 }
 
 // EndAuthenticator ends the sessions of the account that authenticator
@@ -299,39 +382,33 @@ func (m *Manager) EndAuthenticator(ctx context.Context, accountID, authenticator
 	if accountID == "" || authenticator == "" {
 		return errors.New("session: end without an account or authenticator")
 	}
-	return m.end(ctx, accountID, reason, func(a string) bool { return a == authenticator })
+	return m.end(ctx, accountID, reason, authenticator)
 }
 
-func (m *Manager) end(ctx context.Context, accountID, reason string, match func(authenticator string) bool) error {
+// end ends the account's sessions and families, all of them or
+// (authenticator not "") those that authenticator started.
+func (m *Manager) end(ctx context.Context, accountID, reason, authenticator string) error {
+	match := func(a string) bool { return authenticator == "" || a == authenticator }
+	res, err := m.kv.Do(ctx, store.SetMembers(acctSessKey(accountID)), store.SetMembers(acctFamKey(accountID)))
+	if err == nil {
+		err = store.FirstErr(res)
+	}
+	if err != nil {
+		return fmt.Errorf("session: index: %w", err)
+	}
 	var errs []error
-	sessions, _, err := m.members(ctx, acctSessKey(accountID))
-	if err != nil {
-		return err
-	}
-	ended := 0
-	for _, s := range sessions {
-		var ref sessionRef
-		if b, err := m.kv.Get(ctx, refKey(s.id)); err == nil {
-			if json.Unmarshal(b, &ref) != nil {
-				continue
-			}
-		} else if !errors.Is(err, store.ErrNotFound) {
+	sessions, dead := m.split(res[0].Members)
+	if authenticator != "" {
+		// Which authenticator started a session is in its record.
+		dead = nil
+		if sessions, err = m.startedBy(ctx, sessions, authenticator); err != nil {
 			errs = append(errs, err)
-			continue
 		}
-		if !match(ref.Authenticator) {
-			continue
-		}
-		if err := m.endSession(ctx, accountID, s.id, reason, true); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		ended++
 	}
-	families, _, err := m.members(ctx, acctFamKey(accountID))
-	if err != nil {
-		return errors.Join(append(errs, err)...)
+	if err := m.endSessions(ctx, accountID, sessions, dead, reason); err != nil {
+		errs = append(errs, err)
 	}
+	families, _ := m.split(res[1].Members)
 	var revoked []string
 	for _, f := range families {
 		if !match(f.rest) {
@@ -345,8 +422,51 @@ func (m *Manager) end(ctx context.Context, accountID, reason string, match func(
 	}
 	m.prune(ctx, acctFamKey(accountID), revoked)
 	m.log.InfoContext(ctx, "sessions ended", logref.Account(accountID), "reason", reason,
-		"sessions", ended, "token_families", len(revoked), "failures", len(errs))
+		"sessions", len(sessions), "token_families", len(revoked), "failures", len(errs))
 	return errors.Join(errs...)
+}
+
+// startedBy keeps the sessions whose records (or legacy references) say
+// authenticator started them, reading them in batches; a session whose
+// record is gone has nothing left to end.
+func (m *Manager) startedBy(ctx context.Context, sessions []member, authenticator string) ([]member, error) {
+	var out []member
+	var errs []error
+	for chunk := range slices.Chunk(sessions, store.MaxBatch/2) {
+		ops := make([]store.Op, 0, 2*len(chunk))
+		for _, s := range chunk {
+			ops = append(ops, store.Get(recordKey(s.id)), store.Get(legacyRefKey(s.id)))
+		}
+		res, err := m.kv.Do(ctx, ops...)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("session: index: %w", err))
+			continue
+		}
+		for i, s := range chunk {
+			rec, ref := res[2*i], res[2*i+1]
+			if err := store.FirstErr([]store.Result{rec, ref}); err != nil {
+				errs = append(errs, fmt.Errorf("session: index: %w", err))
+				continue
+			}
+			var started string
+			if rec.Err == nil {
+				if sess, ok := decodeRecord(rec.Val, s.id, m.ttl); ok {
+					started = sess.Authenticator
+				}
+			} else if ref.Err == nil {
+				var r struct {
+					Authenticator string `json:"n"`
+				}
+				if json.Unmarshal(ref.Val, &r) == nil {
+					started = r.Authenticator
+				}
+			}
+			if started == authenticator {
+				out = append(out, s)
+			}
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // publish appends an event; a failure is logged, never the resident's:

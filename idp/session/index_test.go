@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/events"
+	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/store/storetest"
 )
@@ -257,30 +259,66 @@ func TestIndexBounds(t *testing.T) {
 	kv := store.NewMemory()
 	e := newIndexEnv(t, kv)
 	ctx := context.Background()
+	// Never more than maxSessions live, the newest always, and those
+	// ended always the oldest: past the cap a sign-in ends the oldest
+	// down to maxSessions-sessionSlack, so the next sessionSlack sign-ins
+	// end nothing.
 	var cookies []*http.Cookie
-	for range maxSessions + 2 {
+	endings := 0
+	for i := range 3 * maxSessions {
 		_, c := e.start(t, "alice", "jpki:L", "")
 		cookies = append(cookies, c)
 		e.clk.Advance(time.Second)
-	}
-	live := 0
-	for _, c := range cookies {
-		if e.current(c) {
-			live++
+		live, firstLive := 0, -1
+		for j, c := range cookies {
+			if e.current(c) {
+				live++
+				if firstLive < 0 {
+					firstLive = j
+				}
+			}
+		}
+		if live > maxSessions || !e.current(c) || live != len(cookies)-firstLive {
+			t.Fatalf("after sign-in %d: %d live from %d; want at most %d, the newest, and no gap", i, live, firstLive, maxSessions)
+		}
+		want := min(len(cookies), maxSessions)
+		if len(cookies) > maxSessions {
+			want = maxSessions - sessionSlack + (len(cookies)-maxSessions-1)%(sessionSlack+1)
+		}
+		if live != want {
+			t.Fatalf("after sign-in %d: %d live, want %d", i, live, want)
+		}
+		if live == maxSessions-sessionSlack && len(cookies) > maxSessions {
+			endings++
+		}
+		members, _ := kv.SetMembers(ctx, acctSessKey("alice"))
+		if len(members) != live {
+			t.Fatalf("after sign-in %d: the index holds %d for %d live sessions", i, len(members), live)
 		}
 	}
-	if live != maxSessions || e.current(cookies[0]) || e.current(cookies[1]) || !e.current(cookies[len(cookies)-1]) {
-		t.Fatalf("%d live sessions; the oldest should have ended", live)
+	if want := (3*maxSessions - maxSessions + sessionSlack) / (sessionSlack + 1); endings != want {
+		t.Fatalf("%d sign-ins ended sessions, want %d", endings, want)
 	}
-	members, _ := kv.SetMembers(ctx, acctSessKey("alice"))
-	if len(members) != maxSessions {
-		t.Fatalf("index holds %d sessions", len(members))
-	}
-	// Expired entries leave the index with the next addition.
+	// Expired entries leave the index once maxDead of them gathered.
 	e.clk.Advance(2 * time.Hour)
 	e.start(t, "alice", "jpki:L", "")
 	if members, _ := kv.SetMembers(ctx, acctSessKey("alice")); len(members) != 1 {
 		t.Fatalf("index holds %d sessions after they expired", len(members))
+	}
+	// Fewer stay until then, and do not count against the cap.
+	for range maxDead - 1 {
+		e.start(t, "erin", "jpki:L", "")
+	}
+	e.clk.Advance(2 * time.Hour)
+	e.start(t, "erin", "jpki:L", "")
+	if members, _ := kv.SetMembers(ctx, acctSessKey("erin")); len(members) != maxDead {
+		t.Fatalf("index holds %d members, want the %d expired and the new one", len(members), maxDead-1)
+	}
+	for range maxSessions - 1 {
+		e.start(t, "erin", "jpki:L", "")
+	}
+	if members, _ := kv.SetMembers(ctx, acctSessKey("erin")); len(members) != maxDead-1+maxSessions {
+		t.Fatalf("expired entries counted against the cap: %d members", len(members))
 	}
 
 	s, _ := e.start(t, "carol", "jpki:L", "")
@@ -360,44 +398,164 @@ func (c counted) SetRemove(ctx context.Context, k string, m ...string) error {
 	c.n.Add(1)
 	return c.kv.SetRemove(ctx, k, m...)
 }
+func (c counted) Do(ctx context.Context, ops ...store.Op) ([]store.Result, error) {
+	c.n.Add(1)
+	return c.kv.Do(ctx, ops...)
+}
 
-// countingOutbox counts the outbox's store calls on publish.
+// countingOutbox counts the events published.
 type countingOutbox struct {
 	n *atomic.Int64
 }
 
 func (o countingOutbox) Publish(context.Context, events.Event) error {
-	o.n.Add(2) // StreamAdd and the wake-up (events.Outbox.Publish)
+	o.n.Add(1)
 	return nil
 }
 
-// TestIndexRoundTrips pins the store round trips the operator guide
-// quotes.
+// TestIndexRoundTrips pins the store round trips of each step of a
+// session's life, so that one more shows as a failure: a call of the
+// store is one round trip, a batch (KV.Do) one. Events go to the outbox,
+// counted apart (events.Outbox.Publish is one round trip of its own).
 func TestIndexRoundTrips(t *testing.T) {
-	var n atomic.Int64
+	var n, published atomic.Int64
 	kv := counted{kv: store.NewMemory(), n: &n}
 	m, clk := newManager(t, kv, time.Hour)
-	m.SetTokens(&revocations{}, time.Hour)
-	m.SetEvents(countingOutbox{n: &n})
+	m.SetTokens(&revocations{}, 30*24*time.Hour)
+	m.SetEvents(countingOutbox{n: &published})
 	ctx := context.Background()
-	w := httptest.NewRecorder()
-	sess, err := m.Begin(ctx, w, authreq.Authentication{AccountID: "a", ACR: ACRJPKI, Time: clk.Now(), Authenticator: "jpki:L"}, "rp")
-	if err != nil {
-		t.Fatal(err)
+	begin := func(t *testing.T, acct, authenticator string) *http.Cookie {
+		t.Helper()
+		w := httptest.NewRecorder()
+		if _, err := m.Begin(ctx, w, authreq.Authentication{AccountID: acct, ACR: ACRJPKI, Time: clk.Now(),
+			Method: "jpki:LABEL", Authenticator: authenticator}, "rp"); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Millisecond)
+		return sessionCookie(t, w, m.name)
 	}
-	if got := n.Swap(0); got != 1+5 {
-		t.Errorf("sign-in: %d round trips, want 6 (1 before the index)", got)
+	issue := func(t *testing.T, acct, sid, grant string) {
+		t.Helper()
+		if err := m.TokensIssued(ctx, sid, acct, "jpki:L", "rp", grant, clk.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := m.TokensIssued(ctx, sess.ID, "a", "jpki:L", "rp", "g1", clk.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if got := n.Swap(0); got != 3 {
-		t.Errorf("code exchange: %d round trips, want 3", got)
-	}
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.AddCookie(sessionCookie(t, w, m.name))
-	m.End(httptest.NewRecorder(), r)
-	if got := n.Swap(0); got != 1+8 {
-		t.Errorf("logout: %d round trips, want 9 (1 before the index)", got)
+	var alice *http.Cookie
+	var sid string
+	for _, step := range []struct {
+		name          string
+		setup, do     func(t *testing.T)
+		trips, events int64
+	}{
+		{name: "sign-in", do: func(t *testing.T) { alice = begin(t, "alice", "jpki:L") }, trips: 1, events: 1},
+		{name: "current", do: func(t *testing.T) {
+			s, ok := m.Current(withCookie(m.name, alice.Value))
+			if !ok {
+				t.Fatal("no session")
+			}
+			sid = s.ID
+		}, trips: 1},
+		// The account's first: its counter is new, the set is read once.
+		{name: "first code exchange", do: func(t *testing.T) { issue(t, "alice", sid, "g0") }, trips: 2},
+		{name: "code exchange", do: func(t *testing.T) { issue(t, "alice", sid, "g1") }, trips: 1},
+		{name: "code exchange that prunes", setup: func(t *testing.T) {
+			for i := 2; i < pruneEvery-1; i++ {
+				issue(t, "alice", sid, fmt.Sprint("g", i))
+			}
+		}, do: func(t *testing.T) { issue(t, "alice", sid, "g15") }, trips: 2},
+		{name: "logout", do: func(t *testing.T) { m.End(httptest.NewRecorder(), withCookie(m.name, alice.Value)) }, trips: 2, events: 1},
+		{name: "sign-in past the cap", setup: func(t *testing.T) {
+			for range maxSessions {
+				begin(t, "bob", "jpki:L")
+			}
+		}, do: func(t *testing.T) { begin(t, "bob", "jpki:L") }, trips: 2, events: 1 + sessionSlack + 1},
+		{name: "sign-in under the cap again", do: func(t *testing.T) { begin(t, "bob", "jpki:L") }, trips: 1, events: 1},
+		{name: "sign out everywhere", setup: func(t *testing.T) {
+			begin(t, "carol", "jpki:A")
+			begin(t, "carol", "jpki:B")
+			issue(t, "carol", "", "gc")
+		}, do: func(t *testing.T) {
+			if err := m.SignOutEverywhere(ctx, "carol", events.ReasonEverywhere); err != nil {
+				t.Fatal(err)
+			}
+		}, trips: 3, events: 2},
+		{name: "end an authenticator", setup: func(t *testing.T) {
+			begin(t, "dave", "jpki:A")
+			begin(t, "dave", "jpki:B")
+			if err := m.TokensIssued(ctx, "", "dave", "jpki:A", "rp", "gd", clk.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}, do: func(t *testing.T) {
+			if err := m.EndAuthenticator(ctx, "dave", "jpki:A", events.ReasonAuthenticatorRemoved); err != nil {
+				t.Fatal(err)
+			}
+		}, trips: 4, events: 1},
+	} {
+		if step.setup != nil {
+			step.setup(t)
+		}
+		n.Store(0)
+		published.Store(0)
+		step.do(t)
+		if got, ev := n.Load(), published.Load(); got != step.trips || ev != step.events {
+			t.Errorf("%s: %d round trips and %d events, want %d and %d", step.name, got, ev, step.trips, step.events)
+		}
 	}
 }
+
+// Sessions made when the record was keyed by the cookie's hex hash, with
+// a reference record from the ID to it, are still ended by signing out
+// everywhere and by removing their authenticator.
+func TestLegacySessionsEnd(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		end   func(e *indexEnv) error
+		ended bool
+	}{
+		{"sign out everywhere", func(e *indexEnv) error {
+			return e.m.SignOutEverywhere(context.Background(), "alice", events.ReasonEverywhere)
+		}, true},
+		{"its authenticator removed", func(e *indexEnv) error {
+			return e.m.EndAuthenticator(context.Background(), "alice", "jpki:OLD", events.ReasonAuthenticatorRemoved)
+		}, true},
+		{"another authenticator removed", func(e *indexEnv) error {
+			return e.m.EndAuthenticator(context.Background(), "alice", "jpki:NEW", events.ReasonAuthenticatorRemoved)
+		}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			stores(t, func(t *testing.T, kv store.KV) {
+				e := newIndexEnv(t, kv)
+				ctx := context.Background()
+				// What the earlier code wrote for one sign-in.
+				sid, cookie := ids.Long(), ids.Long()
+				exp := e.clk.Now().Add(time.Hour)
+				record := recordKeyOf(ids.Hash(cookie))
+				ref := fmt.Sprintf(`{"h":%q,"a":"alice","n":"jpki:OLD","x":%q}`, ids.Hash(cookie), exp.Format(time.RFC3339Nano))
+				for k, v := range map[string]string{record: `{"id":"` + sid + `","account_id":"alice"}`, legacyRefKey(sid): ref} {
+					if err := kv.Set(ctx, k, []byte(v), time.Hour); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := kv.SetAdd(ctx, acctSessKey("alice"), time.Hour, newMember(exp, sid, "")); err != nil {
+					t.Fatal(err)
+				}
+				e.start(t, "alice", "jpki:NEW", "rp1")
+				if err := c.end(e); err != nil {
+					t.Fatal(err)
+				}
+				_, errRecord := kv.Get(ctx, record)
+				_, errRef := kv.Get(ctx, legacyRefKey(sid))
+				gone := errors.Is(errRecord, store.ErrNotFound) && errors.Is(errRef, store.ErrNotFound)
+				if gone != c.ended || !gone && (errRecord != nil || errRef != nil) {
+					t.Fatalf("record %v, reference %v; want ended %v", errRecord, errRef, c.ended)
+				}
+				if _, ok := ended(published(t, kv))[sid]; ok != c.ended {
+					t.Fatalf("SessionEnded %v, want %v", ok, c.ended)
+				}
+			})
+		})
+	}
+}
+
+// recordKeyOf is the key the earlier code kept a record under.
+func recordKeyOf(hexHash string) string { return "sess:" + hexHash }

@@ -2,12 +2,12 @@ package session
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -16,7 +16,6 @@ import (
 
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/events"
-	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/web"
 )
@@ -68,6 +67,7 @@ type KV interface {
 	SetMembers(ctx context.Context, key string) ([]string, error)
 	SetRemove(ctx context.Context, key string, members ...string) error
 	Incr(ctx context.Context, key string, ttl time.Duration) (int64, error)
+	Do(ctx context.Context, ops ...store.Op) ([]store.Result, error)
 }
 
 // Manager keeps sessions.
@@ -79,6 +79,7 @@ type Manager struct {
 	log  *slog.Logger
 	now  func() time.Time
 	name string
+	hint cipher.AEAD // seals the cookie's hint (hint.go)
 
 	// Set once at wiring (SetTokens, SetEvents, SetBlocks), before
 	// serving.
@@ -103,47 +104,137 @@ func (m *Manager) SetBlocks(b Blocks) { m.blocks = b }
 // New returns a Manager whose sessions last ttl. key authenticates the
 // signed logout destinations (the cookie key).
 func New(kv KV, k *web.Kit, ttl time.Duration, key []byte) *Manager {
-	return &Manager{kv: kv, web: k, ttl: ttl, key: slices.Clone(key), log: k.Logger(), now: k.Now, name: k.CookieName("sess")}
+	return &Manager{kv: kv, web: k, ttl: ttl, key: slices.Clone(key), log: k.Logger(), now: k.Now, name: k.CookieName("sess"),
+		hint: newHintAEAD(key)}
 }
 
-func recordKey(hash string) string { return "sess:" + hash }
+// recordKey is the session's record: its ID, the hash of its cookie.
+func recordKey(sid string) string { return "sess:" + sid }
 
-// cookieMax bounds the cookie value we are willing to hash.
-const cookieMax = 128
+// sessionID is the ID of the session whose cookie value is v: a SHA-256
+// of it, so that the store keys the record by what only the cookie
+// yields, and the index, knowing the ID, reaches the record without a
+// reference record of its own. Neither a copy of the store nor an ID
+// yields the cookie.
+func sessionID(v string) string {
+	h := sha256.New()
+	h.Write([]byte("watashi session\x00"))
+	h.Write([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// cookieMax bounds the cookie value we are willing to hash: the random
+// part, and a hint for a client ID of up to hintMaxClient bytes.
+const cookieMax = 256
+
+// cookieSession is the ID of the session r's cookie names, if it has one.
+func (m *Manager) cookieSession(r *http.Request) (string, bool) {
+	c, err := r.Cookie(m.name)
+	if err != nil || c.Value == "" || len(c.Value) > cookieMax {
+		return "", false
+	}
+	return sessionID(c.Value), true
+}
+
+// record is the stored session, in few bytes: the ID is its key, the
+// creation follows from the expiry and the lifetime, and a JPKI
+// sign-in's time is the sign-in's.
+type record struct {
+	Account string `json:"a"`
+	// Auth is AuthTime in Unix nanoseconds (0 for none): a request made
+	// just before the sign-in must still see the sign-in as after it.
+	Auth int64    `json:"t,omitempty"`
+	ACR  string   `json:"c,omitempty"`
+	AMR  []string `json:"m,omitempty"`
+	// Exp is ExpiresAt in Unix milliseconds, as the index member has it.
+	Exp           int64  `json:"x"`
+	Authenticator string `json:"n,omitempty"`
+	// Method is absent when it is the authenticator (a passkey's).
+	Method *string `json:"h,omitempty"`
+}
+
+func encodeRecord(s *Session) ([]byte, error) {
+	rec := record{Account: s.AccountID, ACR: s.ACR, AMR: s.AMR, Exp: s.ExpiresAt.UnixMilli(), Authenticator: s.Authenticator}
+	if !s.AuthTime.IsZero() {
+		rec.Auth = s.AuthTime.UnixNano()
+	}
+	if s.Method != s.Authenticator {
+		rec.Method = &s.Method
+	}
+	return json.Marshal(rec)
+}
+
+// decodeRecord reads the record of session sid, which lasts ttl.
+func decodeRecord(b []byte, sid string, ttl time.Duration) (*Session, bool) {
+	var rec record
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Account == "" || rec.Exp == 0 {
+		return nil, false
+	}
+	s := &Session{ID: sid, AccountID: rec.Account, ACR: rec.ACR, AMR: rec.AMR, ExpiresAt: time.UnixMilli(rec.Exp).UTC(),
+		Authenticator: rec.Authenticator, Method: rec.Authenticator}
+	s.CreatedAt = s.ExpiresAt.Add(-ttl)
+	if rec.Auth != 0 {
+		s.AuthTime = time.Unix(0, rec.Auth).UTC()
+	}
+	if rec.Method != nil {
+		s.Method = *rec.Method
+	}
+	if s.ACR == ACRJPKI {
+		s.JPKIAt = s.AuthTime
+	}
+	return s, true
+}
 
 // Current returns the browser's valid session, if any. A store failure
 // reads as "no session" (the resident signs in again) and is logged.
 func (m *Manager) Current(r *http.Request) (*Session, bool) {
-	c, err := r.Cookie(m.name)
-	if err != nil || c.Value == "" || len(c.Value) > cookieMax {
+	op, ok := m.ReadOp(r)
+	if !ok {
 		return nil, false
 	}
-	b, err := m.kv.Get(r.Context(), recordKey(ids.Hash(c.Value)))
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			m.log.WarnContext(r.Context(), "session lookup failed", "error", err)
+	b, err := m.kv.Get(r.Context(), op.Key)
+	return m.FromResult(r, store.Result{Val: b, Err: err})
+}
+
+// ReadOp is the batch operation (store.KV.Do) that reads the session r
+// carries, for a caller that reads it in one round trip with other
+// records; false when r carries no session cookie (and has no session).
+func (m *Manager) ReadOp(r *http.Request) (store.Op, bool) {
+	sid, ok := m.cookieSession(r)
+	if !ok {
+		return store.Op{}, false
+	}
+	return store.Get(recordKey(sid)), true
+}
+
+// FromResult is Current from the result of ReadOp(r).
+func (m *Manager) FromResult(r *http.Request, res store.Result) (*Session, bool) {
+	sid, ok := m.cookieSession(r)
+	if !ok {
+		return nil, false
+	}
+	if res.Err != nil {
+		if !errors.Is(res.Err, store.ErrNotFound) {
+			m.log.WarnContext(r.Context(), "session lookup failed", "error", res.Err)
 		}
 		return nil, false
 	}
-	var sess Session
-	if err := json.Unmarshal(b, &sess); err != nil || sess.AccountID == "" {
-		return nil, false
-	}
-	if !m.now().Before(sess.ExpiresAt) {
+	sess, ok := decodeRecord(res.Val, sid, m.ttl)
+	if !ok || !m.now().Before(sess.ExpiresAt) {
 		return nil, false
 	}
 	if m.blocks != nil {
-		blocked, err := m.blocks.SessionBlocked(r.Context(), &sess)
+		blocked, err := m.blocks.SessionBlocked(r.Context(), sess)
 		if err != nil {
 			m.log.WarnContext(r.Context(), "session block check failed", "error", err)
 			return nil, false
 		}
 		if blocked {
-			m.endBlocked(r.Context(), &sess)
+			m.endBlocked(r.Context(), sess)
 			return nil, false
 		}
 	}
-	return &sess, true
+	return sess, true
 }
 
 // endBlocked ends a session the kill switch caught, and what the same
@@ -153,8 +244,8 @@ func (m *Manager) endBlocked(ctx context.Context, sess *Session) {
 	var err error
 	if sess.Authenticator != "" {
 		err = m.EndAuthenticator(ctx, sess.AccountID, sess.Authenticator, events.ReasonBlocked)
-	} else if sess.ID != "" {
-		err = m.endSession(ctx, sess.AccountID, sess.ID, events.ReasonBlocked, true)
+	} else {
+		err = m.endSessions(ctx, sess.AccountID, []member{sess.member()}, nil, events.ReasonBlocked)
 	}
 	if err != nil {
 		m.log.WarnContext(ctx, "blocked session not ended everywhere", "error", err)
@@ -180,36 +271,36 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, a authreq.Au
 
 // Begin is Start for a sign-in made at clientID's request ("" for none):
 // the session joins its account's index and a SignedIn event names the
-// client, the method and the session.
+// client, the method and the session. The record and the index take one
+// round trip (session index, index.go).
 func (m *Manager) Begin(ctx context.Context, w http.ResponseWriter, a authreq.Authentication, clientID string) (*Session, error) {
+	if a.AccountID == "" {
+		return nil, errors.New("session: sign-in without an account")
+	}
+	v := m.newCookie(a.AccountID, clientID)
 	now := m.now().UTC()
+	// The expiry is kept to the millisecond, as the record and the index
+	// hold it.
+	exp := now.Add(m.ttl).Truncate(time.Millisecond)
 	sess := &Session{
-		ID:            ids.Long(),
+		ID:            sessionID(v),
 		Method:        a.Method,
 		Authenticator: a.Authenticator,
 		AccountID:     a.AccountID,
-		AuthTime:      a.Time,
+		AuthTime:      a.Time.UTC(),
 		ACR:           a.ACR,
 		AMR:           slices.Clone(a.AMR),
-		CreatedAt:     now,
-		ExpiresAt:     now.Add(m.ttl),
+		CreatedAt:     exp.Add(-m.ttl),
+		ExpiresAt:     exp,
+	}
+	if a.Time.IsZero() {
+		sess.AuthTime = time.Time{}
 	}
 	if a.ACR == ACRJPKI {
-		sess.JPKIAt = a.Time
+		sess.JPKIAt = sess.AuthTime
 	}
-	b, err := json.Marshal(sess)
-	if err != nil {
+	if err := m.store(ctx, sess); err != nil {
 		return nil, err
-	}
-	v := ids.Long()
-	hash := ids.Hash(v)
-	// The index first: a session that exists is always one that "sign
-	// out everywhere" can find.
-	if err := m.indexSession(ctx, sess, hash); err != nil {
-		return nil, err
-	}
-	if err := m.kv.Set(ctx, recordKey(hash), b, m.ttl); err != nil {
-		return nil, fmt.Errorf("session: store: %w", err)
 	}
 	m.web.SetCookie(w, m.name, v, 0)
 	var clients []string
@@ -221,22 +312,32 @@ func (m *Manager) Begin(ctx context.Context, w http.ResponseWriter, a authreq.Au
 	return sess, nil
 }
 
+// member is the session's entry in its account's set.
+func (s *Session) member() member {
+	return member{raw: newMember(s.ExpiresAt, s.ID, ""), id: s.ID, exp: s.ExpiresAt}
+}
+
 // End deletes the browser's session record and cookie: the resident
 // signed out. Its tokens stay (a relying party's offline access is its
 // own); SessionEnded tells the relying parties that got tokens in it.
+// The record, taken, says which account's set to leave: two round trips.
 func (m *Manager) End(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(m.name); err == nil && c.Value != "" && len(c.Value) <= cookieMax {
+	if sid, ok := m.cookieSession(r); ok {
 		ctx := r.Context()
-		key := recordKey(ids.Hash(c.Value))
-		var sess Session
-		b, err := m.kv.Get(ctx, key)
-		if err == nil && json.Unmarshal(b, &sess) == nil && sess.ID != "" {
-			if err := m.endSession(ctx, sess.AccountID, sess.ID, events.ReasonLogout, false); err != nil {
-				m.log.WarnContext(ctx, "session not ended everywhere", "error", err)
-			}
+		res, err := m.kv.Do(ctx, store.Take(recordKey(sid)), store.SetMembers(sessRPKey(sid)), store.Delete(sessRPKey(sid)))
+		if err == nil {
+			err = store.FirstErr(res)
 		}
-		if err := m.kv.Delete(ctx, key); err != nil {
+		switch {
+		case err != nil:
 			m.log.WarnContext(ctx, "session record not deleted", "error", err)
+		case res[0].Err == nil:
+			if sess, ok := decodeRecord(res[0].Val, sid, m.ttl); ok {
+				if err := m.kv.SetRemove(ctx, acctSessKey(sess.AccountID), sess.member().raw); err != nil {
+					m.log.WarnContext(ctx, "session index not pruned", "error", err)
+				}
+				m.announceEnd(ctx, sess.AccountID, sid, res[1].Members, events.ReasonLogout)
+			}
 		}
 	}
 	m.web.ClearCookie(w, m.name)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -238,7 +239,7 @@ func TestSessionLifecycle(t *testing.T) {
 	if _, err := kv.Get(ctx, recordKey(cookie.Value)); err == nil {
 		t.Fatal("session stored under the cookie value itself")
 	}
-	if _, err := kv.Get(ctx, recordKey(ids.Hash(cookie.Value))); err != nil {
+	if _, err := kv.Get(ctx, recordKey(sessionID(cookie.Value))); err != nil {
 		t.Fatalf("session not stored under the cookie's hash: %v", err)
 	}
 	got, ok := m.Current(withCookie(m.name, cookie.Value))
@@ -290,7 +291,7 @@ func TestSessionEnd(t *testing.T) {
 	if _, ok := m.Current(withCookie(m.name, cookie.Value)); ok {
 		t.Fatal("session survived End")
 	}
-	if _, err := kv.Get(context.Background(), recordKey(ids.Hash(cookie.Value))); !errors.Is(err, store.ErrNotFound) {
+	if _, err := kv.Get(context.Background(), recordKey(sessionID(cookie.Value))); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("record left behind: %v", err)
 	}
 	cleared := sessionCookie(t, out, m.name)
@@ -312,11 +313,13 @@ func TestSessionCurrentBadRecords(t *testing.T) {
 	ctx := context.Background()
 	for name, rec := range map[string]string{
 		"not JSON":   "{",
-		"no account": `{"acr":"aal3","expires_at":"2999-01-01T00:00:00Z"}`,
-		"no expiry":  `{"account_id":"a","acr":"aal3"}`,
+		"no account": `{"c":"aal3","x":32503680000000}`,
+		"no expiry":  `{"a":"a","c":"aal3"}`,
+		"expired":    `{"a":"a","c":"aal3","x":1000}`,
+		"old format": `{"account_id":"a","acr":"aal3","expires_at":"2999-01-01T00:00:00Z"}`,
 	} {
 		v := ids.Long()
-		if err := kv.Set(ctx, recordKey(ids.Hash(v)), []byte(rec), time.Hour); err != nil {
+		if err := kv.Set(ctx, recordKey(sessionID(v)), []byte(rec), time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		if s, ok := m.Current(withCookie(m.name, v)); ok {
@@ -443,3 +446,39 @@ func (failingKV) SetAdd(context.Context, string, time.Duration, ...string) error
 func (failingKV) SetMembers(context.Context, string) ([]string, error)           { return nil, errDown }
 func (failingKV) SetRemove(context.Context, string, ...string) error             { return errDown }
 func (failingKV) Incr(context.Context, string, time.Duration) (int64, error)     { return 0, errDown }
+func (failingKV) Do(context.Context, ...store.Op) ([]store.Result, error)        { return nil, errDown }
+
+// The record keeps what Current gives back, in few bytes.
+func TestRecordCodec(t *testing.T) {
+	at := time.Date(2026, 12, 5, 4, 57, 42, 123456789, time.UTC)
+	exp := at.Add(12 * time.Hour).Truncate(time.Millisecond)
+	link := "jpki:" + ids.Long() // an HMAC-SHA-256, as account.Store.CertLink makes
+	for _, c := range []struct {
+		name string
+		s    Session
+		max  int
+	}{
+		{"JPKI", Session{AccountID: ids.Short(), AuthTime: at, ACR: ACRJPKI, AMR: []string{"hwk", "pin"}, ExpiresAt: exp, JPKIAt: at,
+			Method: "jpki:JPKIAPGPSETOKEN", Authenticator: link}, 185},
+		{"passkey: the method is the authenticator", Session{AccountID: ids.Short(), AuthTime: at, ACR: ACRPasskey, AMR: []string{"user", "swk"},
+			ExpiresAt: exp, Method: "passkey:" + ids.Long(), Authenticator: "passkey:" + ids.Long()}, 220},
+		{"passkey", Session{AccountID: ids.Short(), AuthTime: at, ACR: ACRPasskey, ExpiresAt: exp, Method: "passkey:AAAA", Authenticator: "passkey:AAAA"}, 120},
+		{"method without authenticator", Session{AccountID: "a", AuthTime: at, ExpiresAt: exp, Method: "jpki:X"}, 80},
+		{"authenticator without method", Session{AccountID: "a", AuthTime: at, ExpiresAt: exp, Authenticator: "jpki:X"}, 80},
+		{"no sign-in time", Session{AccountID: "a", ExpiresAt: exp}, 40},
+	} {
+		b, err := encodeRecord(&c.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > c.max {
+			t.Errorf("%s: %d bytes, want at most %d: %s", c.name, len(b), c.max, b)
+		}
+		got, ok := decodeRecord(b, "sid", time.Hour)
+		want := c.s
+		want.ID, want.CreatedAt = "sid", exp.Add(-time.Hour)
+		if !ok || !reflect.DeepEqual(*got, want) {
+			t.Errorf("%s: decoded\n%+v, want\n%+v", c.name, got, &want)
+		}
+	}
+}
