@@ -178,12 +178,14 @@ func (gr *grants) prepare(ar *authreq.AuthRequest, offline bool, code string) (*
 	if offline {
 		ttl = max(gr.ttl.RefreshToken, gr.ttl.AccessToken)
 	}
-	// Times to the second: ID tokens and access tokens carry no finer
-	// ones, and each saves ten bytes of every record.
+	// auth_time to the second, as ID tokens carry it; the expiry to the
+	// millisecond, as the account's index orders grants by it (a second
+	// would leave the families of one busy second in no order, and
+	// pruning might take a new one for the oldest).
 	g := &grantRecord{
 		ID: ar.ID, ClientID: ar.ClientID, AccountID: ar.AccountID, Subject: ar.Subject,
 		Scopes: ar.Scopes, Claims: ar.Claims, Granted: ar.Granted, ACR: ar.ACR, AMR: ar.AMR, AuthTime: ar.AuthTime.Truncate(time.Second),
-		SessionID: ar.SessionID, Method: ar.Method, Exp: now.Add(ttl).Truncate(time.Second), Code: code,
+		SessionID: ar.SessionID, Method: ar.Method, Exp: now.Add(ttl).Truncate(time.Millisecond), Code: code,
 	}
 	b, err := json.Marshal(g)
 	if err != nil {
