@@ -2,6 +2,8 @@ package idp
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -168,6 +170,18 @@ func TestSigninRoundTrips(t *testing.T) {
 		step("/login", 2+bind)
 		lu, _ := url.Parse(loc)
 		txID := lu.Query().Get("tx")
+		size := func(key string) int {
+			t.Helper()
+			b, err := kv.KV.Get(ctx, key)
+			if errors.Is(err, store.ErrNotFound) {
+				return 0
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(b)
+		}
+		pending := size("tx:" + txID)
 
 		if code, _, page := b.get(loc); code != http.StatusOK {
 			t.Fatalf("login page: %d\n%s", code, page)
@@ -190,6 +204,10 @@ func TestSigninRoundTrips(t *testing.T) {
 			t.Fatal(err)
 		}
 		step("wallet submission", 4)
+		verified := size("tx:" + txID)
+		if raw, err := kv.KV.Get(ctx, "tx:"+txID); err == nil {
+			t.Logf("verified: %s", raw)
+		}
 
 		if st, s := b.status(txID); st != http.StatusOK || s.State != "verified" {
 			t.Fatalf("status after the wallet: %d %+v", st, s)
@@ -208,5 +226,167 @@ func TestSigninRoundTrips(t *testing.T) {
 			t.Fatalf("finish: %d %q\n%s", code, loc, body)
 		}
 		step("finish", 2)
+
+		// What the transaction leaves: a tombstone, and none of its
+		// counters.
+		tomb := size("tx:" + txID)
+		t.Logf("transaction record: %d bytes pending, %d verified, %d finished", pending, verified, tomb)
+		if raw, err := kv.KV.Get(ctx, "tx:"+txID); err == nil {
+			t.Logf("tombstone: %s", raw)
+		}
+		if pending == 0 || pending > 900 || verified > pending+200 || tomb == 0 || tomb > 160 {
+			t.Errorf("transaction record of %d bytes pending, %d verified, %d finished", pending, verified, tomb)
+		}
+		for _, k := range []string{"txsub:" + txID, "txpoll:" + txID} {
+			if n := size(k); n != 0 {
+				t.Errorf("%s outlives the finish", k)
+			}
+		}
+		// The tombstone still answers: a second Continue goes on, the
+		// wallet hears the transaction was used.
+		if code, loc, _ := b.post(action, url.Values{web.CSRFField: {csrfFrom(t, page)}}); code != http.StatusSeeOther || !strings.HasPrefix(loc, "/consent?") {
+			t.Errorf("second finish: %d %q", code, loc)
+		}
+		if err := w.Submit(ctx, o.ts.Client(), tx, walletsim.FormatJWS); walletsim.ErrorCode(err) != "already_used" {
+			t.Errorf("a wallet's retry after the finish: %v", err)
+		}
 	})
+}
+
+// writes lists the round trips that may write: anything but a plain read
+// or a batch of reads and counts.
+func writes(trips []string) []string {
+	var out []string
+	for _, tr := range trips {
+		if strings.HasPrefix(tr, "get ") {
+			continue
+		}
+		out = append(out, tr)
+	}
+	return out
+}
+
+// TestSigninRefusalsWriteNothing: what the sign-in refuses, it refuses
+// without writing, and what it counts in the round trip that reads is
+// only ever counted for the party the count limits: an unknown request
+// or one over the address's limit at /login (the count of the address
+// aside), another browser's status poll or finish, a made-up
+// transaction, a wallet's submission without a QR token the provider
+// issued for the transaction.
+func TestSigninRefusalsWriteNothing(t *testing.T) {
+	kv := &tripKV{KV: store.NewMemory()}
+	o := newSigninOP(t, kv)
+	ctx := context.Background()
+	owner, stranger := o.browser(), o.browser()
+	ar := o.authorize("web")
+	txID, _ := owner.openTx(ar, "")
+	tx, err := walletsim.Fetch(ctx, o.ts.Client(), owner.walletURL(txID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	madeUp := strings.Repeat("A", len(txID))
+	_, strangerPage := stranger.openTx(o.authorize("web"), "")
+	strangerCSRF := csrfFrom(t, strangerPage)
+	page := func(b *browser, u string) func() (int, string) {
+		return func() (int, string) { code, _, _ := b.get(u); return code, "" }
+	}
+	for _, c := range []struct {
+		name   string
+		do     func() (int, string)
+		status int
+		code   string
+	}{
+		{"unknown request", page(stranger, authreq.LoginURL("nope")), http.StatusBadRequest, ""},
+		{"another browser's status poll", page(stranger, "/login/tx/"+txID+"/status"), http.StatusForbidden, ""},
+		{"a made-up transaction's status", page(stranger, "/login/tx/"+madeUp+"/status"), http.StatusNotFound, ""},
+		{"the owner polls a made-up transaction", page(owner, "/login/tx/"+madeUp+"/status"), http.StatusNotFound, ""},
+		{"another browser's finish", func() (int, string) {
+			code, _, _ := stranger.post("/login/tx/"+txID+"/finish?ar="+ar, url.Values{web.CSRFField: {strangerCSRF}})
+			return code, ""
+		}, http.StatusForbidden, ""},
+		{"a forged QR token", func() (int, string) {
+			body := `{"signatures":[{"format":"jws","jws":"a.b.c"}],"comparison_code":"` + tx.ComparisonCode + `","qr_token":"1.AAAAAAAAAAAAAAAAAAAAAA"}`
+			return submitRaw(t, o, tx, []byte(body), "application/json")
+		}, http.StatusBadRequest, codeInvalidQRToken},
+		{"another transaction's QR token, at a made-up one", func() (int, string) {
+			body := `{"signatures":[{"format":"jws","jws":"a.b.c"}],"comparison_code":"` + tx.ComparisonCode + `","qr_token":"` + tx.QRToken + `"}`
+			target := *tx
+			target.URL = o.issuer + "/wallet/v1/transactions/" + madeUp
+			return submitRaw(t, o, &target, []byte(body), "application/json")
+		}, http.StatusNotFound, codeUnknownTransaction},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			kv.take()
+			status, code := c.do()
+			if status != c.status || code != c.code {
+				t.Fatalf("%d %q, want %d %q", status, code, c.status, c.code)
+			}
+			for _, tr := range kv.take() {
+				if strings.Contains(tr, "txpoll:") || strings.Contains(tr, "txsub:") || strings.Contains(tr, "setnx ") ||
+					strings.Contains(tr, "cas ") || strings.Contains(tr, "set ") || strings.Contains(tr, " 7 tx:") {
+					t.Errorf("wrote: %s", tr)
+				}
+			}
+		})
+	}
+	if code, st := owner.status(txID); code != http.StatusOK || st.State != txPending {
+		t.Fatalf("the owner's transaction after the refusals: %d %+v", code, st)
+	}
+
+	// Over the address's limit, /login opens no transaction and binds
+	// nothing: its one round trip is the read with the count.
+	var limited []string
+	for range 40 {
+		u := authreq.LoginURL(o.authorize("web"))
+		kv.take()
+		code, _, _ := o.browser().get(u)
+		if code == http.StatusTooManyRequests {
+			limited = kv.take()
+			break
+		}
+	}
+	if limited == nil {
+		t.Fatal("no /login was refused over the address's limit")
+	}
+	if len(limited) != 1 || !strings.HasPrefix(limited[0], "batch [") {
+		t.Fatalf("a refused /login made these round trips:\n  %s", strings.Join(limited, "\n  "))
+	}
+}
+
+// TestSigninTransactionOfOldID: a transaction made before IDs named
+// their browser (an ID without the MAC, the binding in the record) still
+// works for its browser, and only for it.
+func TestSigninTransactionOfOldID(t *testing.T) {
+	kv := store.NewMemory()
+	o := newSigninOP(t, kv)
+	ctx := context.Background()
+	owner := o.browser()
+	ar := o.authorize("web")
+	txID, _ := owner.openTx(ar, "")
+	raw, err := kv.Get(ctx, "tx:"+txID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		t.Fatal(err)
+	}
+	old := "oldFormatID0123456789A" // ids.Short's length
+	rec["id"] = old
+	b, _ := json.Marshal(rec)
+	if err := kv.Set(ctx, "tx:"+old, b, 5*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if code, st := owner.status(old); code != http.StatusOK || st.State != txPending {
+		t.Fatalf("the owner's status: %d %+v", code, st)
+	}
+	if _, err := kv.Get(ctx, "txpoll:"+old); err != nil {
+		t.Fatalf("the owner's poll was not counted: %v", err)
+	}
+	if code, _, page := owner.get(authreq.LoginURL(ar, "tx", old)); code != http.StatusOK || !strings.Contains(page, `id="signin"`) {
+		t.Fatalf("the owner's login page: %d", code)
+	}
+	if code, _ := o.browser().status(old); code != http.StatusForbidden {
+		t.Fatalf("another browser's status: %d", code)
+	}
 }

@@ -208,11 +208,14 @@ type signinTx struct {
 	// configured or approved in the registry.
 	Whitelisted bool      `json:"whitelisted,omitempty"`
 	Claims      []string  `json:"claims,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
+	CreatedAt   time.Time `json:"created_at,omitzero"`
 	ExpiresAt   time.Time `json:"expires_at"`
 	Code        string    `json:"code,omitempty"`  // comparison code, "12-34"
 	Nonce       string    `json:"nonce,omitempty"` // challenge inside Bytes
-	Bytes       []byte    `json:"bytes,omitempty"` // the exact bytes to sign
+	// Bytes are the exact bytes to sign. They follow from the other
+	// fields (bytesToSign) and are not stored: readers of a pending
+	// transaction make them again (withBytes).
+	Bytes []byte `json:"bytes,omitempty"`
 	// SessionAccount is the signed-in account when a proofing was started
 	// with an SSO session: the new certificates re-link to it.
 	SessionAccount string `json:"session_account,omitempty"`
@@ -254,8 +257,7 @@ func (tx signinTx) settled() *signinTx {
 // browser that finished it to be sent on (finished) and for a wallet to
 // hear already_used, and nothing of the person, the client or the proof.
 func (tx *signinTx) tombstone() *signinTx {
-	return &signinTx{ID: tx.ID, AuthRequestID: tx.AuthRequestID, State: txFinished,
-		CreatedAt: tx.CreatedAt, ExpiresAt: tx.ExpiresAt}
+	return &signinTx{ID: tx.ID, AuthRequestID: tx.AuthRequestID, State: txFinished, ExpiresAt: tx.ExpiresAt}
 }
 
 // A transaction ID names the browser that owns it: 96 random bits and a
@@ -444,7 +446,7 @@ func (h *Handler) createTx(ctx context.Context, ar *authreq.AuthRequest, binding
 	if tx.Bytes, err = bytesToSign(h.web.Issuer(), tx); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(tx)
+	b, err := json.Marshal(tx.stored())
 	if err != nil {
 		return nil, err
 	}
@@ -482,11 +484,31 @@ func (t *transactions) load(ctx context.Context, id string) (*signinTx, []byte, 
 	if err != nil {
 		return nil, nil, err
 	}
+	tx, err := t.decode(b)
+	return tx, b, err
+}
+
+// decode reads a stored transaction, with the bytes to sign of one that
+// has them.
+func (t *transactions) decode(b []byte) (*signinTx, error) {
 	tx := new(signinTx)
 	if err := json.Unmarshal(b, tx); err != nil {
-		return nil, nil, fmt.Errorf("signin: transaction record: %w", err)
+		return nil, fmt.Errorf("signin: transaction record: %w", err)
 	}
-	return tx, b, nil
+	if tx.Nonce != "" && tx.Bytes == nil {
+		var err error
+		if tx.Bytes, err = bytesToSign(t.issuer, tx); err != nil {
+			return nil, err
+		}
+	}
+	return tx, nil
+}
+
+// stored is tx as the store keeps it: without the bytes to sign, which
+// follow from the rest.
+func (tx signinTx) stored() *signinTx {
+	tx.Bytes = nil
+	return &tx
 }
 
 // readOp reads transaction id in a batch (store.KV.Do); an ID no
@@ -503,11 +525,7 @@ func (t *transactions) fromResult(res store.Result) (*signinTx, error) {
 	if res.Err != nil {
 		return nil, res.Err
 	}
-	tx := new(signinTx)
-	if err := json.Unmarshal(res.Val, tx); err != nil {
-		return nil, fmt.Errorf("signin: transaction record: %w", err)
-	}
-	return tx, nil
+	return t.decode(res.Val)
 }
 
 // claim marks tx processing if nobody changed it meanwhile. Processing
@@ -515,9 +533,9 @@ func (t *transactions) fromResult(res store.Result) (*signinTx, error) {
 // announced: a listener would only re-read the record and repeat
 // "pending".
 func (t *transactions) claim(ctx context.Context, old []byte, tx *signinTx) ([]byte, bool, error) {
-	claimed := *tx
+	claimed := tx.stored()
 	claimed.State = txProcessing
-	b, err := json.Marshal(&claimed)
+	b, err := json.Marshal(claimed)
 	if err != nil {
 		return nil, false, err
 	}
@@ -534,7 +552,7 @@ func (t *transactions) claim(ctx context.Context, old []byte, tx *signinTx) ([]b
 // re-reads the record on any announcement, so it hears the winner's
 // state either way.
 func (t *transactions) change(ctx context.Context, old []byte, tx *signinTx, ttl time.Duration, extra ...store.Op) (bool, error) {
-	b, err := json.Marshal(tx)
+	b, err := json.Marshal(tx.stored())
 	if err != nil {
 		return false, err
 	}
