@@ -27,9 +27,10 @@ import (
 // handleLogin is the login page of an auth request: it opens a
 // transaction (and redirects to its page), shows the page of the
 // browser's transaction named by tx, or sends a browser whose session
-// answers on. The request, the transaction named (when this browser owns
-// it) and, for a browser without a session opening a transaction, the
-// address's count are one round trip; the new transaction one more.
+// answers on. The request, the transaction named and, for a browser
+// without a session opening a transaction, the address's count are one
+// round trip; the new transaction one more. The count is judged before
+// anything is written, so that a refused request writes nothing.
 func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()

@@ -891,7 +891,10 @@ func (h *Handler) failTx(ctx context.Context, tx *signinTx, raw []byte, e *txErr
 	failed := tx.settled()
 	failed.State = txFailed
 	failed.Reason = e.Code
-	if ok, err := h.txs.change(ctx, raw, failed, h.txs.ttlOf(tx)); err != nil {
+	// The counters go with the failure: no submission is admitted any
+	// more, and the page stops polling once it shows the outcome.
+	if ok, err := h.txs.change(ctx, raw, failed, h.txs.ttlOf(tx),
+		store.Delete(txSubmitsKey(tx.ID)), store.Delete(txPollsKey(tx.ID))); err != nil {
 		return err
 	} else if !ok {
 		return txBad(http.StatusConflict, codeAlreadyUsed, "the transaction has already been answered")
