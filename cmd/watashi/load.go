@@ -107,7 +107,8 @@ func newLoadRunCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&o.Dir, "dir", "", "directory written by watashi load setup")
 	cmd.Flags().StringVar(&phases, "phases", "login,refresh,userinfo,introspection", "phases to run, in order")
-	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 8, "workers (simulated residents) at once")
+	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 8, "workers (simulated browsers) at once")
+	cmd.Flags().IntVar(&o.Residents, "residents", 0, fmt.Sprintf("residents the workers sign in in turn (0: %d per worker)", loadtool.DefaultResidentsPerWorker))
 	cmd.Flags().DurationVar(&o.Duration, "duration", 30*time.Second, "length of each phase")
 	cmd.Flags().Float64Var(&o.Rate, "rate", 0, "operations per second across all workers (0: as fast as answered)")
 	cmd.Flags().StringVar(&o.Auth, "auth", loadtool.AuthSecretBasic, "client authentication: client_secret_basic or private_key_jwt")

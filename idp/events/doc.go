@@ -6,7 +6,10 @@
 // monitor) call Publish with the account and what they know; each
 // declares its own one-method interface for it. Publish appends the event
 // to a store stream (durable writes, replicas awaited in the store) and
-// wakes the consumers on every node through the store's pub/sub.
+// wakes the consumers on every node through the store's pub/sub, once
+// per burst: a node gathers what it appends for a tenth of a second and
+// then wakes them for all of it, so that a busy node's consumers read
+// many events per round trip instead of one.
 //
 // Consumers (notification mail, back-channel logout, the Shared Signals
 // transmitter) run Consume under a name of their own. Each consumer has

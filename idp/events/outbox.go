@@ -52,6 +52,7 @@ const (
 	DefaultMinBackoff = time.Second
 	DefaultMaxBackoff = 5 * time.Minute
 	DefaultTrimEvery  = time.Hour
+	DefaultWakeDelay  = 100 * time.Millisecond
 	batch             = 100
 )
 
@@ -80,11 +81,18 @@ type Outbox struct {
 	MinBackoff, MaxBackoff time.Duration
 	// TrimEvery is how often a consumer trims the log.
 	TrimEvery time.Duration
+	// WakeDelay is how long a node gathers the events it appends before
+	// it wakes the consumers once for all of them: a wake-up per event
+	// would cost each sign-in a round trip, and every consumer a read
+	// per event, for deliveries that a tenth of a second does not harm.
+	WakeDelay time.Duration
 
 	now func() time.Time
 
 	mu       sync.Mutex
 	lastTrim time.Time
+	// waking is set while a wake-up is scheduled.
+	waking bool
 }
 
 // NewOutbox returns an outbox over kv with the default settings.
@@ -96,8 +104,8 @@ func NewOutbox(kv KV, log *slog.Logger) *Outbox {
 		kv: kv, log: log,
 		Retention: DefaultRetention, MaxAge: DefaultMaxAge, LeaseTTL: DefaultLeaseTTL,
 		Poll: DefaultPoll, MinBackoff: DefaultMinBackoff, MaxBackoff: DefaultMaxBackoff,
-		TrimEvery: DefaultTrimEvery,
-		now:       time.Now,
+		TrimEvery: DefaultTrimEvery, WakeDelay: DefaultWakeDelay,
+		now: time.Now,
 	}
 }
 
@@ -121,12 +129,31 @@ func (o *Outbox) Publish(ctx context.Context, e Event) error {
 	if err != nil {
 		return fmt.Errorf("events: append: %w", err)
 	}
-	// The entry is stored; a lost wake-up only delays consumers until
-	// their next poll.
-	if err := o.kv.Publish(ctx, wakeChannel, []byte(id)); err != nil {
-		o.log.Warn("events: wake-up not published", "err", err)
-	}
+	o.wakeSoon(id)
 	return nil
+}
+
+// wakeSoon publishes one wake-up WakeDelay after the first of a burst of
+// appends, on its own context: the entry is stored, and a lost wake-up
+// only delays consumers until their next poll.
+func (o *Outbox) wakeSoon(id string) {
+	o.mu.Lock()
+	if o.waking {
+		o.mu.Unlock()
+		return
+	}
+	o.waking = true
+	o.mu.Unlock()
+	time.AfterFunc(o.WakeDelay, func() {
+		o.mu.Lock()
+		o.waking = false
+		o.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := o.kv.Publish(ctx, wakeChannel, []byte(id)); err != nil {
+			o.log.Warn("events: wake-up not published", "err", err)
+		}
+	})
 }
 
 // Consume calls handle for every event after the consumer's cursor, in
@@ -286,34 +313,91 @@ func (o *Outbox) run(ctx context.Context, name string, handle func(context.Conte
 			}
 			continue
 		}
+		// The cursor moves once per batch, not once per event: a round
+		// trip per event and consumer was most of what consuming cost.
+		// A handler that is slow or failing must not hold back what was
+		// handled before it, so its progress is also saved when a
+		// delivery takes longer than commitAfter; and what was handled
+		// is saved before run returns, so that the next holder of the
+		// lease does not handle it again.
+		p := &progress{o: o, key: key, committed: cursor, log: log}
 		for _, ent := range entries {
 			var e Event
 			if err := json.Unmarshal(ent.Value, &e); err != nil {
 				log.Error("events: undecodable entry passed", "id", ent.ID, "err", err)
-			} else {
-				e.ID = ent.ID
-				if !o.deliver(ctx, e, handle, log) {
-					return
-				}
+				p.handled(ent.ID)
+				continue
 			}
-			for {
-				ok, err := o.kv.CompareAndSwap(ctx, key, []byte(cursor), []byte(ent.ID))
-				if err == nil && !ok {
-					// Another node moved the cursor: it holds the lease now.
-					log.Info("events: cursor moved elsewhere")
-					return
-				}
-				if err == nil {
-					break
-				}
-				if !fail("cursor", err) {
-					return
-				}
+			e.ID = ent.ID
+			t := time.AfterFunc(commitAfter, func() { p.save(ctx) })
+			ok := o.deliver(ctx, e, handle, log)
+			t.Stop()
+			if !ok {
+				p.save(ctx)
+				return
 			}
-			backoff = o.MinBackoff
-			cursor = ent.ID
+			p.handled(ent.ID)
 		}
+		for {
+			last, moved, err := p.save(ctx)
+			if moved {
+				return
+			}
+			if err == nil {
+				cursor = last
+				break
+			}
+			if !fail("cursor", err) {
+				return
+			}
+		}
+		backoff = o.MinBackoff
 	}
+}
+
+// commitAfter is how long a delivery may take before the progress made
+// before it is saved.
+const commitAfter = 50 * time.Millisecond
+
+// progress is a consumer's position in one batch: what it handled, and
+// what the store's cursor says.
+type progress struct {
+	o         *Outbox
+	key       string
+	log       *slog.Logger
+	mu        sync.Mutex
+	committed string // the cursor as stored
+	delivered string // the last entry handled ("" for none yet)
+}
+
+func (p *progress) handled(id string) {
+	p.mu.Lock()
+	p.delivered = id
+	p.mu.Unlock()
+}
+
+// save moves the stored cursor to the last entry handled. It runs on a
+// context of its own: a lease that just ended does not make handled
+// events unhandled, and the compare-and-swap refuses when another node
+// moved the cursor meanwhile (moved).
+func (p *progress) save(ctx context.Context) (cursor string, moved bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.delivered == "" || p.delivered == p.committed {
+		return p.committed, false, nil
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	ok, err := p.o.kv.CompareAndSwap(sctx, p.key, []byte(p.committed), []byte(p.delivered))
+	switch {
+	case err != nil:
+		return p.committed, false, err
+	case !ok:
+		p.log.Info("events: cursor moved elsewhere")
+		return p.committed, true, nil
+	}
+	p.committed = p.delivered
+	return p.committed, false, nil
 }
 
 // deliver calls handle until it succeeds or ctx ends.

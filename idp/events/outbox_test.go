@@ -502,3 +502,51 @@ func TestMaintainTrimsWithoutConsumers(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// wakeCounter counts the wake-ups an outbox publishes and its cursor
+// writes.
+type wakeCounter struct {
+	KV
+	n, cas atomic.Int32
+}
+
+func (w *wakeCounter) CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error) {
+	w.cas.Add(1)
+	return w.KV.CompareAndSwap(ctx, key, old, new)
+}
+
+func (w *wakeCounter) Publish(ctx context.Context, channel string, msg []byte) error {
+	w.n.Add(1)
+	return w.KV.Publish(ctx, channel, msg)
+}
+
+// TestBurstWakesOnce appends a burst of events: the consumers are woken
+// once for all of them, not once per event, still receive every one
+// without waiting for a poll, and move their cursor once per read.
+func TestBurstWakesOnce(t *testing.T) {
+	backends(t, func(t *testing.T, newKV func() KV) {
+		ctx := context.Background()
+		kv := &wakeCounter{KV: newKV()}
+		o := fast(NewOutbox(kv, nil))
+		c := newCollector()
+		consume(t, o, "burst", c.handle)
+		time.Sleep(50 * time.Millisecond) // the consumer is idle, waiting
+		for i := range 20 {
+			if err := o.Publish(ctx, signedIn("acct", fmt.Sprint("s", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 20 {
+			if e := c.next(t, 3*time.Second); e.SessionID != fmt.Sprint("s", i) {
+				t.Fatalf("event %d is %q", i, e.SessionID)
+			}
+		}
+		if n := kv.n.Load(); n != 1 {
+			t.Errorf("%d wake-ups for one burst of 20 events, want 1", n)
+		}
+		time.Sleep(50 * time.Millisecond) // the last cursor write
+		if n := kv.cas.Load(); n != 1 {
+			t.Errorf("%d cursor writes for one burst read at once, want 1", n)
+		}
+	})
+}

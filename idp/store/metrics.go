@@ -22,6 +22,8 @@ var ops = []string{
 //	watashi_store_operation_duration_seconds{op}  histogram
 //	watashi_store_errors_total{op,kind}           counter; kind is timeout,
 //	                                              not_replicated or error
+//	watashi_store_round_trips_total{origin}       counter; origin is request
+//	                                              or background (ServingRequest)
 //
 // A missing key (ErrNotFound) is an answer, not an error. Every op label
 // is created at zero so that dashboards and alerts see the series before
@@ -30,6 +32,24 @@ type Instrumented struct {
 	kv       KV
 	duration *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
+	trips    *prometheus.CounterVec
+}
+
+type originKey struct{}
+
+// ServingRequest marks ctx as an HTTP request's, so that the round trips
+// made with it count under origin="request": what a login costs the
+// store is then read apart from what the background consumers spend at
+// the same time.
+func ServingRequest(ctx context.Context) context.Context {
+	return context.WithValue(ctx, originKey{}, true)
+}
+
+func origin(ctx context.Context) string {
+	if ctx.Value(originKey{}) != nil {
+		return "request"
+	}
+	return "background"
 }
 
 // Instrument wraps kv; reg is the provider's registry (never the global
@@ -51,20 +71,30 @@ func Instrument(kv KV, reg prometheus.Registerer) (*Instrumented, error) {
 	if err != nil {
 		return nil, err
 	}
+	rt, err := metrics.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "watashi_store_round_trips_total",
+		Help: "Round trips to the store (a batch is one), by origin: request (an HTTP request's handler) or background (consumers, sweeps, start-up).",
+	}, []string{"origin"}))
+	if err != nil {
+		return nil, err
+	}
+	rt.WithLabelValues("request")
+	rt.WithLabelValues("background")
 	for _, op := range ops {
 		d.WithLabelValues(op)
 		for _, kind := range []string{"timeout", "not_replicated", "error"} {
 			e.WithLabelValues(op, kind)
 		}
 	}
-	return &Instrumented{kv: kv, duration: d, errors: e}, nil
+	return &Instrumented{kv: kv, duration: d, errors: e, trips: rt}, nil
 }
 
 // Unwrap returns the wrapped store.
 func (m *Instrumented) Unwrap() KV { return m.kv }
 
-func (m *Instrumented) observe(op string, start time.Time, err error) {
+func (m *Instrumented) observe(ctx context.Context, op string, start time.Time, err error) {
 	m.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	m.trips.WithLabelValues(origin(ctx)).Inc()
 	switch {
 	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, context.Canceled), errors.Is(err, ErrSnapshotChanged):
 		// A caller that went away is not the store failing, nor are
@@ -86,77 +116,77 @@ func isTimeout(err error) bool {
 func (m *Instrumented) Get(ctx context.Context, key string) ([]byte, error) {
 	start := time.Now()
 	v, err := m.kv.Get(ctx, key)
-	m.observe("get", start, err)
+	m.observe(ctx, "get", start, err)
 	return v, err
 }
 
 func (m *Instrumented) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
 	start := time.Now()
 	err := m.kv.Set(ctx, key, val, ttl)
-	m.observe("set", start, err)
+	m.observe(ctx, "set", start, err)
 	return err
 }
 
 func (m *Instrumented) SetNX(ctx context.Context, key string, val []byte, ttl time.Duration) (bool, error) {
 	start := time.Now()
 	ok, err := m.kv.SetNX(ctx, key, val, ttl)
-	m.observe("setnx", start, err)
+	m.observe(ctx, "setnx", start, err)
 	return ok, err
 }
 
 func (m *Instrumented) Take(ctx context.Context, key string) ([]byte, error) {
 	start := time.Now()
 	v, err := m.kv.Take(ctx, key)
-	m.observe("take", start, err)
+	m.observe(ctx, "take", start, err)
 	return v, err
 }
 
 func (m *Instrumented) Delete(ctx context.Context, keys ...string) error {
 	start := time.Now()
 	err := m.kv.Delete(ctx, keys...)
-	m.observe("delete", start, err)
+	m.observe(ctx, "delete", start, err)
 	return err
 }
 
 func (m *Instrumented) CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error) {
 	start := time.Now()
 	ok, err := m.kv.CompareAndSwap(ctx, key, old, new)
-	m.observe("cas", start, err)
+	m.observe(ctx, "cas", start, err)
 	return ok, err
 }
 
 func (m *Instrumented) Incr(ctx context.Context, key string, ttl time.Duration) (int64, error) {
 	start := time.Now()
 	n, err := m.kv.Incr(ctx, key, ttl)
-	m.observe("incr", start, err)
+	m.observe(ctx, "incr", start, err)
 	return n, err
 }
 
 func (m *Instrumented) SetAdd(ctx context.Context, key string, ttl time.Duration, members ...string) error {
 	start := time.Now()
 	err := m.kv.SetAdd(ctx, key, ttl, members...)
-	m.observe("set_add", start, err)
+	m.observe(ctx, "set_add", start, err)
 	return err
 }
 
 func (m *Instrumented) SetMembers(ctx context.Context, key string) ([]string, error) {
 	start := time.Now()
 	v, err := m.kv.SetMembers(ctx, key)
-	m.observe("set_members", start, err)
+	m.observe(ctx, "set_members", start, err)
 	return v, err
 }
 
 func (m *Instrumented) SetRemove(ctx context.Context, key string, members ...string) error {
 	start := time.Now()
 	err := m.kv.SetRemove(ctx, key, members...)
-	m.observe("set_remove", start, err)
+	m.observe(ctx, "set_remove", start, err)
 	return err
 }
 
 func (m *Instrumented) Publish(ctx context.Context, channel string, msg []byte) error {
 	start := time.Now()
 	err := m.kv.Publish(ctx, channel, msg)
-	m.observe("publish", start, err)
+	m.observe(ctx, "publish", start, err)
 	return err
 }
 
@@ -164,35 +194,35 @@ func (m *Instrumented) Publish(ctx context.Context, channel string, msg []byte) 
 func (m *Instrumented) Subscribe(ctx context.Context, channel string) (<-chan []byte, error) {
 	start := time.Now()
 	ch, err := m.kv.Subscribe(ctx, channel)
-	m.observe("subscribe", start, err)
+	m.observe(ctx, "subscribe", start, err)
 	return ch, err
 }
 
 func (m *Instrumented) StreamAdd(ctx context.Context, key string, value []byte) (string, error) {
 	start := time.Now()
 	id, err := m.kv.StreamAdd(ctx, key, value)
-	m.observe("stream_add", start, err)
+	m.observe(ctx, "stream_add", start, err)
 	return id, err
 }
 
 func (m *Instrumented) StreamRange(ctx context.Context, key, after string, count int) ([]StreamEntry, error) {
 	start := time.Now()
 	v, err := m.kv.StreamRange(ctx, key, after, count)
-	m.observe("stream_range", start, err)
+	m.observe(ctx, "stream_range", start, err)
 	return v, err
 }
 
 func (m *Instrumented) StreamTrim(ctx context.Context, key, minID string) (int64, error) {
 	start := time.Now()
 	n, err := m.kv.StreamTrim(ctx, key, minID)
-	m.observe("stream_trim", start, err)
+	m.observe(ctx, "stream_trim", start, err)
 	return n, err
 }
 
 func (m *Instrumented) Ping(ctx context.Context) error {
 	start := time.Now()
 	err := m.kv.Ping(ctx)
-	m.observe("ping", start, err)
+	m.observe(ctx, "ping", start, err)
 	return err
 }
 
@@ -204,9 +234,9 @@ func (m *Instrumented) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 	start := time.Now()
 	res, err := m.kv.Do(ctx, ops...)
 	if seen := err; seen == nil {
-		m.observe("batch", start, FirstErr(res))
+		m.observe(ctx, "batch", start, FirstErr(res))
 	} else {
-		m.observe("batch", start, seen)
+		m.observe(ctx, "batch", start, seen)
 	}
 	return res, err
 }
@@ -215,7 +245,7 @@ func (m *Instrumented) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 func (m *Instrumented) Scan(ctx context.Context, prefix string, fn func(key string) error) error {
 	start := time.Now()
 	err := m.kv.Scan(ctx, prefix, fn)
-	m.observe("scan", start, err)
+	m.observe(ctx, "scan", start, err)
 	return err
 }
 
@@ -223,13 +253,13 @@ func (m *Instrumented) Scan(ctx context.Context, prefix string, fn func(key stri
 func (m *Instrumented) Snapshot(ctx context.Context, prefix string, fn func(Record) error) error {
 	start := time.Now()
 	err := m.kv.Snapshot(ctx, prefix, fn)
-	m.observe("snapshot", start, err)
+	m.observe(ctx, "snapshot", start, err)
 	return err
 }
 
 func (m *Instrumented) Restore(ctx context.Context, rec Record) error {
 	start := time.Now()
 	err := m.kv.Restore(ctx, rec)
-	m.observe("restore", start, err)
+	m.observe(ctx, "restore", start, err)
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -83,5 +84,40 @@ func TestInstrumentCounts(t *testing.T) {
 	}
 	if _, ok := counts["stream_range"]; !ok {
 		t.Error("op series are not created before first use")
+	}
+}
+
+// TestRoundTripsByOrigin counts a request's round trips apart from the
+// background's, a batch as one.
+func TestRoundTripsByOrigin(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	kv, err := store.Instrument(store.NewMemory(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bg := context.Background()
+	req := store.ServingRequest(bg)
+	must(t, kv.Set(req, "a", []byte("1"), 0))
+	if _, err := kv.Do(req, store.Get("a"), store.Get("b"), store.Incr("n", time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(bg, "a"); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "watashi_store_round_trips_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	if got["request"] != 2 || got["background"] != 1 {
+		t.Errorf("round trips = %v, want request 2 (a set and a batch), background 1", got)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/watashi-id/watashi/idp/store"
 )
 
 const (
@@ -98,7 +100,7 @@ func (k *Kit) Wrap(h http.Handler, routes map[string]string) http.Handler {
 			id = newRequestID()
 		}
 		sw := &statusWriter{ResponseWriter: w}
-		r = r.WithContext(WithRequestID(r.Context(), id))
+		r = r.WithContext(store.ServingRequest(WithRequestID(r.Context(), id)))
 		k.securityHeaders(sw.Header())
 		sw.Header().Set(requestIDHeader, id)
 		defer func() {

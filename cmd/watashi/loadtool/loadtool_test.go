@@ -3,6 +3,7 @@ package loadtool
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,13 +18,16 @@ watashi_store_operation_duration_seconds_bucket{op="get",le="0.001"} 7
 watashi_store_operation_duration_seconds_count{op="get"} 10
 watashi_store_operation_duration_seconds_count{op="set"} 5
 watashi_store_operation_duration_seconds_count{op="batch"} 2.5e+01
+watashi_store_round_trips_total{origin="background"} 3
+watashi_store_round_trips_total{origin="request"} 7
 `
-	got, err := parseMetrics(strings.NewReader(text), "process_cpu_seconds_total", "watashi_store_operation_duration_seconds_count")
+	got, err := parseMetrics(strings.NewReader(text), "process_cpu_seconds_total", "watashi_store_operation_duration_seconds_count",
+		`watashi_store_round_trips_total{origin="request"}`, `watashi_store_round_trips_total{origin="background"}`, "watashi_store_round_trips_total")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0] != 12.5 || got[1] != 40 {
-		t.Fatalf("parsed %v, want [12.5 40]", got)
+	if want := []float64{12.5, 40, 7, 3, 10}; !slices.Equal(got, want) {
+		t.Fatalf("parsed %v, want %v", got, want)
 	}
 	if _, err := parseMetrics(strings.NewReader("process_cpu_seconds_total abc\n"), "process_cpu_seconds_total"); err == nil {
 		t.Fatal("a value that is not a number was accepted")
@@ -70,6 +74,25 @@ func TestErrorKind(t *testing.T) {
 	} {
 		if got := errorKind(c.err); got != c.want {
 			t.Errorf("errorKind(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
+}
+
+// TestRunRefusesBadOptions: options that cannot make a run are refused
+// before anything is sent.
+func TestRunRefusesBadOptions(t *testing.T) {
+	for name, o := range map[string]Options{
+		"no workers":          {Concurrency: 0, Duration: time.Second},
+		"too many workers":    {Concurrency: 1025, Duration: time.Second},
+		"no duration":         {Concurrency: 1},
+		"fewer residents":     {Concurrency: 4, Residents: 3, Duration: time.Second},
+		"too many residents":  {Concurrency: 1, Residents: MaxResidents + 1, Duration: time.Second},
+		"unknown phase":       {Concurrency: 1, Duration: time.Second, Phases: []string{"logout"}},
+		"no setup in the dir": {Concurrency: 1, Duration: time.Second, Dir: t.TempDir()},
+		"negative residents":  {Concurrency: 1, Residents: -1, Duration: time.Second},
+	} {
+		if _, err := Run(t.Context(), o); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }

@@ -17,7 +17,8 @@ import (
 // sample is what the provider and Redis had spent at one instant.
 type sample struct {
 	cpu      float64 // provider process CPU seconds
-	storeOps float64 // store operations, every op
+	storeOps float64 // store round trips of the provider's request handlers
+	bgOps    float64 // store round trips of its background work
 	redisCPU float64 // redis-server CPU seconds (user + system)
 	redisCmd float64 // commands redis-server processed
 	redisMem float64 // used_memory bytes
@@ -49,11 +50,12 @@ func (p *probe) sample(ctx context.Context) (sample, error) {
 		if res.StatusCode != http.StatusOK {
 			return s, fmt.Errorf("metrics: HTTP %d", res.StatusCode)
 		}
-		m, err := parseMetrics(res.Body, "process_cpu_seconds_total", "watashi_store_operation_duration_seconds_count")
+		m, err := parseMetrics(res.Body, "process_cpu_seconds_total",
+			`watashi_store_round_trips_total{origin="request"}`, `watashi_store_round_trips_total{origin="background"}`)
 		if err != nil {
 			return s, fmt.Errorf("metrics: %w", err)
 		}
-		s.cpu, s.storeOps, s.metricOK = m[0], m[1], true
+		s.cpu, s.storeOps, s.bgOps, s.metricOK = m[0], m[1], m[2], true
 	}
 	if p.redis != nil {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -72,7 +74,8 @@ func (p *probe) sample(ctx context.Context) (sample, error) {
 }
 
 // parseMetrics sums, for each name, every sample of that metric in the
-// Prometheus text format (all label sets).
+// Prometheus text format: all its label sets, or, for a name written
+// with its labels (`m{l="v"}`), the samples with exactly those.
 func parseMetrics(r io.Reader, names ...string) ([]float64, error) {
 	out := make([]float64, len(names))
 	sc := bufio.NewScanner(r)
@@ -83,7 +86,7 @@ func parseMetrics(r io.Reader, names ...string) ([]float64, error) {
 			continue
 		}
 		for i, n := range names {
-			if !strings.HasPrefix(line, n) || (len(line) > len(n) && line[len(n)] != ' ' && line[len(n)] != '{') {
+			if !strings.HasPrefix(line, n) || (len(line) > len(n) && line[len(n)] != ' ' && (line[len(n)] != '{' || strings.HasSuffix(n, "}"))) {
 				continue
 			}
 			rest := line[len(n):]

@@ -3,6 +3,8 @@ package loadtool
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -44,7 +46,14 @@ type Options struct {
 	Dir         string
 	Phases      []string
 	Concurrency int
-	Duration    time.Duration
+	// Residents is how many residents the workers sign in in turn (0:
+	// DefaultResidentsPerWorker per worker). A few residents signing in
+	// thousands of times would measure what the provider does for an
+	// account with more open sessions and token families than its caps
+	// allow (ending the oldest on every login), which real residents,
+	// who sign in a few times a day, never reach.
+	Residents int
+	Duration  time.Duration
 	// Rate caps operations per second across all workers (0: as fast as
 	// the provider answers), to measure latency below the peak.
 	Rate float64
@@ -74,7 +83,8 @@ type PhaseResult struct {
 	P99ms       float64        `json:"p99_ms"`
 	Errors      map[string]int `json:"errors"`
 	ServerCPUms *float64       `json:"server_cpu_ms_per_op,omitempty"`
-	StoreOps    *float64       `json:"store_ops_per_op,omitempty"`
+	StoreOps    *float64       `json:"store_round_trips_per_op,omitempty"`
+	BgOps       *float64       `json:"background_round_trips_per_op,omitempty"`
 	RedisCmds   *float64       `json:"redis_commands_per_op,omitempty"`
 	RedisCPUms  *float64       `json:"redis_cpu_ms_per_op,omitempty"`
 	RedisBytes  *float64       `json:"redis_bytes_per_op,omitempty"`
@@ -82,9 +92,10 @@ type PhaseResult struct {
 
 // Report is a whole run.
 type Report struct {
-	Issuer  string        `json:"issuer"`
-	Started time.Time     `json:"started"`
-	Phases  []PhaseResult `json:"phases"`
+	Issuer    string        `json:"issuer"`
+	Started   time.Time     `json:"started"`
+	Residents int           `json:"residents"`
+	Phases    []PhaseResult `json:"phases"`
 }
 
 // fileConfig is what the tool reads of the provider's configuration.
@@ -99,10 +110,28 @@ type fileConfig struct {
 	} `yaml:"store"`
 }
 
-// worker is one simulated resident and what its last login left it.
+// DefaultResidentsPerWorker keeps a run of a few thousand logins below
+// the provider's caps of 32 open sessions and 32 live token families
+// per account and client.
+const DefaultResidentsPerWorker = 64
+
+// MaxResidents bounds the residents of one run (their enrolment is a
+// proofing login each).
+const MaxResidents = 8192
+
+// worker is one simulated browser at a time: it signs in its residents
+// in turn, and keeps the tokens of its last login for the other phases.
 type worker struct {
-	w      *walletsim.Wallet
-	tokens *tokens
+	residents []*walletsim.Wallet
+	next      int
+	tokens    *tokens
+}
+
+// resident is the one whose turn it is to sign in.
+func (w *worker) resident() *walletsim.Wallet {
+	r := w.residents[w.next%len(w.residents)]
+	w.next++
+	return r
 }
 
 // Run performs the phases in order against the provider Setup's
@@ -110,6 +139,12 @@ type worker struct {
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Concurrency < 1 || o.Concurrency > 1024 {
 		return nil, errors.New("concurrency must be between 1 and 1024")
+	}
+	if o.Residents == 0 {
+		o.Residents = min(DefaultResidentsPerWorker*o.Concurrency, MaxResidents)
+	}
+	if o.Residents < o.Concurrency || o.Residents > MaxResidents {
+		return nil, fmt.Errorf("residents must be between the concurrency (%d) and %d", o.Concurrency, MaxResidents)
 	}
 	if o.Duration <= 0 {
 		return nil, errors.New("duration must be positive")
@@ -156,25 +191,27 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		defer pr.redis.Close()
 	}
 
-	// The residents: one per worker, proofed on a first login, which
-	// also remembers the consent.
-	ws, err := enroll(o.Dir, o.Concurrency)
+	// The residents, shared out among the workers, each proofed on a
+	// first login, which also remembers the consent.
+	ws, err := enroll(o.Dir, o.Concurrency, o.Residents)
 	if err != nil {
 		return nil, err
 	}
-	o.Log("warming up: %d residents proofing and signing in", len(ws))
+	o.Log("warming up: %d residents proofing, %d workers signing in", o.Residents, len(ws))
 	if err := parallel(ctx, ws, func(ctx context.Context, w *worker) error {
-		if _, err := t.login(ctx, w.w, true); err != nil {
-			return err
+		for _, r := range w.residents {
+			if _, err := t.login(ctx, r, true); err != nil {
+				return err
+			}
 		}
-		tok, err := t.login(ctx, w.w, false)
+		tok, err := t.login(ctx, w.resident(), false)
 		w.tokens = tok
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 
-	rep := &Report{Issuer: t.issuer, Started: time.Now().UTC()}
+	rep := &Report{Issuer: t.issuer, Started: time.Now().UTC(), Residents: o.Residents}
 	for _, phase := range o.Phases {
 		o.Log("phase %s: %d workers for %v", phase, o.Concurrency, o.Duration)
 		res, err := runPhase(ctx, o, t, pr, ws, phase)
@@ -239,8 +276,12 @@ func newTarget(ctx context.Context, o Options, fc fileConfig) (*target, error) {
 	return t, nil
 }
 
-// enroll issues n residents from the setup's simulator CAs.
-func enroll(dir string, n int) ([]*worker, error) {
+// enroll issues residents from the setup's simulator CAs and shares
+// them out among n workers. The residents of one worker share its key
+// pairs (their certificates, and so their accounts, differ): RSA key
+// generation would otherwise make a large run's start-up slow, and the
+// provider never compares keys across certificates.
+func enroll(dir string, n, residents int) ([]*worker, error) {
 	sig, err := jpkisim.LoadCA(filepath.Join(dir, caDir, "signature"))
 	if err != nil {
 		return nil, err
@@ -256,10 +297,27 @@ func enroll(dir string, n int) ([]*worker, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			facts := jpkisim.Facts{Name: "負荷\u3000試験", Gender: "1", Birthdate: "319801231",
-				Address: fmt.Sprintf("東京都千代田区霞が関一丁目%d番1号", i+1)}
-			w, err := walletsim.Enroll(sig, auth, facts)
-			ws[i], errs[i] = &worker{w: w}, err
+			ws[i] = &worker{}
+			sigKey, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			authKey, err := rsa.GenerateKey(rand.Reader, 2048)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			for r := i; r < residents; r += n {
+				facts := jpkisim.Facts{Name: "負荷\u3000試験", Gender: "1", Birthdate: "319801231",
+					Address: fmt.Sprintf("東京都千代田区霞が関一丁目%d番1号", r+1)}
+				w, err := walletsim.EnrollWith(sig, auth, facts, walletsim.EnrollOptions{SigKey: sigKey, AuthKey: authKey})
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				ws[i].residents = append(ws[i].residents, w)
+			}
 		}()
 	}
 	wg.Wait()
@@ -285,7 +343,7 @@ func runPhase(ctx context.Context, o Options, t *target, pr *probe, ws []*worker
 	op := func(ctx context.Context, w *worker) error {
 		switch phase {
 		case PhaseLogin:
-			tok, err := t.login(ctx, w.w, false)
+			tok, err := t.login(ctx, w.resident(), false)
 			if err == nil {
 				w.tokens = tok
 			}
@@ -294,7 +352,7 @@ func runPhase(ctx context.Context, o Options, t *target, pr *probe, ws []*worker
 			tok, err := t.refresh(ctx, w.tokens.RefreshToken)
 			if err == nil {
 				w.tokens = tok
-			} else if tok, lerr := t.login(ctx, w.w, false); lerr == nil {
+			} else if tok, lerr := t.login(ctx, w.resident(), false); lerr == nil {
 				// A family ended by a failure: start a new one.
 				w.tokens = tok
 			}
@@ -376,6 +434,7 @@ func runPhase(ctx context.Context, o Options, t *target, pr *probe, ws []*worker
 		if before.metricOK && after.metricOK {
 			r.ServerCPUms = per((after.cpu - before.cpu) * 1000)
 			r.StoreOps = per(after.storeOps - before.storeOps)
+			r.BgOps = per(after.bgOps - before.bgOps)
 		}
 		if before.redisOK && after.redisOK {
 			r.RedisCmds = per(after.redisCmd - before.redisCmd)
