@@ -200,6 +200,15 @@ func (m *Monitor) Sweep(ctx context.Context) (Stats, error) {
 		if !ok {
 			continue
 		}
+		// Another node may have finished the partition between the
+		// check above and the lease, and let its lease go: look again.
+		if _, err := m.o.Store.Get(ctx, doneKey(round, p)); err == nil {
+			_ = m.o.Store.Delete(ctx, leaseKey(round, p))
+			continue
+		} else if !errors.Is(err, store.ErrNotFound) {
+			_ = m.o.Store.Delete(ctx, leaseKey(round, p))
+			return st, err
+		}
 		if !listed {
 			if all, err = m.o.Accounts.IDs(ctx); err != nil {
 				_ = m.o.Store.Delete(ctx, leaseKey(round, p))

@@ -389,7 +389,7 @@ func (h *Handler) txStatusOf(tx *signinTx) txStatus {
 // handleTxStatus is the page's poll: the transaction and its count of
 // polls in one round trip.
 func (h *Handler) handleTxStatus(w http.ResponseWriter, r *http.Request) {
-	tx, res, ok := h.txForBrowser(w, r, store.Incr(txPollsKey(r.PathValue("id")), h.counterTTL()))
+	tx, res, ok := h.txForBrowser(w, r, h.countOp(r.PathValue("id"), txPollsField))
 	if !ok {
 		return
 	}
@@ -663,7 +663,7 @@ func (h *Handler) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 	// What is left is a tombstone for a minute, and the transaction's
 	// counters go with the rest.
 	won, err := h.txs.change(ctx, res[0].Val, tx.tombstone(), min(h.txs.ttlOf(tx), txSettledTTL),
-		store.Delete(txSubmitsKey(tx.ID)), store.Delete(txPollsKey(tx.ID)))
+		store.Delete(txCountersKey(tx.ID)))
 	if err != nil {
 		h.log.ErrorContext(ctx, "finish transaction", "error", err)
 		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")

@@ -313,11 +313,11 @@ func TestLoadTx(t *testing.T) {
 	if ok, err := h.txs.change(ctx, []byte("stale"), &changed, time.Minute); ok || err != nil {
 		t.Fatalf("change from stale bytes: %v %v", ok, err)
 	}
-	_ = kv.Set(ctx, txPollsKey("good"), []byte("1"), time.Minute)
-	if ok, err := h.txs.change(ctx, raw, &changed, time.Minute, store.Delete(txPollsKey("good"))); !ok || err != nil {
+	_ = kv.Set(ctx, txCountersKey("good"), []byte("1"), time.Minute)
+	if ok, err := h.txs.change(ctx, raw, &changed, time.Minute, store.Delete(txCountersKey("good"))); !ok || err != nil {
 		t.Fatalf("change: %v %v", ok, err)
 	}
-	if _, err := kv.Get(ctx, txPollsKey("good")); !errors.Is(err, store.ErrNotFound) {
+	if _, err := kv.Get(ctx, txCountersKey("good")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("the extra delete: %v", err)
 	}
 	if again, _, _ := h.txs.load(ctx, "good"); again.State != txFailed {

@@ -308,12 +308,21 @@ func (t *transactions) ownedBy(tx *signinTx, id, binding string) bool {
 	return t.owns(id, binding) || sameBinding(binding, tx.Binding)
 }
 
-// The per-transaction counters: wallet submissions admitted to
-// verification and the browser's status polls. They live beside the
-// record, are counted in the round trip that reads it, and are deleted
-// with it at the finish.
-func txSubmitsKey(id string) string { return "txsub:" + id }
-func txPollsKey(id string) string   { return "txpoll:" + id }
+// The per-transaction counters, the fields of one hash beside the
+// record: wallet submissions admitted to verification and the browser's
+// status polls. They are counted in the round trip that reads the
+// record, and deleted when it finishes or fails.
+func txCountersKey(id string) string { return "txn:" + id }
+
+const (
+	txSubmitsField = "wallet_submit_tx"
+	txPollsField   = "signin_status"
+)
+
+// countOp counts one event of field for transaction id.
+func (h *Handler) countOp(id, field string) store.Op {
+	return store.HashIncr(txCountersKey(id), field, h.counterTTL())
+}
 
 // counterTTL outlives any transaction, so that a count lasts as long as
 // the transaction it limits.
@@ -894,7 +903,7 @@ func (h *Handler) failTx(ctx context.Context, tx *signinTx, raw []byte, e *txErr
 	// The counters go with the failure: no submission is admitted any
 	// more, and the page stops polling once it shows the outcome.
 	if ok, err := h.txs.change(ctx, raw, failed, h.txs.ttlOf(tx),
-		store.Delete(txSubmitsKey(tx.ID)), store.Delete(txPollsKey(tx.ID))); err != nil {
+		store.Delete(txCountersKey(tx.ID))); err != nil {
 		return err
 	} else if !ok {
 		return txBad(http.StatusConflict, codeAlreadyUsed, "the transaction has already been answered")

@@ -366,7 +366,7 @@ func (h *Handler) handleWalletPost(w http.ResponseWriter, r *http.Request) {
 			// A token the provider issued for this transaction: the
 			// submission is counted against it. Any other is refused
 			// below, by the same checks in the same order as ever.
-			count = []store.Op{store.Incr(txSubmitsKey(id), h.counterTTL())}
+			count = []store.Op{h.countOp(id, txSubmitsField)}
 		}
 	}
 	tx, raw, res, ok := h.walletRead(w, r, "wallet_submit", refused, count...)

@@ -33,6 +33,7 @@ const (
 	OpSetRemove
 	OpSetMembers
 	OpPublish
+	OpHashIncr
 )
 
 // MaxBatch bounds the operations of one batch.
@@ -45,9 +46,10 @@ type Op struct {
 	Val  []byte
 	TTL  time.Duration
 	// Old is what a CAS expects; Members what a set operation adds or
-	// removes.
+	// removes; Field the counter of a HashIncr.
 	Old     []byte
 	Members []string
+	Field   string
 }
 
 // Get reads key (Result.Val, or Result.Err ErrNotFound).
@@ -100,6 +102,14 @@ func SetRemove(key string, members ...string) Op {
 // is empty).
 func SetMembers(key string) Op { return Op{Kind: OpSetMembers, Key: key} }
 
+// HashIncr increments the counter field of the hash key (Result.N); a
+// new hash gets ttl (> 0), which later increments keep. Counters that
+// are always read together in one window (a client address's rate
+// limits) then cost the store one key, not one each.
+func HashIncr(key, field string, ttl time.Duration) Op {
+	return Op{Kind: OpHashIncr, Key: key, Field: field, TTL: ttl}
+}
+
 // Publish sends msg on channel, as KV.Publish does.
 func Publish(channel string, msg []byte) Op { return Op{Kind: OpPublish, Key: channel, Val: msg} }
 
@@ -129,6 +139,13 @@ func checkBatch(ops []Op) error {
 	for i, op := range ops {
 		switch op.Kind {
 		case OpGet, OpDelete, OpTake, OpSetMembers, OpPublish:
+		case OpHashIncr:
+			if op.Field == "" {
+				return fmt.Errorf("%w: operation %d increments no field of %q", ErrBadBatch, i, op.Key)
+			}
+			if op.TTL <= 0 {
+				return fmt.Errorf("%w: operation %d writes %q without a TTL", ErrBadBatch, i, op.Key)
+			}
 		case OpSetRemove:
 			if len(op.Members) == 0 {
 				return fmt.Errorf("%w: operation %d removes no members from %q", ErrBadBatch, i, op.Key)

@@ -17,6 +17,7 @@ type Memory struct {
 	sets   map[string]memSet
 	subs   map[string]map[chan []byte]struct{}
 	logs   map[string][]StreamEntry
+	hashes map[string]memHash
 	seq    uint64
 	now    func() time.Time
 	writes int
@@ -32,14 +33,21 @@ type memSet struct {
 	exp     time.Time
 }
 
+// memHash is a hash of counters (HashIncr); it always has a TTL.
+type memHash struct {
+	fields map[string]int64
+	exp    time.Time
+}
+
 // NewMemory returns an empty memory store.
 func NewMemory() *Memory {
 	return &Memory{
-		items: map[string]memItem{},
-		sets:  map[string]memSet{},
-		subs:  map[string]map[chan []byte]struct{}{},
-		logs:  map[string][]StreamEntry{},
-		now:   time.Now,
+		items:  map[string]memItem{},
+		sets:   map[string]memSet{},
+		subs:   map[string]map[chan []byte]struct{}{},
+		logs:   map[string][]StreamEntry{},
+		hashes: map[string]memHash{},
+		now:    time.Now,
 	}
 }
 
@@ -69,6 +77,22 @@ func (m *Memory) sweep() {
 			delete(m.sets, k)
 		}
 	}
+	for k, h := range m.hashes {
+		if !m.live(h.exp) {
+			delete(m.hashes, k)
+		}
+	}
+}
+
+func (m *Memory) hashIncr(key, field string, ttl time.Duration) int64 {
+	h, ok := m.hashes[key]
+	if !ok || !m.live(h.exp) {
+		m.sweep()
+		h = memHash{fields: map[string]int64{}, exp: m.expiry(ttl)}
+		m.hashes[key] = h
+	}
+	h.fields[field]++
+	return h.fields[field]
 }
 
 func (m *Memory) get(key string) ([]byte, bool) {
@@ -154,6 +178,7 @@ func (m *Memory) Delete(ctx context.Context, keys ...string) error {
 		delete(m.items, k)
 		delete(m.sets, k)
 		delete(m.logs, k)
+		delete(m.hashes, k)
 	}
 	return nil
 }
@@ -418,6 +443,7 @@ func (m *Memory) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 			delete(m.items, op.Key)
 			delete(m.sets, op.Key)
 			delete(m.logs, op.Key)
+			delete(m.hashes, op.Key)
 		case OpIncr:
 			r.N, r.Err = m.incr(op.Key, op.TTL)
 		case OpTake:
@@ -439,6 +465,8 @@ func (m *Memory) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 			r.Members = m.setMembers(op.Key)
 		case OpPublish:
 			m.publish(op.Key, op.Val)
+		case OpHashIncr:
+			r.N = m.hashIncr(op.Key, op.Field, op.TTL)
 		}
 	}
 	return out, nil

@@ -29,6 +29,11 @@ func (m *Memory) Scan(ctx context.Context, prefix string, fn func(key string) er
 			keys = append(keys, k)
 		}
 	}
+	for k, h := range m.hashes {
+		if strings.HasPrefix(k, prefix) && m.live(h.exp) {
+			keys = append(keys, k)
+		}
+	}
 	m.mu.Unlock()
 	slices.Sort(keys)
 	for _, k := range keys {

@@ -432,6 +432,8 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 			cmds[i] = pipe.SMembers(ctx, k)
 		case OpPublish:
 			cmds[i] = pipe.Publish(ctx, k, op.Val)
+		case OpHashIncr:
+			cmds[i] = pipe.Eval(ctx, hashIncrScript, []string{k}, op.Field, op.TTL.Milliseconds())
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && allFailed(cmds) {
@@ -454,9 +456,13 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 			res.N, res.Err = c.Result()
 		case *redis.StringSliceCmd:
 			res.Members, res.Err = c.Result()
-		case *redis.Cmd: // a CAS script: 1 when it swapped
-			n, err := c.Int()
-			res.OK, res.Err = n == 1, err
+		case *redis.Cmd:
+			n, err := c.Int64()
+			if ops[i].Kind == OpHashIncr {
+				res.N, res.Err = n, err
+			} else { // a CAS script: 1 when it swapped
+				res.OK, res.Err = n == 1, err
+			}
 		}
 	}
 	return out, nil
@@ -470,6 +476,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0`
+
+// hashIncrScript is the batch's HashIncr: the increment and, for a new
+// hash, its TTL (ms) in one step, so that no hash is ever seen without
+// one.
+const hashIncrScript = `
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+if redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return n`
 
 func members(ms []string) []any {
 	out := make([]any, len(ms))

@@ -15,13 +15,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/watashi-id/watashi/idp/internal/metrics"
+	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/templates"
 )
 
-// Counter is the store operation a rate limit needs: a counter that every
-// node shares, created with a time to live.
+// Counter is the store operation a rate limit needs: the store's batch,
+// whose HashIncr counts in a hash that every node shares, created with a
+// time to live.
 type Counter interface {
-	Incr(ctx context.Context, key string, ttl time.Duration) (int64, error)
+	Do(ctx context.Context, ops ...store.Op) ([]store.Result, error)
 }
 
 // Options configure a Kit. Issuer and CookieKey are required.

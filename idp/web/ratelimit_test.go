@@ -19,24 +19,28 @@ import (
 // made to produce on demand.
 type failingCounter struct{}
 
-func (failingCounter) Incr(context.Context, string, time.Duration) (int64, error) {
-	return 0, errors.New("injected: connection refused")
+func (failingCounter) Do(context.Context, ...store.Op) ([]store.Result, error) {
+	return nil, errors.New("injected: connection refused")
 }
 
 // recordingCounter records what reaches the store.
 type recordingCounter struct {
 	Counter
-	mu   sync.Mutex
-	keys []string
-	ttls []time.Duration
+	mu     sync.Mutex
+	keys   []string
+	fields []string
+	ttls   []time.Duration
 }
 
-func (c *recordingCounter) Incr(ctx context.Context, key string, ttl time.Duration) (int64, error) {
+func (c *recordingCounter) Do(ctx context.Context, ops ...store.Op) ([]store.Result, error) {
 	c.mu.Lock()
-	c.keys = append(c.keys, key)
-	c.ttls = append(c.ttls, ttl)
+	for _, op := range ops {
+		c.keys = append(c.keys, op.Key)
+		c.fields = append(c.fields, op.Field)
+		c.ttls = append(c.ttls, op.TTL)
+	}
 	c.mu.Unlock()
-	return c.Counter.Incr(ctx, key, ttl)
+	return c.Counter.Do(ctx, ops...)
 }
 
 func TestRateLimit(t *testing.T) {
@@ -145,7 +149,7 @@ func TestRateLimitKeyHidesClient(t *testing.T) {
 		k.Allow(context.Background(), "tx", ip, 5, time.Minute)
 	}
 	idx := now.UnixNano() / int64(time.Minute)
-	shape := regexp.MustCompile(`^rl:tx:[A-Za-z0-9_-]{22}:` + strconv.FormatInt(idx, 10) + `$`)
+	shape := regexp.MustCompile(`^rl:[A-Za-z0-9_-]{22}:60000:` + strconv.FormatInt(idx, 10) + `$`)
 	seen := map[string]bool{}
 	for i, key := range rec.keys {
 		if !shape.MatchString(key) || strings.Contains(key, "198.51") || strings.Contains(key, "2001:db8") {
@@ -155,16 +159,24 @@ func TestRateLimitKeyHidesClient(t *testing.T) {
 			t.Fatalf("keys collide: %q", key)
 		}
 		seen[key] = true
+		if rec.fields[i] != "tx" {
+			t.Fatalf("counted in field %q, want the bucket", rec.fields[i])
+		}
 		// 18 s left in the window, plus a second of slack.
 		if rec.ttls[i] != 19*time.Second {
 			t.Fatalf("ttl %v", rec.ttls[i])
 		}
 	}
-	if got := k.rateLimitKey("tx", "198.51.100.7", 42); !regexp.MustCompile(`^rl:tx:[A-Za-z0-9_-]{22}:42$`).MatchString(got) {
+	if got := k.rateLimitKey("198.51.100.7", time.Minute, 42); !regexp.MustCompile(`^rl:[A-Za-z0-9_-]{22}:60000:42$`).MatchString(got) {
 		t.Fatalf("rateLimitKey %q", got)
 	}
+	// The buckets of one address and window share a key (its hash's
+	// fields); another window length does not.
+	if k.rateLimitKey("198.51.100.7", time.Minute, 42) == k.rateLimitKey("198.51.100.7", time.Hour, 42) {
+		t.Fatal("windows of different lengths share a key")
+	}
 	k2, _, _ := newKit(t, Options{CookieKey: bytes.Repeat([]byte{9}, 32)})
-	if k.rateLimitKey("tx", "198.51.100.7", 42) == k2.rateLimitKey("tx", "198.51.100.7", 42) {
+	if k.rateLimitKey("198.51.100.7", time.Minute, 42) == k2.rateLimitKey("198.51.100.7", time.Minute, 42) {
 		t.Fatal("the key does not depend on the cookie key: addresses could be recovered by guessing")
 	}
 }
@@ -212,6 +224,39 @@ func TestRateLimitInBatch(t *testing.T) {
 			res, _ = kv.Do(ctx, k.LimitOp("b", "addr", time.Minute))
 			if !k.Allowed(ctx, "b", 3, res[0]) || res[0].N != 1 {
 				t.Fatalf("new window: count %d", res[0].N)
+			}
+		})
+	}
+}
+
+// TestRateLimitOneKeyPerAddress: the buckets a login counts for one
+// client address in one window are one key in the store.
+func TestRateLimitOneKeyPerAddress(t *testing.T) {
+	for name, kv := range map[string]store.KV{"memory": store.NewMemory(), "redis": func() store.KV {
+		r, err := store.NewRedis(store.RedisOptions{Addrs: []string{storetest.StartRedis(t)}, Prefix: "rlkeys:"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		return r
+	}()} {
+		t.Run(name, func(t *testing.T) {
+			k, _, _ := newKit(t, Options{Counter: kv})
+			ctx := context.Background()
+			for _, b := range []string{"authorize", "signin_tx", "wallet_fetch", "wallet_submit", "authorize"} {
+				if !k.Allow(ctx, b, "198.51.100.7", 10, time.Minute) {
+					t.Fatalf("%s refused", b)
+				}
+			}
+			if !k.Allow(ctx, "other_window", "198.51.100.7", 10, time.Hour) {
+				t.Fatal("refused")
+			}
+			var keys []string
+			if err := kv.Scan(ctx, "rl:", func(k string) error { keys = append(keys, k); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) != 2 {
+				t.Fatalf("keys %v, want one per window length", keys)
 			}
 		})
 	}

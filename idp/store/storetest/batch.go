@@ -103,6 +103,8 @@ func runBatch(t *testing.T, newKV func(t *testing.T) store.KV) {
 			"SetAdd no TTL":    {store.SetAdd("br:set", 0, "m")},
 			"SetAdd nothing":   {store.SetAdd("br:set", time.Minute)},
 			"SetRemove none":   {store.SetRemove("br:set")},
+			"HashIncr no TTL":  {store.HashIncr("br:h", "f", 0)},
+			"HashIncr field":   {store.HashIncr("br:h", "", time.Minute)},
 			"too many":         long,
 		} {
 			if _, err := kv.Do(ctx, ops...); !errors.Is(err, store.ErrBadBatch) {
@@ -192,6 +194,51 @@ func runBatch(t *testing.T, newKV func(t *testing.T) store.KV) {
 				t.Fatalf("set still holds %v after its batch TTL", m)
 			}
 			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	t.Run("BatchHashIncr", func(t *testing.T) {
+		// Counters of one hash count apart, share the hash's first TTL,
+		// and the hash is one key: listed by Scan, gone with Delete.
+		kv := newKV(t)
+		var got []int64
+		for _, f := range []string{"a", "b", "a", "a"} {
+			res, err := kv.Do(ctx, store.HashIncr("bh:1", f, 150*time.Millisecond))
+			if err != nil || res[0].Err != nil {
+				t.Fatalf("HashIncr: %v %+v", err, res)
+			}
+			got = append(got, res[0].N)
+		}
+		if !slices.Equal(got, []int64{1, 1, 2, 3}) {
+			t.Fatalf("counts %v, want [1 1 2 3]", got)
+		}
+		var keys []string
+		must(t, kv.Scan(ctx, "bh:", func(k string) error { keys = append(keys, k); return nil }))
+		if !slices.Equal(keys, []string{"bh:1"}) {
+			t.Errorf("Scan lists %v, want [bh:1]", keys)
+		}
+		res, err := kv.Do(ctx, store.HashIncr("bh:2", "x", time.Minute))
+		if err != nil || res[0].N != 1 {
+			t.Fatalf("second hash: %v %+v", err, res)
+		}
+		must(t, kv.Delete(ctx, "bh:2"))
+		if res, err := kv.Do(ctx, store.HashIncr("bh:2", "x", time.Minute)); err != nil || res[0].N != 1 {
+			t.Errorf("after Delete the count went on: %v %+v", err, res)
+		}
+		// The first TTL holds: the hash is gone once it passes, and
+		// counting starts again.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			res, err := kv.Do(ctx, store.HashIncr("bh:1", "b", 150*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res[0].N == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the hash outlived its TTL")
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	})
 	t.Run("BatchCASRace", func(t *testing.T) {
