@@ -214,7 +214,7 @@ type signinTx struct {
 	Nonce       string    `json:"nonce,omitempty"` // challenge inside Bytes
 	// Bytes are the exact bytes to sign. They follow from the other
 	// fields (bytesToSign) and are not stored: readers of a pending
-	// transaction make them again (withBytes).
+	// transaction make them again (decode).
 	Bytes []byte `json:"bytes,omitempty"`
 	// SessionAccount is the signed-in account when a proofing was started
 	// with an SSO session: the new certificates re-link to it.
@@ -262,12 +262,12 @@ func (tx *signinTx) tombstone() *signinTx {
 
 // A transaction ID names the browser that owns it: 96 random bits and a
 // MAC over them and the hash of the browser's binding cookie. The
-// browser's endpoints (status, finish) check it before they read, so
-// that what they count or read in the same round trip as the transaction
-// is only ever for the browser that owns it: another browser's request,
-// or a made-up ID, makes the store hold nothing. The record's Binding
-// says the same for the reader of a record, and for a transaction made
-// before IDs carried the MAC.
+// browser's endpoints (status, finish) check it before the first round
+// trip, so that what they count or read with the transaction is only
+// ever for the browser that owns it: another browser's request, or a
+// made-up ID, makes the store hold nothing. The record's Binding says
+// the same for the reader of a record, and for a transaction made
+// before IDs carried the MAC (read first, counted after).
 const (
 	txIDRandomLen = 16 // characters: 12 bytes, base64url
 	txIDLen       = txIDRandomLen + 16
@@ -625,8 +625,8 @@ func (t *transactions) checkQR(tx *signinTx, tok string, fresh bool) *txError {
 
 // qrWindowOf checks what of a token needs no record, its form and its
 // MAC for transaction id and that its window has begun, and returns the
-// window: a token the provider did not issue for id is refused before
-// anything is read or counted.
+// window: a submission with a token the provider did not issue for id
+// is never counted against the transaction.
 func (t *transactions) qrWindowOf(id, tok string) (int64, *txError) {
 	ws, _, ok := strings.Cut(tok, ".")
 	if !ok || len(tok) > 64 {

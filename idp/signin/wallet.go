@@ -220,9 +220,11 @@ var errNotCounted = errors.New("signin: submission not counted")
 
 // walletRead reads transaction id for a wallet's submission or decline
 // in one round trip with the address's count in bucket and the extra
-// operations. A request refused before (refused, not nil: a body or a
-// QR token that is no good) is counted alone, and refused, so that the
-// address's limit still bounds what it makes the provider do.
+// operations. A request refused already (refused, not nil: a body that
+// is no good) reads nothing; it is counted alone, and refused, so that
+// the address's limit still bounds what it makes the provider do. The
+// body is read before the count: the limit bounds the store and the
+// verifier, and reading a bounded body costs neither.
 func (h *Handler) walletRead(w http.ResponseWriter, r *http.Request, bucket string, refused *txError, extra ...store.Op) (*signinTx, []byte, []store.Result, bool) {
 	ctx := r.Context()
 	if refused != nil {
@@ -352,10 +354,10 @@ func (h *Handler) handleWalletGet(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// handleWalletPost takes a wallet's answer. Everything that needs no
-// record is checked first (the body, the QR token's MAC); then the
-// address's count, the transaction's count and the transaction are one
-// round trip.
+// handleWalletPost takes a wallet's answer. What needs no record is
+// checked first (the body, and the QR token's MAC, which decides whether
+// the submission counts against the transaction); then the address's
+// count, the transaction's count and the transaction are one round trip.
 func (h *Handler) handleWalletPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.PathValue("id")
