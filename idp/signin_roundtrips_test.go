@@ -192,6 +192,9 @@ func TestSigninRoundTrips(t *testing.T) {
 			return len(b)
 		}
 		pending := size("tx:" + txID)
+		if raw, err := kv.KV.Get(ctx, "tx:"+txID); err == nil {
+			t.Logf("pending: %s", raw)
+		}
 
 		if code, _, page := b.get(loc); code != http.StatusOK {
 			t.Fatalf("login page: %d\n%s", code, page)
