@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
 	"github.com/watashi-id/watashi/idp"
@@ -270,7 +271,8 @@ func BenchmarkFullLogin(b *testing.B) {
 	for _, st := range e2eStores {
 		// One provider per store for all of b.Run's rounds: the key
 		// generation and the warm-up are not repeated per round.
-		op := newBenchOP(b, st.kv(b), nil)
+		reg := prometheus.NewRegistry()
+		op := newBenchOP(b, st.kv(b), func(o *idp.Options) { o.Metrics = reg })
 		w := e2eSim(b).wallet(b, e2eTaro)
 		ctx := context.Background()
 		var addr string
@@ -332,11 +334,13 @@ func BenchmarkFullLogin(b *testing.B) {
 			m = &cpuMeter{b: b}
 			defer func() { m = nil }()
 			b.ReportAllocs()
+			trips := requestRoundTrips(b, reg)
 			m.reset()
 			for range b.N {
 				login(b, "")
 			}
 			m.report("cpu-ns/login")
+			b.ReportMetric((requestRoundTrips(b, reg)-trips)/float64(b.N), "store-trips/login")
 		})
 	}
 }
@@ -395,4 +399,25 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 		})
 	}
+}
+
+// requestRoundTrips reads the provider's count of its request handlers'
+// store round trips.
+func requestRoundTrips(tb testing.TB, g prometheus.Gatherer) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "watashi_store_round_trips_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == "request" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	tb.Fatal("no round-trip counter")
+	return 0
 }

@@ -36,24 +36,7 @@ func TestLoginRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trips := func() float64 {
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != "watashi_store_round_trips_total" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				if m.GetLabel()[0].GetValue() == "request" {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-		t.Fatal("no round-trip counter")
-		return 0
-	}
+	trips := func() float64 { return requestRoundTrips(t, reg) }
 	op := startOP(t, opSetup{kv: kv})
 	city := op.rp("city", e2eCityRedirect)
 	w := op.pki.wallet(t, e2eTaro)
