@@ -155,6 +155,9 @@ var (
 	// The same-device app link carries the transaction URL; a wallet
 	// accepts either.
 	reBenchTxURL = regexp.MustCompile(`id="applink" href="([^"]+)"`)
+	// reBenchFinish is the login page's Continue form, where a browser
+	// posts.
+	reBenchFinish = regexp.MustCompile(`<form id="finish" method="post" action="([^"]+)"`)
 )
 
 var reBenchClaim = regexp.MustCompile(`name="claim" value="([^"]+)"`)
@@ -313,7 +316,7 @@ func BenchmarkFullLogin(b *testing.B) {
 			if !strings.Contains(rec.Body.String(), `"state":"verified"`) {
 				b.Fatalf("status %s", rec.Body)
 			}
-			consent := br.post("/login/tx/"+tx.ID+"/finish", url.Values{"csrf_token": {csrf}}, "finish").Header().Get("Location")
+			consent := br.post(benchScrape(b, reBenchFinish, page), url.Values{"csrf_token": {csrf}}, "finish").Header().Get("Location")
 			page = br.expect(br.do(http.MethodGet, consent, ""), http.StatusOK, "consent page").Body.String()
 			callback := br.post(consent, allowAll(page, csrf), "consent").Header().Get("Location")
 			code := op.codeFrom(br, callback)
@@ -370,8 +373,7 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 		if err := w.Approve(ctx, wallet, benchScrape(b, reBenchTxURL, page), walletsim.FormatJWS); err != nil {
 			b.Fatal(err)
 		}
-		txID, _ := url.ParseQuery(txPage[strings.IndexByte(txPage, '?')+1:])
-		consent := br.post("/login/tx/"+txID.Get("tx")+"/finish", url.Values{"csrf_token": {csrf}}, "finish").Header().Get("Location")
+		consent := br.post(benchScrape(b, reBenchFinish, page), url.Values{"csrf_token": {csrf}}, "finish").Header().Get("Location")
 		page = br.expect(br.do(http.MethodGet, consent, ""), http.StatusOK, "consent page").Body.String()
 		callback := br.post(consent, allowAll(page, csrf), "consent").Header().Get("Location")
 		rp := op.agent(b)

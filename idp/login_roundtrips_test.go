@@ -20,7 +20,11 @@ import (
 // CPU there; raise it only with the reason in the commit.
 const loginRoundTripBudget = 50
 
-var reFinishCSRF = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+var (
+	reFinishCSRF = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
+	// reFinishForm is the page's Continue form, where a browser posts.
+	reFinishForm = regexp.MustCompile(`<form id="finish" method="post" action="([^"]+)"`)
+)
 
 // TestLoginRoundTrips counts, step by step, the store round trips of the
 // request handlers (watashi_store_round_trips_total{origin="request"},
@@ -77,7 +81,7 @@ func TestLoginRoundTrips(t *testing.T) {
 		}
 	})
 	measure("finish", func() {
-		action := "/login/tx/" + p.tx + "/finish"
+		action := scrape(t, reFinishForm, p.body)
 		consentURL = b.expectRedirect(b.submit(action, url.Values{"csrf_token": {scrape(t, reFinishCSRF, p.body)}}), "/consent")
 	})
 	measure("consent (remembered)", func() { callbackURL = b.consent(consentURL) })

@@ -163,7 +163,7 @@ func TestWalletReturnURL(t *testing.T) {
 		t.Fatalf("the owner's return: %d %q", code, loc)
 	}
 	code, _, page := b.get(loc)
-	if code != http.StatusOK || !strings.Contains(page, `action="/login/tx/`+txID+`/finish"`) || !strings.Contains(page, "Continue") {
+	if code != http.StatusOK || !strings.Contains(page, `action="/login/tx/`+txID+`/finish?ar=`+ar+`"`) || !strings.Contains(page, "Continue") {
 		t.Fatalf("the login page after the return: %d\n%s", code, page)
 	}
 	stranger := o.browser()

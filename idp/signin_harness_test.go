@@ -322,7 +322,8 @@ func (b *browser) finish(arID, txID string) string {
 	if code != http.StatusOK {
 		b.t.Fatalf("verified page: %d\n%s", code, page)
 	}
-	code, loc, body := b.post("/login/tx/"+txID+"/finish", url.Values{web.CSRFField: {csrfFrom(b.t, page)}})
+	action, _ := pageForm(b.t, page, "finish-now")
+	code, loc, body := b.post(action, url.Values{web.CSRFField: {csrfFrom(b.t, page)}})
 	if code != http.StatusSeeOther || !(strings.HasPrefix(loc, "/consent?") || strings.HasPrefix(loc, "/account")) {
 		b.t.Fatalf("finish: %d %q\n%s", code, loc, body)
 	}

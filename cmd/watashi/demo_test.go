@@ -148,7 +148,7 @@ var (
 	csrfInput  = hiddenInput("csrf_token")
 	phoneCSRF  = hiddenInput("csrf")
 	phoneTxID  = hiddenInput("txid")
-	finishForm = regexp.MustCompile(`action="([^"]*/finish)"`)
+	finishForm = regexp.MustCompile(`action="([^"]*/finish(?:\?[^"]*)?)"`)
 	switchLink = regexp.MustCompile(`id="mode-proofing" href="([^"]+)"`)
 	// demoClaimBox is an optional claim's checkbox on the consent screen.
 	demoClaimBox  = regexp.MustCompile(`<input type="checkbox" id="claim-[a-z_0-9]+" name="claim" value="([a-z_0-9]+)"`)

@@ -235,6 +235,59 @@ func (s *Store) SignIn(ctx context.Context, auth *pkibridge.Result) (string, err
 	return id, nil
 }
 
+// SignedIn is what SignInNoting found: the account, the certificate's
+// link in it, and why the token label was not recorded, if it was not.
+type SignedIn struct {
+	AccountID, Link string
+	// LabelErr is NoteAuthLabel's failure; only the account page's
+	// wording depends on the label, so it does not fail the sign-in.
+	LabelErr error
+}
+
+// SignInNoting is SignIn followed by NoteAuthLabel(label), from the one
+// reading of the account that SignIn makes: a sign-in from a token whose
+// label is already recorded reads the account once, not twice.
+func (s *Store) SignInNoting(ctx context.Context, auth *pkibridge.Result, label string) (SignedIn, error) {
+	link, err := s.CertLink(ctx, auth.Leaf)
+	if err != nil {
+		return SignedIn{}, err
+	}
+	id, err := s.linked(ctx, link)
+	if err != nil {
+		return SignedIn{}, err
+	}
+	if id == "" {
+		return SignedIn{}, fail(ErrNotEnrolled, "the authentication certificate is not linked to an account")
+	}
+	l, err := s.load(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return SignedIn{}, fail(ErrNotEnrolled, "the linked account no longer exists")
+	}
+	if err != nil {
+		return SignedIn{}, err
+	}
+	i := slices.IndexFunc(l.a.AuthCerts, func(r CertRef) bool { return r.Link == link })
+	if i < 0 {
+		// A link to a signature certificate, or a stale link: never let
+		// the signature certificate sign anyone in.
+		return SignedIn{}, fail(ErrNotEnrolled, "the certificate is not an authentication certificate of the account")
+	}
+	out := SignedIn{AccountID: id, Link: link}
+	if !KnownTokenLabel(label) || l.a.AuthCerts[i].Label == label {
+		return out, nil
+	}
+	a := *l.a
+	a.AuthCerts = slices.Clone(a.AuthCerts)
+	a.AuthCerts[i].Label = label
+	if won, err := s.replace(ctx, l, &a); err != nil {
+		out.LabelErr = err
+	} else if !won {
+		// Changed meanwhile: the retrying path.
+		out.LabelErr = s.NoteAuthLabel(ctx, id, link, label)
+	}
+	return out, nil
+}
+
 // proofing is one identity proofing's certificates and their links.
 type proofing struct {
 	sig, auth         *pkibridge.Result

@@ -4,7 +4,9 @@
 //
 // Producers (sign-in, logout, the account page, the kill switch, the facts
 // monitor) call Publish with the account and what they know; each
-// declares its own one-method interface for it. Publish appends the event
+// declares its own small interface for it. A producer whose change is
+// one store batch adds the event to it (AppendOp, then Appended), so that
+// the event costs no round trip of its own. Publish appends the event
 // to a store stream (durable writes, replicas awaited in the store) and
 // wakes the consumers on every node through the store's pub/sub, once
 // per burst: a node gathers what it appends for a tenth of a second and

@@ -109,12 +109,30 @@ func NewOutbox(kv KV, log *slog.Logger) *Outbox {
 	}
 }
 
-// Publish appends e durably (setting its ID and, if zero, its Time) and
-// wakes the consumers on every node. An error means the event may not be
-// stored; the caller decides whether its own action fails with it.
-func (o *Outbox) Publish(ctx context.Context, e Event) error {
+// AppendOp is Publish as a batch operation (store.KV.Do), for a change
+// whose event is best appended in the change's own round trip; once the
+// batch has run, Appended wakes the consumers.
+func (o *Outbox) AppendOp(e Event) (store.Op, error) {
+	b, err := o.encode(e)
+	if err != nil {
+		return store.Op{}, err
+	}
+	return store.StreamAdd(streamKey, b), nil
+}
+
+// Appended wakes the consumers for an event AppendOp's operation added
+// (res, its result); a failed append is returned.
+func (o *Outbox) Appended(res store.Result) error {
+	if res.Err != nil {
+		return fmt.Errorf("events: append: %w", res.Err)
+	}
+	o.wakeSoon(string(res.Val))
+	return nil
+}
+
+func (o *Outbox) encode(e Event) ([]byte, error) {
 	if err := e.validate(); err != nil {
-		return err
+		return nil, err
 	}
 	if e.Time.IsZero() {
 		e.Time = o.now()
@@ -123,7 +141,18 @@ func (o *Outbox) Publish(ctx context.Context, e Event) error {
 	e.ID = ""
 	b, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("events: encode: %w", err)
+		return nil, fmt.Errorf("events: encode: %w", err)
+	}
+	return b, nil
+}
+
+// Publish appends e durably (setting its ID and, if zero, its Time) and
+// wakes the consumers on every node. An error means the event may not be
+// stored; the caller decides whether its own action fails with it.
+func (o *Outbox) Publish(ctx context.Context, e Event) error {
+	b, err := o.encode(e)
+	if err != nil {
+		return err
 	}
 	id, err := o.kv.StreamAdd(ctx, streamKey, b)
 	if err != nil {

@@ -65,9 +65,12 @@ type Tokens interface {
 	RevokeGrant(ctx context.Context, grantID string) error
 }
 
-// Publisher appends events to the outbox (events.Outbox).
+// Publisher appends events to the outbox (events.Outbox): alone, or as an
+// operation of the batch that makes the change the event tells.
 type Publisher interface {
 	Publish(ctx context.Context, e events.Event) error
+	AppendOp(e events.Event) (store.Op, error)
+	Appended(res store.Result) error
 }
 
 // SetTokens lets the manager revoke token families; familyTTL is the
@@ -170,17 +173,34 @@ func (m *Manager) prune(ctx context.Context, key string, dead []string) {
 // or the expired entries call for endings. The cookie is not set yet:
 // a record written by a sign-in that then fails is one no browser can
 // present, and it is removed at once all the same.
-func (m *Manager) store(ctx context.Context, sess *Session) error {
+func (m *Manager) store(ctx context.Context, sess *Session, event *events.Event) error {
 	rec, err := encodeRecord(sess)
 	if err != nil {
 		return err
 	}
 	key := acctSessKey(sess.AccountID)
 	mine := newMember(sess.ExpiresAt, sess.ID, "")
-	res, err := m.kv.Do(ctx,
+	ops := []store.Op{
 		store.SetAdd(key, m.ttl, mine),
 		store.Set(recordKey(sess.ID), rec, m.ttl),
-		store.SetMembers(key))
+		store.SetMembers(key)}
+	// The sign-in's event rides in the same round trip. Should the
+	// sign-in then fail, the event still tells a sign-in that the
+	// resident's credential made.
+	if event != nil && m.events != nil {
+		if op, err := m.events.AppendOp(*event); err != nil {
+			m.log.ErrorContext(ctx, "event not published", "kind", string(event.Kind), "error", err)
+		} else {
+			ops = append(ops, op)
+		}
+	}
+	res, err := m.kv.Do(ctx, ops...)
+	if err == nil && len(res) > 3 {
+		if perr := m.events.Appended(res[3]); perr != nil {
+			m.log.ErrorContext(ctx, "event not published", "kind", string(event.Kind), "error", perr)
+		}
+		res = res[:3]
+	}
 	if err == nil {
 		err = store.FirstErr(res)
 	}

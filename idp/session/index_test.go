@@ -413,6 +413,16 @@ func (o countingOutbox) Publish(context.Context, events.Event) error {
 	return nil
 }
 
+// AppendOp appends to a log of the test's own, in the caller's batch.
+func (o countingOutbox) AppendOp(e events.Event) (store.Op, error) {
+	return store.StreamAdd("test:events", []byte(e.Kind)), nil
+}
+
+func (o countingOutbox) Appended(res store.Result) error {
+	o.n.Add(1)
+	return res.Err
+}
+
 // TestIndexRoundTrips pins the store round trips of each step of a
 // session's life, so that one more shows as a failure: a call of the
 // store is one round trip, a batch (KV.Do) one. Events go to the outbox,

@@ -299,16 +299,15 @@ func (m *Manager) Begin(ctx context.Context, w http.ResponseWriter, a authreq.Au
 	if a.ACR == ACRJPKI {
 		sess.JPKIAt = sess.AuthTime
 	}
-	if err := m.store(ctx, sess); err != nil {
-		return nil, err
-	}
-	m.web.SetCookie(w, m.name, v, 0)
 	var clients []string
 	if clientID != "" {
 		clients = []string{clientID}
 	}
-	m.publish(ctx, events.Event{Kind: events.SignedIn, AccountID: sess.AccountID, SessionID: sess.ID,
-		ClientIDs: clients, Method: sess.Method, Time: now})
+	if err := m.store(ctx, sess, &events.Event{Kind: events.SignedIn, AccountID: sess.AccountID, SessionID: sess.ID,
+		ClientIDs: clients, Method: sess.Method, Time: now}); err != nil {
+		return nil, err
+	}
+	m.web.SetCookie(w, m.name, v, 0)
 	return sess, nil
 }
 

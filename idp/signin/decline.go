@@ -75,38 +75,9 @@ func parseDecline(body []byte) (*walletDecline, *txError) {
 // changes nothing.
 func (h *Handler) handleWalletDecline(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if !h.web.Allow(ctx, "wallet_submit", h.web.RateKey(r), walletSubmitPerIP, walletRateWindow) {
-		h.walletError(w, txBad(http.StatusTooManyRequests, codeRateLimited, "too many submissions"))
-		return
-	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		h.walletError(w, txBad(http.StatusUnsupportedMediaType, codeInvalidRequest, "Content-Type must be application/json"))
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxDeclineBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			h.walletError(w, txBad(http.StatusRequestEntityTooLarge, codeRequestTooLarge, "body too large"))
-			return
-		}
-		h.walletError(w, txBad(http.StatusBadRequest, codeInvalidRequest, "cannot read body"))
-		return
-	}
-	d, perr := parseDecline(body)
-	if perr != nil {
-		h.walletError(w, perr)
-		return
-	}
-	tx, raw, err := h.txs.load(ctx, r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) {
-		h.walletError(w, txBad(http.StatusNotFound, codeUnknownTransaction, "no such transaction"))
-		return
-	}
-	if err != nil {
-		h.log.ErrorContext(ctx, "wallet decline", "error", err)
-		h.walletError(w, txBad(http.StatusInternalServerError, codeServerError, "internal error"))
+	d, refused := readDecline(w, r)
+	tx, raw, _, ok := h.walletRead(w, r, "wallet_submit", refused)
+	if !ok {
 		return
 	}
 	if e := h.txs.checkOpen(tx); e != nil {
@@ -121,7 +92,7 @@ func (h *Handler) handleWalletDecline(w http.ResponseWriter, r *http.Request) {
 	if d.Reason == codeComparison {
 		msg = "the resident reported that the confirmation codes differ"
 	}
-	err = h.failTx(ctx, tx, raw, &txError{Code: d.Reason, Status: http.StatusOK, Final: true, Message: msg})
+	err := h.failTx(ctx, tx, raw, &txError{Code: d.Reason, Status: http.StatusOK, Final: true, Message: msg})
 	var te *txError
 	switch {
 	case errors.As(err, &te) && te.Code == d.Reason:
@@ -134,6 +105,23 @@ func (h *Handler) handleWalletDecline(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]string{"status": "declined"})
+}
+
+// readDecline reads and parses a decline's body.
+func readDecline(w http.ResponseWriter, r *http.Request) (*walletDecline, *txError) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, txBad(http.StatusUnsupportedMediaType, codeInvalidRequest, "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxDeclineBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, txBad(http.StatusRequestEntityTooLarge, codeRequestTooLarge, "body too large")
+		}
+		return nil, txBad(http.StatusBadRequest, codeInvalidRequest, "cannot read body")
+	}
+	return parseDecline(body)
 }
 
 // returnPath is where a same-device wallet sends the resident after
@@ -155,9 +143,10 @@ type messageView struct {
 func (h *Handler) handleTxReturn(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	lang := h.web.Lang(w, r, nil)
-	tx, _, err := h.txs.load(ctx, r.PathValue("id"))
+	id := r.PathValue("id")
+	tx, _, err := h.txs.load(ctx, id)
 	switch {
-	case err == nil && sameBinding(authreq.BrowserBinding(h.web, r), tx.Binding):
+	case err == nil && h.txs.ownedBy(tx, id, authreq.BrowserBinding(h.web, r)):
 		http.Redirect(w, r, authreq.LoginURL(tx.AuthRequestID, append([]string{"tx", tx.ID}, web.KeepLang(r)...)...), http.StatusSeeOther)
 		return
 	case err != nil && !errors.Is(err, store.ErrNotFound):

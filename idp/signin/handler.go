@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/watashi-id/watashi/idp/account"
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/events"
@@ -32,7 +33,10 @@ type Clients interface {
 
 // Accounts resolve verified certificates to residents.
 type Accounts interface {
-	SignIn(ctx context.Context, auth *pkibridge.Result) (string, error)
+	// SignInNoting resolves a verified authentication certificate to its
+	// account and records the token label the wallet reports
+	// (NoteAuthLabel) from the same reading of the account.
+	SignInNoting(ctx context.Context, auth *pkibridge.Result, label string) (account.SignedIn, error)
 	Proof(ctx context.Context, sig, auth *pkibridge.Result, sessionAccount string) (id string, created bool, err error)
 	// CertLink names the authentication certificate inside the account,
 	// so that removing it ends the sessions it started.

@@ -24,14 +24,70 @@ import (
 	"github.com/watashi-id/watashi/idp/web"
 )
 
+// handleLogin is the login page of an auth request: it opens a
+// transaction (and redirects to its page), shows the page of the
+// browser's transaction named by tx, or sends a browser whose session
+// answers on. The request, the transaction named and, for a browser
+// without a session opening a transaction, the address's count are one
+// round trip; the new transaction one more. The count is judged before
+// anything is written, so that a refused request writes nothing.
 func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
-	ar, ok := h.requests.LoadForPage(w, r, h.web, q.Get("id"))
+	arID, txID, purpose := q.Get("id"), q.Get("tx"), q.Get("purpose")
+	sess, hasSess := h.sessions.Current(r)
+	ops := []store.Op{h.requests.ReadOp(arID)}
+	if txID != "" {
+		ops = append(ops, h.txs.readOp(txID))
+	}
+	limit := -1
+	if txID == "" && !hasSess {
+		// A new transaction is what this browser came for: count it now.
+		// With a session the request may need none; it is counted when it
+		// does.
+		limit = len(ops)
+		ops = append(ops, h.web.LimitOp("signin_tx", h.web.RateKey(r), walletRateWindow))
+	}
+	res, err := h.kv.Do(ctx, ops...)
+	if err != nil {
+		h.log.ErrorContext(ctx, "login", "error", err)
+		h.web.ErrorPage(w, r, h.web.Lang(w, r, nil), http.StatusInternalServerError, "server_error")
+		return
+	}
+	ar, ok := h.pageRequest(w, r, arID, res[0])
 	if !ok {
 		return
 	}
 	lang := h.web.Lang(w, r, ar.UILocales)
+	var tx *signinTx
+	if txID != "" {
+		tx, err = h.txs.fromResult(res[1])
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			h.log.ErrorContext(ctx, "load transaction", "error", err)
+			h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+			return
+		}
+		if err != nil || tx.AuthRequestID != ar.ID || !h.txs.ownedBy(tx, txID, authreq.BrowserBinding(h.web, r)) {
+			tx = nil
+		}
+	}
+
+	sessionOK := hasSess && h.satisfies(ctx, ar, sess)
+	prompted := ar.HasPrompt(oidc.PromptNone)
+	if !prompted && tx == nil && !(txID == "" && purpose == "" && sessionOK && !ar.HasPrompt(oidc.PromptLogin)) {
+		// A new transaction: refused over the address's limit before
+		// anything is written, the binding included.
+		allowed := false
+		if limit >= 0 {
+			allowed = h.web.Allowed(ctx, "signin_tx", txCreatePerIP, res[limit])
+		} else {
+			allowed = h.web.Allow(ctx, "signin_tx", h.web.RateKey(r), txCreatePerIP, walletRateWindow)
+		}
+		if !allowed {
+			h.web.ErrorPage(w, r, lang, http.StatusTooManyRequests, "rate_limited")
+			return
+		}
+	}
 	binding := authreq.EnsureBinding(h.web, w, r)
 	if err := h.requests.BindLoaded(ctx, ar, binding); err != nil {
 		switch {
@@ -46,9 +102,7 @@ func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	sess, hasSess := h.sessions.Current(r)
-	sessionOK := hasSess && h.satisfies(ctx, ar, sess)
-	if ar.HasPrompt(oidc.PromptNone) {
+	if prompted {
 		// No UI may be shown: the session answers, or the RP hears
 		// login_required. Consent decides consent_required.
 		if !sessionOK {
@@ -58,25 +112,16 @@ func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 		h.signedIn(w, r, ar)
 		return
 	}
-	purpose := q.Get("purpose")
-	if q.Get("tx") == "" && purpose == "" && sessionOK && !ar.HasPrompt(oidc.PromptLogin) {
+	if txID == "" && purpose == "" && sessionOK && !ar.HasPrompt(oidc.PromptLogin) {
 		h.signedIn(w, r, ar)
 		return
 	}
-
-	if id := q.Get("tx"); id != "" {
-		tx, _, err := h.txs.load(ctx, id)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			h.log.ErrorContext(ctx, "load transaction", "error", err)
-			h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
-			return
-		}
-		if err == nil && tx.AuthRequestID == ar.ID && sameBinding(binding, tx.Binding) {
-			h.renderLogin(w, r, ar, tx, lang)
-			return
-		}
-		// Gone (past its grace period) or not ours: open a new one.
+	if tx != nil {
+		h.renderLogin(w, r, ar, tx, lang)
+		return
 	}
+	// No transaction named, or one gone (past its grace period) or not
+	// this browser's: open a new one.
 	if purpose != purposeProofing {
 		purpose = purposeSignin
 	}
@@ -84,23 +129,41 @@ func (h *Handler) handleLogin(w http.ResponseWriter, r *http.Request) {
 	if !slices.Contains(loginNotices, notice) {
 		notice = ""
 	}
-	if !h.web.Allow(ctx, "signin_tx", h.web.RateKey(r), txCreatePerIP, walletRateWindow) {
-		h.web.ErrorPage(w, r, lang, http.StatusTooManyRequests, "rate_limited")
-		return
-	}
 	sessionAccount := ""
 	if purpose == purposeProofing && hasSess {
 		// Signed in: a proofing re-links renewed certificates to this
 		// account instead of creating another.
 		sessionAccount = sess.AccountID
 	}
-	tx, err := h.createTx(ctx, ar, binding, purpose, sessionAccount, notice)
+	tx, err = h.createTx(ctx, ar, binding, purpose, sessionAccount, notice)
 	if err != nil {
 		h.log.ErrorContext(ctx, "create transaction", "error", err)
 		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
 		return
 	}
 	http.Redirect(w, r, authreq.LoginURL(ar.ID, append([]string{"tx", tx.ID}, web.KeepLang(r)...)...), http.StatusSeeOther)
+}
+
+// pageRequest is authreq.Repo.LoadForPage from the result of its ReadOp:
+// the request a page works on, or the error page when it cannot be used
+// (missing or expired, or already completed).
+func (h *Handler) pageRequest(w http.ResponseWriter, r *http.Request, id string, res store.Result) (*authreq.AuthRequest, bool) {
+	ar, err := h.requests.FromResult(id, res)
+	if err != nil {
+		lang := h.web.Lang(w, r, nil)
+		if errors.Is(err, store.ErrNotFound) {
+			h.web.ErrorPage(w, r, lang, http.StatusBadRequest, "unknown_request")
+		} else {
+			h.log.ErrorContext(r.Context(), "load auth request", "error", err)
+			h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
+		}
+		return nil, false
+	}
+	if ar.Completed {
+		h.web.ErrorPage(w, r, h.web.Lang(w, r, ar.UILocales), http.StatusBadRequest, "already_completed")
+		return nil, false
+	}
+	return ar, true
 }
 
 // loginView is the login page's data.
@@ -212,7 +275,7 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, ar *authre
 		RotateSeconds:  int(qrWindow / time.Second),
 		StatusURL:      base + "/status",
 		EventsURL:      base + "/events",
-		FinishURL:      base + "/finish",
+		FinishURL:      finishURL(tx.ID, ar.ID),
 		ProofingURL:    authreq.LoginURL(ar.ID, "purpose", purposeProofing),
 		RetryURL:       authreq.LoginURL(ar.ID, "purpose", tx.Purpose),
 		Notice:         tx.Notice,
@@ -241,6 +304,13 @@ func (h *Handler) renderLogin(w http.ResponseWriter, r *http.Request, ar *authre
 	h.web.Render(w, r, http.StatusOK, "login.html", lang, v)
 }
 
+// finishURL is where the page of transaction txID posts Continue. It
+// names the request too, so that the finish reads both in one round
+// trip.
+func finishURL(txID, arID string) string {
+	return "/login/tx/" + url.PathEscape(txID) + "/finish?" + url.Values{"ar": {arID}}.Encode()
+}
+
 // duration says d in the page language, in whole minutes or, below a
 // minute, seconds.
 func (h *Handler) duration(d time.Duration, lang string) string {
@@ -254,23 +324,46 @@ func (h *Handler) duration(d time.Duration, lang string) string {
 	return fmt.Sprintf(h.web.Message(lang, key), n)
 }
 
-// txForBrowser loads the transaction named in the path and checks that
-// this browser owns it. It writes the JSON error itself.
-func (h *Handler) txForBrowser(w http.ResponseWriter, r *http.Request) (*signinTx, []byte, bool) {
-	tx, raw, err := h.txs.load(r.Context(), r.PathValue("id"))
+// txForBrowser loads the transaction named in the path, for the browser
+// that owns it, with the extra operations (their results follow the
+// transaction's). They share the transaction's round trip when the ID
+// shows the browser owns it; for any other ID the transaction is read
+// alone, so that another browser's request writes nothing, and the extra
+// operations run only for a record that names this browser. It writes
+// the JSON error itself.
+func (h *Handler) txForBrowser(w http.ResponseWriter, r *http.Request, extra ...store.Op) (*signinTx, []store.Result, bool) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	binding := authreq.BrowserBinding(h.web, r)
+	ops := []store.Op{h.txs.readOp(id)}
+	owned := h.txs.owns(id, binding)
+	if owned {
+		ops = append(ops, extra...)
+	}
+	res, err := h.kv.Do(ctx, ops...)
+	var tx *signinTx
+	if err == nil {
+		tx, err = h.txs.fromResult(res[0])
+	}
+	if err == nil && !owned && len(extra) > 0 && h.txs.ownedBy(tx, id, binding) {
+		var more []store.Result
+		if more, err = h.kv.Do(ctx, extra...); err == nil {
+			res = append(res, more...)
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		h.walletError(w, txBad(http.StatusNotFound, codeUnknownTransaction, "no such transaction"))
 		return nil, nil, false
 	case err != nil:
-		h.log.ErrorContext(r.Context(), "load transaction", "error", err)
+		h.log.ErrorContext(ctx, "load transaction", "error", err)
 		h.walletError(w, txBad(http.StatusInternalServerError, codeServerError, "internal error"))
 		return nil, nil, false
-	case !sameBinding(authreq.BrowserBinding(h.web, r), tx.Binding):
+	case !h.txs.ownedBy(tx, id, binding):
 		h.walletError(w, txBad(http.StatusForbidden, "forbidden", "this transaction belongs to another browser"))
 		return nil, nil, false
 	}
-	return tx, raw, true
+	return tx, res[1:], true
 }
 
 // txStatus is the status endpoint's answer.
@@ -293,12 +386,14 @@ func (h *Handler) txStatusOf(tx *signinTx) txStatus {
 	return st
 }
 
+// handleTxStatus is the page's poll: the transaction and its count of
+// polls in one round trip.
 func (h *Handler) handleTxStatus(w http.ResponseWriter, r *http.Request) {
-	tx, _, ok := h.txForBrowser(w, r)
+	tx, res, ok := h.txForBrowser(w, r, h.countOp(r.PathValue("id"), txPollsField))
 	if !ok {
 		return
 	}
-	if !h.web.Allow(r.Context(), "signin_status", tx.ID, browserStatusPerTx, h.txTTL+txGrace) {
+	if !h.web.Allowed(r.Context(), "signin_status", browserStatusPerTx, res[0]) {
 		h.walletError(w, txBad(http.StatusTooManyRequests, codeRateLimited, "too many status requests"))
 		return
 	}
@@ -507,7 +602,9 @@ func (c *qrPNGCache) png(payload string, win int64) ([]byte, error) {
 }
 
 // handleTxFinish turns a verified transaction into an SSO session, once,
-// for the browser that owns it.
+// for the browser that owns it. The transaction and its request are one
+// round trip; ending the transaction, announcing it and dropping its
+// counters another; then the session.
 func (h *Handler) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	lang := h.web.Lang(w, r, nil)
@@ -515,7 +612,21 @@ func (h *Handler) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "csrf")
 		return
 	}
-	tx, raw, err := h.txs.load(ctx, r.PathValue("id"))
+	id := r.PathValue("id")
+	binding := authreq.BrowserBinding(h.web, r)
+	// The page names the request (finishURL), read with the transaction
+	// of a browser that owns it; the transaction decides which request
+	// it is.
+	arID := r.URL.Query().Get("ar")
+	ops := []store.Op{h.txs.readOp(id)}
+	if h.txs.owns(id, binding) {
+		ops = append(ops, h.requests.ReadOp(arID))
+	}
+	res, err := h.kv.Do(ctx, ops...)
+	var tx *signinTx
+	if err == nil {
+		tx, err = h.txs.fromResult(res[0])
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		h.web.ErrorPage(w, r, lang, http.StatusNotFound, "unknown_transaction")
 		return
@@ -525,11 +636,17 @@ func (h *Handler) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
 		return
 	}
-	if !sameBinding(authreq.BrowserBinding(h.web, r), tx.Binding) {
+	if !h.txs.ownedBy(tx, id, binding) {
 		h.web.ErrorPage(w, r, lang, http.StatusForbidden, "foreign_browser")
 		return
 	}
-	ar, ok := h.requests.LoadForPage(w, r, h.web, tx.AuthRequestID)
+	var ar *authreq.AuthRequest
+	var ok bool
+	if len(res) > 1 && tx.AuthRequestID == arID {
+		ar, ok = h.pageRequest(w, r, arID, res[1])
+	} else {
+		ar, ok = h.requests.LoadForPage(w, r, h.web, tx.AuthRequestID)
+	}
 	if !ok {
 		return
 	}
@@ -543,13 +660,16 @@ func (h *Handler) handleTxFinish(w http.ResponseWriter, r *http.Request) {
 		h.web.ErrorPage(w, r, lang, http.StatusConflict, "not_verified")
 		return
 	}
-	done := *tx
-	done.State = txFinished
-	if _, ok, err := h.txs.swap(ctx, raw, &done); err != nil {
+	// What is left is a tombstone for a minute, and the transaction's
+	// counters go with the rest.
+	won, err := h.txs.change(ctx, res[0].Val, tx.tombstone(), min(h.txs.ttlOf(tx), txSettledTTL),
+		store.Delete(txCountersKey(tx.ID)))
+	if err != nil {
 		h.log.ErrorContext(ctx, "finish transaction", "error", err)
 		h.web.ErrorPage(w, r, lang, http.StatusInternalServerError, "server_error")
 		return
-	} else if !ok {
+	}
+	if !won {
 		// A concurrent finish (double click) won; it made the session.
 		h.signedIn(w, r, ar)
 		return

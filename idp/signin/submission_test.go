@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/watashi-id/watashi/idp/account"
+	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/pkibridge"
 )
@@ -209,8 +210,77 @@ func TestTxStates(t *testing.T) {
 			t.Errorf("%s expiring %v: open check %q, want %q", c.state, c.expires.Sub(now), got, c.code)
 		}
 	}
-	if sameBinding("", "") || sameBinding("a", "") || sameBinding("a", "b") || !sameBinding("ab", "ab") {
-		t.Fatal("sameBinding")
+}
+
+// A transaction ID names its browser: only the binding it was made for
+// owns it, and nothing else passes for one.
+func TestTxIDOwnership(t *testing.T) {
+	h := newTestHandler(t, store.NewMemory(), time.Now)
+	mine, theirs := ids.Hash("mine"), ids.Hash("theirs")
+	id := h.txs.newID(mine)
+	other := newTestHandler(t, store.NewMemory(), time.Now)
+	other.txs.key = []byte("another-key-0123456789abcdef-0123456789")
+	flip := []byte(id)
+	flip[len(flip)-1] ^= 1
+	for _, c := range []struct {
+		name    string
+		id      string
+		binding string
+		want    bool
+	}{
+		{"its browser", id, mine, true},
+		{"another browser", id, theirs, false},
+		{"no binding cookie", id, "", false},
+		{"another random part", h.txs.newID(mine)[:txIDRandomLen] + id[txIDRandomLen:], mine, false},
+		{"a changed MAC", string(flip), mine, false},
+		{"made with another key", other.txs.newID(mine), mine, false},
+		{"an ID of the old form", ids.Short(), mine, false},
+		{"too long", id + "A", mine, false},
+		{"empty", "", mine, false},
+	} {
+		if got := h.txs.owns(c.id, c.binding); got != c.want {
+			t.Errorf("%s: owns = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if len(id) != txIDLen || h.txs.newID(mine) == id {
+		t.Fatalf("IDs %q", id)
+	}
+}
+
+// An answered transaction keeps what its outcome needs, a finished one
+// only what a double click and a wallet's retry need.
+func TestTxShrinks(t *testing.T) {
+	now := time.Unix(1700000000, 0).UTC()
+	full := &signinTx{ID: "t", AuthRequestID: "ar", Binding: ids.Hash("b"), Purpose: purposeSignin, ClientID: "c",
+		ClientName: "市役所", ClientPurpose: "p", Claims: []string{"name"}, CreatedAt: now, ExpiresAt: now.Add(5 * time.Minute),
+		Code: "12-34", Nonce: "n", Bytes: []byte("bytes to sign"), SessionAccount: "acct", Notice: "stale_facts", State: txPending}
+	settled := full.settled()
+	if settled.Bytes != nil || settled.Nonce != "" || settled.Code != "" {
+		t.Errorf("settled keeps the bytes to sign: %+v", settled)
+	}
+	if settled.ClientName != full.ClientName || settled.Purpose != full.Purpose || settled.Notice != full.Notice || full.Code == "" {
+		t.Errorf("settled lost what the page shows, or changed the original: %+v", settled)
+	}
+	tomb := full.tombstone()
+	if tomb.ID != "t" || tomb.AuthRequestID != "ar" || tomb.State != txFinished || !tomb.ExpiresAt.Equal(full.ExpiresAt) {
+		t.Errorf("tombstone %+v", tomb)
+	}
+	b, _ := json.Marshal(tomb)
+	for _, gone := range []string{"市役所", "acct", "12-34", "name", full.Binding, "bytes"} {
+		if strings.Contains(string(b), gone) {
+			t.Errorf("tombstone keeps %q: %s", gone, b)
+		}
+	}
+	if len(b) > 160 {
+		t.Errorf("tombstone of %d bytes: %s", len(b), b)
+	}
+	var back signinTx
+	if err := json.Unmarshal(b, &back); err != nil || back.displayState(now) != txFinished {
+		t.Fatalf("tombstone reads back as %+v (%v)", back, err)
+	}
+	h := newTestHandler(t, store.NewMemory(), func() time.Time { return now })
+	if e := h.txs.checkOpen(&back); e == nil || e.Code != codeAlreadyUsed {
+		t.Errorf("a wallet hears %v from a tombstone, want already_used", e)
 	}
 }
 
@@ -236,14 +306,19 @@ func TestLoadTx(t *testing.T) {
 	if err != nil || got.Code != "12-34" || string(raw) != string(b) {
 		t.Fatalf("loadTx = %+v, %q, %v", got, raw, err)
 	}
-	// swapTx replaces only the bytes it read.
+	// change replaces only the bytes it read, and the extra operations
+	// go with it.
 	changed := *got
 	changed.State = txFailed
-	if _, ok, err := h.txs.swap(ctx, []byte("stale"), &changed); ok || err != nil {
-		t.Fatalf("swap from stale bytes: %v %v", ok, err)
+	if ok, err := h.txs.change(ctx, []byte("stale"), &changed, time.Minute); ok || err != nil {
+		t.Fatalf("change from stale bytes: %v %v", ok, err)
 	}
-	if _, ok, err := h.txs.swap(ctx, raw, &changed); !ok || err != nil {
-		t.Fatalf("swap: %v %v", ok, err)
+	_ = kv.Set(ctx, txCountersKey("good"), []byte("1"), time.Minute)
+	if ok, err := h.txs.change(ctx, raw, &changed, time.Minute, store.Delete(txCountersKey("good"))); !ok || err != nil {
+		t.Fatalf("change: %v %v", ok, err)
+	}
+	if _, err := kv.Get(ctx, txCountersKey("good")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the extra delete: %v", err)
 	}
 	if again, _, _ := h.txs.load(ctx, "good"); again.State != txFailed {
 		t.Fatalf("state %s after swap", again.State)

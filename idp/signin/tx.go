@@ -74,8 +74,12 @@ const (
 	// last seconds) instead of "unknown".
 	txGrace = 2 * time.Minute
 
-	// casRetries bounds optimistic updates of one record.
-	casRetries = 8
+	// txSettledTTL is how long a finished transaction's tombstone is
+	// kept: long enough for a double click on Continue, a reload of the
+	// page or a wallet's retry to get the answer for a used transaction
+	// (finished, already_used) instead of "unknown", and no longer. The
+	// full record is gone from the store at the finish.
+	txSettledTTL = time.Minute
 
 	// maxTxRecordBytes bounds a stored transaction. Nothing in it comes
 	// from the browser that opens it but a choice among fixed values; the
@@ -195,20 +199,23 @@ func fromAccountError(err error) *txError {
 type signinTx struct {
 	ID            string `json:"id"`
 	AuthRequestID string `json:"ar"`
-	Binding       string `json:"binding"` // SHA-256 hex of the browser's binding cookie
-	Purpose       string `json:"purpose"`
-	ClientID      string `json:"client_id"`
-	ClientName    string `json:"client_name"`
+	Binding       string `json:"binding,omitempty"` // SHA-256 hex of the browser's binding cookie
+	Purpose       string `json:"purpose,omitempty"`
+	ClientID      string `json:"client_id,omitempty"`
+	ClientName    string `json:"client_name,omitempty"`
 	ClientPurpose string `json:"client_purpose,omitempty"`
 	// Whitelisted is the RP's badge on the wallet: a client the operator
 	// configured or approved in the registry.
 	Whitelisted bool      `json:"whitelisted,omitempty"`
 	Claims      []string  `json:"claims,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
+	CreatedAt   time.Time `json:"created_at,omitzero"`
 	ExpiresAt   time.Time `json:"expires_at"`
-	Code        string    `json:"code"`  // comparison code, "12-34"
-	Nonce       string    `json:"nonce"` // challenge inside Bytes
-	Bytes       []byte    `json:"bytes"` // the exact bytes to sign
+	Code        string    `json:"code,omitempty"`  // comparison code, "12-34"
+	Nonce       string    `json:"nonce,omitempty"` // challenge inside Bytes
+	// Bytes are the exact bytes to sign. They follow from the other
+	// fields (bytesToSign) and are not stored: readers of a pending
+	// transaction make them again (decode).
+	Bytes []byte `json:"bytes,omitempty"`
 	// SessionAccount is the signed-in account when a proofing was started
 	// with an SSO session: the new certificates re-link to it.
 	SessionAccount string `json:"session_account,omitempty"`
@@ -237,9 +244,94 @@ func (r *txResult) authentication() authreq.Authentication {
 		Method: r.Method, Authenticator: r.Authenticator}
 }
 
+// settled is tx once answered (verified or failed): what only a pending
+// transaction needs, the bytes to sign, their nonce and the comparison
+// code, is dropped, since no wallet may use them any more and the
+// browser reads only the outcome.
+func (tx signinTx) settled() *signinTx {
+	tx.Bytes, tx.Nonce, tx.Code = nil, "", ""
+	return &tx
+}
+
+// tombstone is what is left of a finished transaction: enough for the
+// browser that finished it to be sent on (finished) and for a wallet to
+// hear already_used, and nothing of the person, the client or the proof.
+func (tx *signinTx) tombstone() *signinTx {
+	return &signinTx{ID: tx.ID, AuthRequestID: tx.AuthRequestID, State: txFinished, ExpiresAt: tx.ExpiresAt}
+}
+
+// A transaction ID names the browser that owns it: 96 random bits and a
+// MAC over them and the hash of the browser's binding cookie. The
+// browser's endpoints (status, finish) check it before the first round
+// trip, so that what they count or read with the transaction is only
+// ever for the browser that owns it: another browser's request, or a
+// made-up ID, makes the store hold nothing. The record's Binding says
+// the same for the reader of a record, and for a transaction made
+// before IDs carried the MAC (read first, counted after).
+const (
+	txIDRandomLen = 16 // characters: 12 bytes, base64url
+	txIDLen       = txIDRandomLen + 16
+)
+
+// newID makes the ID of a transaction for the browser of binding.
+func (t *transactions) newID(binding string) string {
+	r := ids.New(12)
+	return r + t.idMAC(r, binding)
+}
+
+func (t *transactions) idMAC(random, binding string) string {
+	m := hmac.New(sha256.New, t.key)
+	m.Write([]byte("watashi-tx\x00"))
+	m.Write([]byte(random))
+	m.Write([]byte{0})
+	m.Write([]byte(binding))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:12])
+}
+
+// owns reports whether id was made for the browser whose binding hash is
+// binding; "" owns nothing.
+func (t *transactions) owns(id, binding string) bool {
+	if binding == "" || len(id) != txIDLen {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(id[txIDRandomLen:]), []byte(t.idMAC(id[:txIDRandomLen], binding))) == 1
+}
+
 // sameBinding compares binding hashes in constant time; "" never matches.
 func sameBinding(a, b string) bool {
 	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// ownedBy reports whether tx, read under id, belongs to the browser of
+// binding: by its ID's MAC, or by the record's binding.
+func (t *transactions) ownedBy(tx *signinTx, id, binding string) bool {
+	return t.owns(id, binding) || sameBinding(binding, tx.Binding)
+}
+
+// The per-transaction counters, the fields of one hash beside the
+// record: wallet submissions admitted to verification and the browser's
+// status polls. They are counted in the round trip that reads the
+// record, and deleted when it finishes or fails.
+func txCountersKey(id string) string { return "txn:" + id }
+
+const (
+	txSubmitsField = "wallet_submit_tx"
+	txPollsField   = "signin_status"
+)
+
+// countOp counts one event of field for transaction id.
+func (h *Handler) countOp(id, field string) store.Op {
+	return store.HashIncr(txCountersKey(id), field, h.counterTTL())
+}
+
+// counterTTL outlives any transaction, so that a count lasts as long as
+// the transaction it limits.
+func (h *Handler) counterTTL() time.Duration { return h.txTTL + txGrace }
+
+// ttlOf is how long tx's record has left to live: until its expiry and
+// the grace after it.
+func (t *transactions) ttlOf(tx *signinTx) time.Duration {
+	return max(tx.ExpiresAt.Add(txGrace).Sub(t.now()), time.Second)
 }
 
 // transactions keeps the transaction records: the one-time state changes
@@ -343,7 +435,7 @@ func (h *Handler) createTx(ctx context.Context, ar *authreq.AuthRequest, binding
 	}
 	now := h.web.Now().UTC().Truncate(time.Second)
 	tx := &signinTx{
-		ID:             ids.Short(),
+		ID:             h.txs.newID(binding),
 		AuthRequestID:  ar.ID,
 		Binding:        binding,
 		Purpose:        purpose,
@@ -363,7 +455,7 @@ func (h *Handler) createTx(ctx context.Context, ar *authreq.AuthRequest, binding
 	if tx.Bytes, err = bytesToSign(h.web.Issuer(), tx); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(tx)
+	b, err := json.Marshal(tx.stored())
 	if err != nil {
 		return nil, err
 	}
@@ -401,11 +493,31 @@ func (t *transactions) load(ctx context.Context, id string) (*signinTx, []byte, 
 	if err != nil {
 		return nil, nil, err
 	}
+	tx, err := t.decode(b)
+	return tx, b, err
+}
+
+// decode reads a stored transaction, with the bytes to sign of one that
+// has them.
+func (t *transactions) decode(b []byte) (*signinTx, error) {
 	tx := new(signinTx)
 	if err := json.Unmarshal(b, tx); err != nil {
-		return nil, nil, fmt.Errorf("signin: transaction record: %w", err)
+		return nil, fmt.Errorf("signin: transaction record: %w", err)
 	}
-	return tx, b, nil
+	if tx.Nonce != "" && tx.Bytes == nil {
+		var err error
+		if tx.Bytes, err = bytesToSign(t.issuer, tx); err != nil {
+			return nil, err
+		}
+	}
+	return tx, nil
+}
+
+// stored is tx as the store keeps it: without the bytes to sign, which
+// follow from the rest.
+func (tx signinTx) stored() *signinTx {
+	tx.Bytes = nil
+	return &tx
 }
 
 // readOp reads transaction id in a batch (store.KV.Do); an ID no
@@ -422,17 +534,17 @@ func (t *transactions) fromResult(res store.Result) (*signinTx, error) {
 	if res.Err != nil {
 		return nil, res.Err
 	}
-	tx := new(signinTx)
-	if err := json.Unmarshal(res.Val, tx); err != nil {
-		return nil, fmt.Errorf("signin: transaction record: %w", err)
-	}
-	return tx, nil
+	return t.decode(res.Val)
 }
 
-// swapTx replaces old with tx if nobody changed it meanwhile, and tells
-// every node's listeners.
-func (t *transactions) swap(ctx context.Context, old []byte, tx *signinTx) ([]byte, bool, error) {
-	b, err := json.Marshal(tx)
+// claim marks tx processing if nobody changed it meanwhile. Processing
+// reads as pending to every listener (displayState), so the claim is not
+// announced: a listener would only re-read the record and repeat
+// "pending".
+func (t *transactions) claim(ctx context.Context, old []byte, tx *signinTx) ([]byte, bool, error) {
+	claimed := tx.stored()
+	claimed.State = txProcessing
+	b, err := json.Marshal(claimed)
 	if err != nil {
 		return nil, false, err
 	}
@@ -440,28 +552,40 @@ func (t *transactions) swap(ctx context.Context, old []byte, tx *signinTx) ([]by
 	if err != nil {
 		return nil, false, fmt.Errorf("signin: update transaction: %w", err)
 	}
-	// Processing reads as pending to every listener (displayState), so
-	// the claim is not announced: a listener would only re-read the
-	// record and repeat "pending".
-	if ok && tx.State != txProcessing {
-		t.publish(ctx, tx)
-	}
 	return b, ok, nil
+}
+
+// change replaces old with tx, living ttl from now, if nobody changed it
+// meanwhile, and tells every node's listeners, with extra, in one round
+// trip. The announcement goes out even when the swap loses: a listener
+// re-reads the record on any announcement, so it hears the winner's
+// state either way.
+func (t *transactions) change(ctx context.Context, old []byte, tx *signinTx, ttl time.Duration, extra ...store.Op) (bool, error) {
+	b, err := json.Marshal(tx.stored())
+	if err != nil {
+		return false, err
+	}
+	msg, _ := json.Marshal(txEvent{State: tx.State, Reason: tx.Reason})
+	ops := append([]store.Op{store.CAS(txKey(tx.ID), old, b, ttl), store.Publish(txChannel(tx.ID), msg)}, extra...)
+	res, err := t.kv.Do(ctx, ops...)
+	if err == nil {
+		err = res[0].Err
+	}
+	if err != nil {
+		return false, fmt.Errorf("signin: update transaction: %w", err)
+	}
+	if res[1].Err != nil {
+		// Polling still delivers the outcome; SSE listeners re-read on
+		// their next keep-alive.
+		t.log.WarnContext(ctx, "transaction event not published", "tx", tx.ID, "error", res[1].Err)
+	}
+	return res[0].OK, nil
 }
 
 // txEvent is what the browser's status endpoint and SSE stream say.
 type txEvent struct {
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
-}
-
-func (t *transactions) publish(ctx context.Context, tx *signinTx) {
-	msg, _ := json.Marshal(txEvent{State: tx.State, Reason: tx.Reason})
-	if err := t.kv.Publish(ctx, txChannel(tx.ID), msg); err != nil {
-		// Polling still delivers the outcome; SSE listeners re-read on
-		// their next keep-alive.
-		t.log.WarnContext(ctx, "transaction event not published", "tx", tx.ID, "error", err)
-	}
 }
 
 // qrToken authenticates the transaction URL shown in window w:
@@ -485,25 +609,40 @@ func qrWindowAt(t time.Time) int64 { return t.Unix() / int64(qrWindow/time.Secon
 // (the submission, which may come a minute later after a card tap and a
 // PIN, echoes the token the wallet scanned).
 func (t *transactions) checkQR(tx *signinTx, tok string, fresh bool) *txError {
-	ws, _, ok := strings.Cut(tok, ".")
-	if !ok || len(tok) > 64 {
-		return txBad(http.StatusBadRequest, codeInvalidQRToken, "missing or malformed qr_token")
-	}
-	w, err := strconv.ParseInt(ws, 10, 64)
-	if err != nil || strconv.FormatInt(w, 10) != ws {
-		return txBad(http.StatusBadRequest, codeInvalidQRToken, "malformed qr_token")
-	}
-	if subtle.ConstantTimeCompare([]byte(tok), []byte(t.qrToken(tx.ID, w))) != 1 {
-		return txBad(http.StatusBadRequest, codeInvalidQRToken, "qr_token does not belong to this transaction")
+	w, e := t.qrWindowOf(tx.ID, tok)
+	if e != nil {
+		return e
 	}
 	now := qrWindowAt(t.now())
-	if w < qrWindowAt(tx.CreatedAt) || w > now {
+	if w < qrWindowAt(tx.CreatedAt) {
 		return txBad(http.StatusBadRequest, codeInvalidQRToken, "qr_token outside the transaction's life")
 	}
 	if fresh && w < now-1 {
 		return txBad(http.StatusGone, codeExpiredQRToken, "the QR code has rotated; scan the current one")
 	}
 	return nil
+}
+
+// qrWindowOf checks what of a token needs no record, its form and its
+// MAC for transaction id and that its window has begun, and returns the
+// window: a submission with a token the provider did not issue for id
+// is never counted against the transaction.
+func (t *transactions) qrWindowOf(id, tok string) (int64, *txError) {
+	ws, _, ok := strings.Cut(tok, ".")
+	if !ok || len(tok) > 64 {
+		return 0, txBad(http.StatusBadRequest, codeInvalidQRToken, "missing or malformed qr_token")
+	}
+	w, err := strconv.ParseInt(ws, 10, 64)
+	if err != nil || strconv.FormatInt(w, 10) != ws {
+		return 0, txBad(http.StatusBadRequest, codeInvalidQRToken, "malformed qr_token")
+	}
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(t.qrToken(id, w))) != 1 {
+		return 0, txBad(http.StatusBadRequest, codeInvalidQRToken, "qr_token does not belong to this transaction")
+	}
+	if w > qrWindowAt(t.now()) {
+		return 0, txBad(http.StatusBadRequest, codeInvalidQRToken, "qr_token outside the transaction's life")
+	}
+	return w, nil
 }
 
 // txURL is the URL the QR code and app link carry for window w.
@@ -548,15 +687,10 @@ func amrFor(a *walletAuthenticator) []string {
 }
 
 // submitTx runs one wallet submission to the end: checks, signature
-// verification, the one-time state change, and the account work.
-func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission) (*signinTx, error) {
-	tx, raw, err := h.txs.load(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, txBad(http.StatusNotFound, codeUnknownTransaction, "no such transaction")
-	}
-	if err != nil {
-		return nil, err
-	}
+// verification, the one-time state change, and the account work. tx and
+// raw are the transaction as read, perTx the count of the
+// transaction's submissions made in the same round trip.
+func (h *Handler) submitTx(ctx context.Context, tx *signinTx, raw []byte, perTx store.Result, sub *walletSubmission) (*signinTx, error) {
 	if e := h.txs.checkOpen(tx); e != nil {
 		return nil, e
 	}
@@ -574,7 +708,7 @@ func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission
 		return nil, txBad(http.StatusBadRequest, codeInvalidRequest,
 			fmt.Sprintf("purpose %s takes %d signature(s), got %d", tx.Purpose, want, len(sub.envelopes)))
 	}
-	if e := h.admitVerification(ctx, tx); e != nil {
+	if e := h.admitVerification(ctx, perTx); e != nil {
 		return nil, e
 	}
 
@@ -614,55 +748,50 @@ func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission
 		}
 		return nil, h.failTx(ctx, tx, raw, e)
 	}
-
-	// Claim the transaction before touching accounts: of two concurrent
-	// valid submissions exactly one gets past this point.
-	claimed := *tx
-	claimed.State = txProcessing
-	craw, ok, err := h.txs.swap(ctx, raw, &claimed)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, txBad(http.StatusConflict, codeAlreadyUsed, "the transaction has already been answered")
-	}
-
-	var accountID, before string
-	var created bool
-	if tx.Purpose == purposeSignin {
-		accountID, err = h.accounts.SignIn(ctx, auth)
-	} else if before, err = h.accounts.LinkedTo(ctx, auth.Leaf); err == nil {
-		accountID, created, err = h.accounts.Proof(ctx, sig, auth, tx.SessionAccount)
-	}
-	if err != nil {
-		te := fromAccountError(err)
-		if te.Code == codeServerError {
-			h.log.ErrorContext(ctx, "sign-in account step failed", "tx", tx.ID, "error", err)
-		}
-		return nil, h.failTx(ctx, &claimed, craw, te)
-	}
-	link, err := h.accounts.CertLink(ctx, auth.Leaf)
-	if err != nil {
-		return nil, h.failTx(ctx, &claimed, craw, fromAccountError(err))
-	}
 	label := ""
 	if a := sub.Authenticator; a != nil && account.KnownTokenLabel(a.Token) {
 		label = a.Token
-		if err := h.accounts.NoteAuthLabel(ctx, accountID, link, label); err != nil {
+	}
+
+	var (
+		accountID, link string
+		created         bool
+		err             error
+	)
+	if tx.Purpose == purposeSignin {
+		// A sign-in changes no account (but for the token label, which
+		// two answers of one card agree on), so it needs no claim: of two
+		// concurrent valid submissions, the compare-and-swap to verified
+		// below lets exactly one through.
+		var in account.SignedIn
+		if in, err = h.accounts.SignInNoting(ctx, auth, label); err != nil {
+			te := fromAccountError(err)
+			if te.Code == codeServerError {
+				h.log.ErrorContext(ctx, "sign-in account step failed", "tx", tx.ID, "error", err)
+			}
+			return nil, h.failTx(ctx, tx, raw, te)
+		}
+		accountID, link = in.AccountID, in.Link
+		if in.LabelErr != nil {
 			// Only the account page's wording depends on it.
-			h.log.WarnContext(ctx, "token label not recorded", "error", err)
+			h.log.WarnContext(ctx, "token label not recorded", "error", in.LabelErr)
+		}
+	} else {
+		// Claim the transaction before touching accounts: of two
+		// concurrent valid proofings exactly one gets past this point.
+		craw, ok, err := h.txs.claim(ctx, raw, tx)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, txBad(http.StatusConflict, codeAlreadyUsed, "the transaction has already been answered")
+		}
+		raw = craw
+		if accountID, link, created, err = h.proof(ctx, tx, sig, auth, label); err != nil {
+			return nil, h.failTx(ctx, tx, raw, fromAccountError(err))
 		}
 	}
-	if tx.Purpose == purposeProofing && before != accountID && h.events != nil {
-		// A card or phone joined the account (or came back after its
-		// removal).
-		e := events.Event{Kind: events.CredentialChanged, AccountID: accountID,
-			Credential: &events.Credential{Type: "jpki", Change: "create", Ref: link, Label: label}}
-		if err := h.events.Publish(ctx, e); err != nil {
-			h.log.ErrorContext(ctx, "event not published", "kind", string(e.Kind), "error", err)
-		}
-	}
-	done := claimed
+	done := tx.settled()
 	done.State = txVerified
 	done.Result = &txResult{
 		AccountID:     accountID,
@@ -673,16 +802,54 @@ func (h *Handler) submitTx(ctx context.Context, id string, sub *walletSubmission
 		Method:        "jpki:" + label,
 		Authenticator: "jpki:" + link,
 	}
-	if _, ok, err := h.txs.swap(ctx, craw, &done); err != nil || !ok {
-		if err == nil {
-			err = errors.New("signin: transaction changed while processing")
-		}
+	ok, err := h.txs.change(ctx, raw, done, h.txs.ttlOf(tx))
+	switch {
+	case err != nil:
 		return nil, err
+	case !ok && tx.Purpose == purposeSignin:
+		// Another submission, or a decline, answered it first.
+		return nil, txBad(http.StatusConflict, codeAlreadyUsed, "the transaction has already been answered")
+	case !ok:
+		return nil, errors.New("signin: transaction changed while processing")
 	}
 	h.metrics.submissions.WithLabelValues("verified").Inc()
 	h.log.InfoContext(ctx, "sign-in transaction verified", "tx", tx.ID, "purpose", tx.Purpose,
 		logref.Account(accountID), "account_created", created, "amr", done.Result.AMR)
-	return &done, nil
+	return done, nil
+}
+
+// proof applies an identity proofing to the accounts, for a transaction
+// claimed already, and announces a card or phone that joined an account.
+func (h *Handler) proof(ctx context.Context, tx *signinTx, sig, auth *pkibridge.Result, label string) (accountID, link string, created bool, err error) {
+	before, err := h.accounts.LinkedTo(ctx, auth.Leaf)
+	if err == nil {
+		accountID, created, err = h.accounts.Proof(ctx, sig, auth, tx.SessionAccount)
+	}
+	if err != nil {
+		if fromAccountError(err).Code == codeServerError {
+			h.log.ErrorContext(ctx, "sign-in account step failed", "tx", tx.ID, "error", err)
+		}
+		return "", "", false, err
+	}
+	if link, err = h.accounts.CertLink(ctx, auth.Leaf); err != nil {
+		return "", "", false, err
+	}
+	if label != "" {
+		if err := h.accounts.NoteAuthLabel(ctx, accountID, link, label); err != nil {
+			// Only the account page's wording depends on it.
+			h.log.WarnContext(ctx, "token label not recorded", "error", err)
+		}
+	}
+	if before != accountID && h.events != nil {
+		// A card or phone joined the account (or came back after its
+		// removal).
+		e := events.Event{Kind: events.CredentialChanged, AccountID: accountID,
+			Credential: &events.Credential{Type: "jpki", Change: "create", Ref: link, Label: label}}
+		if err := h.events.Publish(ctx, e); err != nil {
+			h.log.ErrorContext(ctx, "event not published", "kind", string(e.Kind), "error", err)
+		}
+	}
+	return accountID, link, created, nil
 }
 
 // checkBlocked refuses a token label the operator has blocked. The label
@@ -730,10 +897,13 @@ func (h *Handler) failTx(ctx context.Context, tx *signinTx, raw []byte, e *txErr
 	if !e.Final {
 		return e
 	}
-	failed := *tx
+	failed := tx.settled()
 	failed.State = txFailed
 	failed.Reason = e.Code
-	if _, ok, err := h.txs.swap(ctx, raw, &failed); err != nil {
+	// The counters go with the failure: no submission is admitted any
+	// more, and the page stops polling once it shows the outcome.
+	if ok, err := h.txs.change(ctx, raw, failed, h.txs.ttlOf(tx),
+		store.Delete(txCountersKey(tx.ID))); err != nil {
 		return err
 	} else if !ok {
 		return txBad(http.StatusConflict, codeAlreadyUsed, "the transaction has already been answered")

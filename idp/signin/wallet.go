@@ -194,18 +194,69 @@ func decodeSignature(s walletSignature) (*envelopeIn, *txError) {
 	return e, nil
 }
 
-// admitVerification charges the transaction's submission limit. It is
-// called only for a submission that is well formed and names the open
-// transaction with its QR token and comparison code, right before the
-// signatures are verified: anything less is refused without touching the
-// limit, so that a stranger's garbage cannot use up the attempts of the
-// resident's own wallet. What the limit bounds is the verifier's work
-// (chains, revocation look-ups) on one transaction.
-func (h *Handler) admitVerification(ctx context.Context, tx *signinTx) *txError {
-	if !h.web.Allow(ctx, "wallet_submit_tx", tx.ID, walletSubmitPerTx, h.txTTL+txGrace) {
+// admitVerification judges the transaction's submission limit, right
+// before the signatures are verified. What the limit bounds is the
+// verifier's work (chains, revocation look-ups) on one transaction. The
+// count (res) is made in the round trip that reads the transaction, and
+// only for a submission that is well formed and carries a QR token the
+// provider issued for this transaction: a stranger's garbage is refused
+// before it, so that it cannot use up the attempts of the resident's own
+// wallet. Whoever holds a token can fetch the transaction and end it
+// with a bad signature anyway.
+func (h *Handler) admitVerification(ctx context.Context, res store.Result) *txError {
+	if errors.Is(res.Err, errNotCounted) {
+		// Unreachable: checkQR refuses first what was not counted.
+		return txBad(http.StatusBadRequest, codeInvalidQRToken, "qr_token does not belong to this transaction")
+	}
+	if !h.web.Allowed(ctx, "wallet_submit_tx", walletSubmitPerTx, res) {
 		return txBad(http.StatusTooManyRequests, codeRateLimited, "too many submissions for this transaction")
 	}
 	return nil
+}
+
+// errNotCounted marks a submission whose QR token was not one the
+// provider issued for the transaction, and so was not counted.
+var errNotCounted = errors.New("signin: submission not counted")
+
+// walletRead reads transaction id for a wallet's submission or decline
+// in one round trip with the address's count in bucket and the extra
+// operations. A request refused already (refused, not nil: a body that
+// is no good) reads nothing; it is counted alone, and refused, so that
+// the address's limit still bounds what it makes the provider do. The
+// body is read before the count: the limit bounds the store and the
+// verifier, and reading a bounded body costs neither.
+func (h *Handler) walletRead(w http.ResponseWriter, r *http.Request, bucket string, refused *txError, extra ...store.Op) (*signinTx, []byte, []store.Result, bool) {
+	ctx := r.Context()
+	if refused != nil {
+		if !h.web.Allow(ctx, bucket, h.web.RateKey(r), walletSubmitPerIP, walletRateWindow) {
+			refused = txBad(http.StatusTooManyRequests, codeRateLimited, "too many submissions")
+		}
+		h.walletError(w, refused)
+		return nil, nil, nil, false
+	}
+	id := r.PathValue("id")
+	ops := append([]store.Op{h.web.LimitOp(bucket, h.web.RateKey(r), walletRateWindow), h.txs.readOp(id)}, extra...)
+	res, err := h.txs.kv.Do(ctx, ops...)
+	if err != nil {
+		h.log.ErrorContext(ctx, "wallet request", "tx", id, "error", err)
+		h.walletError(w, txBad(http.StatusInternalServerError, codeServerError, "internal error"))
+		return nil, nil, nil, false
+	}
+	if !h.web.Allowed(ctx, bucket, walletSubmitPerIP, res[0]) {
+		h.walletError(w, txBad(http.StatusTooManyRequests, codeRateLimited, "too many submissions"))
+		return nil, nil, nil, false
+	}
+	tx, err := h.txs.fromResult(res[1])
+	if errors.Is(err, store.ErrNotFound) {
+		h.walletError(w, txBad(http.StatusNotFound, codeUnknownTransaction, "no such transaction"))
+		return nil, nil, nil, false
+	}
+	if err != nil {
+		h.log.ErrorContext(ctx, "wallet request", "tx", id, "error", err)
+		h.walletError(w, txBad(http.StatusInternalServerError, codeServerError, "internal error"))
+		return nil, nil, nil, false
+	}
+	return tx, res[1].Val, res[2:], true
 }
 
 // walletError writes {"error": code, "error_description": message}; the
@@ -303,35 +354,32 @@ func (h *Handler) handleWalletGet(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// handleWalletPost takes a wallet's answer. What needs no record is
+// checked first (the body, and the QR token's MAC, which decides whether
+// the submission counts against the transaction); then the address's
+// count, the transaction's count and the transaction are one round trip.
 func (h *Handler) handleWalletPost(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	id := r.PathValue("id")
-	if !h.web.Allow(ctx, "wallet_submit", h.web.RateKey(r), walletSubmitPerIP, walletRateWindow) {
-		h.walletError(w, txBad(http.StatusTooManyRequests, codeRateLimited, "too many submissions"))
-		return
-	}
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		h.walletError(w, txBad(http.StatusUnsupportedMediaType, codeInvalidRequest, "Content-Type must be application/json"))
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSubmissionBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			h.walletError(w, txBad(http.StatusRequestEntityTooLarge, codeRequestTooLarge, fmt.Sprintf("body exceeds %d bytes", maxSubmissionBytes)))
-			return
+	sub, refused := h.readSubmission(w, r)
+	var count []store.Op
+	if refused == nil {
+		if _, e := h.txs.qrWindowOf(id, sub.QRToken); e == nil {
+			// A token the provider issued for this transaction: the
+			// submission is counted against it. Any other is refused
+			// below, by the same checks in the same order as ever.
+			count = []store.Op{h.countOp(id, txSubmitsField)}
 		}
-		h.walletError(w, txBad(http.StatusBadRequest, codeInvalidRequest, "cannot read body"))
+	}
+	tx, raw, res, ok := h.walletRead(w, r, "wallet_submit", refused, count...)
+	if !ok {
 		return
 	}
-	sub, perr := parseSubmission(body)
-	if perr != nil {
-		h.metrics.submissions.WithLabelValues(perr.Code).Inc()
-		h.walletError(w, perr)
-		return
+	perTx := store.Result{Err: errNotCounted}
+	if len(res) > 0 {
+		perTx = res[0]
 	}
-	_, err = h.submitTx(ctx, id, sub)
+	_, err := h.submitTx(ctx, tx, raw, perTx, sub)
 	if err != nil {
 		var te *txError
 		if !errors.As(err, &te) {
@@ -344,4 +392,25 @@ func (h *Handler) handleWalletPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	web.WriteJSON(w, http.StatusOK, map[string]string{"status": "verified"})
+}
+
+// readSubmission reads and parses a submission's body.
+func (h *Handler) readSubmission(w http.ResponseWriter, r *http.Request) (*walletSubmission, *txError) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, txBad(http.StatusUnsupportedMediaType, codeInvalidRequest, "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSubmissionBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, txBad(http.StatusRequestEntityTooLarge, codeRequestTooLarge, fmt.Sprintf("body exceeds %d bytes", maxSubmissionBytes))
+		}
+		return nil, txBad(http.StatusBadRequest, codeInvalidRequest, "cannot read body")
+	}
+	sub, perr := parseSubmission(body)
+	if perr != nil {
+		h.metrics.submissions.WithLabelValues(perr.Code).Inc()
+	}
+	return sub, perr
 }

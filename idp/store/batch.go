@@ -34,6 +34,7 @@ const (
 	OpSetMembers
 	OpPublish
 	OpHashIncr
+	OpStreamAdd
 )
 
 // MaxBatch bounds the operations of one batch.
@@ -112,6 +113,14 @@ func HashIncr(key, field string, ttl time.Duration) Op {
 	return Op{Kind: OpHashIncr, Key: key, Field: field, TTL: ttl}
 }
 
+// StreamAdd appends value to the log key, as KV.StreamAdd does
+// (Result.Val is the entry's ID). It is the one durable write a batch may
+// hold: an event is best appended in the round trip of the change it
+// tells. Where durable writes wait for replicas, the batch sends it
+// after the rest, alone and with that wait, so it costs its own round
+// trip there.
+func StreamAdd(key string, value []byte) Op { return Op{Kind: OpStreamAdd, Key: key, Val: value} }
+
 // Publish sends msg on channel, as KV.Publish does.
 func Publish(channel string, msg []byte) Op { return Op{Kind: OpPublish, Key: channel, Val: msg} }
 
@@ -141,7 +150,7 @@ func checkBatch(ops []Op) error {
 	}
 	for i, op := range ops {
 		switch op.Kind {
-		case OpGet, OpDelete, OpTake, OpSetMembers, OpPublish:
+		case OpGet, OpDelete, OpTake, OpSetMembers, OpPublish, OpStreamAdd:
 		case OpHashIncr:
 			if op.Field == "" {
 				return fmt.Errorf("%w: operation %d increments no field of %q", ErrBadBatch, i, op.Key)

@@ -336,6 +336,10 @@ func (m *Memory) StreamAdd(ctx context.Context, key string, value []byte) (strin
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.streamAdd(key, value), nil
+}
+
+func (m *Memory) streamAdd(key string, value []byte) string {
 	m.seq++
 	// Same shape as Redis stream IDs (ms-seq) and ordered the same way:
 	// after the stream's last entry even when that came from a Restore
@@ -349,7 +353,7 @@ func (m *Memory) StreamAdd(ctx context.Context, key string, value []byte) (strin
 	}
 	id := fmt.Sprintf("%d-%d", ms, m.seq)
 	m.logs[key] = append(m.logs[key], StreamEntry{ID: id, Value: clone(value)})
-	return id, nil
+	return id
 }
 
 func (m *Memory) StreamRange(ctx context.Context, key, after string, count int) ([]StreamEntry, error) {
@@ -468,6 +472,8 @@ func (m *Memory) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 			m.publish(op.Key, op.Val)
 		case OpHashIncr:
 			r.N = m.hashIncr(op.Key, op.Field, op.TTL)
+		case OpStreamAdd:
+			r.Val = []byte(m.streamAdd(op.Key, op.Val))
 		}
 	}
 	return out, nil

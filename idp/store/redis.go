@@ -404,9 +404,16 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 	pipe := r.c.Pipeline()
 	cmds := make([]redis.Cmder, len(ops))
 	cards := map[int]*redis.IntCmd{} // a SetAdd's size after the add
+	var later []int                  // stream appends that wait for replicas, after the pipeline
 	for i, op := range ops {
 		k := r.k(op.Key)
 		switch op.Kind {
+		case OpStreamAdd:
+			if r.waitN > 0 {
+				later = append(later, i)
+				continue
+			}
+			cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: k, Values: []any{"v", op.Val}})
 		case OpGet:
 			cmds[i] = pipe.Get(ctx, k)
 		case OpSet:
@@ -438,13 +445,20 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 			cmds[i] = pipe.Eval(ctx, hashIncrScript, []string{k}, op.Field, op.TTL.Milliseconds())
 		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && allFailed(cmds) {
-		return nil, err
+	if pipe.Len() > 0 {
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && allFailed(cmds) {
+			return nil, err
+		}
 	}
 	out := make([]Result, len(ops))
+	for _, i := range later {
+		id, err := r.StreamAdd(ctx, ops[i].Key, ops[i].Val)
+		out[i] = Result{Val: []byte(id), Err: err}
+	}
 	for i, c := range cmds {
 		res := &out[i]
 		switch c := c.(type) {
+		case nil: // sent after the pipeline
 		case *redis.StringCmd:
 			res.Val, res.Err = c.Bytes()
 			res.Err = notFound(res.Err)
@@ -504,7 +518,7 @@ func members(ms []string) []any {
 // connection failed, and the batch as a whole with it.
 func allFailed(cmds []redis.Cmder) bool {
 	for _, c := range cmds {
-		if c.Err() == nil || errors.Is(c.Err(), redis.Nil) {
+		if c != nil && (c.Err() == nil || errors.Is(c.Err(), redis.Nil)) {
 			return false
 		}
 	}

@@ -154,6 +154,7 @@ var (
 	reCSRF    = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
 	reAppLink = regexp.MustCompile(`id="applink" href="([^"]+)"`)
 	reStatus  = regexp.MustCompile(`data-status-url="([^"]+)"`)
+	reFinish  = regexp.MustCompile(`<form id="finish" method="post" action="([^"]+)"`)
 	reClaim   = regexp.MustCompile(`name="claim" value="([^"]+)"`)
 	reTx      = regexp.MustCompile(`/login/tx/([^/"?]+)/`)
 )
@@ -231,6 +232,12 @@ func (t *target) login(ctx context.Context, w *walletsim.Wallet, proofing bool, 
 	if err != nil {
 		return nil, err
 	}
+	// Continue posts where the page's form does, as a browser would: the
+	// action names the request too.
+	finish, err := scrape(reFinish, page, "login_page", res)
+	if err != nil {
+		return nil, err
+	}
 
 	// The phone: its own address, no cookies.
 	phone := t.client(false)
@@ -262,7 +269,7 @@ func (t *target) login(ctx context.Context, w *walletsim.Wallet, proofing bool, 
 	if !strings.Contains(string(b), `"state":"verified"`) {
 		return nil, fail("status", res, fmt.Errorf("not verified: %.200s", b))
 	}
-	res, b, err = do(ctx, br, "finish", http.MethodPost, abs("/login/tx/"+tx.ID+"/finish"), url.Values{"csrf_token": {csrf}}, "Origin", t.issuer)
+	res, b, err = do(ctx, br, "finish", http.MethodPost, abs(finish), url.Values{"csrf_token": {csrf}}, "Origin", t.issuer)
 	if err != nil {
 		return nil, err
 	}

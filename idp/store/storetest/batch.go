@@ -146,6 +146,8 @@ func runBatch(t *testing.T, newKV func(t *testing.T) store.KV) {
 			store.SetMembers("bs:set"),
 			store.SetMembers("bs:noset"),
 			store.Publish("bs:ch", []byte("hello")),
+			store.StreamAdd("bs:log", []byte("first")),
+			store.StreamAdd("bs:log", []byte("second")),
 		)
 		if err != nil {
 			t.Fatal(err)
@@ -166,6 +168,7 @@ func runBatch(t *testing.T, newKV func(t *testing.T) store.KV) {
 			{slices.Equal(members, []string{"b", "c"}), "SetMembers after add and remove"},
 			{len(res[8].Members) == 0 && res[8].Err == nil, "SetMembers of a missing set"},
 			{res[9].Err == nil, "Publish"},
+			{res[10].Err == nil && res[11].Err == nil && len(res[10].Val) > 0 && len(res[11].Val) > 0, "StreamAdd"},
 		}
 		for _, c := range checks {
 			if !c.ok {
@@ -179,6 +182,10 @@ func runBatch(t *testing.T, newKV func(t *testing.T) store.KV) {
 			}
 		case <-time.After(5 * time.Second):
 			t.Error("the batch's Publish reached no subscriber")
+		}
+		if entries, err := kv.StreamRange(ctx, "bs:log", "", 10); err != nil || len(entries) != 2 ||
+			entries[0].ID != string(res[10].Val) || string(entries[1].Value) != "second" {
+			t.Errorf("the batch's appends: %+v, %v", entries, err)
 		}
 		if v, err := kv.Get(ctx, "bs:cas"); err != nil || string(v) != "v2" {
 			t.Errorf("after CAS: %q, %v", v, err)
