@@ -974,10 +974,12 @@ func checkDiscovery(t *testing.T, rp *relyingParty) {
 func checkProductionWeb(t *testing.T, op *e2eOP, rp *relyingParty) {
 	t.Helper()
 	b := op.browser()
-	h := b.get(b.authorize(rp.begin()).String())
-	cookies := (&http.Response{Header: h.header}).Cookies()
+	// /authorize sets the binding cookie, the login route the others.
+	ah := b.get(rp.begin().url)
+	h := b.get(b.expectRedirect(ah, "/login").String())
+	cookies := append((&http.Response{Header: ah.header}).Cookies(), (&http.Response{Header: h.header}).Cookies()...)
 	if len(cookies) == 0 {
-		t.Fatal("the login route set no cookie")
+		t.Fatal("the authorization and login routes set no cookie")
 	}
 	for _, c := range cookies {
 		if !strings.HasPrefix(c.Name, "__Host-") || !c.Secure || !c.HttpOnly || c.Path != "/" || c.Domain != "" {

@@ -312,7 +312,11 @@ func TestCallbackBinding(t *testing.T) {
 	conf := o.oauth("web")
 	v := oauth2.GenerateVerifier()
 	id := o.startAuth(conf, v)
-	good := &http.Cookie{Name: o.s.web.CookieName("bind"), Value: ids.Long()}
+	// /authorize bound the request to the browser it answered.
+	good := o.bindingOf(id)
+	if good == nil {
+		t.Fatal("/authorize set no binding cookie")
+	}
 	if err := o.s.requests.Bind(ctx, id, ids.Hash(good.Value)); err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,11 @@ func (c *manualClock) Advance(d time.Duration) { c.t.Add(int64(d)) }
 // gives one client (docs/rp-integration.md).
 const liveGrantsBound = 32
 
+// grantsIndexSlack is how far past the bound an account's index for a
+// client grows before the grant that fills it prunes it: up to
+// grantsIndexSlack-1 more live grants are indexed between prunings.
+const grantsIndexSlack = 8
+
 // The index of an account's grants for a client holds only live ones:
 // expired grants leave it at the next sign-in, the oldest go beyond the
 // bound (revoked), and withdrawing the client revokes the live ones
@@ -77,7 +82,11 @@ func TestGrantIndexHoldsLiveOnly(t *testing.T) {
 		}
 		clock.Advance(11 * time.Minute)
 
+		// 3 + n grants: the last one fills the index and prunes it.
 		const n = liveGrantsBound + 5
+		if 3+n != liveGrantsBound+grantsIndexSlack {
+			t.Fatal("the test's sign-ins must end on a pruning")
+		}
 		var long []*oauth2.Token
 		for range n {
 			long = append(long, o.loginTokens(o.oauth("web", "offline_access"), testAccount, nil))
@@ -97,6 +106,13 @@ func TestGrantIndexHoldsLiveOnly(t *testing.T) {
 			if in := o.introspect(tok.AccessToken, "web"); in["active"] != want {
 				t.Fatalf("family %d of %d: active=%v, want %v", i, n, in["active"], want)
 			}
+		}
+
+		// The next grant does not prune: it joins the bound ones until
+		// the next pruning.
+		long = append(long, o.loginTokens(o.oauth("web", "offline_access"), testAccount, nil))
+		if got := len(grantsIn()); got != liveGrantsBound+1 {
+			t.Fatalf("index between prunings holds %d grants, want %d", got, liveGrantsBound+1)
 		}
 
 		if err := o.s.provider.RevokeAccountClient(ctx, testAccount, "web"); err != nil {

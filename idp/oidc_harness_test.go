@@ -114,6 +114,27 @@ type testOP struct {
 	issuer string
 	kv     store.KV
 	hc     *http.Client // follows no redirects
+	// binds holds the binding cookie /authorize set for each request
+	// startAuth made: the browser of the test's RP redirect.
+	mu    sync.Mutex
+	binds map[string]*http.Cookie
+}
+
+// bindingOf is the binding cookie /authorize set for request id, if any.
+func (o *testOP) bindingOf(id string) *http.Cookie {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.binds[id]
+}
+
+// bindCookie is the binding cookie a response set, or nil.
+func bindCookie(s *Server, cookies []*http.Cookie) *http.Cookie {
+	for _, c := range cookies {
+		if c.Name == s.web.CookieName("bind") {
+			return c
+		}
+	}
+	return nil
 }
 
 func memoryKV(testing.TB) store.KV { return store.NewMemory() }
@@ -237,7 +258,16 @@ func (o *testOP) startAuth(conf *oauth2.Config, verifier string, extra ...oauth2
 		o.t.Fatalf("authorize: %d %q", res.StatusCode, loc)
 	}
 	u, _ := url.Parse(loc)
-	return u.Query().Get("id")
+	id := u.Query().Get("id")
+	if c := bindCookie(o.s, res.Cookies()); c != nil {
+		o.mu.Lock()
+		if o.binds == nil {
+			o.binds = map[string]*http.Cookie{}
+		}
+		o.binds[id] = c
+		o.mu.Unlock()
+	}
+	return id
 }
 
 // finish plays the sign-in side: bind the browser, complete the request
@@ -246,7 +276,12 @@ func (o *testOP) startAuth(conf *oauth2.Config, verifier string, extra ...oauth2
 func (o *testOP) finish(id, account string, granted []string) *url.URL {
 	o.t.Helper()
 	ctx := context.Background()
-	cookie := &http.Cookie{Name: o.s.web.CookieName("bind"), Value: ids.Long()}
+	// /authorize bound the request to the browser it answered; binding
+	// it again to that browser changes nothing.
+	cookie := o.bindingOf(id)
+	if cookie == nil {
+		cookie = &http.Cookie{Name: o.s.web.CookieName("bind"), Value: ids.Long()}
+	}
 	if err := o.s.requests.Bind(ctx, id, ids.Hash(cookie.Value)); err != nil {
 		o.t.Fatal(err)
 	}

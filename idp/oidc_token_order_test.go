@@ -157,7 +157,7 @@ func TestSpentCodeReplayRules(t *testing.T) {
 }
 
 // Two good exchanges of one code at once: exactly one spends it (the
-// tombstone's SetNX), the other is a replay by the code's own client,
+// SetNX of its grant), the other is a replay by the code's own client,
 // which revokes what the code minted. No token of the code outlives the
 // race, and at most one exchange answered with tokens.
 func TestConcurrentCodeExchange(t *testing.T) {

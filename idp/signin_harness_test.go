@@ -20,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/internal/ids"
 	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/idp/walletsim"
 	"github.com/watashi-id/watashi/idp/web"
@@ -201,6 +202,9 @@ func (b *browser) post(u string, form url.Values) (int, string, string) {
 
 func (b *browser) do(req *http.Request) (int, string, string) {
 	b.t.Helper()
+	if req.Method == http.MethodGet && req.URL.Path == authreq.LoginPath {
+		b.claim(req.URL.Query().Get("id"))
+	}
 	res, err := b.hc.Do(req)
 	if err != nil {
 		b.t.Fatal(err)
@@ -211,6 +215,40 @@ func (b *browser) do(req *http.Request) (int, string, string) {
 		b.t.Fatal(err)
 	}
 	return res.StatusCode, res.Header.Get("Location"), string(body)
+}
+
+// claim makes a request the harness's RP started (startAuth, which is
+// no browser) this browser's, as if this browser had followed the RP's
+// redirect to /authorize, which binds the request to the browser: the
+// first browser to open its login page takes it. With no binding cookie
+// yet, the browser takes the one /authorize set; with one, the request is
+// bound to that one instead, as /authorize would have done.
+func (b *browser) claim(id string) {
+	b.t.Helper()
+	o := b.op.testOP
+	o.mu.Lock()
+	c := o.binds[id]
+	delete(o.binds, id)
+	o.mu.Unlock()
+	if c == nil {
+		return
+	}
+	u, err := url.Parse(b.op.issuer)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for _, have := range b.jar.Cookies(u) {
+		if have.Name == c.Name {
+			if _, err := o.s.requests.Update(context.Background(), id, func(ar *authreq.AuthRequest) error {
+				ar.Binding = ids.Hash(have.Value)
+				return nil
+			}); err != nil {
+				b.t.Fatal(err)
+			}
+			return
+		}
+	}
+	b.jar.SetCookies(u, []*http.Cookie{c})
 }
 
 var csrfPattern = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)

@@ -142,12 +142,15 @@ clients:
 	br := &e2eServeBrowser{t: t, issuer: issuer, hc: &http.Client{Transport: front.Client().Transport, Jar: jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 
-	loginURL := br.redirect(br.get(authURL), "/login")
+	ah := br.get(authURL)
+	loginURL := br.redirect(ah, "/login")
 	h := br.get(loginURL)
-	if len(h.res.Cookies()) == 0 {
-		t.Error("the login route set no cookie (the browser binding)")
+	// /authorize sets the browser binding, the login route the others.
+	cookies := append(ah.res.Cookies(), h.res.Cookies()...)
+	if len(ah.res.Cookies()) == 0 {
+		t.Error("the authorization route set no cookie (the browser binding)")
 	}
-	for _, c := range h.res.Cookies() {
+	for _, c := range cookies {
 		if !strings.HasPrefix(c.Name, "__Host-") || !c.Secure || !c.HttpOnly {
 			t.Errorf("production cookie %s: Secure=%v HttpOnly=%v, want __Host-, Secure, HttpOnly", c.Name, c.Secure, c.HttpOnly)
 		}

@@ -9,13 +9,16 @@
 //     is stored with the request) and Creates the record with a TTL longer
 //     than a sign-in transaction's, so that a slow card tap never outlives
 //     the request it belongs to.
-//  2. The login page Binds it to the browser that opened it: the SHA-256 of
-//     a random cookie. Every later step (consent, the callback) checks the
-//     cookie, so knowing the request ID never lets another browser finish
-//     it.
+//  2. It is bound to the browser that opened it: the SHA-256 of a random
+//     cookie (EnsureBinding). /authorize records the binding in the new
+//     record when it can (a GET, which carries the browser's cookie), else
+//     the login page Binds it. Every later step (the login page, consent,
+//     the callback) checks the cookie, so knowing the request ID never
+//     lets another browser finish it.
 //  3. The consent step Completes it once with the account, the pairwise
 //     subject, acr, amr and the claims the resident granted, and sends the
-//     browser to the provider's callback, which mints exactly one code.
+//     browser to the provider's callback, which mints exactly one code:
+//     its hash goes into the record, whose lifetime becomes the code's.
 //  4. A request that cannot go on is Failed: the RP hears the OAuth error
 //     at its redirect URI and the record is deleted.
 //

@@ -1,6 +1,7 @@
 package authreq
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,7 +28,7 @@ const (
 	// bounded by the caps below.
 	MaxRequestBytes = 32 << 10
 	// MaxRecordBytes bounds a stored request as encoded, whatever it
-	// holds; Create, Update and Keep refuse a larger one. Every
+	// holds; Create and Update refuse a larger one. Every
 	// parameter that is kept is capped below, but JSON escaping can
 	// make a value grow up to sixfold ("<" is written \u003c), so the
 	// record is checked as it will be written.
@@ -150,10 +151,14 @@ var ErrTooLarge = errors.New("authreq: the request is too large to keep")
 // room in MaxRecordBytes for what its sign-in adds, so that a caller can
 // refuse it before it charges a rate limit; Create checks again.
 func CheckSize(ar *AuthRequest) error {
-	// As Create will write it: with an ID and a creation time.
+	// As Create will write it: with an ID, a creation time and, when
+	// /authorize binds the browser, a binding.
 	cp := *ar
 	if cp.ID == "" {
 		cp.ID = strings.Repeat("x", idLen)
+	}
+	if cp.Binding == "" {
+		cp.Binding = strings.Repeat("x", sha256.Size*2)
 	}
 	if cp.CreatedAt.IsZero() {
 		cp.CreatedAt = time.Date(2000, 1, 1, 0, 0, 0, 123456789, time.UTC) // the longest form

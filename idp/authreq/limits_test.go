@@ -84,10 +84,15 @@ func TestRecordCap(t *testing.T) {
 		}); !errors.Is(err, ErrTooLarge) {
 			t.Fatalf("Update: %v", err)
 		}
-		grown := *small
-		grown.Nonce = strings.Repeat("x", MaxRecordBytes)
-		if err := r.Keep(ctx, &grown, time.Minute); !errors.Is(err, ErrTooLarge) {
-			t.Fatalf("Keep: %v", err)
+		loaded, err := r.Load(ctx, small.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.UpdateLoadedTTL(ctx, loaded, time.Minute, func(ar *AuthRequest) error {
+			ar.Nonce = strings.Repeat("x", MaxRecordBytes)
+			return nil
+		}); !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("UpdateLoadedTTL: %v", err)
 		}
 		got, err := r.Load(ctx, small.ID)
 		if err != nil || got.LoginHint != "" || got.Nonce != "" {
@@ -129,7 +134,8 @@ func TestRecordRoomForTheFlow(t *testing.T) {
 	stores(t, func(t *testing.T, kv store.KV) {
 		ctx := context.Background()
 		r := New(kv, time.Minute, nil, "https://id.example")
-		ar := &AuthRequest{ClientID: "web", RedirectURI: "https://rp.example/cb", Scopes: []string{"openid"}, Challenge: strings.Repeat("c", 43)}
+		// Bound at creation, as /authorize binds a GET's browser.
+		ar := &AuthRequest{ClientID: "web", RedirectURI: "https://rp.example/cb", Scopes: []string{"openid"}, Challenge: strings.Repeat("c", 43), Binding: ids.Hash("cookie")}
 		for CheckSize(ar) == nil {
 			ar.State += strings.Repeat("s", 16)
 		}
@@ -156,9 +162,11 @@ func TestRecordRoomForTheFlow(t *testing.T) {
 		if err != nil {
 			t.Fatalf("complete: %v", err)
 		}
-		done.CodeHash = ids.Hash("code")
-		if err := r.Keep(ctx, done, time.Minute); err != nil {
-			t.Fatalf("keep with the code: %v", err)
+		if _, err := r.UpdateLoadedTTL(ctx, done, time.Minute, func(ar *AuthRequest) error {
+			ar.CodeHash = ids.Hash("code")
+			return nil
+		}); err != nil {
+			t.Fatalf("record the code: %v", err)
 		}
 		raw, _ := kv.Get(ctx, "ar:"+ar.ID)
 		t.Logf("%d bytes at creation's limit, %d at the end of the flow (cap %d)", MaxRecordBytes-growthBytes, len(raw), MaxRecordBytes)

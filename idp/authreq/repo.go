@@ -37,6 +37,7 @@ type KV interface {
 	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
 	CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error)
 	Delete(ctx context.Context, keys ...string) error
+	Do(ctx context.Context, ops ...store.Op) ([]store.Result, error)
 }
 
 // Repo stores auth requests under "ar:<id>" with a TTL.
@@ -64,6 +65,20 @@ func (r *Repo) TTL() time.Duration { return r.ttl }
 // Create stores a new request, giving it an ID and creation time when it
 // has none.
 func (r *Repo) Create(ctx context.Context, ar *AuthRequest) error {
+	op, err := r.CreateOp(ar)
+	if err != nil {
+		return err
+	}
+	if err := r.kv.Set(ctx, op.Key, op.Val, op.TTL); err != nil {
+		return fmt.Errorf("authreq: store: %w", err)
+	}
+	return nil
+}
+
+// CreateOp is Create as a batch operation (store.KV.Do), for a caller
+// that stores the request in one round trip with its rate limit: it gives
+// ar its ID and creation time and checks its size, and writes nothing.
+func (r *Repo) CreateOp(ar *AuthRequest) (store.Op, error) {
 	if ar.ID == "" {
 		ar.ID = ids.Long()
 	}
@@ -72,15 +87,13 @@ func (r *Repo) Create(ctx context.Context, ar *AuthRequest) error {
 	}
 	b, err := json.Marshal(ar)
 	if err != nil {
-		return err
+		return store.Op{}, err
 	}
 	if err := checkNew(b); err != nil {
-		return err
+		return store.Op{}, err
 	}
-	if err := r.kv.Set(ctx, key(ar.ID), b, r.ttl); err != nil {
-		return fmt.Errorf("authreq: store: %w", err)
-	}
-	return nil
+	ar.raw = b
+	return store.Set(key(ar.ID), b, r.ttl), nil
 }
 
 // Load returns a request; the error wraps store.ErrNotFound when it is
@@ -136,7 +149,7 @@ func decode(b []byte) (*AuthRequest, error) {
 // transitions exactly one wins and the other sees the winner's state. fn
 // returning ErrUnchanged ends without a write.
 func (r *Repo) Update(ctx context.Context, id string, fn func(*AuthRequest) error) (*AuthRequest, error) {
-	return r.update(ctx, id, nil, fn)
+	return r.update(ctx, id, nil, 0, fn)
 }
 
 // UpdateLoaded is Update of a request the caller loaded in this very
@@ -145,10 +158,22 @@ func (r *Repo) Update(ctx context.Context, id string, fn func(*AuthRequest) erro
 // compare-and-swap fails and Update reads it again. fn never sees the
 // caller's copy.
 func (r *Repo) UpdateLoaded(ctx context.Context, loaded *AuthRequest, fn func(*AuthRequest) error) (*AuthRequest, error) {
-	return r.update(ctx, loaded.ID, loaded.raw, fn)
+	return r.update(ctx, loaded.ID, loaded.raw, 0, fn)
 }
 
-func (r *Repo) update(ctx context.Context, id string, first []byte, fn func(*AuthRequest) error) (*AuthRequest, error) {
+// UpdateLoadedTTL is UpdateLoaded that also gives the record a new
+// lifetime, in the same compare-and-swap: once its code is minted, a
+// request only has to live as long as the code it carries.
+func (r *Repo) UpdateLoadedTTL(ctx context.Context, loaded *AuthRequest, ttl time.Duration, fn func(*AuthRequest) error) (*AuthRequest, error) {
+	if ttl <= 0 {
+		return nil, errors.New("authreq: a new lifetime must be positive")
+	}
+	return r.update(ctx, loaded.ID, loaded.raw, ttl, fn)
+}
+
+// update is Update from first (the record as read, or nil to read it)
+// and, with ttl > 0, a new lifetime set by the swap that wins.
+func (r *Repo) update(ctx context.Context, id string, first []byte, ttl time.Duration, fn func(*AuthRequest) error) (*AuthRequest, error) {
 	for range casRetries {
 		var (
 			ar  *AuthRequest
@@ -176,7 +201,7 @@ func (r *Repo) update(ctx context.Context, id string, first []byte, fn func(*Aut
 		if err := checkRecord(b); err != nil {
 			return nil, err
 		}
-		ok, err := r.kv.CompareAndSwap(ctx, key(id), old, b)
+		ok, err := r.swap(ctx, key(id), old, b, ttl)
 		if err != nil {
 			return nil, fmt.Errorf("authreq: update: %w", err)
 		}
@@ -186,6 +211,18 @@ func (r *Repo) update(ctx context.Context, id string, first []byte, fn func(*Aut
 		}
 	}
 	return nil, ErrContention
+}
+
+// swap is one compare-and-swap, with a new lifetime when ttl > 0.
+func (r *Repo) swap(ctx context.Context, k string, old, new []byte, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return r.kv.CompareAndSwap(ctx, k, old, new)
+	}
+	res, err := r.kv.Do(ctx, store.CAS(k, old, new, ttl))
+	if err != nil {
+		return false, err
+	}
+	return res[0].OK, res[0].Err
 }
 
 // Bind ties the request to one browser: bindingHash is the SHA-256 (hex)
@@ -209,7 +246,7 @@ func (r *Repo) bind(ctx context.Context, id string, first []byte, bindingHash st
 	if _, err := hex.DecodeString(bindingHash); err != nil {
 		return errors.New("authreq: binding must be a hex SHA-256")
 	}
-	_, err := r.update(ctx, id, first, func(ar *AuthRequest) error {
+	_, err := r.update(ctx, id, first, 0, func(ar *AuthRequest) error {
 		switch {
 		case ar.Binding == "":
 			ar.Binding = bindingHash
@@ -237,7 +274,7 @@ func (r *Repo) complete(ctx context.Context, id string, first []byte, c Completi
 	if c.AccountID == "" {
 		return nil, errors.New("authreq: completion without an account")
 	}
-	return r.update(ctx, id, first, func(ar *AuthRequest) error {
+	return r.update(ctx, id, first, 0, func(ar *AuthRequest) error {
 		if ar.Completed {
 			return ErrDone
 		}
@@ -260,21 +297,14 @@ func (r *Repo) complete(ctx context.Context, id string, first []byte, c Completi
 	})
 }
 
-// Keep rewrites the request with a new lifetime: once its code is minted
-// it only has to outlive the code, and a sign-in that finished just before
-// the request's own expiry must still be exchangeable.
-func (r *Repo) Keep(ctx context.Context, ar *AuthRequest, ttl time.Duration) error {
-	b, err := json.Marshal(ar)
-	if err != nil {
-		return err
+// RestoreOp is the batch operation that writes ar back as it was read,
+// to live for ttl: a code exchange that deleted the request with its
+// code and then failed for a passing reason gives both back for a retry.
+func (r *Repo) RestoreOp(ar *AuthRequest, ttl time.Duration) (store.Op, error) {
+	if len(ar.raw) == 0 || ttl <= 0 {
+		return store.Op{}, errors.New("authreq: only a request as read may be restored, for a positive lifetime")
 	}
-	if err := checkRecord(b); err != nil {
-		return err
-	}
-	if err := r.kv.Set(ctx, key(ar.ID), b, ttl); err != nil {
-		return fmt.Errorf("authreq: store: %w", err)
-	}
-	return nil
+	return store.Set(key(ar.ID), ar.raw, ttl), nil
 }
 
 // Delete removes a request; a missing one is not an error.

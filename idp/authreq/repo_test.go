@@ -82,10 +82,7 @@ func TestRepoLifecycle(t *testing.T) {
 		if _, err := r.Complete(ctx, ar.ID, c); !errors.Is(err, ErrDone) {
 			t.Fatalf("second completion: %v", err)
 		}
-		// Keep shortens the lifetime; Delete removes.
-		if err := r.Keep(ctx, done, time.Second); err != nil {
-			t.Fatal(err)
-		}
+		// Delete removes.
 		if err := r.Delete(ctx, ar.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +284,7 @@ func TestBrowserBinding(t *testing.T) {
 // countingKV counts the store operations the repository sends.
 type countingKV struct {
 	store.KV
-	gets, cas int
+	gets, cas, batches int
 }
 
 func (c *countingKV) Get(ctx context.Context, key string) ([]byte, error) {
@@ -298,6 +295,107 @@ func (c *countingKV) Get(ctx context.Context, key string) ([]byte, error) {
 func (c *countingKV) CompareAndSwap(ctx context.Context, key string, old, new []byte) (bool, error) {
 	c.cas++
 	return c.KV.CompareAndSwap(ctx, key, old, new)
+}
+
+func (c *countingKV) Do(ctx context.Context, ops ...store.Op) ([]store.Result, error) {
+	c.batches++
+	return c.KV.Do(ctx, ops...)
+}
+
+// UpdateLoadedTTL changes the record and its lifetime in one
+// compare-and-swap; from a stale copy it reads again and still sets the
+// lifetime; a lifetime that is not positive is refused before anything
+// is sent.
+func TestRepoUpdateLoadedTTL(t *testing.T) {
+	stores(t, func(t *testing.T, kv store.KV) {
+		ctx := context.Background()
+		c := &countingKV{KV: kv}
+		r := New(c, time.Hour, nil, "https://id.example")
+		ar := &AuthRequest{ClientID: "web", RedirectURI: "https://rp.example/cb", Scopes: []string{"openid"}, Challenge: strings.Repeat("a", 43)}
+		if err := r.Create(ctx, ar); err != nil {
+			t.Fatal(err)
+		}
+		loaded, err := r.Load(ctx, ar.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ttl := range []time.Duration{0, -time.Second} {
+			if _, err := r.UpdateLoadedTTL(ctx, loaded, ttl, func(*AuthRequest) error { return nil }); err == nil {
+				t.Errorf("lifetime %v accepted", ttl)
+			}
+		}
+		c.gets, c.cas, c.batches = 0, 0, 0
+		got, err := r.UpdateLoadedTTL(ctx, loaded, 300*time.Millisecond, func(ar *AuthRequest) error { ar.CodeHash = "h1"; return nil })
+		if err != nil || got.CodeHash != "h1" || c.gets+c.cas != 0 || c.batches != 1 {
+			t.Fatalf("update of a current copy: %v, %d reads, %d swaps, %d batches; want one batch", err, c.gets, c.cas, c.batches)
+		}
+		// A stale copy (as two callbacks of one request): its swap fails,
+		// the record is read again and the function, seeing the winner's
+		// change, refuses.
+		c.gets, c.cas, c.batches = 0, 0, 0
+		again, err := r.UpdateLoadedTTL(ctx, loaded, 300*time.Millisecond, func(ar *AuthRequest) error {
+			if ar.CodeHash != "" {
+				return ErrDone
+			}
+			ar.CodeHash = "h2"
+			return nil
+		})
+		if !errors.Is(err, ErrDone) || again != nil || c.batches != 1 || c.gets != 1 {
+			t.Fatalf("stale copy: %v %v, %d swaps, %d reads", again, err, c.batches, c.gets)
+		}
+		if cur, err := r.Load(ctx, ar.ID); err != nil || cur.CodeHash != "h1" {
+			t.Fatalf("stored %+v %v", cur, err)
+		}
+		time.Sleep(400 * time.Millisecond)
+		if _, err := r.Load(ctx, ar.ID); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("the record outlived its new lifetime: %v", err)
+		}
+	})
+}
+
+// CreateOp writes nothing and refuses what Create refuses; RestoreOp
+// writes back only a record as read.
+func TestRepoCreateAndRestoreOps(t *testing.T) {
+	ctx := context.Background()
+	kv := store.NewMemory()
+	r := New(kv, time.Minute, nil, "https://id.example")
+	ar := &AuthRequest{ClientID: "web", RedirectURI: "https://rp.example/cb", Scopes: []string{"openid"}, Challenge: strings.Repeat("a", 43)}
+	op, err := r.CreateOp(ar)
+	if err != nil || ar.ID == "" || ar.CreatedAt.IsZero() || op.Kind != store.OpSet || op.TTL != time.Minute {
+		t.Fatalf("CreateOp: %+v %v", op, err)
+	}
+	if _, err := r.Load(ctx, ar.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatal("CreateOp wrote the record")
+	}
+	if _, err := r.CreateOp(&AuthRequest{ClientID: "web", State: strings.Repeat("<", MaxRecordBytes)}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("CreateOp of a request too large: %v", err)
+	}
+	if _, err := kv.Do(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := r.Load(ctx, ar.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.RestoreOp(&AuthRequest{ID: ar.ID}, time.Minute); err == nil {
+		t.Fatal("RestoreOp of a request never read")
+	}
+	if _, err := r.RestoreOp(loaded, 0); err == nil {
+		t.Fatal("RestoreOp without a lifetime")
+	}
+	if err := r.Delete(ctx, ar.ID); err != nil {
+		t.Fatal(err)
+	}
+	restore, err := r.RestoreOp(loaded, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Do(ctx, restore); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := r.Load(ctx, ar.ID); err != nil || back.ClientID != "web" {
+		t.Fatalf("restored: %+v %v", back, err)
+	}
 }
 
 // The Loaded variants start from the caller's copy: one round trip fewer

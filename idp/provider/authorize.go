@@ -18,6 +18,7 @@ import (
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/session"
+	"github.com/watashi-id/watashi/idp/store"
 	"github.com/watashi-id/watashi/whitelist"
 )
 
@@ -97,16 +98,51 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		fail(oerr)
 		return
 	}
-	if errors.Is(authreq.CheckSize(ar), authreq.ErrTooLarge) {
+	tooLarge := func() {
 		fail(oidc.ErrInvalidRequest().WithDescription("the request is too large to keep; shorten state, nonce, claims or the other parameters"))
+	}
+	if errors.Is(authreq.CheckSize(ar), authreq.ErrTooLarge) {
+		tooLarge()
 		return
 	}
-	if !s.web.Allow(ctx, "authorize", s.web.RateKey(r), authreq.CreatePerAddress, authreq.CreateWindow) {
+	if r.Method == http.MethodGet {
+		// The request is bound to this browser now, so that the login
+		// page finds it bound and a leaked login URL is no use in
+		// another browser. Not on a POST: a cross-site form post does not
+		// carry the SameSite=Lax cookie, and a new one would replace the
+		// cookie of a login in progress in another tab; the login page
+		// binds such a request.
+		ar.Binding = authreq.EnsureBinding(s.web, w, r)
+	}
+	create, err := s.requests.CreateOp(ar)
+	if errors.Is(err, authreq.ErrTooLarge) {
+		// CheckSize counted the binding: not reached, but the right
+		// answer if it were.
+		tooLarge()
+		return
+	}
+	if err != nil {
+		s.log.ErrorContext(ctx, "store auth request", "error", err)
+		fail(unavailableToRP())
+		return
+	}
+	// The rate limit and the record go in one round trip; a request over
+	// the limit has its record deleted at once.
+	res, err := s.kv.Do(ctx, s.web.LimitOp("authorize", s.web.RateKey(r), authreq.CreateWindow), create)
+	if err != nil {
+		res = []store.Result{{Err: err}, {Err: err}}
+	}
+	if !s.web.Allowed(ctx, "authorize", authreq.CreatePerAddress, res[0]) {
+		if res[1].Err == nil {
+			if err := s.requests.Delete(ctx, ar.ID); err != nil {
+				s.log.WarnContext(ctx, "auth request over the rate limit not deleted; it expires", "error", err)
+			}
+		}
 		w.Header().Set("Retry-After", strconv.Itoa(int(authreq.CreateWindow/time.Second)))
 		s.errorPage(w, r, http.StatusTooManyRequests, "rate_limited")
 		return
 	}
-	if err := s.requests.Create(ctx, ar); err != nil {
+	if err := res[1].Err; err != nil {
 		s.log.ErrorContext(ctx, "store auth request", "error", err)
 		fail(unavailableToRP())
 		return

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
@@ -12,18 +11,11 @@ import (
 	"github.com/watashi-id/watashi/idp/internal/ids"
 )
 
-// codeExchangeMargin keeps an auth request a little longer than its code,
-// for the exchange in flight when the code expires.
-const codeExchangeMargin = 30 * time.Second
-
-// Store keys of codes.
-func codeKey(hash string) string     { return "code:" + hash }
-func usedCodeKey(hash string) string { return "usedcode:" + hash }
-
-// A code is "<auth request ID>.<random>": the exchange reads the code's
-// record and its request in one round trip. Only the hash of the whole
-// code is stored; the request ID in it is no secret (the login URLs
-// carry it) and gives nothing without the random part.
+// A code is "<auth request ID>.<random>" and has no record of its own:
+// its request carries the SHA-256 of the whole code (CodeHash) and, from
+// the moment the code is minted, lives only as long as the code may. The
+// request ID in a code is no secret (the login URLs carry it) and gives
+// nothing without the random part.
 const codeSep = "."
 
 func newCode(arID string) string { return arID + codeSep + ids.Long() }
@@ -76,7 +68,9 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	code := newCode(ar.ID)
 	h := ids.Hash(code)
-	minted, err := s.requests.UpdateLoaded(ctx, ar, func(ar *authreq.AuthRequest) error {
+	// One compare-and-swap records the code and shortens the request's
+	// life to the code's: of two callbacks, one mints.
+	_, err = s.requests.UpdateLoadedTTL(ctx, ar, s.ttl.Code, func(ar *authreq.AuthRequest) error {
 		if ar.CodeHash != "" {
 			return errCodeMinted
 		}
@@ -94,17 +88,6 @@ func (s *Server) handleCallback(w http.ResponseWriter, r *http.Request) {
 		s.log.ErrorContext(ctx, "record code", "error", err)
 		fail(unavailableToRP())
 		return
-	}
-	ar = minted
-	ok, err := s.kv.SetNX(ctx, codeKey(h), []byte(ar.ID), s.ttl.Code)
-	if err != nil || !ok {
-		s.log.ErrorContext(ctx, "store code", "error", err, "collision", err == nil)
-		fail(unavailableToRP())
-		return
-	}
-	// From now on the request only has to outlive its code.
-	if err := s.requests.Keep(ctx, ar, s.ttl.Code+codeExchangeMargin); err != nil {
-		s.log.WarnContext(ctx, "auth request lifetime not shortened", "error", err)
 	}
 	toRP(url.Values{"code": {code}})
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/account"
-	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/clients"
 	"github.com/watashi-id/watashi/idp/internal/logref"
 	"github.com/watashi-id/watashi/idp/session"
@@ -88,9 +87,11 @@ func (st *storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo
 	var client, account, sid string
 	var scopes, granted []string
 	var claims *consent.ClaimsRequest
+	var read []store.Result
 	switch r := req.(type) {
-	case *authreq.AuthRequest:
+	case *codeRequest:
 		client, account, scopes, claims, granted, sid = r.ClientID, r.AccountID, r.Scopes, r.Claims, r.Granted, r.SessionID
+		read = r.acct
 	case *refreshRequest:
 		client, account, scopes, claims, granted, sid = r.grant.ClientID, r.grant.AccountID, r.scopes, r.grant.Claims, r.grant.Granted, r.grant.SessionID
 		if r.grant.ACR != "" {
@@ -111,7 +112,7 @@ func (st *storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo
 			ui.AppendClaims("sid", session.PairwiseSID(sid, c.Sector))
 		}
 	}
-	released, err := st.s.releaseClaims(ctx, client, account, scopes, claims, granted, consent.TargetIDToken)
+	released, err := st.s.releaseClaimsFrom(ctx, client, account, read, scopes, claims, granted, consent.TargetIDToken)
 	if err != nil {
 		return fmt.Errorf("provider: ID token claims: %w", err)
 	}

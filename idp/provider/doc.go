@@ -11,10 +11,14 @@
 //	                 page (503); PKCE S256 for every client; the claims
 //	                 parameter is parsed once and stored with the
 //	                 request, resolved under the client's policy; the
-//	                 tier is enforced; then the login page
+//	                 tier is enforced; the request is bound to the
+//	                 browser and counted against the address's rate
+//	                 limit in the round trip that stores it; then the
+//	                 login page
 //	callback.go      the consent step's end: one code per request, for
-//	                 the browser that signed in only; every response to
-//	                 the RP carries iss (RFC 9207)
+//	                 the browser that signed in only, recorded in the
+//	                 request itself; every response to the RP carries
+//	                 iss (RFC 9207)
 //	token.go         /oauth/token: parse, authenticate the client, then
 //	                 the grant; a failed request changes nothing
 //	client_auth.go   client authentication (client_secret_basic against
@@ -22,9 +26,9 @@
 //	                 replay-checked assertions, none for public clients)
 //	token_code.go    the authorization_code grant: the code must be the
 //	                 client's, then redirect_uri, then PKCE, and only
-//	                 then is it spent (single use by SetNX of its
-//	                 tombstone); the own client's replay revokes what it
-//	                 minted
+//	                 then is it spent (single use by SetNX of the grant
+//	                 it mints, which is its tombstone); the own client's
+//	                 replay revokes what it minted
 //	token_refresh.go the refresh_token grant, in the same order; families
 //	                 rotate and the own client's reuse revokes the family
 //	scope.go         the scope a token response reports: what was granted

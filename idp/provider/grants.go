@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zitadel/oidc/v3/pkg/oidc"
-
 	"github.com/watashi-id/watashi/consent"
 	"github.com/watashi-id/watashi/idp/authreq"
 	"github.com/watashi-id/watashi/idp/internal/ids"
@@ -83,13 +81,16 @@ type grantRecord struct {
 	// Method is how the resident signed in ("jpki:<token label>" or
 	// "passkey:<id>"): a family whose label the operator blocks refreshes
 	// no more.
-	Method  string    `json:"method,omitempty"`
-	Offline bool      `json:"offline,omitempty"`
-	Revoked bool      `json:"revoked,omitempty"`
-	Created time.Time `json:"created"`
+	Method  string `json:"method,omitempty"`
+	Revoked bool   `json:"revoked,omitempty"`
 	// Exp ends the family: refresh tokens do not slide it, so a resident
 	// signs in with the card again at least once per RefreshTokenTTL.
 	Exp time.Time `json:"exp"`
+	// Code is the digest of the code that minted the grant (codeDigest):
+	// the record is the code's tombstone, and a second presentation of
+	// the code revokes it only when it comes from the code's own client
+	// with its redirect URI and PKCE verifier.
+	Code string `json:"code,omitempty"`
 }
 
 // accessRecord is an access token as its ID and its grant describe it.
@@ -157,71 +158,103 @@ func ttlUntil(now, exp time.Time) time.Duration {
 	return max(exp.Sub(now), time.Second)
 }
 
-// create writes the grant record of a code exchange and, with offline,
-// the family's first refresh token, in one round trip. SetNX: if a
-// replay of the code already wrote a revoked record, minting stops here
-// (the refresh token written beside it is dead with its grant). The
-// grant joins its account's index for the client first, so that a
-// withdrawal running meanwhile sees it (and its revoked record then
-// stops this exchange).
-func (gr *grants) create(ctx context.Context, ar *authreq.AuthRequest, offline bool) (*grantRecord, string, error) {
+// newGrant is the grant of a code exchange as built before anything is
+// written: the record, and with offline its first refresh token.
+type newGrant struct {
+	g   *grantRecord
+	b   []byte        // the record as stored
+	ttl time.Duration // the record's lifetime in the store
+	rt  string        // the first refresh token, "" without offline
+	rtw store.Op      // the write of its record
+}
+
+// prepare builds the grant of a code exchange of ar. code is the digest
+// of the spent code (codeDigest): the record is also the code's
+// tombstone, so it lives at least as long as the code could be
+// presented again.
+func (gr *grants) prepare(ar *authreq.AuthRequest, offline bool, code string) (*newGrant, error) {
 	now := gr.now().UTC()
 	ttl := gr.ttl.AccessToken
 	if offline {
 		ttl = max(gr.ttl.RefreshToken, gr.ttl.AccessToken)
 	}
+	// auth_time to the second, as ID tokens carry it; the expiry to the
+	// millisecond, as the account's index orders grants by it (a second
+	// would leave the families of one busy second in no order, and
+	// pruning might take a new one for the oldest).
 	g := &grantRecord{
 		ID: ar.ID, ClientID: ar.ClientID, AccountID: ar.AccountID, Subject: ar.Subject,
-		Scopes: ar.Scopes, Claims: ar.Claims, Granted: ar.Granted, ACR: ar.ACR, AMR: ar.AMR, AuthTime: ar.AuthTime,
-		SessionID: ar.SessionID, Method: ar.Method, Offline: offline, Created: now, Exp: now.Add(ttl),
+		Scopes: ar.Scopes, Claims: ar.Claims, Granted: ar.Granted, ACR: ar.ACR, AMR: ar.AMR, AuthTime: ar.AuthTime.Truncate(time.Second),
+		SessionID: ar.SessionID, Method: ar.Method, Exp: now.Add(ttl).Truncate(time.Millisecond), Code: code,
 	}
 	b, err := json.Marshal(g)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	if err := gr.index(ctx, g); err != nil {
-		return nil, "", err
-	}
-	if gr.issued != nil {
-		if err := gr.issued(ctx, g.SessionID, g.AccountID, ar.Authenticator, g.ClientID, g.ID, g.Exp); err != nil {
-			return nil, "", fmt.Errorf("provider: session index: %w", err)
-		}
-	}
-	ops := []store.Op{store.SetNX(grantKey(g.ID), b, ttl)}
-	var rt string
+	ng := &newGrant{g: g, b: b, ttl: max(ttl, gr.ttl.Code)}
 	if offline {
-		var op store.Op
-		if rt, op, err = gr.newRefresh(g); err != nil {
-			return nil, "", err
+		if ng.rt, ng.rtw, err = gr.newRefresh(g); err != nil {
+			return nil, err
 		}
-		ops = append(ops, op)
 	}
-	res, err := gr.kv.Do(ctx, ops...)
-	if err == nil {
-		err = res[0].Err
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("provider: store grant: %w", err)
-	}
-	if !res[0].OK {
-		return nil, "", oidc.ErrInvalidGrant().WithDescription("grant revoked")
-	}
-	if offline {
-		if err := res[1].Err; err != nil {
-			return nil, "", fmt.Errorf("provider: store refresh token: %w", err)
-		}
-		gr.metrics.tokens.WithLabelValues("refresh").Inc()
-	}
-	return g, rt, nil
+	return ng, nil
 }
 
-// The index acctgrants:<account>:<client> lists an account's live grants
-// for one client, so that withdrawing the client revokes them. It holds
-// only live grants: each member carries its grant's expiry
-// ("<unix ms exp>:<grant>"), every new grant prunes the expired ones, and at
-// most maxLiveGrants stay, the oldest beyond that being revoked. Its TTL
-// is the longest a grant lives, from the newest grant.
-const maxLiveGrants = 32
+// The positions of a new grant's writes in the batch of writeOps.
+const (
+	opIndex = iota
+	opGrant
+	opRefresh
+)
+
+// writeOps is the batch that writes ng, in this order: the grant joins
+// its account's index for the client first, so that a withdrawal running
+// meanwhile sees it (and its revoked record then stops this exchange),
+// and the index's size after the add says whether to prune it
+// (prunes); the record is written with
+// SetNX, which is the single-use point of the code (of any number of
+// exchanges of one code, exactly one writes it, and a replay's or a
+// withdrawal's revoked record written before it stops the exchange);
+// last the first refresh token.
+func (gr *grants) writeOps(ng *newGrant) []store.Op {
+	g, ttl := ng.g, max(gr.ttl.RefreshToken, gr.ttl.AccessToken)
+	ops := []store.Op{
+		store.SetAdd(accountGrantsKey(g.AccountID, g.ClientID), ttl, indexMember(g)),
+		store.SetNX(grantKey(g.ID), ng.b, ng.ttl),
+	}
+	if ng.rt != "" {
+		ops = append(ops, ng.rtw)
+	}
+	return ops
+}
+
+// undoOps removes what writeOps wrote besides the grant record: the
+// refresh token and the index member.
+func (gr *grants) undoOps(ng *newGrant) []store.Op {
+	ops := []store.Op{store.SetRemove(accountGrantsKey(ng.g.AccountID, ng.g.ClientID), indexMember(ng.g))}
+	if ng.rt != "" {
+		ops = append(ops, store.Delete(ng.rtw.Key))
+	}
+	return ops
+}
+
+// The index acctgrants:<account>:<client> lists an account's grants for
+// one client, so that withdrawing the client revokes them. Each member
+// carries its grant's expiry ("<unix ms exp>:<grant>"). A new grant that
+// brings the index to maxLiveGrants + indexSlack members prunes it: the
+// expired members go, and the oldest live grants beyond maxLiveGrants are
+// revoked. So the index never holds more than maxLiveGrants + indexSlack
+// - 1 members after an exchange, at most that many grants live, and an
+// exchange lists it only once in indexSlack when it is full (a resident
+// who signs in a few times a day at an RP never lists it). Its TTL is the
+// longest a grant lives, from the newest grant.
+const (
+	maxLiveGrants = 32
+	indexSlack    = 8
+)
+
+// prunes reports whether an index of n members after an add is pruned.
+func prunes(n int64) bool { return n >= maxLiveGrants+indexSlack }
 
 func indexMember(g *grantRecord) string { return strconv.FormatInt(g.Exp.UnixMilli(), 10) + ":" + g.ID }
 
@@ -241,12 +274,10 @@ func parseMember(m string) (indexed, bool) {
 	return indexed{member: m, grant: grant, exp: time.UnixMilli(unix)}, true
 }
 
-// index adds g to its account's index for the client and prunes it.
-func (gr *grants) index(ctx context.Context, g *grantRecord) error {
+// prune drops the expired members of g's index and revokes the oldest
+// live grants beyond maxLiveGrants, never g itself.
+func (gr *grants) prune(ctx context.Context, g *grantRecord) error {
 	key := accountGrantsKey(g.AccountID, g.ClientID)
-	if err := gr.kv.SetAdd(ctx, key, max(gr.ttl.RefreshToken, gr.ttl.AccessToken), indexMember(g)); err != nil {
-		return fmt.Errorf("provider: index grant: %w", err)
-	}
 	members, err := gr.kv.SetMembers(ctx, key)
 	if err != nil {
 		return fmt.Errorf("provider: list grants: %w", err)
@@ -257,16 +288,18 @@ func (gr *grants) index(ctx context.Context, g *grantRecord) error {
 		// in this often at one RP has abandoned them (each sign-in is a
 		// new family).
 		others := slices.DeleteFunc(live, func(it indexed) bool { return it.grant == g.ID })
+		var old []string
 		for _, it := range others[:min(over, len(others))] {
-			if err := gr.revoke(ctx, it.grant); err != nil {
-				return err
-			}
+			old = append(old, it.grant)
 			dead = append(dead, it.member)
+		}
+		if err := gr.revokeAll(ctx, old); err != nil {
+			return err
 		}
 	}
 	if len(dead) > 0 {
 		if err := gr.kv.SetRemove(ctx, key, dead...); err != nil {
-			// The next grant prunes them; nothing is wrong meanwhile.
+			// The next pruning drops them; nothing is wrong meanwhile.
 			gr.log.WarnContext(ctx, "expired grants not pruned from the index", "error", err)
 		}
 	}
@@ -354,27 +387,63 @@ func (gr *grants) decode(b []byte, err error) (*grantRecord, error) {
 // refresh token it minted. A grant not written yet (its code exchange is
 // still running) gets a revoked record, which makes the exchange fail.
 func (gr *grants) revoke(ctx context.Context, id string) error {
+	return gr.revokeAll(ctx, []string{id})
+}
+
+// revokeAll is revoke of several grants in two round trips per
+// store.MaxBatch of them: their records are read together, then the
+// revoked ones written together.
+func (gr *grants) revokeAll(ctx context.Context, ids []string) error {
+	for chunk := range slices.Chunk(ids, store.MaxBatch) {
+		if err := gr.revokeBatch(ctx, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (gr *grants) revokeBatch(ctx context.Context, ids []string) error {
 	now := gr.now().UTC()
-	g := &grantRecord{ID: id, Created: now, Exp: now.Add(gr.ttl.Code + gr.ttl.AccessToken)}
-	if b, err := gr.kv.Get(ctx, grantKey(id)); err == nil {
-		if err := json.Unmarshal(b, g); err != nil {
-			return fmt.Errorf("provider: grant record: %w", err)
-		}
-		if g.Revoked {
-			return nil
-		}
-	} else if !errors.Is(err, store.ErrNotFound) {
+	reads := make([]store.Op, len(ids))
+	for i, id := range ids {
+		reads[i] = store.Get(grantKey(id))
+	}
+	res, err := gr.kv.Do(ctx, reads...)
+	if err != nil {
 		return fmt.Errorf("provider: load grant: %w", err)
 	}
-	g.Revoked = true
-	b, err := json.Marshal(g)
-	if err != nil {
-		return err
+	var writes []store.Op
+	for i, id := range ids {
+		g := &grantRecord{ID: id, Exp: now.Add(gr.ttl.Code + gr.ttl.AccessToken)}
+		switch err := res[i].Err; {
+		case err == nil:
+			if err := json.Unmarshal(res[i].Val, g); err != nil {
+				return fmt.Errorf("provider: grant record: %w", err)
+			}
+			if g.Revoked {
+				continue
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("provider: load grant: %w", err)
+		}
+		g.Revoked = true
+		b, err := json.Marshal(g)
+		if err != nil {
+			return err
+		}
+		writes = append(writes, store.Set(grantKey(id), b, ttlUntil(now, g.Exp)))
 	}
-	if err := gr.kv.Set(ctx, grantKey(id), b, ttlUntil(now, g.Exp)); err != nil {
+	if len(writes) == 0 {
+		return nil
+	}
+	res, err = gr.kv.Do(ctx, writes...)
+	if err == nil {
+		err = store.FirstErr(res)
+	}
+	if err != nil {
 		return fmt.Errorf("provider: revoke grant: %w", err)
 	}
-	gr.metrics.revoked.Inc()
+	gr.metrics.revoked.Add(float64(len(writes)))
 	return nil
 }
 
@@ -389,10 +458,12 @@ func (gr *grants) revokeAccountClient(ctx context.Context, accountID, clientID s
 		return fmt.Errorf("provider: list grants: %w", err)
 	}
 	live, _ := gr.sortIndex(ctx, members)
-	for _, it := range live {
-		if err := gr.revoke(ctx, it.grant); err != nil {
-			return err
-		}
+	ids := make([]string, len(live))
+	for i, it := range live {
+		ids[i] = it.grant
+	}
+	if err := gr.revokeAll(ctx, ids); err != nil {
+		return err
 	}
 	if len(members) == 0 {
 		return nil

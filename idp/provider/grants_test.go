@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/watashi-id/watashi/idp/authreq"
+	"github.com/watashi-id/watashi/idp/internal/ids"
+	"github.com/watashi-id/watashi/idp/store"
+	"golang.org/x/oauth2"
 )
 
 func TestParseMember(t *testing.T) {
@@ -46,7 +50,7 @@ func TestGrantIndexLegacyMembers(t *testing.T) {
 	now := gr.now()
 	put := func(id string, exp time.Time, revoked bool) {
 		t.Helper()
-		b, _ := json.Marshal(grantRecord{ID: id, ClientID: "web", AccountID: "a1", Created: now, Exp: exp, Revoked: revoked})
+		b, _ := json.Marshal(grantRecord{ID: id, ClientID: "web", AccountID: "a1", Exp: exp, Revoked: revoked})
 		if err := s.kv.Set(ctx, grantKey(id), b, time.Hour); err != nil {
 			t.Fatal(err)
 		}
@@ -58,8 +62,15 @@ func TestGrantIndexLegacyMembers(t *testing.T) {
 	if err := s.kv.SetAdd(ctx, key, time.Hour, "legacy-live", "legacy-revoked", "legacy-expired", "legacy-gone"); err != nil {
 		t.Fatal(err)
 	}
-	g, _, err := gr.create(ctx, &authreq.AuthRequest{ID: "new", ClientID: "web", AccountID: "a1"}, false)
+	ng, err := gr.prepare(&authreq.AuthRequest{ID: "new", ClientID: "web", AccountID: "a1"}, false, "")
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.kv.Do(ctx, gr.writeOps(ng)...); err != nil {
+		t.Fatal(err)
+	}
+	g := ng.g
+	if err := gr.prune(ctx, g); err != nil {
 		t.Fatal(err)
 	}
 	members, _ := s.kv.SetMembers(ctx, key)
@@ -132,4 +143,121 @@ func FuzzParseAccessID(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A grant record keeps what its tokens need and the code's digest, no
+// more: no creation time, no offline flag (the scopes say it), auth_time
+// to the second and the expiry to the millisecond, and never the
+// redirect URI or the challenge.
+func TestGrantRecordSmall(t *testing.T) {
+	s := newTestServer(t)
+	ar := &authreq.AuthRequest{
+		ID: strings.Repeat("g", 43), ClientID: "web", RedirectURI: testRedirect, AccountID: strings.Repeat("a", 22), Subject: strings.Repeat("s", 43),
+		Scopes: []string{"openid", "offline_access", "name"}, Granted: []string{"name"}, ACR: "aal3", AMR: []string{"hwk", "pin"},
+		AuthTime: time.Now(), SessionID: strings.Repeat("x", 43), Method: "jpki:" + strings.Repeat("l", 16), Challenge: strings.Repeat("c", 43),
+	}
+	use := codeUse{ClientID: ar.ClientID, RedirectURI: ar.RedirectURI, Challenge: ar.Challenge}
+	ng, err := s.grants.prepare(ar, true, codeDigest(ids.Hash("code"), use))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := string(ng.b)
+	for _, never := range []string{`"created"`, `"offline"`, testRedirect, ar.Challenge} {
+		if strings.Contains(rec, never) {
+			t.Errorf("the record holds %s: %s", never, rec)
+		}
+	}
+	const most = 460 // with IDs of real length; 334 in TestLoginRoundTrips
+	if len(rec) > most {
+		t.Errorf("grant record of %d bytes, want at most %d: %s", len(rec), most, rec)
+	}
+	var back grantRecord
+	if err := json.Unmarshal(ng.b, &back); err != nil || back.ID != ar.ID || len(back.Code) != 22 || !back.Exp.Equal(back.Exp.Truncate(time.Millisecond)) || !back.AuthTime.Equal(back.AuthTime.Truncate(time.Second)) {
+		t.Fatalf("record read back: %+v %v", back, err)
+	}
+	if ng.ttl < s.ttl.Code || ng.rt == "" {
+		t.Fatalf("ttl %v, refresh token %q", ng.ttl, ng.rt)
+	}
+	t.Logf("grant record: %d bytes", len(rec))
+}
+
+// The digest of a code matches a presentation only with the code, the
+// client, the redirect URI and a verifier of the challenge all the same.
+func TestCodeDigest(t *testing.T) {
+	const verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+	challenge := oauth2.S256ChallengeFromVerifier(verifier)
+	h := ids.Hash("req.code")
+	stored := codeDigest(h, codeUse{ClientID: "web", RedirectURI: testRedirect, Challenge: challenge})
+	for _, c := range []struct {
+		name   string
+		h      string
+		client string
+		tr     tokenRequest
+		match  bool
+	}{
+		{"the code's own client", h, "web", tokenRequest{redirectURI: testRedirect, verifier: verifier}, true},
+		{"another client", h, "other", tokenRequest{redirectURI: testRedirect, verifier: verifier}, false},
+		{"another redirect URI", h, "web", tokenRequest{redirectURI: testRedirect + "x", verifier: verifier}, false},
+		{"no redirect URI", h, "web", tokenRequest{verifier: verifier}, false},
+		{"another verifier", h, "web", tokenRequest{redirectURI: testRedirect, verifier: verifier + "x"}, false},
+		{"no verifier", h, "web", tokenRequest{redirectURI: testRedirect}, false},
+		{"another code", ids.Hash("req.other"), "web", tokenRequest{redirectURI: testRedirect, verifier: verifier}, false},
+		// The parts are separated: moving bytes from one to the next
+		// is another digest.
+		{"parts shifted", h, "we", tokenRequest{redirectURI: "b" + testRedirect, verifier: verifier}, false},
+	} {
+		if got := presentedDigest(c.h, c.client, &c.tr) == stored; got != c.match {
+			t.Errorf("%s: match %v, want %v", c.name, got, c.match)
+		}
+	}
+}
+
+// revokeAll revokes live, missing and revoked grants alike, two round
+// trips per store.MaxBatch, and leaves a revoked record alone.
+func TestRevokeAll(t *testing.T) {
+	kv, ops := countedStore(t, store.NewMemory())
+	s := newTestServerOn(t, kv)
+	ctx := context.Background()
+	now := s.grants.now()
+	var all []string
+	for i := range store.MaxBatch + 6 {
+		id := "g" + strconv.Itoa(i)
+		all = append(all, id)
+		switch i % 3 {
+		case 0: // missing: a revoked record stops its exchange
+		case 1:
+			b, _ := json.Marshal(grantRecord{ID: id, ClientID: "web", AccountID: "a1", Exp: now.Add(time.Hour)})
+			if err := kv.Set(ctx, grantKey(id), b, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		case 2:
+			b, _ := json.Marshal(grantRecord{ID: id, ClientID: "web", AccountID: "a1", Exp: now.Add(time.Hour), Revoked: true})
+			if err := kv.Set(ctx, grantKey(id), b, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	before := ops()
+	if err := s.grants.revokeAll(ctx, all); err != nil {
+		t.Fatal(err)
+	}
+	if got := ops() - before; got != 4 {
+		t.Errorf("%d round trips for %d grants, want 4", got, len(all))
+	}
+	for _, id := range all {
+		if _, err := s.grants.load(ctx, id); err != errGrantRevoked {
+			t.Errorf("%s: %v, want revoked", id, err)
+		}
+	}
+	if err := s.grants.revokeAll(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPrunes(t *testing.T) {
+	for n, want := range map[int64]bool{1: false, maxLiveGrants: false, maxLiveGrants + indexSlack - 1: false, maxLiveGrants + indexSlack: true, 100: true} {
+		if prunes(n) != want {
+			t.Errorf("prunes(%d) = %v", n, !want)
+		}
+	}
 }

@@ -30,8 +30,13 @@ var testTemplates = sync.OnceValues(func() (*templates.Set, error) { return temp
 // account store, the key ring (empty: nothing here signs) and sessions.
 func newTestServer(t testing.TB) *Server {
 	t.Helper()
+	return newTestServerOn(t, store.NewMemory())
+}
+
+// newTestServerOn is newTestServer on kv.
+func newTestServerOn(t testing.TB, kv store.KV) *Server {
+	t.Helper()
 	ctx := context.Background()
-	kv := store.NewMemory()
 	tmpl, err := testTemplates()
 	if err != nil {
 		t.Fatal(err)

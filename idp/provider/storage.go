@@ -45,8 +45,8 @@ func (st *storage) AuthRequestByID(context.Context, string) (op.AuthRequest, err
 func (st *storage) SaveAuthCode(context.Context, string, string) error { return errOwnEndpoint }
 
 // DeleteAuthRequest runs after the tokens are minted. It does nothing:
-// exchangeCode deletes the request together with its spent code, in one
-// round trip. The code tombstone stays.
+// exchangeCode deleted the request, and with it the code, in the round
+// trip that wrote the grant.
 func (st *storage) DeleteAuthRequest(context.Context, string) error { return nil }
 
 func (st *storage) Health(ctx context.Context) error { return st.s.kv.Ping(ctx) }

@@ -7,8 +7,6 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
-
-	"github.com/watashi-id/watashi/idp/authreq"
 )
 
 var (
@@ -43,21 +41,19 @@ func (r *refreshRequest) GetSubject() string { return r.grant.Subject }
 
 func (r *refreshRequest) SetCurrentScopes(s []string) { r.scopes = s }
 
-// CreateAccessToken serves a code exchange without offline_access.
+// CreateAccessToken serves a code exchange without offline_access: the
+// exchange wrote the grant already (exchangeCode).
 func (st *storage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
-	ar, ok := req.(*authreq.AuthRequest)
+	cr, ok := req.(*codeRequest)
 	if !ok {
 		return "", time.Time{}, oidc.ErrUnsupportedGrantType()
 	}
-	g, _, err := st.s.grants.create(ctx, ar, false)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	return st.s.grants.mintAccess(ctx, g, ar.Scopes)
+	return st.s.grants.mintAccess(ctx, cr.grant.g, cr.Scopes)
 }
 
 // CreateAccessAndRefreshTokens serves a code exchange with offline_access
-// (a new family) and every refresh (the next token of the family).
+// (a new family, written by the exchange) and every refresh (the next
+// token of the family).
 func (st *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
 	s := st.s
 	var (
@@ -67,10 +63,12 @@ func (st *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Toke
 	)
 	scopes := req.GetScopes()
 	switch r := req.(type) {
-	case *authreq.AuthRequest:
-		if g, rt, err = s.grants.create(ctx, r, true); err != nil {
-			return "", "", time.Time{}, err
+	case *codeRequest:
+		if r.grant.rt == "" {
+			// The library wants a family the exchange did not make.
+			return "", "", time.Time{}, oidc.ErrServerError().WithDescription("no refresh token was made")
 		}
+		g, rt = r.grant.g, r.grant.rt
 	case *refreshRequest:
 		if r.token != current {
 			return "", "", time.Time{}, oidc.ErrInvalidGrant()

@@ -89,6 +89,8 @@ func CAS(key string, old, new []byte, ttl time.Duration) Op {
 }
 
 // SetAdd adds members to the set key and (re)sets its ttl (> 0).
+// Result.N is the set's size after the add, so that a caller can tell
+// when a set it keeps bounded needs pruning without listing it.
 func SetAdd(key string, ttl time.Duration, members ...string) Op {
 	return Op{Kind: OpSetAdd, Key: key, TTL: ttl, Members: members}
 }
@@ -130,7 +132,8 @@ type Result struct {
 	Members []string
 	// OK reports whether a SetNX or CAS wrote.
 	OK bool
-	// N is a counter's value after Incr.
+	// N is a counter's value after Incr or HashIncr, a set's size after
+	// SetAdd.
 	N int64
 	// Err is this operation's failure; ErrNotFound for a missing Get.
 	Err error

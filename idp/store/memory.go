@@ -463,6 +463,7 @@ func (m *Memory) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 			}
 		case OpSetAdd:
 			m.setAdd(op.Key, op.TTL, op.Members)
+			r.N = int64(len(m.sets[op.Key].members))
 		case OpSetRemove:
 			m.setRemove(op.Key, op.Members)
 		case OpSetMembers:

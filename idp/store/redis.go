@@ -403,7 +403,8 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 	defer cancel()
 	pipe := r.c.Pipeline()
 	cmds := make([]redis.Cmder, len(ops))
-	var later []int // stream appends that wait for replicas, after the pipeline
+	cards := map[int]*redis.IntCmd{} // a SetAdd's size after the add
+	var later []int                  // stream appends that wait for replicas, after the pipeline
 	for i, op := range ops {
 		k := r.k(op.Key)
 		switch op.Kind {
@@ -433,6 +434,7 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 		case OpSetAdd:
 			cmds[i] = pipe.SAdd(ctx, k, members(op.Members)...)
 			pipe.PExpire(ctx, k, op.TTL)
+			cards[i] = pipe.SCard(ctx, k)
 		case OpSetRemove:
 			cmds[i] = pipe.SRem(ctx, k, members(op.Members)...)
 		case OpSetMembers:
@@ -468,6 +470,9 @@ func (r *Redis) Do(ctx context.Context, ops ...Op) ([]Result, error) {
 			res.OK = res.Err == nil && c.Val() == "OK"
 		case *redis.IntCmd:
 			res.N, res.Err = c.Result()
+			if card, ok := cards[i]; ok && res.Err == nil {
+				res.N, res.Err = card.Result()
+			}
 		case *redis.StringSliceCmd:
 			res.Members, res.Err = c.Result()
 		case *redis.Cmd:

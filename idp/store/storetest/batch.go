@@ -164,6 +164,7 @@ func runBatch(t *testing.T, newKV func(t *testing.T) store.KV) {
 			{string(res[3].Val) == "t" && res[3].Err == nil, "Take of a present key"},
 			{errors.Is(res[4].Err, store.ErrNotFound), "Take of a taken key"},
 			{res[5].Err == nil && res[6].Err == nil, "SetAdd, SetRemove"},
+			{res[5].N == 3, "SetAdd's size of the set after the add"},
 			{slices.Equal(members, []string{"b", "c"}), "SetMembers after add and remove"},
 			{len(res[8].Members) == 0 && res[8].Err == nil, "SetMembers of a missing set"},
 			{res[9].Err == nil, "Publish"},
