@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -413,6 +414,45 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 			if in := o.introspect(at, "web"); in["active"] != false {
 				t.Fatalf("access token alive after family revocation: %v", in)
 			}
+		}
+	})
+}
+
+// TestConcurrentRefresh presents one refresh token many times at once:
+// at most one presentation gets tokens, and the others count as reuse and
+// end the family.
+func TestConcurrentRefresh(t *testing.T) {
+	backends(t, func(t *testing.T, newKV func(testing.TB) store.KV) {
+		o := newTestOP(t, newKV(t), nil)
+		tok := o.loginTokens(o.oauth("web", "offline_access"), testAccount, nil)
+		const n = 8
+		var wg sync.WaitGroup
+		codes := make(chan int, n)
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, _ := o.refresh("web", tok.RefreshToken)
+				codes <- st
+			}()
+		}
+		wg.Wait()
+		close(codes)
+		ok := 0
+		for st := range codes {
+			switch st {
+			case http.StatusOK:
+				ok++
+			case http.StatusBadRequest:
+			default:
+				t.Errorf("refresh answered %d", st)
+			}
+		}
+		if ok > 1 {
+			t.Fatalf("%d of %d concurrent presentations of one refresh token got tokens", ok, n)
+		}
+		if in := o.introspect(tok.AccessToken, "web"); in["active"] != false {
+			t.Fatalf("the family survived concurrent reuse: %v", in)
 		}
 	})
 }

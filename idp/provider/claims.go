@@ -94,6 +94,7 @@ func (st *storage) SetUserinfoFromRequest(ctx context.Context, ui *oidc.UserInfo
 		read = r.acct
 	case *refreshRequest:
 		client, account, scopes, claims, granted, sid = r.grant.ClientID, r.grant.AccountID, r.scopes, r.grant.Claims, r.grant.Granted, r.grant.SessionID
+		read = r.acct
 		if r.grant.ACR != "" {
 			ui.AppendClaims("acr", r.grant.ACR)
 		}

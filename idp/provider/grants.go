@@ -497,30 +497,6 @@ func (gr *grants) newRefresh(g *grantRecord) (string, store.Op, error) {
 	return value, store.Set(refreshKey(g.ID, ids.Hash(value)), b, ttlUntil(now, g.Exp)), nil
 }
 
-// rotate writes the next refresh token of the family g and re-reads its
-// grant in the same round trip: a concurrent reuse may have revoked the
-// family since the presented token was taken, and then the token
-// written is dead with it.
-func (gr *grants) rotate(ctx context.Context, g *grantRecord) (*grantRecord, string, error) {
-	rt, op, err := gr.newRefresh(g)
-	if err != nil {
-		return nil, "", err
-	}
-	res, err := gr.kv.Do(ctx, store.Get(grantKey(g.ID)), op)
-	if err != nil {
-		return nil, "", fmt.Errorf("provider: store refresh token: %w", err)
-	}
-	cur, err := gr.decode(res[0].Val, res[0].Err)
-	if err != nil {
-		return nil, "", err
-	}
-	if err := res[1].Err; err != nil {
-		return nil, "", fmt.Errorf("provider: store refresh token: %w", err)
-	}
-	gr.metrics.tokens.WithLabelValues("refresh").Inc()
-	return cur, rt, nil
-}
-
 // liveAccess resolves an access token ID to its record and live grant,
 // reading in one round trip the grant, the token's revocation marker and
 // whatever extra names (reads of the token's account: extra gets the

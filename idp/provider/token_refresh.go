@@ -44,7 +44,8 @@ func invalidRefresh() *oidc.Error {
 }
 
 // takeRefresh checks a refresh token for the client and then consumes it
-// with compare-and-swap (the used mark keeps the record's TTL). The
+// with compare-and-swap, writing the family's next token in the same
+// round trip (the used mark lives as long as the record did). The
 // checks only read: another client presenting the token, or the right
 // client asking for scopes the family does not have, spends nothing.
 // The token's own client presenting a used token means two parties hold
@@ -96,15 +97,52 @@ func (s *Server) takeRefresh(ctx context.Context, clientID, token string, scopes
 	if err != nil {
 		return nil, err
 	}
-	swapped, err := s.kv.CompareAndSwap(ctx, key, old, b)
+	// One round trip consumes the token, writes the next one, reads the
+	// grant again and the account for the ID token. The swap decides:
+	// should it lose, the next token, which no one has seen, goes. The
+	// grant is read after the write, so a reuse that revoked the family
+	// meanwhile is seen, and the token written dies with the family.
+	next, write, err := s.grants.newRefresh(g)
+	if err != nil {
+		return nil, err
+	}
+	ops := []store.Op{store.CAS(key, old, b, ttlUntil(s.web.Now(), g.Exp)), write, store.Get(grantKey(grant))}
+	if len(g.Granted) > 0 {
+		ops = append(ops, s.accounts.ReadOps(g.AccountID)...)
+	}
+	res, err = s.kv.Do(ctx, ops...)
+	if err == nil && (res[0].Err != nil || !res[0].OK) {
+		if derr := s.kv.Delete(ctx, write.Key); derr != nil {
+			s.log.WarnContext(ctx, "unused next refresh token not deleted", "error", derr)
+		}
+		if res[0].Err != nil {
+			err = res[0].Err
+		} else {
+			// Another request consumed it first.
+			return nil, s.spends.refreshReused(ctx, grant)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("provider: consume refresh token: %w", err)
 	}
-	if !swapped {
-		// Another request consumed it first.
-		return nil, s.spends.refreshReused(ctx, grant)
-	}
 	req.key, req.unused, req.used = key, old, b
+	if err := res[1].Err; err != nil {
+		s.spends.giveBack(ctx, req)
+		return nil, fmt.Errorf("provider: store refresh token: %w", err)
+	}
+	cur, err := s.grants.decode(res[2].Val, res[2].Err)
+	if errors.Is(err, errTokenInactive) || errors.Is(err, errGrantRevoked) {
+		return nil, invalidRefresh()
+	}
+	if err != nil {
+		s.spends.giveBack(ctx, req)
+		return nil, err
+	}
+	req.grant, req.next = cur, next
+	if len(g.Granted) > 0 {
+		req.acct = res[3:]
+	}
+	s.metrics.tokens.WithLabelValues("refresh").Inc()
 	return req, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/watashi-id/watashi/idp/store"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
@@ -25,6 +26,11 @@ type refreshRequest struct {
 	// token back if the rotation fails for a passing reason.
 	key          string
 	unused, used []byte
+	// next is the family's next refresh token, written when the
+	// presented one was consumed; acct the results of Accounts.ReadOps
+	// read then (nil when the grant releases no claims).
+	next string
+	acct []store.Result
 }
 
 func (r *refreshRequest) GetAMR() []string { return r.grant.AMR }
@@ -73,13 +79,10 @@ func (st *storage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Toke
 		if r.token != current {
 			return "", "", time.Time{}, oidc.ErrInvalidGrant()
 		}
-		g, rt, err = s.grants.rotate(ctx, r.grant)
-		if errors.Is(err, errTokenInactive) || errors.Is(err, errGrantRevoked) {
-			return "", "", time.Time{}, invalidRefresh()
+		if r.next == "" {
+			return "", "", time.Time{}, oidc.ErrServerError().WithDescription("no refresh token was made")
 		}
-		if err != nil {
-			return "", "", time.Time{}, err
-		}
+		g, rt = r.grant, r.next
 	default:
 		return "", "", time.Time{}, oidc.ErrUnsupportedGrantType()
 	}
