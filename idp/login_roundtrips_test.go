@@ -18,7 +18,7 @@ import (
 // consent, the callback, the code exchange and userinfo (the load tool's
 // login). Each is a network round trip on Redis and most of a login's
 // CPU there; raise it only with the reason in the commit.
-const loginRoundTripBudget = 50
+const loginRoundTripBudget = 21
 
 var (
 	reFinishCSRF = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
