@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -184,9 +185,22 @@ func TestStoreOutageIsTemporary(t *testing.T) {
 type faultKV struct {
 	store.KV
 	prefix atomic.Pointer[string]
+	// one fails a single operation of the next batch holding it, while
+	// the rest of the batch applies (a command refused by the server,
+	// say for memory): kind and key prefix.
+	one atomic.Pointer[oneFault]
+}
+
+type oneFault struct {
+	kind   store.OpKind
+	prefix string
 }
 
 func (f *faultKV) failNextSet(prefix string) { f.prefix.Store(&prefix) }
+
+func (f *faultKV) failNextOp(kind store.OpKind, prefix string) {
+	f.one.Store(&oneFault{kind: kind, prefix: prefix})
+}
 
 func (f *faultKV) Set(ctx context.Context, key string, val []byte, ttl time.Duration) error {
 	if p := f.prefix.Load(); p != nil && strings.HasPrefix(key, *p) && f.prefix.CompareAndSwap(p, nil) {
@@ -198,6 +212,20 @@ func (f *faultKV) Set(ctx context.Context, key string, val []byte, ttl time.Dura
 // Do fails a batch holding the armed write as a whole, before anything
 // is applied: the connection dropped on the way.
 func (f *faultKV) Do(ctx context.Context, ops ...store.Op) ([]store.Result, error) {
+	if one := f.one.Load(); one != nil {
+		for i, op := range ops {
+			if op.Kind != one.kind || !strings.HasPrefix(op.Key, one.prefix) || !f.one.CompareAndSwap(one, nil) {
+				continue
+			}
+			rest := append(slices.Clone(ops[:i]), ops[i+1:]...)
+			res, err := f.KV.Do(ctx, rest...)
+			if err != nil {
+				return nil, err
+			}
+			failed := store.Result{Err: errors.New("injected: OOM command not allowed")}
+			return append(res[:i:i], append([]store.Result{failed}, res[i:]...)...), nil
+		}
+	}
 	for _, op := range ops {
 		if p := f.prefix.Load(); p != nil && op.Kind == store.OpSet && strings.HasPrefix(op.Key, *p) && f.prefix.CompareAndSwap(p, nil) {
 			return nil, errors.New("injected: connection reset by peer")
@@ -247,6 +275,39 @@ func TestFailureMidExchangeCanBeRetried(t *testing.T) {
 	// The retried token is spent now, as any rotated token.
 	if st, _ := o.refresh("web", tok.RefreshToken); st == http.StatusOK {
 		t.Fatal("a rotated refresh token worked twice")
+	}
+
+	// One operation of the rotation's batch fails while the rest
+	// applies: the presented token was consumed, so it is given back,
+	// and the retry works without reading as reuse. (The reuse above
+	// ended that family: a new one.)
+	v = oauth2.GenerateVerifier()
+	tok, err = conf.Exchange(o.ctx(), o.login(conf, v, testAccount, nil), oauth2.VerifierOption(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := tok.RefreshToken
+	for _, fault := range []struct {
+		name   string
+		kind   store.OpKind
+		prefix string
+	}{
+		{"the next token's write", store.OpSet, "rt:"},
+		{"the grant's second reading", store.OpGet, "grant:"},
+	} {
+		kv.failNextOp(fault.kind, fault.prefix)
+		res, body = o.call(http.MethodPost, tokenPath, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}.Encode(), basic)
+		if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, temporarilyUnavailableJSON) {
+			t.Fatalf("refresh with %s failing: %d %s", fault.name, res.StatusCode, body)
+		}
+		if kv.one.Load() != nil {
+			t.Fatalf("%s was never attempted", fault.name)
+		}
+		st, r = o.refresh("web", rt)
+		if st != http.StatusOK {
+			t.Fatalf("the refresh retried after %s failed: %d %v", fault.name, st, r)
+		}
+		rt, _ = r["refresh_token"].(string)
 	}
 }
 
