@@ -32,7 +32,9 @@ type Instrumented struct {
 	kv       KV
 	duration *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
-	trips    *prometheus.CounterVec
+	// The round-trip counters of the two origins, resolved once: every
+	// store operation counts in one.
+	reqTrips, bgTrips prometheus.Counter
 }
 
 type originKey struct{}
@@ -45,11 +47,12 @@ func ServingRequest(ctx context.Context) context.Context {
 	return context.WithValue(ctx, originKey{}, true)
 }
 
-func origin(ctx context.Context) string {
+func (m *Instrumented) trip(ctx context.Context) {
 	if ctx.Value(originKey{}) != nil {
-		return "request"
+		m.reqTrips.Inc()
+	} else {
+		m.bgTrips.Inc()
 	}
-	return "background"
 }
 
 // Instrument wraps kv; reg is the provider's registry (never the global
@@ -78,15 +81,13 @@ func Instrument(kv KV, reg prometheus.Registerer) (*Instrumented, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt.WithLabelValues("request")
-	rt.WithLabelValues("background")
 	for _, op := range ops {
 		d.WithLabelValues(op)
 		for _, kind := range []string{"timeout", "not_replicated", "error"} {
 			e.WithLabelValues(op, kind)
 		}
 	}
-	return &Instrumented{kv: kv, duration: d, errors: e, trips: rt}, nil
+	return &Instrumented{kv: kv, duration: d, errors: e, reqTrips: rt.WithLabelValues("request"), bgTrips: rt.WithLabelValues("background")}, nil
 }
 
 // Unwrap returns the wrapped store.
@@ -94,7 +95,7 @@ func (m *Instrumented) Unwrap() KV { return m.kv }
 
 func (m *Instrumented) observe(ctx context.Context, op string, start time.Time, err error) {
 	m.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	m.trips.WithLabelValues(origin(ctx)).Inc()
+	m.trip(ctx)
 	switch {
 	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, context.Canceled), errors.Is(err, ErrSnapshotChanged):
 		// A caller that went away is not the store failing, nor are
