@@ -399,7 +399,7 @@ func TestHASentinelLoginsThroughFailover(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Node(old).Kill()
-		s.WaitNewMaster(t, old, 30*time.Second)
+		s.WaitNewMaster(t, old, storetest.FailoverWithin)
 	})
 	t.Logf("kill -9 of the master: %s", killed)
 	for name, r := range map[string]loadResult{"forced failover": forced, "kill -9": killed} {

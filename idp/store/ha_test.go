@@ -72,7 +72,7 @@ func TestSentinel(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.Node(old).Kill()
-			s.WaitNewMaster(t, old, 30*time.Second)
+			s.WaitNewMaster(t, old, storetest.FailoverWithin)
 		})
 		res.check(t, kv)
 	})

@@ -178,6 +178,13 @@ type Sentinel struct {
 	t         testing.TB
 }
 
+// FailoverWithin bounds how long a test waits for the sentinels to
+// elect a new master after the old one died. An election the sentinels
+// fail to agree on (split votes, more likely on a loaded machine) is
+// tried again only after twice the failover timeout (10 s), so the
+// bound leaves room for two retries.
+const FailoverWithin = 60 * time.Second
+
 // StartSentinel starts a master, replicas replicas and sentinels
 // sentinels (quorum: a majority), and returns once every sentinel knows
 // every replica and every other sentinel, so that a failover can be
